@@ -1,0 +1,70 @@
+# llma-sentiment: `make run` runs the main job, `make test` runs every test.
+# Every step installs what it needs (rustup target, Python venv, servers).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+export CARGO_TARGET_DIR ?= /var/cache/llma-sentiment/target
+export LLMA_VENV ?= /var/cache/llma-sentiment/venv
+PY := $(LLMA_VENV)/bin/python
+MODELS := $(CURDIR)/build/models
+WASM_DIR := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
+PLUGIN_WASM := $(WASM_DIR)/llma_sentiment_plugin.wasm
+HOSTILE_WASM := $(WASM_DIR)/llma_hostile_plugin.wasm
+BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
+
+# The host binary embeds the default plugin and model (see host/build.rs).
+export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
+export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
+
+.PHONY: setup venv target plugins models build run analyze test bench-model model clean
+
+setup: target venv
+
+target:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+venv:
+	@scripts/venv.sh models/requirements.txt >/dev/null
+
+# Release always: tract in a debug wasm build is far too slow.
+plugins: target
+	cargo build --release --target wasm32-wasip2 -p llma-sentiment-plugin -p llma-hostile-plugin
+
+$(MODELS)/default/model.onnx: models/build_default.py models/bundle_common.py models/requirements.txt | venv
+	$(PY) models/build_default.py --out $(MODELS)/default
+
+$(MODELS)/roberta-tiny/model.onnx: models/build_roberta.py models/bundle_common.py models/requirements.txt | venv
+	$(PY) models/build_roberta.py --shape tiny --cumsum int64 --seed 7 --out $(MODELS)/roberta-tiny
+
+$(MODELS)/roberta-tiny-i32/model.onnx: models/build_roberta.py models/bundle_common.py models/requirements.txt | venv
+	$(PY) models/build_roberta.py --shape tiny --cumsum int32 --seed 7 --out $(MODELS)/roberta-tiny-i32
+
+models: $(MODELS)/default/model.onnx $(MODELS)/roberta-tiny/model.onnx $(MODELS)/roberta-tiny-i32/model.onnx
+
+# The benchmark model (~500 MB): generated on demand, never committed.
+bench-model: $(MODELS)/roberta-base-shape/model.onnx
+$(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_common.py | venv
+	$(PY) models/build_roberta.py --shape base --cumsum int64 --seed 11 --out $(MODELS)/roberta-base-shape
+
+build: plugins models
+	cargo build -p llma-sentiment
+
+analyze: build
+	$(BIN) analyze samples/events.jsonl
+
+run: analyze
+
+test: build
+	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
+	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
+	cargo test -p llma-sentiment-plugin -p llma-sentiment
+
+# The production model needs a reachable model hub (not these machines).
+model: | venv
+	$(LLMA_VENV)/bin/pip install 'optimum[onnxruntime]'
+	$(LLMA_VENV)/bin/optimum-cli export onnx --model cardiffnlp/twitter-roberta-base-sentiment-latest \
+		--task text-classification $(MODELS)/twitter-roberta-base-sentiment-latest
+
+clean:
+	rm -rf build

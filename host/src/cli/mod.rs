@@ -1,0 +1,93 @@
+//! The `llma-sentiment` command line.
+
+mod local;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::source::PluginSource;
+
+#[derive(Debug, Parser)]
+#[command(name = "llma-sentiment", version, about = "Sentiment of LLM user messages, in a wasm sandbox")]
+pub struct Cli {
+    #[command(flatten)]
+    pub plugin: PluginArgs,
+    /// Log filter (tracing `EnvFilter` syntax); logs go to stderr.
+    #[arg(long, env = "LLMA_SENTIMENT_LOG", default_value = "warn", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PluginArgs {
+    /// Plugin component (.wasm); the embedded default when absent.
+    #[arg(long, env = "LLMA_SENTIMENT_PLUGIN", global = true)]
+    pub plugin: Option<PathBuf>,
+    /// Model bundle directory (model.onnx, tokenizer.json, config.json); the embedded default when absent.
+    #[arg(long = "model", env = "LLMA_SENTIMENT_MODEL_DIR", global = true)]
+    pub model_dir: Option<PathBuf>,
+    /// Where compiled components and the unpacked default model are cached.
+    #[arg(long, env = "LLMA_SENTIMENT_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the component on every start instead of using the cache.
+    #[arg(long, global = true)]
+    pub no_compile_cache: bool,
+    /// Texts per classify call.
+    #[arg(long, env = "LLMA_SENTIMENT_BATCH_SIZE", default_value_t = 8, global = true)]
+    pub batch_size: usize,
+    /// Keep the last N user messages of a generation.
+    #[arg(long, env = "LLMA_SENTIMENT_MAX_MESSAGES", default_value_t = 50, global = true)]
+    pub max_messages: u32,
+    /// Keep the last N characters of each message.
+    #[arg(long, env = "LLMA_SENTIMENT_MAX_CHARS", default_value_t = 2000, global = true)]
+    pub max_chars: u32,
+}
+
+impl PluginArgs {
+    pub fn source(&self) -> PluginSource {
+        PluginSource {
+            plugin: self.plugin.clone(),
+            model_dir: self.model_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
+            no_compile_cache: self.no_compile_cache,
+        }
+    }
+
+    pub fn pipeline(&self) -> crate::pipeline::PipelineOptions {
+        crate::pipeline::PipelineOptions {
+            max_messages: self.max_messages,
+            max_chars: self.max_chars,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read an `$ai_input` JSON value on stdin; print the user messages kept.
+    Extract,
+    /// Classify each TEXT; print one JSON line per text.
+    Classify {
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Read `$ai_generation` events (JSON lines) from FILE or stdin; print one
+    /// `$ai_sentiment` event, skip record or error record per line.
+    Analyze {
+        /// Input file; `-` or absent for stdin.
+        file: Option<PathBuf>,
+    },
+    /// Print the plugin's and model's info.
+    Info,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Extract => local::extract(&cli.plugin),
+        Command::Classify { texts } => local::classify(&cli.plugin, texts),
+        Command::Analyze { file } => local::analyze(&cli.plugin, file.as_deref()),
+        Command::Info => local::info(&cli.plugin),
+    }
+}

@@ -1,0 +1,92 @@
+//! On-disk cache of compiled components.
+//!
+//! Compiling the 20+ MB plugin with Cranelift takes ~12 s; loading the
+//! compiled artifact takes ~30 ms. An artifact is only valid for the same
+//! wasmtime build and engine `Config`, so the key covers both, plus the
+//! component's own bytes.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use super::EngineError;
+
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+/// Feeds std's `Hash` into SHA-256 so the key does not depend on the
+/// (unspecified) std hasher.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl CompileCache {
+    /// `None` disables caching (every load compiles).
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        CompileCache { dir }
+    }
+
+    pub fn key(engine: &Engine, wasm: &[u8]) -> String {
+        let mut h = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        h.0.update(wasm);
+        hex::encode(h.0.finalize())
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")))
+    }
+
+    /// Loads the compiled component from the cache, or compiles and stores it.
+    /// Returns whether the cache served it.
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<(Component, bool), EngineError> {
+        let key = Self::key(engine, wasm);
+        if let Some(path) = self.path(&key) {
+            if path.is_file() {
+                // SAFETY: the file is an artifact this cache wrote with
+                // `precompile_component` for an engine with the same
+                // compatibility hash (part of the key); wasmtime also checks
+                // the header and refuses a mismatched artifact.
+                match unsafe { Component::deserialize_file(engine, &path) } {
+                    Ok(c) => return Ok((c, true)),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact"),
+                }
+            }
+        }
+        let compiled = engine.precompile_component(wasm).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        if let Some(path) = self.path(&key) {
+            if let Err(e) = write_atomically(&path, &compiled) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
+            }
+        }
+        // SAFETY: the bytes were produced just now by this engine.
+        let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        Ok((component, false))
+    }
+}
+
+/// Writes to a temporary file and renames it, so a concurrent reader or a
+/// crash never sees half an artifact.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"), std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

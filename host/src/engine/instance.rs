@@ -1,0 +1,167 @@
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, ExtractOptions, MessageResult, OverallResult, PluginInfo, UserMessage};
+use super::{EngineError, Limits, Plugin, TrapKind, GUEST_MODEL_DIR};
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The sandbox: the model directory read-only, nothing else. No env, no
+/// args, no stdio, no sockets or name lookups.
+fn sandbox(model_dir: &Path) -> Result<WasiCtx, EngineError> {
+    let mut b = WasiCtxBuilder::new();
+    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.socket_addr_check(|_, _| Box::pin(async { false }));
+    b.preopened_dir(model_dir, GUEST_MODEL_DIR, FsPerms::ReadOnly).map_err(|e| EngineError::ModelDir {
+        path: model_dir.display().to_string(),
+        reason: format!("cannot preopen: {e:#}"),
+    })?;
+    Ok(b.build())
+}
+
+/// A live plugin instance with its model loaded. After a trap it is
+/// poisoned: every further call fails until the owner replaces it.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: bindings::Plugin,
+    info: PluginInfo,
+    limits: Limits,
+    poisoned: Option<TrapKind>,
+    /// Fuel the last call consumed.
+    pub last_fuel: u64,
+}
+
+impl Instance {
+    pub(super) fn new(pre: &bindings::PluginPre<HostState>, model_dir: &Path, limits: Limits) -> Result<Instance, EngineError> {
+        let state = HostState {
+            wasi: sandbox(model_dir)?,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(limits.max_instances)
+                .tables(limits.max_tables)
+                .memories(limits.max_memories)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        store.set_epoch_deadline(limits.ticks(limits.load_deadline));
+        let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        let info = bindings
+            .llma_sentiment_sentiment()
+            .call_load(&mut store, GUEST_MODEL_DIR)
+            .map_err(|e| trapped("load", &e))?
+            .map_err(|error| EngineError::Plugin { call: "load", error })?;
+        Ok(Instance { store, bindings, info, limits, poisoned: None, last_fuel: 0 })
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    pub fn poisoned(&self) -> Option<TrapKind> {
+        self.poisoned
+    }
+
+    /// Runs one guest call under `deadline` and `fuel`; a trap poisons the instance.
+    fn call<R>(
+        &mut self,
+        name: &'static str,
+        deadline: Duration,
+        fuel: u64,
+        f: impl FnOnce(&bindings::Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, EngineError> {
+        if let Some(kind) = self.poisoned {
+            return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
+        }
+        self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
+        self.store.set_epoch_deadline(self.limits.ticks(deadline));
+        let result = f(&self.bindings, &mut self.store);
+        self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        result.map_err(|e| {
+            let err = trapped(name, &e);
+            self.poisoned = err.trap_kind();
+            err
+        })
+    }
+
+    pub fn extract(&mut self, ai_input_json: &str, options: ExtractOptions) -> Result<Vec<UserMessage>, EngineError> {
+        // Extraction is linear in the input; budget it like one text.
+        let (deadline, fuel) = (self.limits.classify_deadline(1), self.limits.classify_fuel(1, self.info.limits.max_tokens));
+        self.call("extract", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_extract(s, ai_input_json, options))?
+            .map_err(|error| EngineError::Plugin { call: "extract", error })
+    }
+
+    pub fn classify(&mut self, texts: &[String]) -> Result<Vec<MessageResult>, EngineError> {
+        let deadline = self.limits.classify_deadline(texts.len());
+        let fuel = self.limits.classify_fuel(texts.len(), self.info.limits.max_tokens);
+        let results = self
+            .call("classify", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_classify(s, texts))?
+            .map_err(|error| EngineError::Plugin { call: "classify", error })?;
+        if results.len() != texts.len() {
+            return Err(EngineError::Plugin {
+                call: "classify",
+                error: bindings::PluginError::Inference(format!("{} results for {} texts", results.len(), texts.len())),
+            });
+        }
+        Ok(results)
+    }
+
+    pub fn aggregate(&mut self, results: &[MessageResult]) -> Result<Option<OverallResult>, EngineError> {
+        let (deadline, fuel) = (self.limits.call_deadline_base, self.limits.fuel_base);
+        self.call("aggregate", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_aggregate(s, results))
+    }
+}
+
+fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
+    EngineError::Trapped { call, kind: TrapKind::classify(e), detail: format!("{e:#}") }
+}
+
+/// Owns at most one instance of a plugin and replaces it when a trap poisoned
+/// it, so a caller never sees "cannot enter component instance".
+pub struct InstanceSlot {
+    plugin: Arc<Plugin>,
+    instance: Option<Instance>,
+}
+
+impl InstanceSlot {
+    pub fn new(plugin: Arc<Plugin>) -> Self {
+        InstanceSlot { plugin, instance: None }
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// The live instance, instantiating a fresh one if there is none or the
+    /// last one trapped.
+    pub fn get(&mut self) -> Result<&mut Instance, EngineError> {
+        let instance = match self.instance.take() {
+            Some(live) if live.poisoned().is_none() => live,
+            Some(trapped) => {
+                tracing::warn!(trap = ?trapped.poisoned(), "replacing a trapped plugin instance");
+                drop(trapped);
+                self.plugin.instantiate()?
+            }
+            None => self.plugin.instantiate()?,
+        };
+        Ok(self.instance.insert(instance))
+    }
+}

@@ -1,0 +1,64 @@
+//! Per-call budgets and per-instance caps.
+
+use std::time::Duration;
+
+/// Budgets derived from the production-shaped model (RoBERTa-base, fp32,
+/// inside wasm with simd128 on this machine kind): ~2e8 fuel and ~7 ms per
+/// token at 512 tokens, so a 512-token text costs ~1.2e11 fuel and ~4 s.
+/// The defaults allow ~4x that per text, plus a fixed allowance per call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock allowance of every call, whatever its size.
+    pub call_deadline_base: Duration,
+    /// Extra wall-clock allowance per text in a `classify` batch.
+    pub call_deadline_per_text: Duration,
+    /// Wall-clock allowance of `load` (model parse + optimise).
+    pub load_deadline: Duration,
+    /// Fuel of every call, whatever its size.
+    pub fuel_base: u64,
+    /// Extra fuel per token of the largest text the model accepts, per text.
+    pub fuel_per_token: u64,
+    /// Fuel of `load`.
+    pub load_fuel: u64,
+    /// Linear memory cap per instance, bytes.
+    pub memory_bytes: usize,
+    /// Caps on instances, tables and memories a component may create.
+    pub max_instances: usize,
+    pub max_tables: usize,
+    pub max_memories: usize,
+    /// Granularity of the epoch deadlines.
+    pub epoch_tick: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_deadline_base: Duration::from_secs(10),
+            call_deadline_per_text: Duration::from_secs(15),
+            load_deadline: Duration::from_secs(120),
+            fuel_base: 10_000_000_000,
+            fuel_per_token: 1_000_000_000,
+            load_fuel: 20_000_000_000_000,
+            memory_bytes: 4 << 30,
+            max_instances: 64,
+            max_tables: 64,
+            max_memories: 4,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn ticks(&self, d: Duration) -> u64 {
+        (d.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64
+    }
+
+    pub(crate) fn classify_deadline(&self, texts: usize) -> Duration {
+        self.call_deadline_base + self.call_deadline_per_text * texts as u32
+    }
+
+    pub(crate) fn classify_fuel(&self, texts: usize, max_tokens: u32) -> u64 {
+        let per_text = self.fuel_per_token.saturating_mul(max_tokens as u64);
+        self.fuel_base.saturating_add(per_text.saturating_mul(texts as u64))
+    }
+}

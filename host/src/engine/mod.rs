@@ -1,0 +1,147 @@
+//! The wasmtime side: one `PluginEngine` per process (engine, epoch ticker,
+//! compile cache), one `Plugin` per plugin version (compiled and
+//! pre-instantiated once), and `Instance`s whose every call runs under an
+//! epoch deadline and a fuel budget. A trapped instance is poisoned and must
+//! be replaced; `InstanceSlot` does that for its owner.
+
+mod bindings;
+mod cache;
+mod error;
+mod instance;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+pub use bindings::{
+    ExtractOptions, Label, MessageResult, OverallResult, PluginError, PluginInfo, PluginLimits, Scores, UserMessage,
+};
+pub use cache::{sha256_hex, write_atomically, CompileCache};
+pub use error::{EngineError, TrapKind};
+pub use instance::{HostState, Instance, InstanceSlot};
+pub use limits::Limits;
+
+/// Guest path of the read-only model directory.
+pub const GUEST_MODEL_DIR: &str = "/model";
+
+pub struct PluginEngine {
+    engine: Engine,
+    limits: Limits,
+    cache: CompileCache,
+    ticker: EpochTicker,
+}
+
+impl PluginEngine {
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone(), limits.epoch_tick)?;
+        Ok(PluginEngine { engine, limits, cache: CompileCache::new(cache_dir), ticker })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn wasmtime(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles (or loads from the cache) and pre-instantiates a
+    /// plugin; `model_dir` is what its instances will see, read-only.
+    pub fn load_plugin_file(&self, path: &Path, model_dir: &Path) -> Result<Plugin, EngineError> {
+        let wasm = std::fs::read(path).map_err(|source| EngineError::ReadPlugin { path: path.display().to_string(), source })?;
+        self.load_plugin(&wasm, model_dir)
+    }
+
+    pub fn load_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {
+        let model_dir = check_model_dir(model_dir)?;
+        let started = Instant::now();
+        let (component, from_cache) = self.cache.load_or_compile(&self.engine, wasm)?;
+        let compile_time = started.elapsed();
+        let mut linker: Linker<HostState> = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
+        Ok(Plugin {
+            pre,
+            model_dir,
+            limits: self.limits.clone(),
+            wasm_sha256: sha256_hex(wasm),
+            from_cache,
+            compile_time,
+            _epochs: self.ticker.token.clone(),
+        })
+    }
+}
+
+fn check_model_dir(dir: &Path) -> Result<PathBuf, EngineError> {
+    let err = |reason: &str| EngineError::ModelDir { path: dir.display().to_string(), reason: reason.to_string() };
+    let dir = dir.canonicalize().map_err(|e| err(&e.to_string()))?;
+    if !dir.is_dir() {
+        return Err(err("not a directory"));
+    }
+    for file in ["model.onnx", "tokenizer.json", "config.json"] {
+        if !dir.join(file).is_file() {
+            return Err(err(&format!("missing {file}")));
+        }
+    }
+    Ok(dir)
+}
+
+/// One plugin version, compiled and linked; instantiating it is cheap.
+pub struct Plugin {
+    pre: bindings::PluginPre<HostState>,
+    model_dir: PathBuf,
+    limits: Limits,
+    /// Identifies the plugin build (SHA-256 of the component bytes).
+    pub wasm_sha256: String,
+    /// Whether the compiled artifact came from the disk cache.
+    pub from_cache: bool,
+    /// Time to compile, or to load the cached artifact.
+    pub compile_time: Duration,
+    /// Keeps the epoch ticker running while instances may exist.
+    _epochs: Arc<()>,
+}
+
+impl Plugin {
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
+    }
+
+    /// A new instance with its model loaded (`load` runs under the load budget).
+    pub fn instantiate(&self) -> Result<Instance, EngineError> {
+        Instance::new(&self.pre, &self.model_dir, self.limits.clone())
+    }
+}
+
+/// Advances the engine's epoch every tick, so epoch deadlines measure wall
+/// time. The thread runs while the engine or any plugin holds the token.
+struct EpochTicker {
+    token: Arc<()>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Result<Self, EngineError> {
+        let token = Arc::new(());
+        let weak: Weak<()> = Arc::downgrade(&token);
+        std::thread::Builder::new()
+            .name("llma-epoch-ticker".into())
+            .spawn(move || {
+                while weak.upgrade().is_some() {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| EngineError::Instantiate(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(EpochTicker { token })
+    }
+}

@@ -1,0 +1,9 @@
+//! llma-sentiment host: runs the sentiment plugin (a WASI component) under
+//! wasmtime with deadlines and fuel, for the CLI and the Temporal worker.
+
+pub mod cli;
+pub mod embedded;
+pub mod engine;
+pub mod event;
+pub mod pipeline;
+pub mod source;

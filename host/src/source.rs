@@ -1,0 +1,66 @@
+//! Which plugin and model to run: explicit paths, or the embedded default.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::embedded;
+use crate::engine::{Limits, Plugin, PluginEngine};
+
+#[derive(Debug, Clone, Default)]
+pub struct PluginSource {
+    /// A plugin component (`.wasm`); `None` for the embedded default.
+    pub plugin: Option<PathBuf>,
+    /// A model bundle directory; `None` for the embedded default.
+    pub model_dir: Option<PathBuf>,
+    /// Compiled-component cache and unpacked default model; `None` for the user cache dir.
+    pub cache_dir: Option<PathBuf>,
+    /// Disables the compiled-component cache.
+    pub no_compile_cache: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Embedded(#[from] embedded::EmbeddedError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// `$LLMA_SENTIMENT_CACHE_DIR`, else the user's cache dir, else the temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LLMA_SENTIMENT_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("llma-sentiment")
+}
+
+impl PluginSource {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+
+    fn compile_cache_dir(&self) -> Option<PathBuf> {
+        (!self.no_compile_cache).then(|| self.cache_dir().join("compiled"))
+    }
+
+    pub fn engine(&self, limits: Limits) -> Result<PluginEngine, SourceError> {
+        Ok(PluginEngine::new(limits, self.compile_cache_dir())?)
+    }
+
+    pub fn model_dir(&self) -> Result<PathBuf, SourceError> {
+        match &self.model_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(embedded::model_dir(&self.cache_dir())?),
+        }
+    }
+
+    pub fn load(&self, engine: &PluginEngine) -> Result<Arc<Plugin>, SourceError> {
+        let model_dir = self.model_dir()?;
+        let plugin = match &self.plugin {
+            Some(p) => engine.load_plugin_file(Path::new(p), &model_dir)?,
+            None => engine.load_plugin(embedded::plugin()?, &model_dir)?,
+        };
+        tracing::debug!(from_cache = plugin.from_cache, compile_ms = plugin.compile_time.as_millis() as u64, "plugin ready");
+        Ok(Arc::new(plugin))
+    }
+}

