@@ -17,7 +17,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugins models build run analyze test bench-model model clean
+.PHONY: setup venv target plugins models build run analyze test bench bench-model model clean
 
 setup: target venv
 
@@ -47,13 +47,19 @@ bench-model: $(MODELS)/roberta-base-shape/model.onnx
 $(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_common.py | venv
 	$(PY) models/build_roberta.py --shape base --cumsum int64 --seed 11 --out $(MODELS)/roberta-base-shape
 
+bench: build bench-model
+	$(CARGO_TARGET_DIR)/debug/llma-bench --plugin $(PLUGIN_WASM) --model $(MODELS)/default --model $(MODELS)/roberta-base-shape
+
 build: plugins models
 	cargo build -p llma-sentiment
 
 analyze: build
 	$(BIN) analyze samples/events.jsonl
 
-run: analyze
+# The main job: real Temporal + ClickHouse on free loopback ports, the worker,
+# the sample events in, $ai_sentiment rows out; everything stopped afterwards.
+run: build
+	scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
 
 test: build
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \

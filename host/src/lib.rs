@@ -2,8 +2,12 @@
 //! wasmtime with deadlines and fuel, for the CLI and the Temporal worker.
 
 pub mod cli;
+pub mod config;
 pub mod embedded;
 pub mod engine;
 pub mod event;
 pub mod pipeline;
+pub mod pool;
+pub mod sink;
 pub mod source;
+pub mod worker;

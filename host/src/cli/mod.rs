@@ -1,11 +1,13 @@
 //! The `llma-sentiment` command line.
 
 mod local;
+mod service;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{ClickHouseArgs, TemporalArgs, WorkerArgs};
 use crate::source::PluginSource;
 
 #[derive(Debug, Parser)]
@@ -81,6 +83,42 @@ pub enum Command {
     },
     /// Print the plugin's and model's info.
     Info,
+    /// Create the ClickHouse events table if it is missing (idempotent).
+    Migrate {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+    },
+    /// Run the Temporal worker: classify `$ai_generation` events, write `$ai_sentiment` events.
+    Worker {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        /// Fault injection for tests: fail every first attempt after its insert.
+        #[arg(long, hide = true, env = "LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT")]
+        fault_fail_first_attempt: bool,
+    },
+    /// Start one workflow per event (JSON lines from FILE or stdin), or one batch workflow.
+    Submit {
+        /// Input file; `-` or absent for stdin.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        /// Start one workflow with all events (`{"events": [...]}`).
+        #[arg(long)]
+        batch: bool,
+        /// Wait for the workflows and print their results.
+        #[arg(long)]
+        wait: bool,
+        /// Workflow ids are PREFIX-<generation uuid>.
+        #[arg(long, default_value = "llma-sentiment")]
+        id_prefix: String,
+        /// Workflows started (and awaited) at once.
+        #[arg(long, default_value_t = 16)]
+        parallelism: usize,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -89,5 +127,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Classify { texts } => local::classify(&cli.plugin, texts),
         Command::Analyze { file } => local::analyze(&cli.plugin, file.as_deref()),
         Command::Info => local::info(&cli.plugin),
+        Command::Migrate { clickhouse } => service::migrate(clickhouse),
+        Command::Worker { temporal, clickhouse, worker, fault_fail_first_attempt } => {
+            service::worker(&cli.plugin, temporal, clickhouse, worker, *fault_fail_first_attempt)
+        }
+        Command::Submit { file, temporal, batch, wait, id_prefix, parallelism } => {
+            let options = crate::worker::SubmitOptions {
+                task_queue: temporal.task_queue.clone(),
+                batch: *batch,
+                wait: *wait,
+                id_prefix: id_prefix.clone(),
+                parallelism: *parallelism,
+            };
+            service::submit(temporal, file.as_deref(), options)
+        }
     }
 }

@@ -19,16 +19,3 @@ impl Label {
         }
     }
 }
-
-impl std::fmt::Display for PluginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PluginError::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            PluginError::ModelNotLoaded => write!(f, "model not loaded"),
-            PluginError::ModelLoad(m) => write!(f, "model load: {m}"),
-            PluginError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            PluginError::Tokenize(m) => write!(f, "tokenize: {m}"),
-            PluginError::Inference(m) => write!(f, "inference: {m}"),
-        }
-    }
-}

@@ -14,6 +14,8 @@ pub enum TrapKind {
     MemoryLimit,
     /// The guest panicked or aborted (`unreachable`).
     Panic,
+    /// The owner interrupted the call (activity cancelled, shutdown).
+    Cancelled,
     /// Any other trap (bad memory access, ...).
     Other,
 }
@@ -26,12 +28,16 @@ impl TrapKind {
             TrapKind::StackOverflow => "stack_overflow",
             TrapKind::MemoryLimit => "memory_limit",
             TrapKind::Panic => "panic",
+            TrapKind::Cancelled => "cancelled",
             TrapKind::Other => "other",
         }
     }
 
     pub(crate) fn classify(err: &wasmtime::Error) -> TrapKind {
         use wasmtime::Trap;
+        if err.downcast_ref::<super::instance::Interrupted>().is_some() {
+            return TrapKind::Cancelled;
+        }
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => TrapKind::Deadline,
             Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,

@@ -1,9 +1,10 @@
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, ExtractOptions, MessageResult, OverallResult, PluginInfo, UserMessage};
@@ -13,6 +14,28 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// When the call in flight must stop.
+    call_deadline: Instant,
+    /// Set by the owner to stop the call in flight (activity cancelled).
+    interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// The error a call ends with when its owner interrupted it.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin call interrupted by its caller")]
+pub struct Interrupted;
+
+/// Runs on every epoch tick of a call in flight: the deadline is wall time,
+/// and an interrupt stops the call within one tick.
+fn on_epoch(ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = ctx.data();
+    if state.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+        return Err(wasmtime::Error::new(Interrupted));
+    }
+    if Instant::now() >= state.call_deadline {
+        return Err(Trap::Interrupt.into());
+    }
+    Ok(UpdateDeadline::Continue(1))
 }
 
 impl WasiView for HostState {
@@ -58,11 +81,14 @@ impl Instance {
                 .memories(limits.max_memories)
                 .trap_on_grow_failure(true)
                 .build(),
+            call_deadline: Instant::now() + limits.load_deadline,
+            interrupt: None,
         };
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(on_epoch);
         store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        store.set_epoch_deadline(limits.ticks(limits.load_deadline));
+        store.set_epoch_deadline(1);
         let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         let info = bindings
             .llma_sentiment_sentiment()
@@ -80,6 +106,12 @@ impl Instance {
         self.poisoned
     }
 
+    /// While `flag` is set, any call in flight stops within one epoch tick
+    /// (and poisons the instance, like any trap).
+    pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.store.data_mut().interrupt = flag;
+    }
+
     /// Runs one guest call under `deadline` and `fuel`; a trap poisons the instance.
     fn call<R>(
         &mut self,
@@ -92,7 +124,8 @@ impl Instance {
             return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
         }
         self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
-        self.store.set_epoch_deadline(self.limits.ticks(deadline));
+        self.store.data_mut().call_deadline = Instant::now() + deadline;
+        self.store.set_epoch_deadline(1);
         let result = f(&self.bindings, &mut self.store);
         self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         result.map_err(|e| {
@@ -139,11 +172,24 @@ fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
 pub struct InstanceSlot {
     plugin: Arc<Plugin>,
     instance: Option<Instance>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl InstanceSlot {
     pub fn new(plugin: Arc<Plugin>) -> Self {
-        InstanceSlot { plugin, instance: None }
+        InstanceSlot { plugin, instance: None, interrupt: None }
+    }
+
+    /// Calls made through this slot stop when `flag` is set.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    pub fn clear_interrupt(&mut self) {
+        self.interrupt = None;
+        if let Some(i) = self.instance.as_mut() {
+            i.set_interrupt(None);
+        }
     }
 
     pub fn plugin(&self) -> &Arc<Plugin> {
@@ -162,6 +208,8 @@ impl InstanceSlot {
             }
             None => self.plugin.instantiate()?,
         };
-        Ok(self.instance.insert(instance))
+        let instance = self.instance.insert(instance);
+        instance.set_interrupt(self.interrupt.clone());
+        Ok(instance)
     }
 }

@@ -49,10 +49,6 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub(crate) fn ticks(&self, d: Duration) -> u64 {
-        (d.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64
-    }
-
     pub(crate) fn classify_deadline(&self, texts: usize) -> Duration {
         self.call_deadline_base + self.call_deadline_per_text * texts as u32
     }

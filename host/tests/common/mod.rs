@@ -2,6 +2,8 @@
 //! not a reason to skip: run the tests through `make test`.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -49,4 +51,149 @@ pub fn engine(limits: Limits) -> PluginEngine {
 
 pub fn load(engine: &PluginEngine, wasm: &PathBuf, model: &PathBuf) -> Arc<Plugin> {
     Arc::new(engine.load_plugin_file(wasm, model).expect("plugin loads"))
+}
+
+// ---- Throwaway ClickHouse servers (scripts/clickhouse.sh) for sink tests ----
+
+/// The repository root (the host crate's parent).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn clickhouse_script() -> PathBuf {
+    repo_root().join("scripts/clickhouse.sh")
+}
+
+fn run_clickhouse_script(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = std::process::Command::new("bash")
+        .arg(clickhouse_script())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run scripts/clickhouse.sh");
+    assert!(
+        out.status.success(),
+        "scripts/clickhouse.sh {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `scripts/clickhouse.sh install`, once per test binary.
+pub fn install_clickhouse() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        run_clickhouse_script(&["install".as_ref()]);
+    });
+}
+
+/// A ClickHouse server of its own for one test, in a temporary directory.
+/// Stopped (SIGTERM, then SIGKILL after 10 s) and deleted on drop, also when
+/// the test panics.
+pub struct ClickHouseServer {
+    dir: tempfile::TempDir,
+    pub url: String,
+    pub http_port: u16,
+    /// The server process when `restart` started it (not the script).
+    child: Option<std::process::Child>,
+}
+
+impl ClickHouseServer {
+    pub fn start() -> ClickHouseServer {
+        install_clickhouse();
+        let dir = tempfile::Builder::new().prefix("llma-ch-").tempdir().expect("tempdir");
+        let out = run_clickhouse_script(&["start".as_ref(), dir.path().as_os_str()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let url = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("CLICKHOUSE_URL="))
+            .unwrap_or_else(|| panic!("no CLICKHOUSE_URL= in the output of clickhouse.sh start: {stdout}"))
+            .trim()
+            .to_string();
+        let http_port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in CLICKHOUSE_URL");
+        ClickHouseServer { dir, url, http_port, child: None }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops the server (no-op when stopped); blocks until it is gone.
+    pub fn stop(&mut self) {
+        run_clickhouse_script(&["stop".as_ref(), self.dir.path().as_os_str()]);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again with the same config, ports and data (the
+    /// script's `start` would pick new ports), and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none() && !self.dir().join("pid").exists(), "server is still running");
+        use std::os::unix::process::CommandExt;
+        let dir = self.dir.path();
+        let mut cmd = match std::env::var_os("CLICKHOUSE_SERVER_BIN") {
+            Some(bin) => std::process::Command::new(bin),
+            None if std::path::Path::new("/usr/sbin/clickhouse-server").exists() => {
+                std::process::Command::new("/usr/sbin/clickhouse-server")
+            }
+            None => {
+                let mut c = std::process::Command::new("clickhouse");
+                c.arg("server");
+                c
+            }
+        };
+        let log = std::fs::OpenOptions::new().append(true).create(true).open(dir.join("log/stdout.log")).expect("log");
+        let child = cmd
+            .arg(format!("--config-file={}", dir.join("config.xml").display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("spawn clickhouse-server");
+        // So that `stop` (and drop) find it.
+        std::fs::write(dir.join("pid"), child.id().to_string()).expect("pid file");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.answers_ping() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("restarted clickhouse-server exited with {status}; see {}", dir.join("log").display());
+            }
+            assert!(std::time::Instant::now() < deadline, "restarted server did not answer /ping within 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// GET /ping answers `Ok.`.
+    pub fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port));
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        if s.write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.starts_with("HTTP/1.") && body.contains(" 200 ") && body.trim_end().ends_with("Ok.")
+    }
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(clickhouse_script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .output();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -1,0 +1,108 @@
+//! Connection settings shared by `worker`, `submit` and `migrate`, read from
+//! each tool's own environment variables (flags override them).
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::sink::SinkConfig;
+
+#[derive(Debug, Clone, Args)]
+pub struct TemporalArgs {
+    /// Temporal frontend, host:port.
+    #[arg(long = "temporal-address", env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
+    pub address: String,
+    #[arg(long = "temporal-namespace", env = "TEMPORAL_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Task queue (`llm-analytics-task-queue` in production).
+    #[arg(long, env = "LLMA_SENTIMENT_TASK_QUEUE", default_value = "development-task-queue")]
+    pub task_queue: String,
+}
+
+impl TemporalArgs {
+    pub fn url(&self) -> Result<url::Url, url::ParseError> {
+        if self.address.contains("://") {
+            url::Url::parse(&self.address)
+        } else {
+            url::Url::parse(&format!("http://{}", self.address))
+        }
+    }
+}
+
+#[derive(Clone, Args)]
+pub struct ClickHouseArgs {
+    #[arg(long = "clickhouse-url", env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub url: String,
+    #[arg(long = "clickhouse-user", env = "CLICKHOUSE_USER", default_value = "default")]
+    pub user: String,
+    /// Never logged nor printed.
+    #[arg(long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    #[arg(long = "clickhouse-database", env = "CLICKHOUSE_DATABASE", default_value = "default")]
+    pub database: String,
+    #[arg(long = "clickhouse-table", env = "LLMA_SENTIMENT_TABLE", default_value = "events")]
+    pub table: String,
+    /// Schema validation of inserts: `auto` turns it off for servers too old to support it.
+    #[arg(long = "clickhouse-validation", env = "LLMA_SENTIMENT_CLICKHOUSE_VALIDATION", default_value = "auto")]
+    pub validation: Validation,
+}
+
+impl std::fmt::Debug for ClickHouseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseArgs")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("validation", &self.validation)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Validation {
+    Auto,
+    On,
+    Off,
+}
+
+impl ClickHouseArgs {
+    pub fn sink_config(&self) -> SinkConfig {
+        SinkConfig {
+            url: self.url.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            database: self.database.clone(),
+            table: self.table.clone(),
+            validation: match self.validation {
+                Validation::Auto => None,
+                Validation::On => Some(true),
+                Validation::Off => Some(false),
+            },
+            ..SinkConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Activities run at once (each holds one plugin instance); default: one per core.
+    #[arg(long, env = "LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES")]
+    pub max_concurrent_activities: Option<usize>,
+    /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
+    #[arg(long, env = "LLMA_SENTIMENT_GRACE_PERIOD_SECS", default_value_t = 30)]
+    pub grace_period_secs: u64,
+}
+
+impl WorkerArgs {
+    pub fn concurrency(&self) -> usize {
+        self.max_concurrent_activities
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1)
+    }
+
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.grace_period_secs)
+    }
+}

@@ -1,0 +1,216 @@
+//! HTTP client construction and the bounded retry loop.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+
+use super::config::SinkConfig;
+use super::error::{classify, Failure, SinkError};
+
+/// TCP keepalive probes on pooled connections (as the crate's default client).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Idle pooled connections are dropped before the server's keep-alive timeout
+/// (3 s on older servers, 10 s on 23.11+), so a reused socket is rarely stale.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A `clickhouse::Client` whose connector sets TCP_NODELAY (the crate's default
+/// connector does not, and every small insert then waits for a delayed ACK),
+/// with the configured credentials. No default database: every statement
+/// names its database, so `CREATE DATABASE` works before the database exists.
+pub(crate) fn build_client(config: &SinkConfig) -> clickhouse::Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(TCP_KEEPALIVE));
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.enforce_http(true);
+    let http = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
+    let mut client = clickhouse::Client::with_http_client(http).with_url(&config.url).with_user(&config.user);
+    if let Some(password) = &config.password {
+        client = client.with_password(password);
+    }
+    client
+}
+
+/// Counters of a sink, shared by its clones.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub rows_written: AtomicU64,
+    pub chunks_written: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// A snapshot of a sink's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Rows acknowledged by the server (retried rows counted once).
+    pub rows_written: u64,
+    /// INSERT statements acknowledged by the server.
+    pub chunks_written: u64,
+    /// Attempts of any request that failed (retried or not).
+    pub failed_attempts: u64,
+    /// Attempts started after a failed one.
+    pub retries: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> SinkStats {
+        SinkStats {
+            rows_written: self.rows_written.load(Ordering::Relaxed),
+            chunks_written: self.chunks_written.load(Ordering::Relaxed),
+            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `base` minus up to half of it, at random ("equal jitter"), so that workers
+/// failing together do not retry in lockstep.
+fn jittered(base: Duration) -> Duration {
+    let r = RandomState::new().build_hasher().finish();
+    let half = base / 2;
+    half + half.mul_f64((r % 1024) as f64 / 1023.0)
+}
+
+/// Runs `attempt(n)` (n = 1, 2, ...) until it succeeds, fails with a final
+/// error, or `attempts` (normally `config.insert_attempts`) attempts have failed. Each attempt is
+/// cut off after `config.attempt_timeout()`; between attempts it sleeps the
+/// (jittered) exponential backoff. Total time is therefore bounded by
+/// `config.max_request_duration()`. Logs attempts without messages or data.
+pub(crate) async fn with_retry<T, F, Fut>(
+    config: &SinkConfig,
+    attempts: u32,
+    counters: &Counters,
+    op: &'static str,
+    rows: usize,
+    mut attempt: F,
+) -> Result<T, SinkError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, clickhouse::error::Error>>,
+{
+    let attempts = attempts.max(1);
+    let limit = config.attempt_timeout();
+    let mut n = 1;
+    loop {
+        let started = Instant::now();
+        let failure = match tokio::time::timeout(limit, attempt(n)).await {
+            Ok(Ok(value)) => {
+                tracing::debug!(op, rows, attempt = n, elapsed_ms = started.elapsed().as_millis() as u64, "clickhouse request done");
+                return Ok(value);
+            }
+            Ok(Err(e)) => classify(&e),
+            Err(_) => Failure::timeout(limit),
+        };
+        counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        let retryable = failure.kind.is_retryable();
+        if !retryable || n >= attempts {
+            tracing::warn!(
+                op,
+                rows,
+                attempt = n,
+                attempts,
+                kind = failure.kind.as_str(),
+                code = failure.code,
+                retryable,
+                "clickhouse request failed; giving up"
+            );
+            return Err(failure.into_error(op, n, attempts));
+        }
+        let backoff = jittered(config.backoff(n));
+        tracing::warn!(
+            op,
+            rows,
+            attempt = n,
+            attempts,
+            kind = failure.kind.as_str(),
+            code = failure.code,
+            backoff_ms = backoff.as_millis() as u64,
+            "clickhouse request failed; retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        counters.retries.fetch_add(1, Ordering::Relaxed);
+        n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::error::ErrorKind;
+    use std::sync::atomic::AtomicU32;
+
+    fn fast(attempts: u32) -> SinkConfig {
+        SinkConfig {
+            insert_attempts: attempts,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(4),
+            connect_timeout: Duration::from_millis(50),
+            request_timeout: Duration::from_millis(50),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_full() {
+        for _ in 0..200 {
+            let j = jittered(Duration::from_millis(1000));
+            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000), "{j:?}");
+        }
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn retries_retryable_then_succeeds() {
+        let counters = Counters::default();
+        let calls = AtomicU32::new(0);
+        let out = with_retry(&fast(5), 5, &counters, "test", 1, |n| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n < 3 {
+                    Err(clickhouse::error::Error::BadResponse("Code: 252. Too many parts".into()))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, 3);
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        let s = counters.snapshot();
+        assert_eq!((s.failed_attempts, s.retries), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn final_error_is_not_retried() {
+        let counters = Counters::default();
+        let err = with_retry(&fast(5), 5, &counters, "test", 1, |_| async {
+            Err::<(), _>(clickhouse::error::Error::BadResponse("Code: 60. Table x does not exist".into()))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((err.kind(), err.attempt(), err.code()), (Some(ErrorKind::Schema), Some(1), Some(60)));
+        assert_eq!(counters.snapshot().retries, 0);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_attempts_and_times_out_hung_attempts() {
+        let counters = Counters::default();
+        let config = fast(3);
+        let started = Instant::now();
+        let err = with_retry(&config, 3, &counters, "test", 1, |_| std::future::pending::<Result<(), clickhouse::error::Error>>())
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() <= config.max_request_duration() + Duration::from_secs(1));
+        assert!(err.is_retryable());
+        assert_eq!((err.kind(), err.attempt()), (Some(ErrorKind::Timeout), Some(3)));
+        assert!(err.to_string().contains("attempt 3 of 3"), "{err}");
+    }
+}

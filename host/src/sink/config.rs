@@ -1,0 +1,279 @@
+//! Sink configuration: where to write, as whom, and how hard to retry.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::error::SinkError;
+
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8123";
+pub const DEFAULT_USER: &str = "default";
+pub const DEFAULT_DATABASE: &str = "default";
+pub const DEFAULT_TABLE: &str = "events";
+
+/// Longest database or table name accepted.
+pub const MAX_IDENTIFIER_LEN: usize = 128;
+
+/// Configuration of a [`super::ClickHouseSink`].
+///
+/// `Debug` is implemented by hand: the password is never printed, nor are
+/// credentials embedded in the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// HTTP endpoint of the server, e.g. `http://127.0.0.1:8123` (plain HTTP only:
+    /// the crate is built without TLS). Must not embed credentials.
+    pub url: String,
+    pub user: String,
+    pub password: Option<String>,
+    /// Database holding the events table; created by `migrate` if missing.
+    pub database: String,
+    pub table: String,
+    /// `Some(v)` forces the client's schema validation (RowBinaryWithNamesAndTypes)
+    /// on or off; `None` picks it from the server version (on for 24.1+, off for
+    /// older servers such as Debian's 18.16, which do not support it).
+    pub validation: Option<bool>,
+    /// Attempts per request (insert chunk, DDL, query), >= 1. Only retryable
+    /// failures are retried.
+    pub insert_attempts: u32,
+    /// Backoff after the first failed attempt; doubles per attempt up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Rows per INSERT statement, >= 1; a larger batch is split into chunks.
+    pub max_buffer_rows: usize,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Upper bound of one attempt once connected (send all rows + server ack,
+    /// or run one query).
+    pub request_timeout: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            url: DEFAULT_URL.to_string(),
+            user: DEFAULT_USER.to_string(),
+            password: None,
+            database: DEFAULT_DATABASE.to_string(),
+            table: DEFAULT_TABLE.to_string(),
+            validation: None,
+            insert_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            max_buffer_rows: 10_000,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("url", &redact_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("validation", &self.validation)
+            .field("insert_attempts", &self.insert_attempts)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("max_buffer_rows", &self.max_buffer_rows)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// `url` with any `user:password@` part replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}<redacted>@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+impl SinkConfig {
+    /// Rejects settings that cannot work; called by `ClickHouseSink::connect`.
+    pub fn validate(&self) -> Result<(), SinkError> {
+        validate_identifier("database", &self.database)?;
+        validate_identifier("table", &self.table)?;
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .ok_or_else(|| SinkError::Config(format!("url {:?} must start with http:// (TLS is not built in)", redact_url(&self.url))))?;
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if authority.is_empty() {
+            return Err(SinkError::Config("url has no host".into()));
+        }
+        if authority.contains('@') {
+            return Err(SinkError::Config("url must not contain credentials: set user and password instead".into()));
+        }
+        if self.user.is_empty() {
+            return Err(SinkError::Config("user must not be empty".into()));
+        }
+        if self.insert_attempts == 0 {
+            return Err(SinkError::Config("insert_attempts must be at least 1".into()));
+        }
+        if self.max_buffer_rows == 0 {
+            return Err(SinkError::Config("max_buffer_rows must be at least 1".into()));
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err(SinkError::Config("initial_backoff must not exceed max_backoff".into()));
+        }
+        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(SinkError::Config("timeouts must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Backoff before attempt `failed + 1`, after `failed` (>= 1) failed attempts,
+    /// before jitter: `initial_backoff * 2^(failed-1)`, capped at `max_backoff`.
+    pub fn backoff(&self, failed: u32) -> Duration {
+        let factor = 1u32.checked_shl(failed.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+
+    /// Upper bound of one attempt: connecting plus the request itself.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.connect_timeout.saturating_add(self.request_timeout)
+    }
+
+    /// Worst-case wall time of one retried request (one insert chunk, one query):
+    /// every attempt timing out, plus the backoffs in between. An insert of
+    /// `n` events takes at most `ceil(n / max_buffer_rows)` times this.
+    pub fn max_request_duration(&self) -> Duration {
+        let attempts = self.insert_attempts.max(1);
+        let mut total = self.attempt_timeout().saturating_mul(attempts);
+        for failed in 1..attempts {
+            total = total.saturating_add(self.backoff(failed));
+        }
+        total
+    }
+}
+
+/// Database and table names must be non-empty `[A-Za-z0-9_]`, at most
+/// [`MAX_IDENTIFIER_LEN`] characters. They are also backquoted when used.
+pub fn validate_identifier(what: &str, name: &str) -> Result<(), SinkError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_IDENTIFIER_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SinkError::Config(format!(
+            "{what} name {name:?} is not a valid identifier (1-{MAX_IDENTIFIER_LEN} characters of [A-Za-z0-9_])"
+        )))
+    }
+}
+
+/// `` `name` `` for a name that passed [`validate_identifier`].
+pub fn quote_identifier(name: &str) -> Result<String, SinkError> {
+    validate_identifier("identifier", name)?;
+    Ok(format!("`{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        for ok in ["events", "default", "a", "_x1", "Team_42", "9lives", "a".repeat(MAX_IDENTIFIER_LEN).as_str()] {
+            assert!(validate_identifier("table", ok).is_ok(), "{ok}");
+            assert_eq!(quote_identifier(ok).unwrap(), format!("`{ok}`"));
+        }
+        for bad in [
+            "",
+            "a.b",
+            "a b",
+            "a`b",
+            "ev`; DROP TABLE x; --",
+            "a-b",
+            "ä",
+            "a\0",
+            "a\n",
+            "x'",
+            "a\\b",
+            "a".repeat(MAX_IDENTIFIER_LEN + 1).as_str(),
+        ] {
+            let err = validate_identifier("table", bad).unwrap_err();
+            assert!(matches!(err, SinkError::Config(_)), "{bad:?}");
+            assert!(!err.is_retryable());
+            assert!(quote_identifier(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(SinkConfig::default().validate().is_ok());
+        let bad = [
+            SinkConfig { table: "events;drop".into(), ..Default::default() },
+            SinkConfig { database: "".into(), ..Default::default() },
+            SinkConfig { url: "https://ch:8443".into(), ..Default::default() },
+            SinkConfig { url: "127.0.0.1:8123".into(), ..Default::default() },
+            SinkConfig { url: "http://".into(), ..Default::default() },
+            SinkConfig { url: "http://u:p@ch:8123".into(), ..Default::default() },
+            SinkConfig { user: "".into(), ..Default::default() },
+            SinkConfig { insert_attempts: 0, ..Default::default() },
+            SinkConfig { max_buffer_rows: 0, ..Default::default() },
+            SinkConfig { initial_backoff: Duration::from_secs(10), ..Default::default() },
+            SinkConfig { request_timeout: Duration::ZERO, ..Default::default() },
+        ];
+        for c in bad {
+            assert!(matches!(c.validate(), Err(SinkError::Config(_))), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_password_and_url_credentials() {
+        let c = SinkConfig {
+            password: Some("hunter2-secret".into()),
+            url: "http://alice:pw-in-url@ch.internal:8123/?x=1".into(),
+            ..Default::default()
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2-secret"), "{s}");
+        assert!(!s.contains("pw-in-url"), "{s}");
+        assert!(!s.contains("alice"), "{s}");
+        assert!(s.contains("password: Some(\"<redacted>\")"), "{s}");
+        assert!(s.contains("ch.internal:8123"), "{s}");
+        assert!(format!("{:#?}", c).contains("<redacted>"));
+        let none = format!("{:?}", SinkConfig::default());
+        assert!(none.contains("password: None"), "{none}");
+        // The error for a URL with credentials does not echo them either.
+        let err = c.validate().unwrap_err().to_string();
+        assert!(!err.contains("pw-in-url"), "{err}");
+        let err = SinkConfig { url: "https://bob:pw2@h".into(), ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(!err.contains("pw2") && !err.contains("bob"), "{err}");
+    }
+
+    #[test]
+    fn redact_url_variants() {
+        assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+        assert_eq!(redact_url("http://u:p@h:1/x"), "http://<redacted>@h:1/x");
+        assert_eq!(redact_url("http://h/x@y"), "http://h/x@y");
+        assert_eq!(redact_url("u:p@h"), "<redacted>@h");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = SinkConfig { initial_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(1), ..Default::default() };
+        let got: Vec<u128> = (1..=6).map(|n| c.backoff(n).as_millis()).collect();
+        assert_eq!(got, [200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(c.backoff(1000), Duration::from_secs(1));
+        let c = SinkConfig {
+            insert_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(150),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        assert_eq!(c.max_request_duration(), Duration::from_millis(3 * 3000 + 100 + 150));
+    }
+}

@@ -1,0 +1,386 @@
+//! ClickHouse sink: writes `$ai_sentiment` events to an events table.
+//!
+//! * [`ClickHouseSink::connect`] builds a client (TCP_NODELAY connector,
+//!   credentials from [`SinkConfig`]), asks the server for its version and turns
+//!   the crate's schema validation on for modern servers (24.1+) only, unless
+//!   the config forces it.
+//! * [`ClickHouseSink::migrate`] creates the database and the
+//!   `ReplacingMergeTree(created_at) ORDER BY (team_id, uuid)` table if missing
+//!   and checks the column types of an existing one.
+//! * [`ClickHouseSink::insert`] writes events in INSERTs of at most
+//!   `max_buffer_rows` rows and returns once the server acknowledged every row.
+//!   Retryable failures (server down, 5xx, timeouts) are retried with
+//!   exponential backoff, `insert_attempts` times per chunk, each attempt cut
+//!   off after `connect_timeout + request_timeout`: the worst case is
+//!   [`SinkConfig::max_request_duration`] per chunk. A retried chunk may have
+//!   been written already (ack lost): the rows have the same (team_id, uuid),
+//!   so the engine collapses them; read with FINAL, as the read helpers do.
+//!
+//! Works with ClickHouse 18.16 (Debian) and current servers; only types that
+//! 18.16 knows are used (`DateTime`, second precision).
+
+mod client;
+mod config;
+mod error;
+mod schema;
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+pub use client::SinkStats;
+pub use config::{redact_url, validate_identifier, SinkConfig, DEFAULT_DATABASE, DEFAULT_TABLE, DEFAULT_URL, DEFAULT_USER};
+pub use error::{ErrorKind, SinkError};
+pub use schema::{
+    create_database_sql, create_table_sql, sentiment_uuid_for, table_ref, ServerVersion, StoredEvent, COLUMNS,
+    VALIDATION_MIN_VERSION,
+};
+
+use crate::event::SentimentEvent;
+use client::{build_client, with_retry, Counters};
+use error::Failure;
+use schema::{event_timestamp, EventRow, WAIT_FOR_ASYNC_INSERT_MIN_VERSION};
+
+/// Column names and types the table must have (as `system.columns` spells them).
+const EXPECTED_COLUMNS: [(&str, &str); 8] = [
+    ("uuid", "UUID"),
+    ("event", "String"),
+    ("properties", "String"),
+    ("timestamp", "DateTime('UTC')"),
+    ("team_id", "Int64"),
+    ("distinct_id", "String"),
+    ("person_id", "Nullable(UUID)"),
+    ("created_at", "DateTime('UTC')"),
+];
+
+/// Most uuids per `IN (...)` list of a read.
+const READ_BATCH: usize = 1000;
+
+/// A connection to one events table. Cheap to clone; clones share the HTTP
+/// pool and the counters.
+#[derive(Clone)]
+pub struct ClickHouseSink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SinkConfig,
+    client: clickhouse::Client,
+    version: ServerVersion,
+    validation: bool,
+    /// `` `db`.`table` ``
+    table: String,
+    counters: Counters,
+}
+
+impl fmt::Debug for ClickHouseSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseSink")
+            .field("config", &self.inner.config)
+            .field("server_version", &self.inner.version.raw)
+            .field("validation", &self.inner.validation)
+            .finish()
+    }
+}
+
+impl ClickHouseSink {
+    /// Validates `config`, connects, reads the server version (retrying like
+    /// any request) and picks the validation mode.
+    pub async fn connect(config: SinkConfig) -> Result<ClickHouseSink, SinkError> {
+        config.validate()?;
+        let table = table_ref(&config.database, &config.table)?;
+        let base = build_client(&config);
+        let counters = Counters::default();
+        // Plain RowBinary: understood by every server version.
+        let probe = base.clone().with_validation(false);
+        let raw: String = with_retry(&config, config.insert_attempts, &counters, "version", 0, |_| {
+            let q = probe.query_raw("SELECT version()");
+            async move { q.fetch_one::<String>().await }
+        })
+        .await?;
+        let version = ServerVersion::parse(&raw).unwrap_or_else(|| {
+            tracing::warn!(version = %raw, "unrecognised ClickHouse version; treating it as old");
+            ServerVersion { raw: raw.trim().to_string(), major: 0, minor: 0, patch: 0 }
+        });
+        let validation = config.validation.unwrap_or_else(|| version.supports_validation());
+        tracing::info!(
+            url = %redact_url(&config.url),
+            user = %config.user,
+            table = %table,
+            server_version = %version,
+            validation,
+            "connected to ClickHouse"
+        );
+        let client = base.with_validation(validation);
+        Ok(ClickHouseSink { inner: Arc::new(Inner { config, client, version, validation, table, counters }) })
+    }
+
+    /// One `SELECT 1`, one attempt: Ok when the server answers queries.
+    pub async fn ping(&self) -> Result<(), SinkError> {
+        let client = self.probe();
+        self.retry_n(1, "ping", 0, |_| {
+            let q = client.query_raw("SELECT 1");
+            async move { q.fetch_one::<u8>().await.map(drop) }
+        })
+        .await
+    }
+
+    pub fn server_version(&self) -> &ServerVersion {
+        &self.inner.version
+    }
+
+    /// Whether inserts and reads use the crate's schema validation.
+    pub fn validation(&self) -> bool {
+        self.inner.validation
+    }
+
+    pub fn config(&self) -> &SinkConfig {
+        &self.inner.config
+    }
+
+    /// The target table, `` `db`.`table` ``.
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// The underlying client (validation mode applied, no default database),
+    /// for ad-hoc queries.
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.inner.client
+    }
+
+    pub fn stats(&self) -> SinkStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Creates the database and table if missing (idempotent, safe to run
+    /// concurrently) and checks that the table has the expected column types.
+    pub async fn migrate(&self) -> Result<(), SinkError> {
+        let config = &self.inner.config;
+        // Check first: a user allowed to write but not to create still passes
+        // when the database and table exist. Names are validated identifiers.
+        let db_exists = self
+            .scalar_u64(&format!("SELECT count() FROM system.databases WHERE name = '{}'", config.database))
+            .await?
+            > 0;
+        if !db_exists {
+            self.execute("migrate", create_database_sql(&config.database)?).await?;
+        }
+        let table_exists = self
+            .scalar_u64(&format!(
+                "SELECT count() FROM system.tables WHERE database = '{}' AND name = '{}'",
+                config.database, config.table
+            ))
+            .await?
+            > 0;
+        if !table_exists {
+            self.execute("migrate", create_table_sql(&config.database, &config.table)?).await?;
+        }
+        // The crate caches DESCRIBE results for validation; the table may be new.
+        self.inner.client.clear_cached_metadata().await;
+        self.check_schema().await
+    }
+
+    /// Checks that the table exists with the expected columns and types
+    /// (extra columns are allowed). A mismatch is a final `Schema` error.
+    pub async fn check_schema(&self) -> Result<(), SinkError> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct ColumnRow {
+            name: String,
+            r#type: String,
+        }
+        let config = &self.inner.config;
+        let sql = format!(
+            "SELECT name, type FROM system.columns WHERE database = '{}' AND table = '{}'",
+            config.database, config.table
+        );
+        let client = self.probe();
+        let columns: Vec<ColumnRow> = self
+            .retry("check_schema", 0, |_| {
+                let q = client.query_raw(&sql);
+                async move { q.fetch_all::<ColumnRow>().await }
+            })
+            .await?;
+        let mut problems = Vec::new();
+        for (name, want) in EXPECTED_COLUMNS {
+            match columns.iter().find(|c| c.name == name) {
+                None => problems.push(format!("column {name} is missing")),
+                Some(c) if c.r#type != want => problems.push(format!("column {name} is {} instead of {want}", c.r#type)),
+                Some(_) => {}
+            }
+        }
+        if columns.is_empty() {
+            problems = vec![format!("table {} does not exist", self.inner.table)];
+        }
+        if !problems.is_empty() {
+            let message = problems.join("; ");
+            return Err(Failure { kind: ErrorKind::Schema, code: None, message }.into_error("check_schema", 1, 1));
+        }
+        // Retried writes are only collapsed by a *ReplacingMergeTree ordered by
+        // (team_id, uuid). Other engines (a Distributed table in front of such
+        // tables, say) still work, so this is a warning, not an error.
+        let sql = format!(
+            "SELECT engine, sorting_key FROM system.tables WHERE database = '{}' AND name = '{}'",
+            config.database, config.table
+        );
+        let (engine, sorting_key): (String, String) = self
+            .retry("check_schema", 0, |_| {
+                let q = client.query_raw(&sql);
+                async move { q.fetch_one::<(String, String)>().await }
+            })
+            .await?;
+        if !engine.ends_with("ReplacingMergeTree") || sorting_key.replace(' ', "") != "team_id,uuid" {
+            tracing::warn!(
+                table = %self.inner.table,
+                engine = %engine,
+                sorting_key = %sorting_key,
+                "events table is not a ReplacingMergeTree ordered by (team_id, uuid): retried inserts may leave duplicates"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes `events` and returns once the server acknowledged every row.
+    ///
+    /// All events are checked first (timestamp parses and fits `DateTime`):
+    /// an invalid one fails the call with `InvalidEvent` before anything is
+    /// sent. Rows go out in INSERTs of at most `max_buffer_rows` rows; each
+    /// INSERT is retried on retryable failures (see the module docs). On error,
+    /// earlier chunks may be written: calling again with the same events is
+    /// safe (same uuids, collapsed by the engine).
+    pub async fn insert(&self, events: &[SentimentEvent]) -> Result<(), SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in events {
+            event_timestamp(event)?;
+        }
+        let inner = &*self.inner;
+        let created_at = Utc::now();
+        let wait_for_async = inner.version.at_least(WAIT_FOR_ASYNC_INSERT_MIN_VERSION);
+        for chunk in events.chunks(inner.config.max_buffer_rows) {
+            let rows = chunk.iter().map(|e| EventRow::from_event(e, created_at)).collect::<Result<Vec<_>, _>>()?;
+            let rows = &rows[..];
+            let client = &inner.client;
+            let table = inner.table.as_str();
+            let timeout = inner.config.request_timeout;
+            self.retry("insert", rows.len(), |_| async move {
+                let mut insert = client
+                    .insert_unescaped::<EventRow>(table)
+                    .await?
+                    .with_timeouts(Some(timeout), Some(timeout));
+                if wait_for_async {
+                    insert = insert.with_setting("wait_for_async_insert", "1");
+                }
+                for row in rows {
+                    insert.write(row).await?;
+                }
+                insert.end().await
+            })
+            .await?;
+            inner.counters.rows_written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            inner.counters.chunks_written.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Rows after deduplication (`FINAL`), optionally of one team.
+    pub async fn count_final(&self, team_id: Option<i64>) -> Result<u64, SinkError> {
+        let filter = team_id.map(|t| format!(" WHERE team_id = {t}")).unwrap_or_default();
+        self.scalar_u64(&format!("SELECT count() FROM {} FINAL{filter}", self.inner.table)).await
+    }
+
+    /// Physical rows, before deduplication (no `FINAL`): more than
+    /// `count_final` while duplicates are not merged yet.
+    pub async fn count_raw(&self, team_id: Option<i64>) -> Result<u64, SinkError> {
+        let filter = team_id.map(|t| format!(" WHERE team_id = {t}")).unwrap_or_default();
+        self.scalar_u64(&format!("SELECT count() FROM {}{filter}", self.inner.table)).await
+    }
+
+    /// The rows with these uuids (`FINAL`), ordered by (team_id, uuid).
+    pub async fn fetch_final(&self, uuids: &[Uuid]) -> Result<Vec<StoredEvent>, SinkError> {
+        let mut out = Vec::with_capacity(uuids.len());
+        for batch in uuids.chunks(READ_BATCH) {
+            let list = batch.iter().map(|u| format!("toUUID('{}')", u.hyphenated())).collect::<Vec<_>>().join(", ");
+            out.extend(self.fetch_where(&format!("uuid IN ({list})"), None).await?);
+        }
+        out.sort_by_key(|e| (e.team_id, e.uuid));
+        Ok(out)
+    }
+
+    /// The sentiment event written for a generation (its uuid is the UUIDv5 of
+    /// the generation uuid), if any.
+    pub async fn fetch_by_generation(&self, generation_uuid: Uuid) -> Result<Option<StoredEvent>, SinkError> {
+        Ok(self.fetch_final(&[sentiment_uuid_for(generation_uuid)]).await?.pop())
+    }
+
+    /// Up to `limit` rows of a team (`FINAL`), newest `timestamp` first.
+    pub async fn fetch_team(&self, team_id: i64, limit: u64) -> Result<Vec<StoredEvent>, SinkError> {
+        self.fetch_where(&format!("team_id = {team_id}"), Some(("timestamp DESC, uuid", limit))).await
+    }
+
+    async fn fetch_where(&self, filter: &str, order_limit: Option<(&str, u64)>) -> Result<Vec<StoredEvent>, SinkError> {
+        let tail = match order_limit {
+            Some((order, limit)) => format!(" ORDER BY {order} LIMIT {limit}"),
+            None => String::new(),
+        };
+        let sql = format!("SELECT {COLUMNS} FROM {} FINAL WHERE {filter}{tail}", self.inner.table);
+        let client = &self.inner.client;
+        let rows: Vec<EventRow> = self
+            .retry("select", 0, |_| {
+                let q = client.query_raw(&sql);
+                async move { q.fetch_all::<EventRow>().await }
+            })
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                StoredEvent::from_row(r).map_err(|message| {
+                    Failure { kind: ErrorKind::InvalidData, code: None, message }.into_error("select", 1, 1)
+                })
+            })
+            .collect()
+    }
+
+    /// Runs a query returning one UInt64 (a `count()`).
+    async fn scalar_u64(&self, sql: &str) -> Result<u64, SinkError> {
+        let client = self.probe();
+        self.retry("query", 0, |_| {
+            let q = client.query_raw(sql);
+            async move { q.fetch_one::<u64>().await }
+        })
+        .await
+    }
+
+    async fn execute(&self, op: &'static str, sql: String) -> Result<(), SinkError> {
+        let client = self.probe();
+        self.retry(op, 0, |_| {
+            let q = client.query_raw(&sql);
+            async move { q.execute().await }
+        })
+        .await
+    }
+
+    /// The client without validation, for statements with untyped results.
+    fn probe(&self) -> clickhouse::Client {
+        self.inner.client.clone().with_validation(false)
+    }
+
+    async fn retry<T, F, Fut>(&self, op: &'static str, rows: usize, attempt: F) -> Result<T, SinkError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+    {
+        self.retry_n(self.inner.config.insert_attempts, op, rows, attempt).await
+    }
+
+    async fn retry_n<T, F, Fut>(&self, attempts: u32, op: &'static str, rows: usize, attempt: F) -> Result<T, SinkError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+    {
+        with_retry(&self.inner.config, attempts, &self.inner.counters, op, rows, attempt).await
+    }
+}

@@ -1,0 +1,260 @@
+//! Table layout, row types and server version handling.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::config::quote_identifier;
+use super::error::SinkError;
+use crate::event::{parse_timestamp, SentimentEvent, SENTIMENT_UUID_NAMESPACE};
+
+/// Oldest server on which the client's schema validation is turned on when
+/// `SinkConfig::validation` is `None` (it needs `RowBinaryWithNamesAndTypes`
+/// and `DESCRIBE ... describe_include_subcolumns`; 18.16 has neither).
+pub const VALIDATION_MIN_VERSION: (u32, u32) = (24, 1);
+
+/// Oldest server that knows `wait_for_async_insert` (sent so that an ack means
+/// the rows are written even when the server has `async_insert` on).
+pub const WAIT_FOR_ASYNC_INSERT_MIN_VERSION: (u32, u32) = (21, 11);
+
+/// `SELECT version()` as text plus its leading numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub raw: String,
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl ServerVersion {
+    /// Parses `18.16.1`, `24.8.4.13`, `25.3.1.2703-testing`...; `None` if the
+    /// first two components are not numbers.
+    pub fn parse(raw: &str) -> Option<ServerVersion> {
+        let raw = raw.trim();
+        let mut parts = raw.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        Some(ServerVersion { raw: raw.to_string(), major, minor, patch })
+    }
+
+    pub fn at_least(&self, (major, minor): (u32, u32)) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// Whether the client's schema validation works against this server.
+    pub fn supports_validation(&self) -> bool {
+        self.at_least(VALIDATION_MIN_VERSION)
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// `` `db`.`table` `` after validating both names.
+pub fn table_ref(database: &str, table: &str) -> Result<String, SinkError> {
+    Ok(format!("{}.{}", quote_identifier(database)?, quote_identifier(table)?))
+}
+
+pub fn create_database_sql(database: &str) -> Result<String, SinkError> {
+    Ok(format!("CREATE DATABASE IF NOT EXISTS {}", quote_identifier(database)?))
+}
+
+/// The events table. ORDER BY (team_id, uuid) + ReplacingMergeTree(created_at):
+/// a retried write of the same sentiment event (same UUIDv5) collapses into one
+/// row; read with FINAL. Only types that exist on 18.16 are used.
+pub fn create_table_sql(database: &str, table: &str) -> Result<String, SinkError> {
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+         uuid UUID, \
+         event String, \
+         properties String, \
+         timestamp DateTime('UTC'), \
+         team_id Int64, \
+         distinct_id String, \
+         person_id Nullable(UUID), \
+         created_at DateTime('UTC')\
+         ) ENGINE = ReplacingMergeTree(created_at) ORDER BY (team_id, uuid)",
+        table_ref(database, table)?
+    ))
+}
+
+/// Column list shared by inserts and reads, in table order.
+pub const COLUMNS: &str = "uuid, event, properties, timestamp, team_id, distinct_id, person_id, created_at";
+
+/// One row of the events table as sent and read over RowBinary.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub(crate) struct EventRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub uuid: Uuid,
+    pub event: String,
+    pub properties: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub timestamp: DateTime<Utc>,
+    pub team_id: i64,
+    pub distinct_id: String,
+    #[serde(with = "clickhouse::serde::uuid::option")]
+    pub person_id: Option<Uuid>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Range of `DateTime` (seconds since the epoch in a UInt32).
+fn datetime_in_range(t: &DateTime<Utc>) -> bool {
+    (0..=u32::MAX as i64).contains(&t.timestamp())
+}
+
+/// `t` without its fraction of a second: what a `DateTime` column stores.
+pub fn to_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// Parses and range-checks an event's timestamp, truncated to whole seconds.
+pub(crate) fn event_timestamp(event: &SentimentEvent) -> Result<DateTime<Utc>, SinkError> {
+    let t = parse_timestamp(&event.timestamp).ok_or_else(|| SinkError::InvalidEvent {
+        uuid: event.uuid,
+        reason: format!("timestamp {:?} is not an RFC 3339 time", event.timestamp),
+    })?;
+    if !datetime_in_range(&t) {
+        return Err(SinkError::InvalidEvent {
+            uuid: event.uuid,
+            reason: format!("timestamp {:?} is outside the DateTime range 1970..2106", event.timestamp),
+        });
+    }
+    Ok(to_seconds(t))
+}
+
+impl EventRow {
+    pub(crate) fn from_event(event: &SentimentEvent, created_at: DateTime<Utc>) -> Result<EventRow, SinkError> {
+        let properties = serde_json::to_string(&event.properties).map_err(|e| SinkError::InvalidEvent {
+            uuid: event.uuid,
+            reason: format!("properties do not serialize: {e}"),
+        })?;
+        Ok(EventRow {
+            uuid: event.uuid,
+            event: event.event.to_string(),
+            properties,
+            timestamp: event_timestamp(event)?,
+            team_id: event.team_id,
+            distinct_id: event.distinct_id.clone(),
+            person_id: event.person_id,
+            created_at: to_seconds(created_at),
+        })
+    }
+}
+
+/// A row read back from the table (with FINAL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub uuid: Uuid,
+    pub event: String,
+    pub properties: Map<String, Value>,
+    pub timestamp: DateTime<Utc>,
+    pub team_id: i64,
+    pub distinct_id: String,
+    pub person_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub(crate) fn from_row(row: EventRow) -> Result<StoredEvent, String> {
+        let properties = match serde_json::from_str::<Value>(&row.properties) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(format!("row {} has properties that are not a JSON object", row.uuid)),
+        };
+        Ok(StoredEvent {
+            uuid: row.uuid,
+            event: row.event,
+            properties,
+            timestamp: row.timestamp,
+            team_id: row.team_id,
+            distinct_id: row.distinct_id,
+            person_id: row.person_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// The sentiment event uuid of a generation: mirrors
+/// `GenerationEvent::sentiment_uuid` (a unit test keeps the two equal).
+pub fn sentiment_uuid_for(generation_uuid: Uuid) -> Uuid {
+    Uuid::new_v5(&SENTIMENT_UUID_NAMESPACE, generation_uuid.hyphenated().to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions() {
+        let v = ServerVersion::parse("18.16.1").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (18, 16, 1));
+        assert!(!v.supports_validation());
+        assert!(!v.at_least(WAIT_FOR_ASYNC_INSERT_MIN_VERSION));
+        let v = ServerVersion::parse("24.8.4.13\n").unwrap();
+        assert_eq!((v.major, v.minor, v.patch, v.raw.as_str()), (24, 8, 4, "24.8.4.13"));
+        assert!(v.supports_validation());
+        assert!(ServerVersion::parse("23.12.1.1").is_some_and(|v| !v.supports_validation() && v.at_least((21, 11))));
+        assert!(ServerVersion::parse("25.3.1.2703-testing").unwrap().supports_validation());
+        assert!(ServerVersion::parse("24.1").unwrap().supports_validation());
+        for bad in ["", "x.y", "24", "v24.1"] {
+            assert_eq!(ServerVersion::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ddl_is_quoted_and_validated() {
+        assert_eq!(create_database_sql("llma").unwrap(), "CREATE DATABASE IF NOT EXISTS `llma`");
+        let t = create_table_sql("db_1", "events").unwrap();
+        assert!(t.starts_with("CREATE TABLE IF NOT EXISTS `db_1`.`events` (uuid UUID, "), "{t}");
+        assert!(t.ends_with("ENGINE = ReplacingMergeTree(created_at) ORDER BY (team_id, uuid)"), "{t}");
+        assert!(create_table_sql("db", "x`; DROP TABLE y").is_err());
+        assert!(create_database_sql("a.b").is_err());
+        assert!(table_ref("", "t").is_err());
+    }
+
+    fn event(ts: &str) -> SentimentEvent {
+        let mut p = Map::new();
+        p.insert("$ai_sentiment_label".into(), json!("positive"));
+        SentimentEvent {
+            event: crate::event::SENTIMENT_EVENT,
+            uuid: Uuid::from_u128(7),
+            distinct_id: "d".into(),
+            team_id: 3,
+            timestamp: ts.into(),
+            person_id: None,
+            properties: p,
+        }
+    }
+
+    #[test]
+    fn rows_from_events() {
+        let now = Utc::now();
+        let r = EventRow::from_event(&event("2026-11-01T10:00:00.123456Z"), now).unwrap();
+        assert_eq!(r.timestamp, parse_timestamp("2026-11-01T10:00:00Z").unwrap());
+        assert_eq!(r.properties, r#"{"$ai_sentiment_label":"positive"}"#);
+        assert_eq!(r.event, "$ai_sentiment");
+        assert_eq!(r.created_at.timestamp(), now.timestamp());
+        assert_eq!(r.created_at.timestamp_subsec_nanos(), 0);
+        for bad in ["yesterday", "1969-12-31T23:59:59Z", "2107-01-01T00:00:00Z"] {
+            let err = EventRow::from_event(&event(bad), now).unwrap_err();
+            assert!(matches!(err, SinkError::InvalidEvent { .. }), "{bad}: {err}");
+            assert!(!err.is_retryable());
+        }
+    }
+
+    #[test]
+    fn sentiment_uuid_matches_event_module() {
+        let raw = json!({"uuid": "0190b6a5-0000-7000-8000-000000000001", "team_id": 2, "distinct_id": "u1",
+                         "properties": {"$ai_input": "hi"}});
+        let g = crate::event::GenerationEvent::parse(&raw).unwrap();
+        assert_eq!(sentiment_uuid_for(g.uuid), g.sentiment_uuid());
+    }
+}

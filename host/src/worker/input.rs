@@ -1,0 +1,70 @@
+//! The workflow input as producers send it: one event, or a batch.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("workflow input is not a JSON object")]
+    NotAnObject,
+    #[error("workflow input has neither `event_data` (an object) nor `events` (a list)")]
+    NoEvents,
+    #[error("`events` must be a list")]
+    EventsNotAList,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkflowInput {
+    /// `{"event_data": {...}}`: one `$ai_generation` event.
+    Single(Value),
+    /// `{"events": [...]}`: events classified independently.
+    Batch(Vec<Value>),
+}
+
+impl WorkflowInput {
+    pub fn parse(input: &Value) -> Result<WorkflowInput, InputError> {
+        let obj = input.as_object().ok_or(InputError::NotAnObject)?;
+        if let Some(events) = obj.get("events") {
+            return match events {
+                Value::Array(list) => Ok(WorkflowInput::Batch(list.clone())),
+                _ => Err(InputError::EventsNotAList),
+            };
+        }
+        match obj.get("event_data") {
+            Some(e @ Value::Object(_)) => Ok(WorkflowInput::Single(e.clone())),
+            // Some producers JSON-encode the event.
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(e @ Value::Object(_)) => Ok(WorkflowInput::Single(e)),
+                _ => Err(InputError::NoEvents),
+            },
+            _ => Err(InputError::NoEvents),
+        }
+    }
+
+    pub fn events(&self) -> &[Value] {
+        match self {
+            WorkflowInput::Single(e) => std::slice::from_ref(e),
+            WorkflowInput::Batch(list) => list,
+        }
+    }
+
+    pub fn is_batch(&self) -> bool {
+        matches!(self, WorkflowInput::Batch(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn single_batch_and_errors() {
+        let e = json!({"uuid": "x"});
+        assert_eq!(WorkflowInput::parse(&json!({"event_data": e})).unwrap(), WorkflowInput::Single(e.clone()));
+        assert_eq!(WorkflowInput::parse(&json!({"event_data": e.to_string()})).unwrap(), WorkflowInput::Single(e.clone()));
+        assert_eq!(WorkflowInput::parse(&json!({"events": [e, 1]})).unwrap().events().len(), 2);
+        assert_eq!(WorkflowInput::parse(&json!([1])), Err(InputError::NotAnObject));
+        assert_eq!(WorkflowInput::parse(&json!({"x": 1})), Err(InputError::NoEvents));
+        assert_eq!(WorkflowInput::parse(&json!({"events": {}})), Err(InputError::EventsNotAList));
+    }
+}

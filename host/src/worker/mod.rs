@@ -1,0 +1,93 @@
+//! The Temporal side: the worker that polls the task queue, and the starter.
+
+mod activity;
+mod input;
+mod submit;
+mod workflow;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+pub use activity::{ClassificationSummary, EventOutcome, HeartbeatDetails, SentimentActivities};
+pub use input::{InputError, WorkflowInput};
+pub use submit::{submit, SubmitOptions};
+pub use workflow::*;
+
+use crate::config::TemporalArgs;
+
+pub async fn connect(temporal: &TemporalArgs) -> anyhow::Result<Client> {
+    let url = temporal.url().with_context(|| format!("TEMPORAL_ADDRESS {:?} is not host:port", temporal.address))?;
+    let options = ConnectionOptions::new(url).identity(format!("llma-sentiment@{}", std::process::id())).build();
+    let connection = Connection::connect(options).await.with_context(|| format!("connecting to Temporal at {}", temporal.address))?;
+    Ok(Client::new(connection, ClientOptions::new(temporal.namespace.clone()).build())?)
+}
+
+pub struct WorkerSetup {
+    pub activities: SentimentActivities,
+    pub concurrency: usize,
+    pub grace_period: std::time::Duration,
+}
+
+/// Polls until SIGTERM/SIGINT, then stops polling, lets in-flight
+/// activities finish (they are cancelled after the grace period; each
+/// writes what it classified before returning), and returns.
+pub async fn run(temporal: &TemporalArgs, setup: WorkerSetup) -> anyhow::Result<()> {
+    let runtime = Runtime::from_current_tokio(Default::default()).context("Temporal runtime")?;
+    let client = connect(temporal).await?;
+    let options = WorkerOptions::new(temporal.task_queue.clone())
+        .register_workflow::<SentimentWorkflow>()?
+        .register_activities(setup.activities)
+        .tuner(tuner(setup.concurrency))
+        .graceful_shutdown_period(setup.grace_period)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: no new tasks, finishing in-flight work");
+        shutdown();
+    });
+    tracing::info!(task_queue = %temporal.task_queue, namespace = %temporal.namespace, address = %temporal.address, "worker polling");
+    worker.run().await.context("worker stopped with an error")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// One activity slot per plugin instance the pool may hold; workflow tasks
+/// are cheap and keep the SDK's default.
+fn tuner(activities: usize) -> TunerHolder {
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(activities))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(10))
+        .build()
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub fn activities(
+    pool: Arc<crate::pool::InstancePool>,
+    sink: Arc<crate::sink::ClickHouseSink>,
+    options: crate::pipeline::PipelineOptions,
+    fail_first_attempt_after_insert: bool,
+) -> SentimentActivities {
+    SentimentActivities { pool, sink, options, fail_first_attempt_after_insert }
+}

@@ -1,0 +1,164 @@
+//! A Temporal dev server and the worker binary, for end-to-end tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::repo_root;
+
+fn parse_env(stdout: &str) -> HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// `temporal server start-dev` on free loopback ports, in-memory; stopped on drop.
+pub struct TemporalServer {
+    dir: tempfile::TempDir,
+    pub address: String,
+    pub bin: PathBuf,
+}
+
+impl TemporalServer {
+    pub fn start() -> TemporalServer {
+        let dir = tempfile::Builder::new().prefix("llma-temporal-").tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/temporal.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/temporal.sh");
+        assert!(out.status.success(), "temporal.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let env = parse_env(&String::from_utf8_lossy(&out.stdout));
+        TemporalServer {
+            address: env.get("TEMPORAL_ADDRESS").expect("TEMPORAL_ADDRESS").clone(),
+            bin: PathBuf::from(env.get("TEMPORAL_BIN").expect("TEMPORAL_BIN")),
+            dir,
+        }
+    }
+
+    /// Runs the official `temporal` CLI against this server; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .args(["--address", &self.address, "--namespace", "default"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run temporal CLI");
+        assert!(
+            out.status.success(),
+            "temporal {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The workflow's history as JSON events.
+    pub fn history(&self, workflow_id: &str) -> Vec<serde_json::Value> {
+        let out = self.cli(&["workflow", "show", "--workflow-id", workflow_id, "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("history JSON");
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn describe(&self, workflow_id: &str) -> serde_json::Value {
+        let out = self.cli(&["workflow", "describe", "--workflow-id", workflow_id, "--output", "json"]);
+        serde_json::from_str(&out).expect("describe JSON")
+    }
+}
+
+impl Drop for TemporalServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/temporal.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_llma-sentiment"))
+}
+
+/// Runs the `llma-sentiment` binary to completion with `env`.
+pub fn run_bin(args: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).envs(env.iter().copied()).env("LLMA_SENTIMENT_CACHE_DIR", super::cache_dir());
+    cmd.stdin(match stdin {
+        Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
+        None => Stdio::null(),
+    });
+    cmd.output().expect("run llma-sentiment")
+}
+
+/// A `llma-sentiment worker` process; SIGKILLed on drop if still running.
+pub struct WorkerProcess {
+    child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    pub fn start(env: &[(&str, &str)], extra_args: &[&str]) -> WorkerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("worker.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .arg("worker")
+            .args(extra_args)
+            .envs(env.iter().copied())
+            .env("LLMA_SENTIMENT_CACHE_DIR", super::cache_dir())
+            .env("LLMA_SENTIMENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn worker");
+        let w = WorkerProcess { child, log, _dir: dir };
+        w.wait_for_log("worker polling", Duration::from_secs(120));
+        w
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            assert!(Instant::now() < deadline, "worker log never said {needle:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "worker did not exit within {timeout:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,473 @@
+//! ClickHouse sink against real servers: each test starts its own server
+//! (scripts/clickhouse.sh) and stops it on drop, so tests run in parallel.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use common::ClickHouseServer;
+use llma_sentiment::event::{GenerationEvent, SentimentEvent, SENTIMENT_EVENT};
+use llma_sentiment::sink::{sentiment_uuid_for, ClickHouseSink, ErrorKind, SinkConfig, SinkError, StoredEvent};
+
+fn config(server: &ClickHouseServer, database: &str) -> SinkConfig {
+    SinkConfig { url: server.url.clone(), database: database.into(), table: "events".into(), ..Default::default() }
+}
+
+/// Small backoffs and timeouts: failures surface quickly.
+fn fast(mut c: SinkConfig, attempts: u32) -> SinkConfig {
+    c.insert_attempts = attempts;
+    c.initial_backoff = Duration::from_millis(50);
+    c.max_backoff = Duration::from_millis(100);
+    c.connect_timeout = Duration::from_secs(2);
+    c.request_timeout = Duration::from_secs(10);
+    c
+}
+
+/// A sentiment event for generation `seed`/`i`, shaped like `SentimentEvent::build`
+/// output, with awkward text in it.
+fn sentiment_event(team_id: i64, seed: u64, i: u64) -> SentimentEvent {
+    let generation = Uuid::from_u64_pair(seed, i);
+    let mut raw = json!({"uuid": generation.to_string(), "team_id": team_id, "distinct_id": format!("user-{i} 'q' \"dq\" \\ é"),
+                         "timestamp": format!("2026-11-01T10:{:02}:{:02}.123456Z", (i / 60) % 60, i % 60),
+                         "properties": {"$ai_input": "hi", "$ai_trace_id": format!("trace-{i}")}});
+    if i % 2 == 0 {
+        raw["person_id"] = json!(Uuid::from_u64_pair(seed ^ 0xffff, i).to_string());
+    }
+    let g = GenerationEvent::parse(&raw).expect("generation parses");
+    let mut p = Map::new();
+    p.insert("$ai_trace_id".into(), json!(format!("trace-{i}")));
+    p.insert("$ai_session_id".into(), Value::Null);
+    p.insert("$ai_parent_id".into(), json!(g.uuid.to_string()));
+    p.insert("$ai_generation_event_uuid".into(), json!(g.uuid.to_string()));
+    p.insert("$ai_sentiment_label".into(), json!(["negative", "neutral", "positive"][(i % 3) as usize]));
+    p.insert("$ai_sentiment_score".into(), json!(0.5 + (i % 50) as f64 / 100.0));
+    p.insert("$ai_sentiment_scores".into(), json!({"negative": 0.1, "neutral": 0.2, "positive": 0.7}));
+    p.insert("$ai_sentiment_model".into(), json!("tiny 🌍 \"model\"\n\ttab \\ back ' quote"));
+    p.insert("$ai_sentiment_plugin_version".into(), json!("0.1.0"));
+    p.insert("$ai_sentiment_messages".into(), json!([{"label": "positive", "score": 0.9}, {"label": "neutral", "score": 0.4}]));
+    SentimentEvent {
+        event: SENTIMENT_EVENT,
+        uuid: g.sentiment_uuid(),
+        distinct_id: g.distinct_id.clone(),
+        team_id: g.team_id,
+        timestamp: llma_sentiment::event::format_timestamp(&g.timestamp.unwrap()),
+        person_id: g.person_id,
+        properties: p,
+    }
+}
+
+fn sentiment_events(team_id: i64, seed: u64, n: u64) -> Vec<SentimentEvent> {
+    (0..n).map(|i| sentiment_event(team_id, seed, i)).collect()
+}
+
+fn seconds(rfc3339: &str) -> DateTime<Utc> {
+    let t = DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc);
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap()
+}
+
+fn assert_stored(stored: &StoredEvent, e: &SentimentEvent, created_window: (DateTime<Utc>, DateTime<Utc>)) {
+    assert_eq!(stored.uuid, e.uuid);
+    assert_eq!(stored.event, "$ai_sentiment");
+    assert_eq!(stored.team_id, e.team_id);
+    assert_eq!(stored.distinct_id, e.distinct_id);
+    assert_eq!(stored.person_id, e.person_id);
+    assert_eq!(stored.properties, e.properties, "properties of {}", e.uuid);
+    assert_eq!(stored.timestamp, seconds(&e.timestamp), "timestamp of {}", e.uuid);
+    let (from, to) = created_window;
+    assert!(
+        stored.created_at >= from - chrono::Duration::seconds(1) && stored.created_at <= to + chrono::Duration::seconds(1),
+        "created_at {} not within {from}..{to}",
+        stored.created_at
+    );
+}
+
+async fn connect(c: SinkConfig) -> ClickHouseSink {
+    ClickHouseSink::connect(c).await.expect("connect")
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_detects_old_server() {
+    let server = ClickHouseServer::start();
+    let sink = connect(config(&server, "llma_migrate")).await;
+    // Debian's server: detected, validation off.
+    assert_eq!((sink.server_version().major, sink.server_version().minor), (18, 16), "{:?}", sink.server_version());
+    assert!(!sink.validation());
+    sink.ping().await.expect("ping");
+    // Creates the database, then no-ops; also concurrently.
+    sink.migrate().await.expect("first migrate");
+    sink.migrate().await.expect("second migrate");
+    let other = connect(config(&server, "llma_migrate")).await;
+    let (a, b) = tokio::join!(sink.migrate(), other.migrate());
+    a.expect("concurrent migrate");
+    b.expect("concurrent migrate");
+    sink.check_schema().await.expect("schema");
+    assert_eq!(sink.count_final(None).await.unwrap(), 0);
+    // The engine and key that make retries idempotent.
+    let ddl: String = sink
+        .client()
+        .clone()
+        .with_validation(false)
+        .query_raw("SELECT engine_full FROM system.tables WHERE database = 'llma_migrate' AND name = 'events'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(ddl.starts_with("ReplacingMergeTree(created_at)") && ddl.contains("ORDER BY (team_id, uuid)"), "{ddl}");
+}
+
+#[tokio::test]
+async fn validation_override_on_old_server() {
+    let server = ClickHouseServer::start();
+    let off = connect(SinkConfig { validation: Some(false), ..config(&server, "llma_override") }).await;
+    assert!(!off.validation());
+    off.migrate().await.unwrap();
+    off.insert(&sentiment_events(1, 1, 3)).await.expect("insert without validation");
+    // Forcing validation on a server that cannot do it: a final error, not retried.
+    let on = connect(SinkConfig { validation: Some(true), ..fast(config(&server, "llma_override"), 5) }).await;
+    assert!(on.validation());
+    let started = Instant::now();
+    let err = on.insert(&sentiment_events(1, 2, 3)).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(err.kind(), Some(ErrorKind::BadRequest), "{err}");
+    assert_eq!(err.attempt(), Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(off.count_final(None).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn insert_and_read_back_every_column() {
+    let server = ClickHouseServer::start();
+    let sink = connect(config(&server, "llma_roundtrip")).await;
+    sink.migrate().await.unwrap();
+    let mut events = sentiment_events(7, 10, 25);
+    events.extend(sentiment_events(8, 11, 5));
+    let before = Utc::now();
+    sink.insert(&events).await.expect("insert");
+    let after = Utc::now();
+    assert_eq!(sink.stats().rows_written, 30);
+
+    let uuids: Vec<Uuid> = events.iter().map(|e| e.uuid).collect();
+    let stored = sink.fetch_final(&uuids).await.unwrap();
+    assert_eq!(stored.len(), events.len());
+    for e in &events {
+        let s = stored.iter().find(|s| s.uuid == e.uuid).unwrap_or_else(|| panic!("{} not stored", e.uuid));
+        assert_stored(s, e, (before, after));
+    }
+    // Both person_id cases are covered.
+    assert!(stored.iter().any(|s| s.person_id.is_none()) && stored.iter().any(|s| s.person_id.is_some()));
+    assert_eq!(sink.count_final(Some(7)).await.unwrap(), 25);
+    assert_eq!(sink.count_final(Some(8)).await.unwrap(), 5);
+    assert_eq!(sink.count_final(Some(9)).await.unwrap(), 0);
+    assert_eq!(sink.count_final(None).await.unwrap(), 30);
+
+    // Lookup by generation uuid (the sentiment uuid is its UUIDv5).
+    let generation = Uuid::from_u64_pair(10, 3);
+    let found = sink.fetch_by_generation(generation).await.unwrap().expect("found by generation");
+    assert_eq!(found.uuid, sentiment_uuid_for(generation));
+    assert_eq!(found.properties["$ai_generation_event_uuid"], json!(generation.to_string()));
+    assert!(sink.fetch_by_generation(Uuid::from_u64_pair(99, 99)).await.unwrap().is_none());
+    let team = sink.fetch_team(8, 3).await.unwrap();
+    assert_eq!(team.len(), 3);
+    assert!(team.windows(2).all(|w| w[0].timestamp >= w[1].timestamp));
+
+    // Empty input is a no-op.
+    sink.insert(&[]).await.unwrap();
+    assert_eq!(sink.count_final(None).await.unwrap(), 30);
+}
+
+#[tokio::test]
+async fn repeated_inserts_leave_one_row_per_uuid() {
+    let server = ClickHouseServer::start();
+    // Small chunks: a batch is several INSERTs.
+    let sink = connect(SinkConfig { max_buffer_rows: 7, ..config(&server, "llma_dedup") }).await;
+    sink.migrate().await.unwrap();
+    let events = sentiment_events(3, 20, 50);
+    sink.insert(&events).await.unwrap();
+    assert_eq!(sink.stats().chunks_written, 8);
+    // A retried activity writes the same events again, possibly split differently.
+    sink.insert(&events).await.unwrap();
+    sink.insert(&events[10..30]).await.unwrap();
+    assert_eq!(sink.count_final(None).await.unwrap(), 50);
+    assert_eq!(sink.count_final(Some(3)).await.unwrap(), 50);
+    let raw = sink.count_raw(None).await.unwrap();
+    assert!(raw >= 50 && raw <= 120, "raw rows {raw}");
+    let stored = sink.fetch_final(&events.iter().map(|e| e.uuid).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(stored.len(), 50);
+    // Merging removes the duplicates physically too.
+    sink.client().query_raw("OPTIMIZE TABLE llma_dedup.events FINAL").execute().await.unwrap();
+    assert_eq!(sink.count_raw(None).await.unwrap(), 50);
+}
+
+#[tokio::test]
+async fn stopped_server_gives_retryable_error_in_bounded_time() {
+    let mut server = ClickHouseServer::start();
+    let c = fast(config(&server, "llma_down"), 3);
+    let sink = connect(c.clone()).await;
+    sink.migrate().await.unwrap();
+    sink.insert(&sentiment_events(1, 30, 2)).await.unwrap();
+    server.stop();
+
+    let started = Instant::now();
+    let err = sink.insert(&sentiment_events(1, 31, 5)).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(err.kind(), Some(ErrorKind::Unavailable), "{err}");
+    assert_eq!(err.attempt(), Some(3), "{err}");
+    assert!(err.to_string().contains("attempt 3 of 3"), "{err}");
+    assert!(elapsed <= c.max_request_duration(), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    // Two backoffs of at least 25 ms (half of 50 ms) each were waited.
+    assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+    assert_eq!(sink.stats().failed_attempts, 3);
+    assert_eq!(sink.stats().retries, 2);
+
+    let err = sink.ping().await.unwrap_err();
+    assert!(err.is_retryable() && err.attempt() == Some(1), "{err}");
+    let err = ClickHouseSink::connect(c).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn hung_server_times_out() {
+    // Accepts connections (kernel backlog) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let c = SinkConfig {
+        url,
+        insert_attempts: 2,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+        connect_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let err = ClickHouseSink::connect(c.clone()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(err.kind(), Some(ErrorKind::Timeout), "{err}");
+    assert_eq!(err.attempt(), Some(2), "{err}");
+    assert!(started.elapsed() <= c.max_request_duration() + Duration::from_secs(1), "{:?}", started.elapsed());
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_survives_server_restart() {
+    let mut server = ClickHouseServer::start();
+    // Budget: 200 attempts, >= 125 ms apart after the first few: > 25 s of
+    // retrying, far more than a restart takes (about 1 s).
+    let c = SinkConfig {
+        insert_attempts: 200,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(250),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+        ..config(&server, "llma_restart")
+    };
+    let sink = connect(c).await;
+    sink.migrate().await.unwrap();
+    let first = sentiment_events(5, 40, 10);
+    sink.insert(&first).await.unwrap();
+    tokio::task::block_in_place(|| server.stop());
+
+    let events = sentiment_events(5, 41, 300);
+    let before = Utc::now();
+    let task = {
+        let sink = sink.clone();
+        let events = events.clone();
+        tokio::spawn(async move { sink.insert(&events).await })
+    };
+    // Wait until the insert has failed against the stopped server at least twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.stats().failed_attempts < 2 {
+        assert!(!task.is_finished(), "insert finished while the server was down");
+        assert!(Instant::now() < deadline, "insert did not retry: {:?}", sink.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::task::block_in_place(|| server.restart());
+    tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("insert finishes after the restart")
+        .unwrap()
+        .expect("insert succeeds after the restart");
+
+    let stats = sink.stats();
+    assert!(stats.failed_attempts >= 2 && stats.retries >= 2, "{stats:?}");
+    // No loss, no duplicate (the failed attempts never reached the server).
+    assert_eq!(sink.count_final(Some(5)).await.unwrap(), 310);
+    assert_eq!(sink.count_raw(Some(5)).await.unwrap(), 310);
+    let stored = sink.fetch_final(&events.iter().map(|e| e.uuid).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(stored.len(), 300);
+    let mut sorted = events.clone();
+    sorted.sort_by_key(|e| (e.team_id, e.uuid));
+    for (s, e) in stored.iter().zip(&sorted) {
+        assert_stored(s, e, (before, Utc::now()));
+    }
+}
+
+#[tokio::test]
+async fn final_errors_are_not_retried() {
+    let mut server = ClickHouseServer::start();
+    let c = fast(config(&server, "llma_final"), 5);
+
+    // Missing table: no migrate.
+    let sink = connect(c.clone()).await;
+    let started = Instant::now();
+    let err = sink.insert(&sentiment_events(1, 50, 2)).await.unwrap_err();
+    assert_eq!((err.kind(), err.attempt(), err.is_retryable()), (Some(ErrorKind::Schema), Some(1), false), "{err}");
+    assert!(matches!(err.code(), Some(60) | Some(81)), "{err}");
+    assert!(err.message().unwrap().contains("llma_final"), "{err}");
+    assert!(sink.check_schema().await.is_err());
+
+    // A table whose columns do not fit the rows: created_at is UInt64 (8 bytes)
+    // where the sink sends a DateTime (4 bytes), so the server runs out of data
+    // reading a single row and rejects it.
+    sink.client().query_raw("CREATE DATABASE llma_final").execute().await.unwrap();
+    sink.client()
+        .query_raw(
+            "CREATE TABLE llma_final.events (uuid UUID, event String, properties String, timestamp DateTime('UTC'), \
+             team_id Int64, distinct_id String, person_id Nullable(UUID), created_at UInt64) ENGINE = MergeTree ORDER BY uuid",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let err = sink.migrate().await.unwrap_err();
+    assert_eq!((err.kind(), err.is_retryable()), (Some(ErrorKind::Schema), false), "{err}");
+    assert!(err.to_string().contains("column created_at is UInt64"), "{err}");
+    let err = sink.insert(&sentiment_events(1, 51, 1)).await.unwrap_err();
+    assert_eq!((err.kind(), err.attempt(), err.is_retryable()), (Some(ErrorKind::InvalidData), Some(1), false), "{err}");
+    assert_eq!(err.code(), Some(33), "{err}");
+    assert_eq!(sink.count_raw(None).await.unwrap(), 0);
+
+    // An event the table cannot hold: nothing of the batch is written.
+    let c2 = config(&server, "llma_final2");
+    let sink2 = connect(c2).await;
+    sink2.migrate().await.unwrap();
+    let mut events = sentiment_events(1, 52, 4);
+    events[2].timestamp = "1900-01-01T00:00:00Z".into();
+    let err = sink2.insert(&events).await.unwrap_err();
+    assert!(matches!(&err, SinkError::InvalidEvent { uuid, .. } if *uuid == events[2].uuid), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(sink2.count_final(None).await.unwrap(), 0);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Bad credentials.
+    let err = ClickHouseSink::connect(SinkConfig { password: Some("not-the-password".into()), ..c.clone() }).await.unwrap_err();
+    assert_eq!((err.kind(), err.attempt(), err.is_retryable()), (Some(ErrorKind::Auth), Some(1), false), "{err}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+    let err = ClickHouseSink::connect(SinkConfig { user: "nobody".into(), ..c.clone() }).await.unwrap_err();
+    assert_eq!((err.kind(), err.is_retryable()), (Some(ErrorKind::Auth), false), "{err}");
+
+    // Invalid configuration never reaches the server.
+    let err = ClickHouseSink::connect(SinkConfig { table: "events; DROP TABLE x".into(), ..c }).await.unwrap_err();
+    assert!(matches!(err, SinkError::Config(_)), "{err}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn credentials_from_config_are_used() {
+    let mut server = ClickHouseServer::start();
+    // Add a user with a password, then restart on the same ports and data.
+    server.stop();
+    let users = server.dir().join("users.xml");
+    let xml = std::fs::read_to_string(&users).unwrap();
+    let writer = "<writer><password>s3cr3t-pw</password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\
+                  <profile>default</profile><quota>default</quota></writer>";
+    std::fs::write(&users, xml.replacen("<users>", &format!("<users>{writer}"), 1)).unwrap();
+    server.restart();
+
+    let c = SinkConfig { user: "writer".into(), password: Some("s3cr3t-pw".into()), ..config(&server, "llma_creds") };
+    let sink = connect(c.clone()).await;
+    assert!(!format!("{sink:?}").contains("s3cr3t-pw"));
+    sink.migrate().await.unwrap();
+    sink.insert(&sentiment_events(2, 60, 4)).await.unwrap();
+    assert_eq!(sink.count_final(Some(2)).await.unwrap(), 4);
+    let err = ClickHouseSink::connect(SinkConfig { password: None, ..c.clone() }).await.unwrap_err();
+    assert_eq!((err.kind(), err.is_retryable()), (Some(ErrorKind::Auth), false), "{err}");
+    let err = ClickHouseSink::connect(SinkConfig { password: Some("wrong".into()), ..c }).await.unwrap_err();
+    assert_eq!((err.kind(), err.is_retryable()), (Some(ErrorKind::Auth), false), "{err}");
+}
+
+/// Manual measurement, not a check: `cargo test --test sink -- --ignored --nocapture measure`.
+#[tokio::test]
+#[ignore]
+async fn measure_insert_latency_and_throughput() {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::Client as HyperClient;
+    use hyper_util::rt::TokioExecutor;
+
+    #[derive(clickhouse::Row, serde::Serialize)]
+    struct Row {
+        #[serde(with = "clickhouse::serde::uuid")]
+        uuid: Uuid,
+        event: String,
+        properties: String,
+        #[serde(with = "clickhouse::serde::chrono::datetime")]
+        timestamp: DateTime<Utc>,
+        team_id: i64,
+        distinct_id: String,
+        #[serde(with = "clickhouse::serde::uuid::option")]
+        person_id: Option<Uuid>,
+        #[serde(with = "clickhouse::serde::chrono::datetime")]
+        created_at: DateTime<Utc>,
+    }
+    async fn single_rows(client: &clickhouse::Client, n: u64, seed: u64) -> Duration {
+        let started = Instant::now();
+        for i in 0..n {
+            let e = sentiment_event(1, seed, i);
+            let mut insert = client.insert::<Row>("events").await.unwrap();
+            insert
+                .write(&Row {
+                    uuid: e.uuid,
+                    event: e.event.into(),
+                    properties: serde_json::to_string(&e.properties).unwrap(),
+                    timestamp: seconds(&e.timestamp),
+                    team_id: e.team_id,
+                    distinct_id: e.distinct_id,
+                    person_id: e.person_id,
+                    created_at: Utc::now(),
+                })
+                .await
+                .unwrap();
+            insert.end().await.unwrap();
+        }
+        started.elapsed() / n as u32
+    }
+
+    let server = ClickHouseServer::start();
+    let sink = connect(config(&server, "default")).await;
+    sink.migrate().await.unwrap();
+    let n = 200;
+    let default_client = clickhouse::Client::default().with_url(&server.url).with_validation(false);
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let nodelay_client = clickhouse::Client::with_http_client(HyperClient::builder(TokioExecutor::new()).build(connector))
+        .with_url(&server.url)
+        .with_validation(false);
+    single_rows(&default_client, 5, 1000).await;
+    single_rows(&nodelay_client, 5, 1001).await;
+    let without = single_rows(&default_client, n, 1).await;
+    let with = single_rows(&nodelay_client, n, 2).await;
+    let started = Instant::now();
+    for i in 0..n {
+        sink.insert(&[sentiment_event(1, 3, i)]).await.unwrap();
+    }
+    let sink_single = started.elapsed() / n as u32;
+    println!("single-row insert: crate default connector {without:?}, nodelay connector {with:?}, ClickHouseSink {sink_single:?}");
+
+    for round in 0..3 {
+        let events = sentiment_events(2, 100 + round, 10_000);
+        let bytes: usize = events.iter().map(|e| serde_json::to_string(&e.properties).unwrap().len()).sum();
+        let started = Instant::now();
+        sink.insert(&events).await.unwrap();
+        let t = started.elapsed();
+        println!(
+            "10k batch: {t:?} = {:.0} rows/s ({} KiB of properties)",
+            10_000.0 / t.as_secs_f64(),
+            bytes / 1024
+        );
+    }
+    assert_eq!(sink.count_final(Some(2)).await.unwrap(), 30_000);
+}

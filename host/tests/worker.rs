@@ -1,0 +1,275 @@
+//! End to end on real servers: Temporal dev server, ClickHouse 18.16, the
+//! worker binary with the embedded default plugin.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::services::{run_bin, TemporalServer, WorkerProcess};
+use common::ClickHouseServer;
+use llma_sentiment::sink::{ClickHouseSink, SinkConfig};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct Stack {
+    ch: ClickHouseServer,
+    temporal: TemporalServer,
+    queue: String,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let ch = ClickHouseServer::start();
+        let temporal = TemporalServer::start();
+        let stack = Stack { ch, temporal, queue: format!("test-{}", Uuid::new_v4()) };
+        let out = run_bin(&["migrate"], &stack.env(), None);
+        assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
+        stack
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("TEMPORAL_ADDRESS", self.temporal.address.as_str()),
+            ("CLICKHOUSE_URL", self.ch.url.as_str()),
+            ("LLMA_SENTIMENT_TASK_QUEUE", self.queue.as_str()),
+        ]
+    }
+
+    fn worker(&self, extra_env: &[(&str, &str)]) -> WorkerProcess {
+        let mut env = self.env();
+        env.extend_from_slice(extra_env);
+        WorkerProcess::start(&env, &[])
+    }
+
+    fn sink(&self) -> ClickHouseSink {
+        let config = SinkConfig { url: self.ch.url.clone(), ..SinkConfig::default() };
+        block(ClickHouseSink::connect(config)).expect("sink connects")
+    }
+
+    /// `llma-sentiment submit` of `events` (one workflow each, or one batch).
+    fn submit(&self, events: &[Value], batch: bool, wait: bool) -> Vec<Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let mut args = vec!["submit", "--id-prefix", "t"];
+        if batch {
+            args.push("--batch");
+        }
+        if wait {
+            args.push("--wait");
+        }
+        args.push(file.to_str().unwrap());
+        let out = run_bin(&args, &self.env(), None);
+        assert!(out.status.success(), "submit: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn wait_status(&self, workflow_id: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.temporal.describe(workflow_id);
+            let status = d["workflowExecutionInfo"]["status"].as_str().unwrap_or("").to_string();
+            if status != "WORKFLOW_EXECUTION_STATUS_RUNNING" {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{workflow_id} still running after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+fn event(text: &str) -> Value {
+    json!({
+        "uuid": Uuid::new_v4().to_string(),
+        "event": "$ai_generation",
+        "team_id": 42,
+        "distinct_id": "user-1",
+        "timestamp": "2026-11-01T10:00:00Z",
+        "properties": {
+            "$ai_trace_id": "trace-1",
+            "$ai_session_id": "session-1",
+            "$ai_span_id": "span-1",
+            "$ai_input": [
+                {"role": "system", "content": "be helpful"},
+                {"role": "user", "content": "what time is the meeting"},
+                {"role": "assistant", "content": "at ten"},
+                {"role": "user", "content": text}
+            ]
+        }
+    })
+}
+
+fn sentiment_uuid(e: &Value) -> Uuid {
+    llma_sentiment::sink::sentiment_uuid_for(Uuid::parse_str(e["uuid"].as_str().unwrap()).unwrap())
+}
+
+#[test]
+fn a_workflow_started_by_the_temporal_cli_writes_its_row() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let ev = event("this is broken and I hate it");
+    let wf = format!("cli-{}", Uuid::new_v4());
+    stack.temporal.cli(&[
+        "workflow", "start", "--type", "llma-run-sentiment-classification", "--task-queue", &stack.queue,
+        "--workflow-id", &wf, "--execution-timeout", "10m", "--input", &json!({"event_data": ev}).to_string(),
+    ]);
+    assert_eq!(stack.wait_status(&wf, Duration::from_secs(60)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
+
+    let history = stack.temporal.history(&wf);
+    let started = history.iter().find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED").unwrap();
+    assert_eq!(started["workflowExecutionStartedEventAttributes"]["workflowExecutionTimeout"], "600s");
+    let scheduled = history
+        .iter()
+        .find(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED")
+        .expect("activity scheduled")["activityTaskScheduledEventAttributes"]
+        .clone();
+    assert_eq!(scheduled["activityType"]["name"], "classify_sentiment_activity");
+    assert_eq!(scheduled["scheduleToCloseTimeout"], "300s");
+    assert_eq!(scheduled["startToCloseTimeout"], "120s");
+    assert_eq!(scheduled["heartbeatTimeout"], "30s");
+    assert_eq!(scheduled["retryPolicy"]["initialInterval"], "2s");
+    assert_eq!(scheduled["retryPolicy"]["maximumInterval"], "10s");
+    assert_eq!(scheduled["retryPolicy"]["maximumAttempts"], 2);
+    let completed = history.iter().find(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED").expect("activity completed");
+    assert!(completed.to_string().contains("classified") || !completed.is_null());
+
+    let sink = stack.sink();
+    let row = block(sink.fetch_final(&[sentiment_uuid(&ev)])).unwrap();
+    assert_eq!(row.len(), 1, "one row for the generation");
+    let row = &row[0];
+    let p = &row.properties;
+    assert_eq!(row.event, "$ai_sentiment");
+    assert_eq!(row.team_id, 42);
+    assert_eq!(row.distinct_id, "user-1");
+    assert_eq!(row.timestamp.to_rfc3339(), "2026-11-01T10:00:00+00:00");
+    assert_eq!(p["$ai_sentiment_label"], "negative");
+    assert_eq!(p["$ai_generation_event_uuid"], ev["uuid"]);
+    assert_eq!(p["$ai_trace_id"], "trace-1");
+    assert_eq!(p["$ai_session_id"], "session-1");
+    assert_eq!(p["$ai_parent_id"], "span-1");
+    assert_eq!(p["$ai_sentiment_model"], "llma/vader-lexicon-sentiment");
+    let messages = p["$ai_sentiment_messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["label"], "neutral");
+    assert_eq!(messages[1]["label"], "negative");
+    let scores = &p["$ai_sentiment_scores"];
+    let sum: f64 = ["negative", "neutral", "positive"].iter().map(|k| scores[*k].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-3);
+    assert_eq!(p["$ai_sentiment_score"].as_f64().unwrap(), scores["negative"].as_f64().unwrap());
+}
+
+#[test]
+fn a_batch_with_a_malformed_event_writes_the_others() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let good: Vec<Value> = ["I love this, thank you!", "meh", "awful"].iter().map(|t| event(t)).collect();
+    let mut batch = good.clone();
+    batch.insert(1, json!({"event": "$ai_generation", "team_id": "not a number", "properties": {}}));
+    let no_user = json!({"uuid": Uuid::new_v4().to_string(), "team_id": 42, "distinct_id": "u",
+        "properties": {"$ai_input": [{"role": "assistant", "content": "hi"}]}});
+    batch.push(no_user);
+    let results = stack.submit(&batch, true, true);
+    assert_eq!(results.len(), 1);
+    let r = &results[0];
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["result"]["processed"], 3);
+    assert_eq!(r["result"]["failed"], 1);
+    assert_eq!(r["result"]["skipped"], 1);
+    assert_eq!(r["result"]["skip_reasons"]["no_user_messages"], 1);
+    let sink = stack.sink();
+    let uuids: Vec<Uuid> = good.iter().map(sentiment_uuid).collect();
+    assert_eq!(block(sink.fetch_final(&uuids)).unwrap().len(), 3);
+    assert_eq!(block(sink.count_final(Some(42))).unwrap(), 3);
+}
+
+#[test]
+fn a_retried_activity_leaves_one_event_per_generation_and_heartbeats() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[("LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT", "true")]);
+    let events: Vec<Value> = (0..5).map(|i| event(&format!("message number {i} is great"))).collect();
+    let started = stack.submit(&events, true, false);
+    let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
+    // Between attempt 1 (failed after its insert) and attempt 2 Temporal waits
+    // 2 s; the pending activity then shows attempt 1's heartbeat details.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let details = loop {
+        let d = stack.temporal.describe(&wf);
+        if let Some(pa) = d["pendingActivities"].as_array().and_then(|a| a.first()) {
+            if pa["heartbeatDetails"].is_object() || pa["heartbeatDetails"].is_array() {
+                break pa["heartbeatDetails"].clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no heartbeat details seen: {d}");
+        assert_ne!(d["workflowExecutionInfo"]["status"], "WORKFLOW_EXECUTION_STATUS_COMPLETED", "completed before a heartbeat was seen");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = details.to_string();
+    for key in ["event_index", "events_total", "message_index", "messages_total"] {
+        assert!(text.contains(key), "heartbeat details lack {key}: {text}");
+    }
+    assert_eq!(stack.wait_status(&wf, Duration::from_secs(60)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
+    let history = stack.temporal.history(&wf);
+    let started_attempt = history
+        .iter()
+        .find(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED")
+        .map(|e| e["activityTaskStartedEventAttributes"]["attempt"].clone());
+    assert_eq!(started_attempt, Some(json!(2)), "the activity ran twice");
+    let sink = stack.sink();
+    // Both attempts inserted every event ...
+    assert_eq!(block(sink.count_raw(Some(42))).unwrap(), 10);
+    // ... and the table collapses them to one per generation.
+    assert_eq!(block(sink.count_final(Some(42))).unwrap(), 5);
+}
+
+#[test]
+fn clickhouse_down_during_a_batch_then_back_loses_and_duplicates_nothing() {
+    let mut stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let events: Vec<Value> = (0..20).map(|i| event(&format!("review {i}: terrible and slow"))).collect();
+    stack.ch.stop();
+    let started = stack.submit(&events, true, false);
+    let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_secs(3));
+    stack.ch.restart();
+    assert_eq!(stack.wait_status(&wf, Duration::from_secs(120)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
+    let sink = stack.sink();
+    let uuids: Vec<Uuid> = events.iter().map(sentiment_uuid).collect();
+    assert_eq!(block(sink.fetch_final(&uuids)).unwrap().len(), 20, "no event lost");
+    assert_eq!(block(sink.count_final(Some(42))).unwrap(), 20, "no event duplicated");
+}
+
+#[test]
+fn sigterm_during_a_batch_finishes_the_work_and_exits_cleanly() {
+    let stack = Stack::start();
+    let worker = stack.worker(&[]);
+    let long_input: Vec<Value> = (0..40).map(|i| json!({"role": "user", "content": format!("turn {i}: the answer was wrong and I am annoyed")})).collect();
+    let events: Vec<Value> = (0..400)
+        .map(|_| {
+            let mut e = event("x");
+            e["properties"]["$ai_input"] = Value::Array(long_input.clone());
+            e
+        })
+        .collect();
+    let started = stack.submit(&events, true, false);
+    let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
+    // Wait until the activity is running (its first heartbeat), then stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = stack.temporal.describe(&wf);
+        if d["pendingActivities"].as_array().and_then(|a| a.first()).is_some_and(|pa| !pa["heartbeatDetails"].is_null()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "activity never heartbeated");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = worker.terminate(Duration::from_secs(60));
+    assert!(status.success(), "worker exit status {status}");
+    assert_eq!(stack.wait_status(&wf, Duration::from_secs(30)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
+    let sink = stack.sink();
+    assert_eq!(block(sink.count_final(Some(42))).unwrap(), 400, "every classified event was written");
+}

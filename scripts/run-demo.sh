@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The main job, end to end on real servers (run under scripts/with-services.sh,
+# which exports TEMPORAL_ADDRESS, CLICKHOUSE_URL, CLICKHOUSE_TCP_PORT):
+# migrate, start the worker, submit the sample events, wait for the
+# workflows, print the `$ai_sentiment` rows, stop the worker.
+set -euo pipefail
+
+BIN="${1:?usage: $0 BIN [EVENTS_FILE]}"
+EVENTS="${2:-samples/events.jsonl}"
+export LLMA_SENTIMENT_TASK_QUEUE="${LLMA_SENTIMENT_TASK_QUEUE:-development-task-queue}"
+LOG="$(mktemp "${TMPDIR:-/tmp}/llma-worker.XXXXXX.log")"
+
+"$BIN" migrate
+
+LLMA_SENTIMENT_LOG="${LLMA_SENTIMENT_LOG:-info}" "$BIN" worker >"$LOG" 2>&1 &
+WORKER=$!
+# shellcheck disable=SC2317  # invoked via trap
+stop_worker() {
+    if kill -0 "$WORKER" 2>/dev/null; then
+        kill -TERM "$WORKER" 2>/dev/null || true
+        wait "$WORKER" 2>/dev/null || true
+    fi
+}
+trap stop_worker EXIT
+
+echo "== submitting $(grep -c . "$EVENTS") events from $EVENTS (one workflow each, 10 min execution timeout)"
+started=$(date +%s%N)
+"$BIN" submit --wait --id-prefix "demo-$(date +%s)" "$EVENTS" >"$LOG.results"
+elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
+python3 - "$LOG.results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{'workflow':<58} {'status':<10} result")
+for r in sorted(rows, key=lambda r: r.get("workflow_id", "")):
+    res = r.get("result") or {}
+    ev = (res.get("events") or [{}])[0]
+    what = ev.get("label") or ev.get("reason") or r.get("error", "")
+    print(f"{r.get('workflow_id', ''):<58} {r.get('status', ''):<10} {ev.get('status', '')} {what}"[:160])
+PY
+echo "== workflows done in ${elapsed} ms"
+
+stop_worker
+trap - EXIT
+echo "== worker stopped (SIGTERM); its log: $LOG"
+
+echo "== \$ai_sentiment rows in ClickHouse (FINAL)"
+clickhouse-client --host 127.0.0.1 --port "$CLICKHOUSE_TCP_PORT" --query "
+SELECT
+    visitParamExtractString(properties, '\$ai_generation_event_uuid') AS generation,
+    team_id,
+    distinct_id,
+    timestamp,
+    visitParamExtractString(properties, '\$ai_sentiment_label') AS label,
+    round(visitParamExtractFloat(properties, '\$ai_sentiment_score'), 3) AS score,
+    visitParamExtractString(properties, '\$ai_sentiment_model') AS model
+FROM events FINAL
+WHERE event = '\$ai_sentiment'
+ORDER BY timestamp, generation
+FORMAT PrettyCompactMonoBlock"
