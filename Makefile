@@ -17,7 +17,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugins models build run analyze test bench bench-model model clean
+.PHONY: setup venv target plugins models build run analyze test bench bench-model model clean reliability
 
 setup: target venv
 
@@ -47,8 +47,16 @@ bench-model: $(MODELS)/roberta-base-shape/model.onnx
 $(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_common.py | venv
 	$(PY) models/build_roberta.py --shape base --cumsum int64 --seed 11 --out $(MODELS)/roberta-base-shape
 
-bench: build bench-model
-	$(CARGO_TARGET_DIR)/debug/llma-bench --plugin $(PLUGIN_WASM) --model $(MODELS)/default --model $(MODELS)/roberta-base-shape
+# `make bench`: ours (tract in wasm, native tract) against the seed's ONNX
+# Runtime on roberta-base-shape, one table (several minutes, few reps).
+# `make bench LLMA_BENCH_QUICK=1`: smoke run on the default and roberta-tiny
+# bundles. Inputs and raw results land in build/bench/.
+BENCH_QUICK := $(filter-out 0 false no off,$(LLMA_BENCH_QUICK))
+bench: build $(if $(BENCH_QUICK),,bench-model)
+	cargo build -p llma-sentiment-plugin --example native-bench
+	$(CARGO_TARGET_DIR)/debug/llma-bench $(if $(BENCH_QUICK),--quick) --plugin $(PLUGIN_WASM) \
+		--models-dir $(MODELS) --python $(PY) --scripts models \
+		--native-bench $(CARGO_TARGET_DIR)/debug/examples/native-bench --work-dir build/bench
 
 build: plugins models
 	cargo build -p llma-sentiment
@@ -61,7 +69,12 @@ analyze: build
 run: build
 	scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
 
+# Tests share one compiled-component cache; compiling it once up front keeps
+# concurrent tests from all compiling the 22 MB component at the same time.
+TEST_CACHE := $(CARGO_TARGET_DIR)/tmp/llma-test-cache
+
 test: build
+	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) info >/dev/null
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
 	cargo test -p llma-sentiment-plugin -p llma-sentiment
@@ -74,3 +87,12 @@ model: | venv
 
 clean:
 	rm -rf build
+
+# Fault injection on real servers (ClickHouse down 30 s, Temporal restarted,
+# worker SIGKILLed mid-batch) and 100_000 fuzz cases per property; prints a
+# table. Takes ~15 minutes, so it is not part of `make test` (which runs the
+# fuzz properties at 256 cases). LLMA_FUZZ_CASES=N overrides the case count.
+reliability: build
+	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
+	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
+	scripts/reliability.sh

@@ -93,6 +93,20 @@ pub struct WorkerArgs {
     /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
     #[arg(long, env = "LLMA_SENTIMENT_GRACE_PERIOD_SECS", default_value_t = 30)]
     pub grace_period_secs: u64,
+    /// How long the previous plugin version stays loaded for `plugin rollback`.
+    #[arg(long, env = "LLMA_SENTIMENT_ROLLBACK_GRACE_SECS", default_value_t = 600)]
+    pub rollback_grace_secs: u64,
+    /// Serve the newest `*.wasm` of this directory and switch when a newer one
+    /// appears (or on SIGHUP). Overrides --plugin.
+    #[arg(long, env = "LLMA_SENTIMENT_PLUGIN_DIR")]
+    pub plugin_dir: Option<std::path::PathBuf>,
+    /// How often the plugin directory is polled.
+    #[arg(long, env = "LLMA_SENTIMENT_PLUGIN_POLL_MS", default_value_t = 1000)]
+    pub plugin_poll_ms: u64,
+    /// Admin endpoint (plugin status/activate/rollback, /healthz), e.g.
+    /// 127.0.0.1:9464. Off unless set.
+    #[arg(long, env = "LLMA_SENTIMENT_ADMIN_ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerArgs {
@@ -104,5 +118,9 @@ impl WorkerArgs {
 
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
+    }
+
+    pub fn rollback_grace(&self) -> Duration {
+        Duration::from_secs(self.rollback_grace_secs)
     }
 }

@@ -1,6 +1,7 @@
 //! llma-sentiment host: runs the sentiment plugin (a WASI component) under
 //! wasmtime with deadlines and fuel, for the CLI and the Temporal worker.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod embedded;
@@ -8,6 +9,8 @@ pub mod engine;
 pub mod event;
 pub mod pipeline;
 pub mod pool;
+pub mod registry;
 pub mod sink;
 pub mod source;
+pub mod watcher;
 pub mod worker;

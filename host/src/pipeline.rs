@@ -54,9 +54,9 @@ impl PipelineError {
     }
 }
 
-pub fn producer(instance: &Instance) -> Producer {
+pub fn producer(instance: &Instance, wasm_sha256: &str) -> Producer {
     let info = instance.info();
-    Producer { model: info.model_name.clone(), plugin_version: info.version.clone() }
+    Producer { model: info.model_name.clone(), plugin_version: crate::engine::version_label(info, wasm_sha256) }
 }
 
 pub fn analyze(
@@ -93,11 +93,12 @@ pub fn analyze(
             }
         }
     }
+    let sha = slot.plugin().wasm_sha256.clone();
     let instance = slot.get()?;
     let overall = instance.aggregate(&results)?.ok_or(PipelineError::Engine(EngineError::Plugin {
         call: "aggregate",
         error: PluginError::InvalidArgument("no overall result for a non-empty list".into()),
     }))?;
-    let event = SentimentEvent::build(generation, &overall, &producer(instance), Utc::now());
+    let event = SentimentEvent::build(generation, &overall, &producer(instance, &sha), Utc::now());
     Ok(Analysis::Sentiment(Box::new(event)))
 }

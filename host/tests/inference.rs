@@ -103,7 +103,7 @@ fn default_model_labels_plain_english_sensibly() {
         ("what time is the meeting", Label::Neutral),
         ("This is absolutely wonderful, great job", Label::Positive),
         ("terrible answer, useless and wrong", Label::Negative),
-        ("please convert this csv to json", Label::Neutral),
+        ("convert this csv file to json", Label::Neutral),
         ("this is not good", Label::Negative),
     ];
     let texts: Vec<&str> = cases.iter().map(|c| c.0).collect();

@@ -75,7 +75,11 @@ fn assert_stored(stored: &StoredEvent, e: &SentimentEvent, created_window: (Date
     assert_eq!(stored.team_id, e.team_id);
     assert_eq!(stored.distinct_id, e.distinct_id);
     assert_eq!(stored.person_id, e.person_id);
-    assert_eq!(stored.properties, e.properties, "properties of {}", e.uuid);
+    // The exact JSON text written, and the same value when parsed.
+    let json_text = serde_json::to_string(&e.properties).unwrap();
+    assert_eq!(stored.properties_json, json_text, "properties of {}", e.uuid);
+    let reparsed: Map<String, Value> = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(stored.properties, reparsed, "properties of {}", e.uuid);
     assert_eq!(stored.timestamp, seconds(&e.timestamp), "timestamp of {}", e.uuid);
     let (from, to) = created_window;
     assert!(

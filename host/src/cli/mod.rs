@@ -100,6 +100,11 @@ pub enum Command {
         #[arg(long, hide = true, env = "LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT")]
         fault_fail_first_attempt: bool,
     },
+    /// Plugin versions: offline checks, and activation/rollback on a running worker.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Start one workflow per event (JSON lines from FILE or stdin), or one batch workflow.
     Submit {
         /// Input file; `-` or absent for stdin.
@@ -121,6 +126,38 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Validate a plugin offline (compile, world, model load, self-test) and print its info.
+    Check { file: PathBuf },
+    /// Ask a running worker to validate and switch to FILE (a path on the worker's machine).
+    Activate {
+        file: PathBuf,
+        /// Model bundle for the new version; the worker's current one when absent.
+        #[arg(long = "with-model")]
+        with_model: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Ask a running worker to switch back to its previous version.
+    Rollback {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print a running worker's active and previous versions.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The worker's admin endpoint.
+    #[arg(long = "admin-url", env = "LLMA_SENTIMENT_ADMIN_URL", default_value = "http://127.0.0.1:9464")]
+    pub url: String,
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Extract => local::extract(&cli.plugin),
@@ -128,6 +165,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Analyze { file } => local::analyze(&cli.plugin, file.as_deref()),
         Command::Info => local::info(&cli.plugin),
         Command::Migrate { clickhouse } => service::migrate(clickhouse),
+        Command::Plugin { action } => match action {
+            PluginAction::Check { file } => service::plugin_check(&cli.plugin, file),
+            PluginAction::Activate { file, with_model, admin } => {
+                let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+                let body = serde_json::json!({
+                    "path": abs(file),
+                    "model_dir": with_model.as_ref().map(abs),
+                });
+                service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
+            }
+            PluginAction::Rollback { admin } => service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/rollback", None),
+            PluginAction::Status { admin } => service::plugin_admin(&admin.url, hyper::Method::GET, "/plugin", None),
+        },
         Command::Worker { temporal, clickhouse, worker, fault_fail_first_attempt } => {
             service::worker(&cli.plugin, temporal, clickhouse, worker, *fault_fail_first_attempt)
         }

@@ -10,6 +10,7 @@ use super::PluginArgs;
 use crate::config::{ClickHouseArgs, TemporalArgs, WorkerArgs};
 use crate::engine::Limits;
 use crate::pool::InstancePool;
+use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 use crate::worker::{self, SubmitOptions, WorkerSetup};
 
@@ -33,18 +34,47 @@ pub fn worker(
     args: &WorkerArgs,
     fail_first_attempt_after_insert: bool,
 ) -> anyhow::Result<()> {
-    let source = plugin.source();
-    let engine = source.engine(Limits::default())?;
+    let mut source = plugin.source();
+    if let Some(dir) = &args.plugin_dir {
+        match crate::watcher::newest_plugin(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {
+            Some(newest) => source.plugin = Some(newest),
+            None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
+        }
+    }
+    let engine = Arc::new(source.engine(Limits::default())?);
     let loaded = source.load(&engine)?;
-    let pool = Arc::new(InstancePool::new(loaded));
+    let registry = Arc::new(
+        Registry::new(engine.clone(), loaded, source.plugin.clone(), args.rollback_grace())
+            .context("the plugin failed its validation")?,
+    );
+    let live = Arc::downgrade(&registry);
+    let pool = Arc::new(InstancePool::new(move |v| {
+        live.upgrade().is_some_and(|r| {
+            Arc::ptr_eq(&r.current().plugin, &v.plugin) || r.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &v.plugin))
+        })
+    }));
     let concurrency = args.concurrency();
     // Load the model into every instance before taking work.
-    pool.warm(concurrency).context("loading the model into the plugin instances")?;
-    tracing::info!(instances = concurrency, "plugin instances ready");
+    pool.warm(&registry.current(), concurrency).context("loading the model into the plugin instances")?;
+    tracing::info!(instances = concurrency, version = %registry.current().label(), model = %registry.current().info.model_name, "plugin instances ready");
     runtime()?.block_on(async {
         let sink = Arc::new(ClickHouseSink::connect(clickhouse.sink_config()).await?);
         sink.check_schema().await.context("the events table is not usable: run `llma-sentiment migrate`")?;
-        let activities = worker::activities(pool, sink, plugin.pipeline(), fail_first_attempt_after_insert);
+        if let Some(addr) = args.admin_addr {
+            crate::admin::serve(addr, registry.clone()).await.with_context(|| format!("binding the admin endpoint {addr}"))?;
+        }
+        let (rescan_tx, rescan_rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(dir) = args.plugin_dir.clone() {
+            crate::watcher::spawn(dir, registry.clone(), std::time::Duration::from_millis(args.plugin_poll_ms.max(50)), rescan_rx);
+            tokio::spawn(async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: rescanning the plugin directory");
+                    let _ = rescan_tx.send(());
+                }
+            });
+        }
+        let activities = worker::activities(registry, pool, sink, plugin.pipeline(), fail_first_attempt_after_insert);
         let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
         worker::run(temporal, setup).await
     })
@@ -65,6 +95,39 @@ pub fn submit(temporal: &TemporalArgs, file: Option<&Path>, options: SubmitOptio
             "submitted: {} started, {} not started, {} completed, {} failed",
             report.started, report.start_errors, report.completed, report.failed
         );
+        Ok(())
+    })
+}
+
+pub fn plugin_check(plugin: &PluginArgs, file: &Path) -> anyhow::Result<()> {
+    let mut source = plugin.source();
+    source.plugin = Some(file.to_path_buf());
+    let engine = Arc::new(source.engine(Limits::default())?);
+    let loaded = source.load(&engine)?;
+    let registry = Registry::new(engine, loaded, Some(file.to_path_buf()), std::time::Duration::ZERO)?;
+    let status = crate::registry::VersionStatus::from(&*registry.current());
+    let info = &registry.current().info;
+    let out = serde_json::json!({
+        "ok": true,
+        "version": status,
+        "interface_version": info.interface_version,
+        "labels": info.labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+        "max_tokens": info.limits.max_tokens,
+        "max_batch": info.limits.max_batch,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+pub fn plugin_admin(admin: &str, method: hyper::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (status, value) = crate::admin::call(admin, method, path, body)
+            .await
+            .with_context(|| format!("calling the worker's admin endpoint at {admin}"))?;
+        println!("{value}");
+        if !status.is_success() {
+            anyhow::bail!("{status}: {}", value.get("error").and_then(|e| e.as_str()).unwrap_or("request failed"));
+        }
         Ok(())
     })
 }

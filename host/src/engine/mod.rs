@@ -25,6 +25,15 @@ pub use error::{EngineError, TrapKind};
 pub use instance::{HostState, Instance, InstanceSlot};
 pub use limits::Limits;
 
+/// The WIT interface version this host speaks; a plugin of another major
+/// version is refused.
+pub const INTERFACE_VERSION: &str = "1.0.0";
+
+/// How events and logs name a plugin build: its version and build hash.
+pub fn version_label(info: &PluginInfo, wasm_sha256: &str) -> String {
+    format!("{}+{}", info.version, &wasm_sha256[..wasm_sha256.len().min(12)])
+}
+
 /// Guest path of the read-only model directory.
 pub const GUEST_MODEL_DIR: &str = "/model";
 

@@ -154,7 +154,11 @@ impl EventRow {
 pub struct StoredEvent {
     pub uuid: Uuid,
     pub event: String,
+    /// `properties_json` parsed. (Without serde_json's `float_roundtrip`
+    /// feature a float may come back one ulp off; the stored text is exact.)
     pub properties: Map<String, Value>,
+    /// The `properties` column as stored.
+    pub properties_json: String,
     pub timestamp: DateTime<Utc>,
     pub team_id: i64,
     pub distinct_id: String,
@@ -172,6 +176,7 @@ impl StoredEvent {
             uuid: row.uuid,
             event: row.event,
             properties,
+            properties_json: row.properties,
             timestamp: row.timestamp,
             team_id: row.team_id,
             distinct_id: row.distinct_id,

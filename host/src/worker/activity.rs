@@ -16,6 +16,7 @@ use super::input::WorkflowInput;
 use crate::event::{GenerationEvent, SentimentEvent};
 use crate::pipeline::{self, Analysis, PipelineError, PipelineOptions, Progress};
 use crate::pool::InstancePool;
+use crate::registry::{PluginVersion, Registry};
 use crate::sink::ClickHouseSink;
 
 /// Progress recorded with every heartbeat.
@@ -72,6 +73,7 @@ impl ClassificationSummary {
 }
 
 pub struct SentimentActivities {
+    pub registry: Arc<Registry>,
     pub pool: Arc<InstancePool>,
     pub sink: Arc<ClickHouseSink>,
     pub options: PipelineOptions,
@@ -109,6 +111,9 @@ impl SentimentActivities {
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let input = WorkflowInput::parse(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();
+        // The whole task runs on the version that was current when it
+        // started, even if a newer one is activated meanwhile.
+        let version = self.registry.current();
         let mut summary = ClassificationSummary::default();
         let mut to_write: Vec<SentimentEvent> = Vec::new();
         let mut retry_reason: Option<String> = None;
@@ -135,7 +140,7 @@ impl SentimentActivities {
             let uuid = generation.uuid.to_string();
             let span = tracing::info_span!("event", workflow_id, event_uuid = %uuid, team_id = generation.team_id);
             let _guard = span.enter();
-            let result = self.classify_one(&ctx, generation, index, total, &summary).await;
+            let result = self.classify_one(&ctx, &version, generation, index, total, &summary).await;
             let mut outcome = EventOutcome { index, generation_uuid: Some(uuid), ..Default::default() };
             match result {
                 EventResult::Written(event) => {
@@ -204,6 +209,7 @@ impl SentimentActivities {
     async fn classify_one(
         &self,
         ctx: &ActivityContext,
+        version: &Arc<PluginVersion>,
         generation: GenerationEvent,
         index: usize,
         total: usize,
@@ -214,8 +220,9 @@ impl SentimentActivities {
         let pool = self.pool.clone();
         let options = self.options;
         let cancel_flag = cancel.clone();
+        let version = version.clone();
         let mut job = tokio::task::spawn_blocking(move || {
-            let mut slot = pool.checkout();
+            let mut slot = pool.checkout(&version);
             slot.set_interrupt(cancel_flag.clone());
             let result = pipeline::analyze(&mut slot, &generation, &options, |p| {
                 let _ = tx.send(p);

@@ -84,10 +84,11 @@ async fn wait_for_signal() {
 }
 
 pub fn activities(
+    registry: Arc<crate::registry::Registry>,
     pool: Arc<crate::pool::InstancePool>,
     sink: Arc<crate::sink::ClickHouseSink>,
     options: crate::pipeline::PipelineOptions,
     fail_first_attempt_after_insert: bool,
 ) -> SentimentActivities {
-    SentimentActivities { pool, sink, options, fail_first_attempt_after_insert }
+    SentimentActivities { registry, pool, sink, options, fail_first_attempt_after_insert }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod services;
+pub mod stack;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub fn repo() -> PathBuf {
 
 /// A shared compile cache, so each test binary compiles a component once.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join("llma-test-cache")
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llma-test-cache")
 }
 
 pub fn engine(limits: Limits) -> PluginEngine {

@@ -6,7 +6,9 @@
 //! answering `invalid-argument("denied: ...")` when the sandbox held and
 //! a positive result with score 1.0 when it did not. Any other text gets a
 //! fixed neutral result. `load` misbehaves the same way when the model
-//! directory holds a file `hostile-load` naming the behaviour.
+//! directory holds a file `hostile-load` naming the behaviour; a file
+//! `hostile-bad-scores` makes every result's scores sum to 2 (a plugin that
+//! must fail the host's self-test).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -16,6 +18,8 @@ use exports::llma::sentiment::sentiment::*;
 
 struct Hostile;
 export!(Hostile);
+
+static BAD_SCORES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn info() -> PluginInfo {
     PluginInfo {
@@ -97,6 +101,8 @@ impl Guest for Hostile {
             behave(what.trim())?;
         }
         std::fs::read(format!("{model_dir}/config.json")).map_err(|e| Error::ModelLoad(e.to_string()))?;
+        let bad = std::fs::metadata(format!("{model_dir}/hostile-bad-scores")).is_ok();
+        BAD_SCORES.store(bad, std::sync::atomic::Ordering::Relaxed);
         Ok(info())
     }
 
@@ -109,7 +115,14 @@ impl Guest for Hostile {
     }
 
     fn classify(texts: Vec<String>) -> Result<Vec<MessageResult>, Error> {
-        texts.iter().map(|t| behave(t)).collect()
+        let mut results: Vec<MessageResult> = texts.iter().map(|t| behave(t)).collect::<Result<_, _>>()?;
+        if BAD_SCORES.load(std::sync::atomic::Ordering::Relaxed) {
+            for r in &mut results {
+                r.scores = Scores { negative: 0.5, neutral: 1.0, positive: 0.5 };
+                r.score = 1.0;
+            }
+        }
+        Ok(results)
     }
 
     fn aggregate(results: Vec<MessageResult>) -> Option<OverallResult> {

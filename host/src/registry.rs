@@ -1,0 +1,201 @@
+//! Plugin versions: validation, atomic activation, rollback.
+//!
+//! `activate` is the one mechanism; the directory watcher, SIGHUP and the
+//! admin endpoint only call it. A new version is compiled (and its artifact
+//! cached), instantiated against the WIT world, its model loaded and a
+//! self-test run on canary texts before it serves anything. The switch is a
+//! pointer swap: a task pins the version it started with, so it finishes on
+//! it, and tasks that start later get the new one. The previous version stays
+//! loaded for `rollback` until the grace period ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::engine::{EngineError, InstanceSlot, Plugin, PluginEngine, PluginInfo};
+
+/// Texts every new version must classify before it serves traffic.
+pub const CANARY_TEXTS: [&str; 4] =
+    ["I love this, thank you!", "this is broken and I hate it", "what time is the meeting", ""];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("self-test failed: {0}")]
+    SelfTest(String),
+    #[error("plugin interface {found} is not compatible with the host's {expected}")]
+    IncompatibleInterface { found: String, expected: String },
+    #[error("no previous version to roll back to (none loaded, or its grace period ended)")]
+    NoPrevious,
+}
+
+/// One validated plugin + model, ready to serve.
+pub struct PluginVersion {
+    /// Increases with every activation in this process.
+    pub seq: u64,
+    pub plugin: Arc<Plugin>,
+    pub info: PluginInfo,
+    /// Where the component came from (`None` for the embedded default).
+    pub source: Option<PathBuf>,
+    pub validated_in: Duration,
+    /// The instance the self-test ran on, handed to the first task.
+    warm: Mutex<Option<InstanceSlot>>,
+}
+
+impl PluginVersion {
+    fn new(seq: u64, plugin: Arc<Plugin>, source: Option<PathBuf>) -> Result<Self, SwapError> {
+        let started = Instant::now();
+        let (info, slot) = validate(&plugin)?;
+        Ok(PluginVersion { seq, plugin, info, source, validated_in: started.elapsed(), warm: Mutex::new(Some(slot)) })
+    }
+
+    pub(crate) fn take_warm_slot(&self) -> Option<InstanceSlot> {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// What events and logs call this version: plugin version, build hash, model.
+    pub fn label(&self) -> String {
+        crate::engine::version_label(&self.info, &self.plugin.wasm_sha256)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionStatus {
+    pub seq: u64,
+    pub version: String,
+    pub name: String,
+    pub model: String,
+    pub plugin_sha256: String,
+    pub source: Option<String>,
+    pub model_dir: String,
+    pub validated_ms: u64,
+}
+
+impl From<&PluginVersion> for VersionStatus {
+    fn from(v: &PluginVersion) -> Self {
+        VersionStatus {
+            seq: v.seq,
+            version: v.label(),
+            name: v.info.name.clone(),
+            model: v.info.model_name.clone(),
+            plugin_sha256: v.plugin.wasm_sha256.clone(),
+            source: v.source.as_ref().map(|p| p.display().to_string()),
+            model_dir: v.plugin.model_dir().display().to_string(),
+            validated_ms: v.validated_in.as_millis() as u64,
+        }
+    }
+}
+
+/// Checks a freshly loaded version end to end; returns its info and the
+/// instance the self-test ran on.
+pub fn validate(plugin: &Arc<Plugin>) -> Result<(PluginInfo, InstanceSlot), SwapError> {
+    let mut slot = InstanceSlot::new(plugin.clone());
+    let instance = slot.get()?;
+    let info = instance.info().clone();
+    let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
+    if major(&info.interface_version) != major(crate::engine::INTERFACE_VERSION) {
+        return Err(SwapError::IncompatibleInterface {
+            found: info.interface_version.clone(),
+            expected: crate::engine::INTERFACE_VERSION.to_string(),
+        });
+    }
+    let texts: Vec<String> = CANARY_TEXTS.iter().map(|t| t.to_string()).collect();
+    let results = instance.classify(&texts)?;
+    for (text, r) in texts.iter().zip(&results) {
+        let s = &r.scores;
+        let sum = s.negative + s.neutral + s.positive;
+        if !(sum - 1.0).abs().lt(&1e-3) {
+            return Err(SwapError::SelfTest(format!("scores of {text:?} sum to {sum}")));
+        }
+        if !info.labels.contains(&r.label) {
+            return Err(SwapError::SelfTest(format!("label {:?} of {text:?} is not in the model's labels", r.label)));
+        }
+        let top = [s.negative, s.neutral, s.positive].into_iter().fold(f32::MIN, f32::max);
+        if (r.score - top).abs() > 1e-6 {
+            return Err(SwapError::SelfTest(format!("score {} of {text:?} is not its top class", r.score)));
+        }
+    }
+    Ok((info, slot))
+}
+
+struct Previous {
+    version: Arc<PluginVersion>,
+    until: Instant,
+}
+
+pub struct Registry {
+    engine: Arc<PluginEngine>,
+    current: RwLock<Arc<PluginVersion>>,
+    previous: Mutex<Option<Previous>>,
+    /// Serialises activations: two swaps never interleave.
+    activating: Mutex<u64>,
+    grace: Duration,
+}
+
+impl Registry {
+    /// Validates `plugin` as the first version.
+    pub fn new(engine: Arc<PluginEngine>, plugin: Arc<Plugin>, source: Option<PathBuf>, grace: Duration) -> Result<Self, SwapError> {
+        let first = Arc::new(PluginVersion::new(1, plugin, source)?);
+        Ok(Registry {
+            engine,
+            current: RwLock::new(first),
+            previous: Mutex::new(None),
+            activating: Mutex::new(1),
+            grace,
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<PluginEngine> {
+        &self.engine
+    }
+
+    /// The version new tasks must use.
+    pub fn current(&self) -> Arc<PluginVersion> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The rollback target, while its grace period lasts.
+    pub fn previous(&self) -> Option<Arc<PluginVersion>> {
+        let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        if prev.as_ref().is_some_and(|p| Instant::now() >= p.until) {
+            *prev = None;
+        }
+        prev.as_ref().map(|p| p.version.clone())
+    }
+
+    /// Loads, validates and (only if all of that passed) switches to the
+    /// component at `wasm` with the model at `model_dir` (the current model
+    /// when `None`). The current version keeps serving throughout.
+    pub fn activate_file(&self, wasm: &Path, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
+        let bytes = std::fs::read(wasm)
+            .map_err(|source| EngineError::ReadPlugin { path: wasm.display().to_string(), source })?;
+        self.activate_bytes(&bytes, Some(wasm.to_path_buf()), model_dir)
+    }
+
+    pub fn activate_bytes(&self, wasm: &[u8], source: Option<PathBuf>, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
+        let mut seq = self.activating.lock().unwrap_or_else(|p| p.into_inner());
+        let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
+        let plugin = Arc::new(self.engine.load_plugin(wasm, &model_dir)?);
+        let version = Arc::new(PluginVersion::new(*seq + 1, plugin, source)?);
+        *seq += 1;
+        self.switch_to(version.clone());
+        Ok(version)
+    }
+
+    fn switch_to(&self, version: Arc<PluginVersion>) {
+        let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), version.clone());
+        tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
+        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now() + self.grace });
+    }
+
+    /// Switches back to the previous version (kept loaded for the grace period).
+    pub fn rollback(&self) -> Result<Arc<PluginVersion>, SwapError> {
+        let _serial = self.activating.lock().unwrap_or_else(|p| p.into_inner());
+        let target = self.previous().ok_or(SwapError::NoPrevious)?;
+        self.switch_to(target.clone());
+        Ok(target)
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Usage: scripts/reliability.sh        (run by `make reliability`, after `make build`)
+#
+# Runs the reliability scenarios and prints one table:
+#   * the fuzz properties of extraction (plugin) and event parsing (host) at
+#     LLMA_FUZZ_CASES cases each (default 100000);
+#   * the fault-injection scenarios of host/tests/reliability.rs on real
+#     servers (ClickHouse down 30 s, Temporal restarted, worker SIGKILLed).
+#
+# Needs the variables `make test` passes (LLMA_TEST_MODELS, LLMA_TEST_PLUGIN,
+# LLMA_TEST_HOSTILE_PLUGIN, LLMA_TEST_PYTHON, LLMA_TEST_REPO) and
+# CARGO_TARGET_DIR / LLMA_EMBED_* as the Makefile exports them.
+# Environment:
+#   LLMA_FUZZ_CASES              cases per fuzz property (default 100000)
+#   LLMA_RELIABILITY_SCENARIOS   filter for the fault scenarios' test names
+#                                (cargo test filter; default: all)
+#   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1   skip a part
+# Exits non-zero when any scenario fails (the table is printed anyway).
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE/.."
+
+REPORT="$(mktemp "${TMPDIR:-/tmp}/llma-reliability.XXXXXX")"
+trap 'rm -f "$REPORT"' EXIT
+export LLMA_RELIABILITY_REPORT="$REPORT"
+export LLMA_FUZZ_CASES="${LLMA_FUZZ_CASES:-100000}"
+
+status=0
+step() {
+    # step NAME COMMAND...: runs COMMAND; on failure adds a FAILED row.
+    local name="$1"
+    shift
+    echo "==> $name" >&2
+    if ! "$@"; then
+        printf '%s: FAILED (see the output above)\t-\t-\t-\t-\t-\t\n' "$name" >>"$REPORT"
+        status=1
+    fi
+}
+
+if [ "${LLMA_RELIABILITY_SKIP_FUZZ:-0}" != 1 ]; then
+    step "fuzz extraction (plugin)" \
+        cargo test -p llma-sentiment-plugin --test fuzz_extract -- --nocapture --test-threads=1
+    step "fuzz event parsing (host)" \
+        cargo test -p llma-sentiment --test fuzz_events -- --nocapture --test-threads=1
+fi
+if [ "${LLMA_RELIABILITY_SKIP_FAULTS:-0}" != 1 ]; then
+    # shellcheck disable=SC2086
+    step "fault scenarios" \
+        cargo test -p llma-sentiment --test reliability -- --ignored --nocapture --test-threads=1 \
+        ${LLMA_RELIABILITY_SCENARIOS:-}
+fi
+
+echo
+echo "Reliability ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, LLMA_FUZZ_CASES=$LLMA_FUZZ_CASES)"
+echo
+python3 - "$REPORT" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+head = ["scenario", "tasks", "failures", "lost", "duplicated", "max RSS MB", "notes"]
+rows = [(r + [""] * len(head))[: len(head)] for r in rows]
+w = [max(len(x) for x in col) for col in zip(head, *rows)]
+fmt = lambda r: "| " + " | ".join(c.ljust(w[i]) if i in (0, 6) else c.rjust(w[i]) for i, c in enumerate(r)) + " |"
+print(fmt(head))
+print("|" + "|".join("-" * (n + 2) for n in w) + "|")
+for r in rows:
+    print(fmt(r))
+EOF
+exit "$status"
