@@ -10,8 +10,9 @@ stream.jsonl). --threads 1 is one core; 0 lets ONNX Runtime use every core.
 Measures, in this order, and prints one JSON object:
 
 * load: InferenceSession creation (parse + graph optimisation), seconds;
-* grid: per length and batch size, the wall time of each call (tokenize,
-  pad to the longest, run), after a warm-up call;
+* grid: per length and batch size, the wall and CPU time of each call
+  (tokenize, pad to the longest, run), after a warm-up call (CPU: this
+  thread's with one thread, the process's with more);
 * stream: every user message of every generation of sample.jsonl classified
   one at a time (the seed's pipeline: extract, then tokenize + run per
   message), wall and CPU seconds;
@@ -175,20 +176,21 @@ class Seed:
         return logits
 
 
-def timed_calls(fn, reps, min_reps, budget, warm_cutoff):
-    """Wall times of calls to fn: the first call is a warm-up unless it is
-    slow (then it counts); as many calls as fit in `budget`, within
-    [min_reps, reps]. llma-bench and the native bench use the same rule."""
-    t = time.perf_counter()
+def timed_calls(fn, cpu, reps, min_reps, budget, warm_cutoff):
+    """Wall and CPU times of calls to fn: the first call is a warm-up unless
+    it is slow (then it counts); as many calls as fit in `budget` (wall),
+    within [min_reps, reps]. llma-bench and the native bench use the same rule."""
+    c, t = cpu(), time.perf_counter()
     fn()
-    first = time.perf_counter() - t
-    times = [] if first < warm_cutoff else [first]
+    first, first_cpu = time.perf_counter() - t, cpu() - c
+    times, cpus = ([], []) if first < warm_cutoff else ([first], [first_cpu])
     n = max(min_reps, min(reps, math.ceil(budget / max(first, 1e-6))))
     while len(times) < n:
-        t = time.perf_counter()
+        c, t = cpu(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return times
+        cpus.append(cpu() - c)
+    return times, cpus
 
 
 # ---------------------------------------------------------------- stream stats
@@ -288,19 +290,20 @@ def main():
 
     with open(os.path.join(args.inputs, "grid.json"), encoding="utf-8") as fh:
         grid = json.load(fh)
+    # One thread runs on this thread; more also burn CPU in ORT's pool.
+    cpu = time.thread_time if args.threads == 1 else time.process_time
     cells = []
     for length, entry in grid["lengths"].items():
         for batch in [int(b) for b in args.batches.split(",") if b]:
             texts = entry["texts"][:batch]
-            times = timed_calls(lambda: seed.classify(texts), args.reps, args.min_reps, args.budget,
-                                args.warm_cutoff)
-            cells.append({"tokens": int(length), "batch": batch, "times": times})
+            times, cpus = timed_calls(lambda: seed.classify(texts), cpu, args.reps, args.min_reps, args.budget,
+                                      args.warm_cutoff)
+            cells.append({"tokens": int(length), "batch": batch, "times": times, "cpu": cpus})
     out["grid"] = cells
 
     if not args.no_stream:
         gens = generations(os.path.join(args.inputs, "sample.jsonl"))
         messages = 0
-        cpu = time.thread_time if args.threads == 1 else time.process_time
         c0, t0 = cpu(), time.perf_counter()
         for texts in gens:
             for t in texts:  # the seed: one message at a time

@@ -48,7 +48,10 @@ fn sentiment_event(team_id: i64, seed: u64, i: u64) -> SentimentEvent {
     p.insert("$ai_sentiment_scores".into(), json!({"negative": 0.1, "neutral": 0.2, "positive": 0.7}));
     p.insert("$ai_sentiment_model".into(), json!("tiny 🌍 \"model\"\n\ttab \\ back ' quote"));
     p.insert("$ai_sentiment_plugin_version".into(), json!("0.1.0"));
-    p.insert("$ai_sentiment_messages".into(), json!([{"label": "positive", "score": 0.9}, {"label": "neutral", "score": 0.4}]));
+    p.insert(
+        "$ai_sentiment_messages".into(),
+        json!([{"label": "positive", "score": 0.9}, {"label": "neutral", "score": 0.4}]),
+    );
     SentimentEvent {
         event: SENTIMENT_EVENT,
         uuid: g.sentiment_uuid(),
@@ -83,7 +86,8 @@ fn assert_stored(stored: &StoredEvent, e: &SentimentEvent, created_window: (Date
     assert_eq!(stored.timestamp, seconds(&e.timestamp), "timestamp of {}", e.uuid);
     let (from, to) = created_window;
     assert!(
-        stored.created_at >= from - chrono::Duration::seconds(1) && stored.created_at <= to + chrono::Duration::seconds(1),
+        stored.created_at >= from - chrono::Duration::seconds(1)
+            && stored.created_at <= to + chrono::Duration::seconds(1),
         "created_at {} not within {from}..{to}",
         stored.created_at
     );
@@ -93,7 +97,7 @@ async fn connect(c: SinkConfig) -> ClickHouseSink {
     ClickHouseSink::connect(c).await.expect("connect")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_is_idempotent_and_detects_old_server() {
     let server = ClickHouseServer::start();
     let sink = connect(config(&server, "llma_migrate")).await;
@@ -122,7 +126,7 @@ async fn migrate_is_idempotent_and_detects_old_server() {
     assert!(ddl.starts_with("ReplacingMergeTree(created_at)") && ddl.contains("ORDER BY (team_id, uuid)"), "{ddl}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_override_on_old_server() {
     let server = ClickHouseServer::start();
     let off = connect(SinkConfig { validation: Some(false), ..config(&server, "llma_override") }).await;
@@ -141,7 +145,7 @@ async fn validation_override_on_old_server() {
     assert_eq!(off.count_final(None).await.unwrap(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_and_read_back_every_column() {
     let server = ClickHouseServer::start();
     let sink = connect(config(&server, "llma_roundtrip")).await;
@@ -182,7 +186,7 @@ async fn insert_and_read_back_every_column() {
     assert_eq!(sink.count_final(None).await.unwrap(), 30);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_inserts_leave_one_row_per_uuid() {
     let server = ClickHouseServer::start();
     // Small chunks: a batch is several INSERTs.
@@ -205,7 +209,7 @@ async fn repeated_inserts_leave_one_row_per_uuid() {
     assert_eq!(sink.count_raw(None).await.unwrap(), 50);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_gives_retryable_error_in_bounded_time() {
     let mut server = ClickHouseServer::start();
     let c = fast(config(&server, "llma_down"), 3);
@@ -234,7 +238,7 @@ async fn stopped_server_gives_retryable_error_in_bounded_time() {
     assert!(err.is_retryable(), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_server_times_out() {
     // Accepts connections (kernel backlog) and never answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -311,7 +315,7 @@ async fn insert_survives_server_restart() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_errors_are_not_retried() {
     let mut server = ClickHouseServer::start();
     let c = fast(config(&server, "llma_final"), 5);
@@ -341,7 +345,11 @@ async fn final_errors_are_not_retried() {
     assert_eq!((err.kind(), err.is_retryable()), (Some(ErrorKind::Schema), false), "{err}");
     assert!(err.to_string().contains("column created_at is UInt64"), "{err}");
     let err = sink.insert(&sentiment_events(1, 51, 1)).await.unwrap_err();
-    assert_eq!((err.kind(), err.attempt(), err.is_retryable()), (Some(ErrorKind::InvalidData), Some(1), false), "{err}");
+    assert_eq!(
+        (err.kind(), err.attempt(), err.is_retryable()),
+        (Some(ErrorKind::InvalidData), Some(1), false),
+        "{err}"
+    );
     assert_eq!(err.code(), Some(33), "{err}");
     assert_eq!(sink.count_raw(None).await.unwrap(), 0);
 
@@ -358,7 +366,9 @@ async fn final_errors_are_not_retried() {
     assert!(started.elapsed() < Duration::from_secs(20));
 
     // Bad credentials.
-    let err = ClickHouseSink::connect(SinkConfig { password: Some("not-the-password".into()), ..c.clone() }).await.unwrap_err();
+    let err = ClickHouseSink::connect(SinkConfig { password: Some("not-the-password".into()), ..c.clone() })
+        .await
+        .unwrap_err();
     assert_eq!((err.kind(), err.attempt(), err.is_retryable()), (Some(ErrorKind::Auth), Some(1), false), "{err}");
     assert!(!err.to_string().contains("not-the-password"), "{err}");
     let err = ClickHouseSink::connect(SinkConfig { user: "nobody".into(), ..c.clone() }).await.unwrap_err();
@@ -370,7 +380,7 @@ async fn final_errors_are_not_retried() {
     server.stop();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_from_config_are_used() {
     let mut server = ClickHouseServer::start();
     // Add a user with a password, then restart on the same ports and data.
@@ -395,7 +405,7 @@ async fn credentials_from_config_are_used() {
 }
 
 /// Manual measurement, not a check: `cargo test --test sink -- --ignored --nocapture measure`.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn measure_insert_latency_and_throughput() {
     use hyper_util::client::legacy::connect::HttpConnector;
@@ -417,49 +427,82 @@ async fn measure_insert_latency_and_throughput() {
         #[serde(with = "clickhouse::serde::chrono::datetime")]
         created_at: DateTime<Utc>,
     }
-    async fn single_rows(client: &clickhouse::Client, n: u64, seed: u64) -> Duration {
+    fn median(mut v: Vec<Duration>) -> Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+    async fn single_row(client: &clickhouse::Client, seed: u64, i: u64) -> Duration {
+        let e = sentiment_event(1, seed, i);
         let started = Instant::now();
-        for i in 0..n {
-            let e = sentiment_event(1, seed, i);
-            let mut insert = client.insert::<Row>("events").await.unwrap();
-            insert
-                .write(&Row {
-                    uuid: e.uuid,
-                    event: e.event.into(),
-                    properties: serde_json::to_string(&e.properties).unwrap(),
-                    timestamp: seconds(&e.timestamp),
-                    team_id: e.team_id,
-                    distinct_id: e.distinct_id,
-                    person_id: e.person_id,
-                    created_at: Utc::now(),
-                })
-                .await
-                .unwrap();
-            insert.end().await.unwrap();
-        }
-        started.elapsed() / n as u32
+        let mut insert = client.insert::<Row>("events").await.unwrap();
+        insert
+            .write(&Row {
+                uuid: e.uuid,
+                event: e.event.into(),
+                properties: serde_json::to_string(&e.properties).unwrap(),
+                timestamp: seconds(&e.timestamp),
+                team_id: e.team_id,
+                distinct_id: e.distinct_id,
+                person_id: e.person_id,
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        insert.end().await.unwrap();
+        started.elapsed()
+    }
+    async fn select_one(client: &clickhouse::Client) -> Duration {
+        let started = Instant::now();
+        client.query("SELECT 1").fetch_one::<u8>().await.unwrap();
+        started.elapsed()
     }
 
     let server = ClickHouseServer::start();
     let sink = connect(config(&server, "default")).await;
     sink.migrate().await.unwrap();
-    let n = 200;
+    let n = 50;
     let default_client = clickhouse::Client::default().with_url(&server.url).with_validation(false);
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let nodelay_client = clickhouse::Client::with_http_client(HyperClient::builder(TokioExecutor::new()).build(connector))
-        .with_url(&server.url)
-        .with_validation(false);
-    single_rows(&default_client, 5, 1000).await;
-    single_rows(&nodelay_client, 5, 1001).await;
-    let without = single_rows(&default_client, n, 1).await;
-    let with = single_rows(&nodelay_client, n, 2).await;
-    let started = Instant::now();
-    for i in 0..n {
-        sink.insert(&[sentiment_event(1, 3, i)]).await.unwrap();
+    let nodelay_client =
+        clickhouse::Client::with_http_client(HyperClient::builder(TokioExecutor::new()).build(connector))
+            .with_url(&server.url)
+            .with_validation(false);
+    // Blocks of `n` inserts per client (interleaving the clients blurs the
+    // difference), two rounds; medians. Server-side part writing dominates
+    // when the machine is busy.
+    for round in 0..2 {
+        let mut v = Vec::new();
+        for i in 0..n {
+            v.push(single_row(&default_client, 10 + round, i).await);
+        }
+        let default = median(v);
+        let mut v = Vec::new();
+        for i in 0..n {
+            v.push(single_row(&nodelay_client, 20 + round, i).await);
+        }
+        let nodelay = median(v);
+        let mut v = Vec::new();
+        for i in 0..n {
+            let started = Instant::now();
+            sink.insert(&[sentiment_event(1, 30 + round, i)]).await.unwrap();
+            v.push(started.elapsed());
+        }
+        let sink_single = median(v);
+        println!(
+            "single-row insert, median of {n}: crate default connector {default:?}, nodelay connector {nodelay:?}, ClickHouseSink {sink_single:?}"
+        );
     }
-    let sink_single = started.elapsed() / n as u32;
-    println!("single-row insert: crate default connector {without:?}, nodelay connector {with:?}, ClickHouseSink {sink_single:?}");
+    let (mut sel_default, mut sel_nodelay) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        sel_default.push(select_one(&default_client).await);
+        sel_nodelay.push(select_one(&nodelay_client).await);
+    }
+    println!(
+        "SELECT 1, median of {n}: crate default connector {:?}, nodelay connector {:?}",
+        median(sel_default),
+        median(sel_nodelay)
+    );
 
     for round in 0..3 {
         let events = sentiment_events(2, 100 + round, 10_000);
@@ -467,11 +510,7 @@ async fn measure_insert_latency_and_throughput() {
         let started = Instant::now();
         sink.insert(&events).await.unwrap();
         let t = started.elapsed();
-        println!(
-            "10k batch: {t:?} = {:.0} rows/s ({} KiB of properties)",
-            10_000.0 / t.as_secs_f64(),
-            bytes / 1024
-        );
+        println!("10k batch: {t:?} = {:.0} rows/s ({} KiB of properties)", 10_000.0 / t.as_secs_f64(), bytes / 1024);
     }
     assert_eq!(sink.count_final(Some(2)).await.unwrap(), 30_000);
 }

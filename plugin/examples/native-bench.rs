@@ -5,8 +5,8 @@
 //!     native-bench --model DIR --inputs DIR [--batches 1,8] [--reps N] [--min-reps N]
 //!                  [--budget SECONDS] [--warm-cutoff SECONDS] [--no-stream]
 //!
-//! Measures model load (bytes to optimised plan), the wall time of each
-//! `classify` call per grid cell (tokenize + pad + run, same timing rule as
+//! Measures model load (bytes to optimised plan), the wall and thread CPU
+//! time of each `classify` call per grid cell (tokenize + pad + run, same timing rule as
 //! the other runtimes), the sample stream through the same per-generation
 //! batching as the host pipeline (extract, then chunks of `--batch-size` in
 //! message order), and resident memory (VmRSS/VmHWM).
@@ -94,20 +94,22 @@ fn thread_cpu() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Wall times of calls to `f`: the first is a warm-up unless it is slow
-/// (then it counts); as many as fit in `budget`, within [min_reps, reps].
-fn timed_calls(mut f: impl FnMut(), a: &Args) -> Vec<f64> {
-    let t = Instant::now();
+/// Wall and CPU times of calls to `f`: the first is a warm-up unless it is
+/// slow (then it counts); as many as fit in `budget` (wall), within
+/// [min_reps, reps].
+fn timed_calls(mut f: impl FnMut(), a: &Args) -> (Vec<f64>, Vec<f64>) {
+    let (c, t) = (thread_cpu(), Instant::now());
     f();
-    let first = t.elapsed().as_secs_f64();
-    let mut times = if first < a.warm_cutoff { Vec::new() } else { vec![first] };
+    let (first, first_cpu) = (t.elapsed().as_secs_f64(), thread_cpu() - c);
+    let (mut times, mut cpus) = if first < a.warm_cutoff { (Vec::new(), Vec::new()) } else { (vec![first], vec![first_cpu]) };
     let n = a.min_reps.max(a.reps.min((a.budget / first.max(1e-6)).ceil() as usize));
     while times.len() < n {
-        let t = Instant::now();
+        let (c, t) = (thread_cpu(), Instant::now());
         f();
         times.push(t.elapsed().as_secs_f64());
+        cpus.push(thread_cpu() - c);
     }
-    times
+    (times, cpus)
 }
 
 fn read_json(path: &std::path::Path) -> Value {
@@ -134,13 +136,13 @@ fn main() {
             .collect();
         for &batch in &a.batches {
             let batch_texts = &texts[..batch.min(texts.len())];
-            let times = timed_calls(
+            let (times, cpus) = timed_calls(
                 || {
                     classifier.classify(batch_texts).unwrap_or_else(|e| die(&format!("classify: {e}")));
                 },
                 &a,
             );
-            cells.push(json!({"tokens": length.parse::<usize>().unwrap_or(0), "batch": batch, "times": times}));
+            cells.push(json!({"tokens": length.parse::<usize>().unwrap_or(0), "batch": batch, "times": times, "cpu": cpus}));
         }
     }
 

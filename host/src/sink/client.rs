@@ -102,7 +102,13 @@ where
         let started = Instant::now();
         let failure = match tokio::time::timeout(limit, attempt(n)).await {
             Ok(Ok(value)) => {
-                tracing::debug!(op, rows, attempt = n, elapsed_ms = started.elapsed().as_millis() as u64, "clickhouse request done");
+                tracing::debug!(
+                    op,
+                    rows,
+                    attempt = n,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "clickhouse request done"
+                );
                 return Ok(value);
             }
             Ok(Err(e)) => classify(&e),
@@ -205,9 +211,11 @@ mod tests {
         let counters = Counters::default();
         let config = fast(3);
         let started = Instant::now();
-        let err = with_retry(&config, 3, &counters, "test", 1, |_| std::future::pending::<Result<(), clickhouse::error::Error>>())
-            .await
-            .unwrap_err();
+        let err = with_retry(&config, 3, &counters, "test", 1, |_| {
+            std::future::pending::<Result<(), clickhouse::error::Error>>()
+        })
+        .await
+        .unwrap_err();
         assert!(started.elapsed() <= config.max_request_duration() + Duration::from_secs(1));
         assert!(err.is_retryable());
         assert_eq!((err.kind(), err.attempt()), (Some(ErrorKind::Timeout), Some(3)));

@@ -102,10 +102,9 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), SinkError> {
         validate_identifier("database", &self.database)?;
         validate_identifier("table", &self.table)?;
-        let rest = self
-            .url
-            .strip_prefix("http://")
-            .ok_or_else(|| SinkError::Config(format!("url {:?} must start with http:// (TLS is not built in)", redact_url(&self.url))))?;
+        let rest = self.url.strip_prefix("http://").ok_or_else(|| {
+            SinkError::Config(format!("url {:?} must start with http:// (TLS is not built in)", redact_url(&self.url)))
+        })?;
         let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
         if authority.is_empty() {
             return Err(SinkError::Config("url has no host".into()));
@@ -248,7 +247,8 @@ mod tests {
         // The error for a URL with credentials does not echo them either.
         let err = c.validate().unwrap_err().to_string();
         assert!(!err.contains("pw-in-url"), "{err}");
-        let err = SinkConfig { url: "https://bob:pw2@h".into(), ..Default::default() }.validate().unwrap_err().to_string();
+        let err =
+            SinkConfig { url: "https://bob:pw2@h".into(), ..Default::default() }.validate().unwrap_err().to_string();
         assert!(!err.contains("pw2") && !err.contains("bob"), "{err}");
     }
 
@@ -262,7 +262,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let c = SinkConfig { initial_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(1), ..Default::default() };
+        let c = SinkConfig {
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(1),
+            ..Default::default()
+        };
         let got: Vec<u128> = (1..=6).map(|n| c.backoff(n).as_millis()).collect();
         assert_eq!(got, [200, 400, 800, 1000, 1000, 1000]);
         assert_eq!(c.backoff(1000), Duration::from_secs(1));

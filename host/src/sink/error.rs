@@ -128,7 +128,11 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub fn timeout(after: std::time::Duration) -> Failure {
-        Failure { kind: ErrorKind::Timeout, code: None, message: format!("no response within {} ms", after.as_millis()) }
+        Failure {
+            kind: ErrorKind::Timeout,
+            code: None,
+            message: format!("no response within {} ms", after.as_millis()),
+        }
     }
 
     pub fn into_error(self, op: &'static str, attempt: u32, attempts: u32) -> SinkError {
@@ -150,7 +154,9 @@ pub(crate) fn classify(err: &clickhouse::error::Error) -> Failure {
         E::TimedOut => (ErrorKind::Timeout, None),
         E::BadResponse(reason) => classify_response(reason),
         E::SchemaMismatch(_) => (ErrorKind::Schema, None),
-        E::Custom(_) | E::VariantDiscriminatorIsOutOfBound(_) | E::SequenceMustHaveLength => (ErrorKind::InvalidData, None),
+        E::Custom(_) | E::VariantDiscriminatorIsOutOfBound(_) | E::SequenceMustHaveLength => {
+            (ErrorKind::InvalidData, None)
+        }
         _ => (ErrorKind::Client, None),
     };
     Failure { kind, code, message }
@@ -270,15 +276,30 @@ mod tests {
 
     #[test]
     fn codes_old_and_new_format() {
-        let old = "Code: 60, e.displayText() = DB::Exception: Table default.nope doesn't exist., e.what() = DB::Exception";
+        let old =
+            "Code: 60, e.displayText() = DB::Exception: Table default.nope doesn't exist., e.what() = DB::Exception";
         let new = "Code: 60. DB::Exception: Table default.nope does not exist. (UNKNOWN_TABLE) (version 24.8.4.13 (official build))";
         for r in [old, new] {
             assert_eq!(classify_response(r), (ErrorKind::Schema, Some(60)));
         }
-        assert_eq!(classify_response("Code: 193, e.displayText() = DB::Exception: Wrong password for user default"), (ErrorKind::Auth, Some(193)));
-        assert_eq!(classify_response("Code: 516. DB::Exception: default: Authentication failed"), (ErrorKind::Auth, Some(516)));
-        assert_eq!(classify_response("Code: 33, e.displayText() = DB::Exception: Cannot read all data.\n"), (ErrorKind::InvalidData, Some(33)));
-        assert_eq!(classify_response("Code: 115, e.displayText() = DB::Exception: Unknown setting describe_include_subcolumns"), (ErrorKind::BadRequest, Some(115)));
+        assert_eq!(
+            classify_response("Code: 193, e.displayText() = DB::Exception: Wrong password for user default"),
+            (ErrorKind::Auth, Some(193))
+        );
+        assert_eq!(
+            classify_response("Code: 516. DB::Exception: default: Authentication failed"),
+            (ErrorKind::Auth, Some(516))
+        );
+        assert_eq!(
+            classify_response("Code: 33, e.displayText() = DB::Exception: Cannot read all data.\n"),
+            (ErrorKind::InvalidData, Some(33))
+        );
+        assert_eq!(
+            classify_response(
+                "Code: 115, e.displayText() = DB::Exception: Unknown setting describe_include_subcolumns"
+            ),
+            (ErrorKind::BadRequest, Some(115))
+        );
         // Overload and friends are worth retrying.
         for code in [159, 202, 209, 210, 241, 242, 252, 319, 394, 999] {
             let (kind, c) = classify_response(&format!("Code: {code}. DB::Exception: x"));
@@ -321,12 +342,14 @@ mod tests {
 
     #[test]
     fn error_accessors_and_display() {
-        let e = Failure { kind: ErrorKind::Unavailable, code: None, message: "connection refused".into() }.into_error("insert", 3, 5);
+        let e = Failure { kind: ErrorKind::Unavailable, code: None, message: "connection refused".into() }
+            .into_error("insert", 3, 5);
         assert!(e.is_retryable());
         assert_eq!(e.attempt(), Some(3));
         assert_eq!(e.kind(), Some(ErrorKind::Unavailable));
         assert_eq!(e.to_string(), "ClickHouse insert failed on attempt 3 of 5 (unavailable): connection refused");
-        let e = Failure { kind: ErrorKind::Schema, code: Some(60), message: "Code: 60".into() }.into_error("insert", 1, 5);
+        let e =
+            Failure { kind: ErrorKind::Schema, code: Some(60), message: "Code: 60".into() }.into_error("insert", 1, 5);
         assert!(!e.is_retryable());
         assert_eq!(e.code(), Some(60));
         assert!(!SinkError::Config("x".into()).is_retryable());

@@ -32,7 +32,9 @@ use chrono::Utc;
 use uuid::Uuid;
 
 pub use client::SinkStats;
-pub use config::{redact_url, validate_identifier, SinkConfig, DEFAULT_DATABASE, DEFAULT_TABLE, DEFAULT_URL, DEFAULT_USER};
+pub use config::{
+    redact_url, validate_identifier, SinkConfig, DEFAULT_DATABASE, DEFAULT_TABLE, DEFAULT_URL, DEFAULT_USER,
+};
 pub use error::{ErrorKind, SinkError};
 pub use schema::{
     create_database_sql, create_table_sql, sentiment_uuid_for, table_ref, ServerVersion, StoredEvent, COLUMNS,
@@ -208,7 +210,9 @@ impl ClickHouseSink {
         for (name, want) in EXPECTED_COLUMNS {
             match columns.iter().find(|c| c.name == name) {
                 None => problems.push(format!("column {name} is missing")),
-                Some(c) if c.r#type != want => problems.push(format!("column {name} is {} instead of {want}", c.r#type)),
+                Some(c) if c.r#type != want => {
+                    problems.push(format!("column {name} is {} instead of {want}", c.r#type))
+                }
                 Some(_) => {}
             }
         }
@@ -268,10 +272,8 @@ impl ClickHouseSink {
             let table = inner.table.as_str();
             let timeout = inner.config.request_timeout;
             self.retry("insert", rows.len(), |_| async move {
-                let mut insert = client
-                    .insert_unescaped::<EventRow>(table)
-                    .await?
-                    .with_timeouts(Some(timeout), Some(timeout));
+                let mut insert =
+                    client.insert_unescaped::<EventRow>(table).await?.with_timeouts(Some(timeout), Some(timeout));
                 if wait_for_async {
                     insert = insert.with_setting("wait_for_async_insert", "1");
                 }

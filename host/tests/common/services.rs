@@ -122,7 +122,8 @@ impl WorkerProcess {
             .spawn()
             .expect("spawn worker");
         let w = WorkerProcess { child, log, _dir: dir };
-        w.wait_for_log("worker polling", Duration::from_secs(120));
+        // A plugin build not in the compile cache compiles cold first.
+        w.wait_for_log("worker polling", Duration::from_secs(300));
         w
     }
 
