@@ -53,13 +53,17 @@ $(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_c
 # bundles. Inputs and raw results land in build/bench/.
 BENCH_QUICK := $(filter-out 0 false no off,$(LLMA_BENCH_QUICK))
 bench: build $(if $(BENCH_QUICK),,bench-model)
-	cargo build -p llma-sentiment-plugin --example native-bench
 	$(CARGO_TARGET_DIR)/debug/llma-bench $(if $(BENCH_QUICK),--quick) --plugin $(PLUGIN_WASM) \
 		--models-dir $(MODELS) --python $(PY) --scripts models \
 		--native-bench $(CARGO_TARGET_DIR)/debug/examples/native-bench --work-dir build/bench
 
+# One package set and all targets, exactly what `cargo test` builds: cargo
+# unifies dependency features per invocation, so building anything narrower
+# would compile the large dependencies (wasmtime, tract, temporal) twice.
+CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment
+
 build: plugins models
-	cargo build -p llma-sentiment
+	cargo build $(CARGO_PKGS) --all-targets
 
 analyze: build
 	$(BIN) analyze samples/events.jsonl
@@ -77,7 +81,7 @@ test: build
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) info >/dev/null
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	cargo test -p llma-sentiment-plugin -p llma-sentiment
+	cargo test $(CARGO_PKGS)
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv

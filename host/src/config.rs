@@ -80,6 +80,10 @@ impl ClickHouseArgs {
                 Validation::On => Some(true),
                 Validation::Off => Some(false),
             },
+            // All insert attempts of one activity attempt (5 x (3 s + 15 s) +
+            // backoff, ~95 s) must fit in its 2-minute start-to-close timeout.
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(15),
             ..SinkConfig::default()
         }
     }
@@ -122,5 +126,33 @@ impl WorkerArgs {
 
     pub fn rollback_grace(&self) -> Duration {
         Duration::from_secs(self.rollback_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+    }
+
+    #[test]
+    fn sink_retries_fit_in_one_activity_attempt() {
+        let args = Wrapper::parse_from(["llma-sentiment"]);
+        let worst = args.clickhouse.sink_config().max_request_duration();
+        assert!(worst < crate::worker::START_TO_CLOSE, "{worst:?}");
+    }
+
+    #[test]
+    fn password_is_redacted_in_debug_output() {
+        let args = Wrapper::parse_from(["llma-sentiment", "--clickhouse-password", "hunter2"]);
+        let shown = format!("{:?} {:?}", args.clickhouse, args.clickhouse.sink_config());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(args.clickhouse.password.as_deref(), Some("hunter2"));
     }
 }
