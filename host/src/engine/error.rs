@@ -14,6 +14,8 @@ pub enum TrapKind {
     MemoryLimit,
     /// The guest panicked or aborted (`unreachable`).
     Panic,
+    /// The guest accessed memory out of bounds (a bug, or its shadow stack overflowed).
+    MemoryFault,
     /// The owner interrupted the call (activity cancelled, shutdown).
     Cancelled,
     /// Any other trap (bad memory access, ...).
@@ -28,6 +30,7 @@ impl TrapKind {
             TrapKind::StackOverflow => "stack_overflow",
             TrapKind::MemoryLimit => "memory_limit",
             TrapKind::Panic => "panic",
+            TrapKind::MemoryFault => "memory_fault",
             TrapKind::Cancelled => "cancelled",
             TrapKind::Other => "other",
         }
@@ -43,6 +46,7 @@ impl TrapKind {
             Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
             Some(Trap::StackOverflow) => TrapKind::StackOverflow,
             Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
+            Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
             _ if format!("{err:#}").contains("forcing trap when growing memory") => TrapKind::MemoryLimit,
             _ => TrapKind::Other,
         }
