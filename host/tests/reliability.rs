@@ -595,3 +595,41 @@ fn sigkill_of_the_worker_mid_batch_then_restart() {
     assert_eq!((row.failures, lost, duplicated), (0, 0, 0), "failures, lost, duplicated");
     assert_eq!(raw, events.len() as u64, "each event written exactly once (attempt 1 was killed before its insert)");
 }
+
+/// Bad input that parses but cannot be stored: one event of a batch dated
+/// before 1970 (ClickHouse `DateTime` holds 1970..2106). README: "In a batch
+/// every event is classified independently: a malformed event ... never
+/// fails the others."
+#[test]
+#[ignore = "fault injection on real servers: run by `make reliability`"]
+fn a_batch_with_one_event_dated_1969_writes_the_others() {
+    let stack = Stack::start(5005);
+    let worker = stack.worker();
+    let mut events: Vec<Value> = (0..20).map(|i| event(stack.team, i, 2)).collect();
+    events[7]["timestamp"] = json!("1969-12-31T23:59:59Z");
+    let started_at = Instant::now();
+    let started = stack.submit(&events, true, "ts-1969");
+    let statuses = stack.temporal.wait_all_closed(&stack.queue, started, Duration::from_secs(300));
+    let rss = peak_rss_mb(worker.pid());
+    let good: Vec<Value> = events.iter().enumerate().filter(|(i, _)| *i != 7).map(|(_, e)| e.clone()).collect();
+    let (lost, duplicated, raw) = stack.count_rows(&good);
+    let failure = if failures(&statuses) > 0 { stack.temporal.first_failure(&stack.queue).unwrap_or_default() } else { String::new() };
+    if !failure.is_empty() {
+        println!("first failed workflow: {failure}");
+    }
+    let row = Row {
+        scenario: "batch of 20, one event dated 1969".into(),
+        tasks: started,
+        failures: failures(&statuses),
+        lost,
+        duplicated,
+        max_rss_mb: rss,
+        notes: format!(
+            "lost counts the 19 storable events; closed after {:.0} s; {}; raw rows {raw}",
+            started_at.elapsed().as_secs_f64(),
+            statuses_note(&statuses)
+        ),
+    };
+    row.record();
+    assert_eq!((lost, duplicated), (0, 0), "the 19 other events are written once: {failure}");
+}
