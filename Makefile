@@ -93,9 +93,10 @@ clean:
 	rm -rf build
 
 # Fault injection on real servers (ClickHouse down 30 s, Temporal restarted,
-# worker SIGKILLed mid-batch) and 100_000 fuzz cases per property; prints a
-# table. Takes ~15 minutes, so it is not part of `make test` (which runs the
-# fuzz properties at 256 cases). LLMA_FUZZ_CASES=N overrides the case count.
+# worker SIGKILLed mid-batch, an unstorable event in a batch) and 100_000 fuzz
+# cases per property; prints a table. Takes ~20 minutes on 2 cores, so it is
+# not part of `make test` (which runs the fuzz properties at 256 cases).
+# LLMA_FUZZ_CASES=N overrides the case count.
 reliability: build
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \

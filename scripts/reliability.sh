@@ -5,7 +5,9 @@
 #   * the fuzz properties of extraction (plugin) and event parsing (host) at
 #     LLMA_FUZZ_CASES cases each (default 100000);
 #   * the fault-injection scenarios of host/tests/reliability.rs on real
-#     servers (ClickHouse down 30 s, Temporal restarted, worker SIGKILLed).
+#     servers (ClickHouse down 30 s during a steady stream and during a burst,
+#     Temporal restarted, worker SIGKILLed mid-batch, a batch holding an event
+#     dated 1969).
 #
 # Needs the variables `make test` passes (LLMA_TEST_MODELS, LLMA_TEST_PLUGIN,
 # LLMA_TEST_HOSTILE_PLUGIN, LLMA_TEST_PYTHON, LLMA_TEST_REPO) and

@@ -80,10 +80,14 @@ impl ClickHouseArgs {
                 Validation::On => Some(true),
                 Validation::Off => Some(false),
             },
-            // All insert attempts of one activity attempt (5 x (3 s + 15 s) +
-            // backoff, ~95 s) must fit in its 2-minute start-to-close timeout.
+            // Ride out a ClickHouse outage of ~25 s inside one activity
+            // attempt (backoff 0.2 s doubling to 10 s over 8 attempts), while
+            // all attempts (8 x (3 s + 8 s) + backoff) still fit in its
+            // 2-minute start-to-close timeout.
+            insert_attempts: 8,
+            max_backoff: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(8),
             ..SinkConfig::default()
         }
     }

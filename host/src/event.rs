@@ -29,6 +29,8 @@ pub enum EventError {
     MissingDistinctId,
     #[error("event timestamp {0:?} is not an ISO 8601 / RFC 3339 time")]
     InvalidTimestamp(String),
+    #[error("event timestamp {0:?} is outside 1970-01-01..2106-02-07, the range of DateTime('UTC')")]
+    TimestampOutOfRange(String),
     #[error("event person_id {0:?} is not a UUID")]
     InvalidPersonId(String),
     #[error("event properties are not an object or a JSON-encoded object")]
@@ -88,7 +90,15 @@ impl GenerationEvent {
         };
         let timestamp = match obj.get("timestamp") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(parse_timestamp(s).ok_or_else(|| EventError::InvalidTimestamp(s.clone()))?),
+            Some(Value::String(s)) => {
+                let t = parse_timestamp(s).ok_or_else(|| EventError::InvalidTimestamp(s.clone()))?;
+                // The sink stores DateTime('UTC') (u32 seconds): a time it
+                // cannot hold would fail the whole batch's insert.
+                if t.timestamp() < 0 || t.timestamp() > u32::MAX as i64 {
+                    return Err(EventError::TimestampOutOfRange(s.clone()));
+                }
+                Some(t)
+            }
             Some(other) => return Err(EventError::InvalidTimestamp(other.to_string())),
         };
         let person_id = match obj.get("person_id") {
@@ -229,6 +239,8 @@ mod tests {
             ("team_id", json!("x"), EventError::InvalidTeamId),
             ("distinct_id", Value::Null, EventError::MissingDistinctId),
             ("timestamp", json!("yesterday"), EventError::InvalidTimestamp("yesterday".into())),
+            ("timestamp", json!("1969-12-31T23:59:59Z"), EventError::TimestampOutOfRange("1969-12-31T23:59:59Z".into())),
+            ("timestamp", json!("2107-01-01T00:00:00Z"), EventError::TimestampOutOfRange("2107-01-01T00:00:00Z".into())),
             ("properties", json!([1]), EventError::InvalidProperties),
             ("properties", json!("not json"), EventError::InvalidProperties),
         ];

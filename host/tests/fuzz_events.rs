@@ -214,10 +214,10 @@ fn distinct_id_field() -> BoxedStrategy<Field<String>> {
     .boxed()
 }
 
-/// Any instant of years 2..=9998 (any offset keeps a 4-digit local year),
-/// with nanoseconds.
+/// Any instant the events table can hold (DateTime('UTC'): 1970..2106),
+/// with nanoseconds; times outside it are `TimestampOutOfRange` (unit tests).
 fn instant() -> BoxedStrategy<DateTime<Utc>> {
-    (-62_104_060_800i64..=253_370_764_799i64, 0u32..1_000_000_000)
+    (0i64..=4_294_967_295i64, 0u32..1_000_000_000)
         .prop_map(|(s, ns)| DateTime::from_timestamp(s, ns).unwrap())
         .boxed()
 }
@@ -451,7 +451,7 @@ fn overall() -> OverallResult {
 }
 
 /// What must hold of any event `parse` accepted.
-fn check_accepted(g: &GenerationEvent, raw: &Value) -> Result<(), TestCaseError> {
+fn check_accepted(g: &GenerationEvent) -> Result<(), TestCaseError> {
     // $ai_input: a skip reason, or JSON text the plugin will parse back.
     let input = g.properties.get("$ai_input");
     match g.ai_input_json() {
@@ -491,7 +491,6 @@ fn check_accepted(g: &GenerationEvent, raw: &Value) -> Result<(), TestCaseError>
     let back: Value = serde_json::from_str(&text).unwrap();
     prop_assert_eq!(back["event"].as_str(), Some("$ai_sentiment"));
     prop_assert_eq!(back["person_id"].as_str().map(String::from), g.person_id.map(|u| u.to_string()));
-    let _ = raw;
     Ok(())
 }
 
@@ -521,8 +520,6 @@ fn fuzz_generated_events_parse_to_their_fields_or_the_first_typed_error() {
             (Err(e), None) => prop_assert!(false, "valid event rejected: {e}"),
             (Ok(g), Some(want)) => prop_assert!(false, "invalid event accepted (wanted {want}): {g:?}"),
             (Ok(g), None) => {
-                let ok = |w: &Want<_>| -> bool { matches!(w, Want::Ok(_)) };
-                prop_assert!(ok(&gen.uuid));
                 if let Want::Ok(u) = gen.uuid { prop_assert_eq!(g.uuid, u); }
                 if let Want::Ok(t) = gen.team_id { prop_assert_eq!(g.team_id, t); }
                 if let Want::Ok(d) = &gen.distinct_id { prop_assert_eq!(&g.distinct_id, d); }
@@ -530,7 +527,7 @@ fn fuzz_generated_events_parse_to_their_fields_or_the_first_typed_error() {
                 if let Want::Ok(p) = gen.person_id { prop_assert_eq!(g.person_id, p); }
                 if let Want::Ok(p) = &gen.properties { prop_assert!(json_eq(&Value::Object(g.properties.clone()), &Value::Object(p.clone()))); }
                 prop_assert_eq!(&g.event, &gen.event);
-                check_accepted(&g, &gen.value)?;
+                check_accepted(&g)?;
             }
         }
         Ok(())
@@ -573,7 +570,7 @@ fn fuzz_any_event_text_gives_an_event_or_a_typed_error() {
         // then the event. Any outcome but a panic is a typed one.
         let Ok(value) = serde_json::from_slice::<Value>(&bytes) else { return Ok(()) };
         match GenerationEvent::parse(&value) {
-            Ok(g) => check_accepted(&g, &value)?,
+            Ok(g) => check_accepted(&g)?,
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
         Ok(())
@@ -589,7 +586,7 @@ fn fuzz_arbitrary_values_give_an_event_or_a_typed_error() {
     ];
     fuzz("GenerationEvent::parse(any)", shaped, |value| {
         match GenerationEvent::parse(&value) {
-            Ok(g) => check_accepted(&g, &value)?,
+            Ok(g) => check_accepted(&g)?,
             Err(e) => {
                 prop_assert!(!e.to_string().is_empty());
                 if !value.is_object() {

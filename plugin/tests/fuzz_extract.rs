@@ -471,9 +471,18 @@ fn check(input: &Value, options: ExtractOptions, got: &[UserMessage]) -> Result<
 
 #[test]
 fn fuzz_extract_values_against_the_rules() {
+    // What the cases exercised, printed after the run.
+    let [with_messages, truncated, capped, too_deep] = [(); 4].map(|_| AtomicU64::new(0));
     fuzz("extract(value)", (ai_input(), options()), |(input, options)| {
         let got = extract(&input, options);
         check(&input, options, &got)?;
+        let full = reference::candidates(&input);
+        let blank = full.iter().filter(|(_, t)| !t.trim().is_empty()).count();
+        with_messages.fetch_add(u64::from(!got.is_empty()), Ordering::Relaxed);
+        capped.fetch_add(u64::from(blank > options.max_messages as usize), Ordering::Relaxed);
+        let cut = got.iter().any(|m| full.iter().any(|(i, t)| *i == m.index && t.len() > m.text.len()));
+        truncated.fetch_add(u64::from(cut), Ordering::Relaxed);
+        too_deep.fetch_add(u64::from(depth(&input) > SERDE_MAX_DEPTH), Ordering::Relaxed);
         // The component receives JSON text: same result through extract_json,
         // up to serde_json's nesting limit (the host's JSON never exceeds it:
         // it was parsed by serde_json too).
@@ -488,6 +497,14 @@ fn fuzz_extract_values_against_the_rules() {
         }
         Ok(())
     });
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    println!(
+        "  cases with messages kept {}, with a text cut to max_chars {}, over max_messages {}, nested beyond serde_json's limit {}",
+        n(&with_messages),
+        n(&truncated),
+        n(&capped),
+        n(&too_deep)
+    );
 }
 
 /// JSON text with escapes the parser must judge: lone and paired surrogates,
