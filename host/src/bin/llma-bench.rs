@@ -16,7 +16,9 @@
 //!    `InstanceSlot`, `pipeline::analyze`);
 //! 3. prints latency per sequence, stream throughput per core, the cache hit
 //!    rate and padding the stream would have, cold start, resident memory,
-//!    and ours/seed ratios.
+//!    and ours/seed ratios (on thread CPU time where both sides have it: the
+//!    build machines are shared, and CPU time is far less disturbed by other
+//!    load than wall time).
 //!
 //! The component is compiled once per run into a fresh cache (the cold
 //! compile); each wasm worker then loads that cached artifact, as a warm
@@ -51,7 +53,7 @@ struct Args {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Smoke run: small bundles, few repetitions, persistent compile cache.
-    #[arg(long, env = "LLMA_BENCH_QUICK")]
+    #[arg(long, env = "LLMA_BENCH_QUICK", action = clap::ArgAction::SetTrue, value_parser = clap::builder::FalseyValueParser::new())]
     quick: bool,
     /// Plugin component (release wasm32-wasip2 build).
     #[arg(long)]
@@ -127,7 +129,7 @@ struct WorkerArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     batches: Vec<usize>,
     /// Least rounds of the interleaved overhead measurement (0 = skip).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 8)]
     overhead_reps: usize,
     /// Grid cells (tokens x batch) of the overhead measurement.
     #[arg(long, value_delimiter = ',', default_value = "128x1,16x8")]
@@ -979,9 +981,11 @@ fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String> {
     // Memory.
     let base = |r: &Value| if r["rss_before_instance"].is_object() { num(&r["rss_before_instance"]["VmRSS"]) } else { num(&r["rss_start"]["VmRSS"]) };
     let loaded = cols.map(|r| num(&r["rss_loaded"]["VmRSS"]) - base(r));
+    let end = cols.map(|r| num(&r["rss_end"]["VmRSS"]) - base(r));
     let peak = cols.map(|r| num(&r["rss_end"]["VmHWM"]) - base(r));
     row("RSS per instance after load (above process baseline)".into(), loaded.map(mb), fmt_ratio(loaded[0] / loaded[2]));
-    row("peak RSS per instance (grid up to 512 x 8, stream)".into(), peak.map(mb), fmt_ratio(peak[0] / peak[2]));
+    row("RSS per instance at the end (after grid + stream; wasm memory never shrinks)".into(), end.map(mb), fmt_ratio(end[0] / end[2]));
+    row("peak RSS per instance (load, grid up to 512 x 8, stream)".into(), peak.map(mb), fmt_ratio(peak[0] / peak[2]));
     row(
         format!("peak RSS per instance / weights ({})", mb(weights)),
         peak.map(|p| fmt_ratio(p / weights)),
