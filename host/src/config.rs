@@ -1,50 +1,87 @@
-//! Connection settings shared by `worker`, `submit` and `migrate`, read from
-//! each tool's own environment variables (flags override them).
+//! Configuration: one typed [`Config`] merged from defaults < a TOML file
+//! (`--config FILE` / `$LLMA_SENTIMENT_CONFIG`) < environment variables
+//! (`LLMA_SENTIMENT_<SECTION>_<KEY>`, plus the older names each key had) <
+//! command-line flags. The flag structs below only carry what was given on
+//! the command line; defaults and environment live in the layers.
 
-use std::time::Duration;
+mod load;
+mod model;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Args;
+use serde_json::{json, Map, Value};
 
-use crate::sink::SinkConfig;
+pub use load::{load, ConfigError, Key, Kind, Sources, CONFIG_FILE_ENV, ENV_PREFIX, KEYS};
+pub use model::{
+    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig,
+    Validation, WorkerConfig, WorkflowConfig,
+};
 
-#[derive(Debug, Clone, Args)]
-pub struct TemporalArgs {
-    /// Temporal frontend, host:port.
-    #[arg(long = "temporal-address", env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
-    pub address: String,
-    #[arg(long = "temporal-namespace", env = "TEMPORAL_NAMESPACE", default_value = "default")]
-    pub namespace: String,
-    /// Task queue (`llm-analytics-task-queue` in production).
-    #[arg(long, env = "LLMA_SENTIMENT_TASK_QUEUE", default_value = "development-task-queue")]
-    pub task_queue: String,
-}
+/// Flag values by section, as the flag layer of [`load`] takes them.
+#[derive(Debug, Default)]
+pub struct Flags(Map<String, Value>);
 
-impl TemporalArgs {
-    pub fn url(&self) -> Result<url::Url, url::ParseError> {
-        if self.address.contains("://") {
-            url::Url::parse(&self.address)
-        } else {
-            url::Url::parse(&format!("http://{}", self.address))
+impl Flags {
+    pub fn set(&mut self, path: &str, value: Option<Value>) {
+        let Some(value) = value else { return };
+        let (section, key) = path.split_once('.').expect("flag paths are section.key");
+        if let Value::Object(map) = self.0.entry(section.to_string()).or_insert_with(|| json!({})) {
+            map.insert(key.to_string(), value);
         }
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
     }
 }
 
-#[derive(Clone, Args)]
+fn some<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
+    v.as_ref().and_then(|v| serde_json::to_value(v).ok())
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct TemporalArgs {
+    /// Temporal frontend, host:port [default: 127.0.0.1:7233].
+    #[arg(long = "temporal-address")]
+    pub address: Option<String>,
+    /// [default: default]
+    #[arg(long = "temporal-namespace")]
+    pub namespace: Option<String>,
+    /// Task queue [default: development-task-queue; production: llm-analytics-task-queue].
+    #[arg(long)]
+    pub task_queue: Option<String>,
+}
+
+impl TemporalArgs {
+    pub fn apply(&self, flags: &mut Flags) {
+        flags.set("temporal.address", some(&self.address));
+        flags.set("temporal.namespace", some(&self.namespace));
+        flags.set("temporal.task_queue", some(&self.task_queue));
+    }
+}
+
+#[derive(Clone, Default, Args)]
 pub struct ClickHouseArgs {
-    #[arg(long = "clickhouse-url", env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
-    pub url: String,
-    #[arg(long = "clickhouse-user", env = "CLICKHOUSE_USER", default_value = "default")]
-    pub user: String,
-    /// Never logged nor printed.
-    #[arg(long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    /// [default: http://127.0.0.1:8123]
+    #[arg(long = "clickhouse-url")]
+    pub url: Option<String>,
+    /// [default: default]
+    #[arg(long = "clickhouse-user")]
+    pub user: Option<String>,
+    /// Never logged nor printed (prefer the environment: flags show in `ps`).
+    #[arg(long = "clickhouse-password")]
     pub password: Option<String>,
-    #[arg(long = "clickhouse-database", env = "CLICKHOUSE_DATABASE", default_value = "default")]
-    pub database: String,
-    #[arg(long = "clickhouse-table", env = "LLMA_SENTIMENT_TABLE", default_value = "events")]
-    pub table: String,
-    /// Schema validation of inserts: `auto` turns it off for servers too old to support it.
-    #[arg(long = "clickhouse-validation", env = "LLMA_SENTIMENT_CLICKHOUSE_VALIDATION", default_value = "auto")]
-    pub validation: Validation,
+    /// [default: default]
+    #[arg(long = "clickhouse-database")]
+    pub database: Option<String>,
+    /// [default: events]
+    #[arg(long = "clickhouse-table")]
+    pub table: Option<String>,
+    /// Schema validation of inserts: `auto` turns it off for servers too old to support it [default: auto].
+    #[arg(long = "clickhouse-validation")]
+    pub validation: Option<Validation>,
 }
 
 impl std::fmt::Debug for ClickHouseArgs {
@@ -60,76 +97,54 @@ impl std::fmt::Debug for ClickHouseArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Validation {
-    Auto,
-    On,
-    Off,
-}
-
 impl ClickHouseArgs {
-    pub fn sink_config(&self) -> SinkConfig {
-        SinkConfig {
-            url: self.url.clone(),
-            user: self.user.clone(),
-            password: self.password.clone(),
-            database: self.database.clone(),
-            table: self.table.clone(),
-            validation: match self.validation {
-                Validation::Auto => None,
-                Validation::On => Some(true),
-                Validation::Off => Some(false),
-            },
-            // Ride out a ClickHouse outage of ~25 s inside one activity
-            // attempt (backoff 0.2 s doubling to 10 s over 8 attempts), while
-            // all attempts (8 x (3 s + 8 s) + backoff) still fit in its
-            // 2-minute start-to-close timeout.
-            insert_attempts: 8,
-            max_backoff: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(8),
-            ..SinkConfig::default()
-        }
+    pub fn apply(&self, flags: &mut Flags) {
+        flags.set("clickhouse.url", some(&self.url));
+        flags.set("clickhouse.user", some(&self.user));
+        flags.set("clickhouse.password", some(&self.password));
+        flags.set("clickhouse.database", some(&self.database));
+        flags.set("clickhouse.table", some(&self.table));
+        flags.set("clickhouse.validation", some(&self.validation));
     }
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct WorkerArgs {
-    /// Activities run at once (each holds one plugin instance); default: one per core.
-    #[arg(long, env = "LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES")]
+    /// Activities run at once (each holds one plugin instance) [default: one per core].
+    #[arg(long)]
     pub max_concurrent_activities: Option<usize>,
-    /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
-    #[arg(long, env = "LLMA_SENTIMENT_GRACE_PERIOD_SECS", default_value_t = 30)]
-    pub grace_period_secs: u64,
-    /// How long the previous plugin version stays loaded for `plugin rollback`.
-    #[arg(long, env = "LLMA_SENTIMENT_ROLLBACK_GRACE_SECS", default_value_t = 600)]
-    pub rollback_grace_secs: u64,
+    /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled [default: 30].
+    #[arg(long)]
+    pub grace_period_secs: Option<u64>,
+    /// How long the previous plugin version stays loaded for `plugin rollback` [default: 600].
+    #[arg(long)]
+    pub rollback_grace_secs: Option<u64>,
     /// Serve the newest `*.wasm` of this directory and switch when a newer one
     /// appears (or on SIGHUP). Overrides --plugin.
-    #[arg(long, env = "LLMA_SENTIMENT_PLUGIN_DIR")]
-    pub plugin_dir: Option<std::path::PathBuf>,
-    /// How often the plugin directory is polled.
-    #[arg(long, env = "LLMA_SENTIMENT_PLUGIN_POLL_MS", default_value_t = 1000)]
-    pub plugin_poll_ms: u64,
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+    /// How often the plugin directory is polled [default: 1000].
+    #[arg(long)]
+    pub plugin_poll_ms: Option<u64>,
     /// Admin endpoint (plugin status/activate/rollback, /healthz), e.g.
     /// 127.0.0.1:9464. Off unless set.
-    #[arg(long, env = "LLMA_SENTIMENT_ADMIN_ADDR")]
-    pub admin_addr: Option<std::net::SocketAddr>,
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+    /// Metrics and health endpoint (/metrics, /healthz, /readyz), e.g.
+    /// 127.0.0.1:9465. Off unless set.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl WorkerArgs {
-    pub fn concurrency(&self) -> usize {
-        self.max_concurrent_activities
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-            .max(1)
-    }
-
-    pub fn grace_period(&self) -> Duration {
-        Duration::from_secs(self.grace_period_secs)
-    }
-
-    pub fn rollback_grace(&self) -> Duration {
-        Duration::from_secs(self.rollback_grace_secs)
+    pub fn apply(&self, flags: &mut Flags) {
+        flags.set("worker.max_concurrent_activities", some(&self.max_concurrent_activities));
+        flags.set("worker.grace_period_secs", some(&self.grace_period_secs));
+        flags.set("plugin.rollback_grace_secs", some(&self.rollback_grace_secs));
+        flags.set("plugin.dir", some(&self.plugin_dir));
+        flags.set("plugin.poll_ms", some(&self.plugin_poll_ms));
+        flags.set("worker.admin_addr", some(&self.admin_addr));
+        flags.set("worker.metrics_addr", some(&self.metrics_addr));
     }
 }
 
@@ -145,18 +160,26 @@ mod tests {
         clickhouse: ClickHouseArgs,
     }
 
+    fn with_flags(args: &[&str]) -> Config {
+        let w = Wrapper::parse_from(args);
+        let mut flags = Flags::default();
+        w.clickhouse.apply(&mut flags);
+        load(&Sources { flags: flags.into_map(), ..Default::default() }).unwrap()
+    }
+
     #[test]
     fn sink_retries_fit_in_one_activity_attempt() {
-        let args = Wrapper::parse_from(["llma-sentiment"]);
-        let worst = args.clickhouse.sink_config().max_request_duration();
+        let config = with_flags(&["llma-sentiment"]);
+        let worst = config.clickhouse.sink_config().max_request_duration();
         assert!(worst < crate::worker::START_TO_CLOSE, "{worst:?}");
     }
 
     #[test]
     fn password_is_redacted_in_debug_output() {
         let args = Wrapper::parse_from(["llma-sentiment", "--clickhouse-password", "hunter2"]);
-        let shown = format!("{:?} {:?}", args.clickhouse, args.clickhouse.sink_config());
+        let config = with_flags(&["llma-sentiment", "--clickhouse-password", "hunter2"]);
+        let shown = format!("{:?} {:?} {:?}", args.clickhouse, config, config.clickhouse.sink_config());
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert_eq!(args.clickhouse.password.as_deref(), Some("hunter2"));
+        assert_eq!(config.clickhouse.password.as_deref(), Some("hunter2"));
     }
 }

@@ -50,6 +50,8 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    pub const ALL: [SkipReason; 3] = [SkipReason::NotAiGeneration, SkipReason::NoAiInput, SkipReason::NoUserMessages];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::NotAiGeneration => "not_ai_generation",

@@ -139,6 +139,7 @@ impl Registry {
     /// Validates `plugin` as the first version.
     pub fn new(engine: Arc<PluginEngine>, plugin: Arc<Plugin>, source: Option<PathBuf>, grace: Duration) -> Result<Self, SwapError> {
         let first = Arc::new(PluginVersion::new(1, plugin, source)?);
+        crate::metrics::record_plugin_active(&first.label(), &first.info.model_name, false);
         Ok(Registry {
             engine,
             current: RwLock::new(first),
@@ -178,8 +179,13 @@ impl Registry {
     pub fn activate_bytes(&self, wasm: &[u8], source: Option<PathBuf>, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
         let mut seq = self.activating.lock().unwrap_or_else(|p| p.into_inner());
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
-        let plugin = Arc::new(self.engine.load_plugin(wasm, &model_dir)?);
-        let version = Arc::new(PluginVersion::new(*seq + 1, plugin, source)?);
+        let version = self
+            .engine
+            .load_plugin(wasm, &model_dir)
+            .map_err(SwapError::from)
+            .and_then(|plugin| PluginVersion::new(*seq + 1, Arc::new(plugin), source))
+            .inspect_err(|_| crate::metrics::record_plugin_rejected())?;
+        let version = Arc::new(version);
         *seq += 1;
         self.switch_to(version.clone());
         Ok(version)
@@ -188,6 +194,7 @@ impl Registry {
     fn switch_to(&self, version: Arc<PluginVersion>) {
         let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), version.clone());
         tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
+        crate::metrics::record_plugin_active(&version.label(), &version.info.model_name, true);
         *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now() + self.grace });
     }
 

@@ -6,14 +6,14 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::PluginArgs;
-use crate::engine::{ExtractOptions, InstanceSlot, Limits};
+use crate::config::Config;
+use crate::engine::{ExtractOptions, InstanceSlot};
 use crate::event::GenerationEvent;
 use crate::pipeline::{self, Analysis};
 
-fn slot(args: &PluginArgs) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
-    let source = args.source();
-    let engine = source.engine(Limits::default())?;
+fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
+    let source = config.plugin.source();
+    let engine = source.engine(config.limits.limits())?;
     let plugin = source.load(&engine)?;
     Ok((engine, InstanceSlot::new(plugin)))
 }
@@ -25,20 +25,20 @@ fn print_line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn extract(args: &PluginArgs) -> anyhow::Result<()> {
+pub fn extract(args: &Config) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("reading $ai_input from stdin")?;
     let (_engine, mut slot) = slot(args)?;
-    let options = ExtractOptions { max_messages: args.max_messages, max_chars: args.max_chars };
+    let options = ExtractOptions { max_messages: args.pipeline.max_messages, max_chars: args.pipeline.max_chars };
     let messages = slot.get()?.extract(input.trim(), options)?;
     let out: Vec<Value> = messages.into_iter().map(|m| json!({"index": m.index, "text": m.text})).collect();
     print_line(&mut std::io::stdout().lock(), &Value::Array(out))
 }
 
-pub fn classify(args: &PluginArgs, texts: &[String]) -> anyhow::Result<()> {
+pub fn classify(args: &Config, texts: &[String]) -> anyhow::Result<()> {
     let (_engine, mut slot) = slot(args)?;
     let mut out = std::io::stdout().lock();
-    for chunk in texts.chunks(args.batch_size.max(1)) {
+    for chunk in texts.chunks(args.pipeline.batch_size.max(1)) {
         let results = slot.get()?.classify(chunk)?;
         for (text, r) in chunk.iter().zip(results) {
             let line = json!({
@@ -53,7 +53,7 @@ pub fn classify(args: &PluginArgs, texts: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn info(args: &PluginArgs) -> anyhow::Result<()> {
+pub fn info(args: &Config) -> anyhow::Result<()> {
     let (_engine, mut slot) = slot(args)?;
     let plugin = slot.plugin().clone();
     let info = slot.get()?.info().clone();
@@ -71,14 +71,14 @@ pub fn info(args: &PluginArgs) -> anyhow::Result<()> {
     print_line(&mut std::io::stdout().lock(), &line)
 }
 
-pub fn analyze(args: &PluginArgs, file: Option<&Path>) -> anyhow::Result<()> {
+pub fn analyze(args: &Config, file: Option<&Path>) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = match file {
         None => Box::new(BufReader::new(std::io::stdin())),
         Some(p) if p == Path::new("-") => Box::new(BufReader::new(std::io::stdin())),
         Some(p) => Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)),
     };
     let (_engine, mut slot) = slot(args)?;
-    let options = args.pipeline();
+    let options = args.pipeline.options();
     let mut out = std::io::stdout().lock();
     let (mut written, mut skipped, mut errors) = (0usize, 0usize, 0usize);
     for (i, line) in reader.lines().enumerate() {

@@ -7,17 +7,24 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ClickHouseArgs, TemporalArgs, WorkerArgs};
-use crate::source::PluginSource;
+use serde_json::Value;
+
+use crate::config::{ClickHouseArgs, Config, Flags, LogFormat, Sources, TemporalArgs, WorkerArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "llma-sentiment", version, about = "Sentiment of LLM user messages, in a wasm sandbox")]
 pub struct Cli {
+    /// TOML config file (see `llma-sentiment config`); env vars and flags override it.
+    #[arg(long, env = "LLMA_SENTIMENT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub plugin: PluginArgs,
-    /// Log filter (tracing `EnvFilter` syntax); logs go to stderr.
-    #[arg(long, env = "LLMA_SENTIMENT_LOG", default_value = "warn", global = true)]
-    pub log: String,
+    /// Log filter (tracing `EnvFilter` syntax); logs go to stderr [default: warn].
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    /// Log format [default: auto: json unless stderr is a terminal].
+    #[arg(long, global = true)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,44 +32,60 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct PluginArgs {
     /// Plugin component (.wasm); the embedded default when absent.
-    #[arg(long, env = "LLMA_SENTIMENT_PLUGIN", global = true)]
+    #[arg(long, global = true)]
     pub plugin: Option<PathBuf>,
     /// Model bundle directory (model.onnx, tokenizer.json, config.json); the embedded default when absent.
-    #[arg(long = "model", env = "LLMA_SENTIMENT_MODEL_DIR", global = true)]
+    #[arg(long = "model", global = true)]
     pub model_dir: Option<PathBuf>,
     /// Where compiled components and the unpacked default model are cached.
-    #[arg(long, env = "LLMA_SENTIMENT_CACHE_DIR", global = true)]
+    #[arg(long, global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Compile the component on every start instead of using the cache.
     #[arg(long, global = true)]
     pub no_compile_cache: bool,
-    /// Texts per classify call.
-    #[arg(long, env = "LLMA_SENTIMENT_BATCH_SIZE", default_value_t = 8, global = true)]
-    pub batch_size: usize,
-    /// Keep the last N user messages of a generation.
-    #[arg(long, env = "LLMA_SENTIMENT_MAX_MESSAGES", default_value_t = 50, global = true)]
-    pub max_messages: u32,
-    /// Keep the last N characters of each message.
-    #[arg(long, env = "LLMA_SENTIMENT_MAX_CHARS", default_value_t = 2000, global = true)]
-    pub max_chars: u32,
+    /// Texts per classify call [default: 8].
+    #[arg(long, global = true)]
+    pub batch_size: Option<usize>,
+    /// Keep the last N user messages of a generation [default: 50].
+    #[arg(long, global = true)]
+    pub max_messages: Option<u32>,
+    /// Keep the last N characters of each message [default: 2000].
+    #[arg(long, global = true)]
+    pub max_chars: Option<u32>,
 }
 
 impl PluginArgs {
-    pub fn source(&self) -> PluginSource {
-        PluginSource {
-            plugin: self.plugin.clone(),
-            model_dir: self.model_dir.clone(),
-            cache_dir: self.cache_dir.clone(),
-            no_compile_cache: self.no_compile_cache,
-        }
+    fn apply(&self, flags: &mut Flags) {
+        let v = |x: &Option<PathBuf>| x.as_ref().map(|p| Value::from(p.display().to_string()));
+        flags.set("plugin.path", v(&self.plugin));
+        flags.set("plugin.model_dir", v(&self.model_dir));
+        flags.set("plugin.cache_dir", v(&self.cache_dir));
+        flags.set("plugin.compile_cache", self.no_compile_cache.then_some(Value::Bool(false)));
+        flags.set("pipeline.batch_size", self.batch_size.map(Value::from));
+        flags.set("pipeline.max_messages", self.max_messages.map(Value::from));
+        flags.set("pipeline.max_chars", self.max_chars.map(Value::from));
     }
+}
 
-    pub fn pipeline(&self) -> crate::pipeline::PipelineOptions {
-        crate::pipeline::PipelineOptions {
-            max_messages: self.max_messages,
-            max_chars: self.max_chars,
-            batch_size: self.batch_size,
+impl Cli {
+    /// The effective configuration: defaults < TOML file < environment < flags.
+    pub fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut flags = Flags::default();
+        self.plugin.apply(&mut flags);
+        flags.set("log.filter", self.log.clone().map(Value::from));
+        flags.set("log.format", self.log_format.and_then(|f| serde_json::to_value(f).ok()));
+        match &self.command {
+            Command::Migrate { clickhouse } => clickhouse.apply(&mut flags),
+            Command::Worker { temporal, clickhouse, worker, .. } | Command::Config { temporal, clickhouse, worker } => {
+                temporal.apply(&mut flags);
+                clickhouse.apply(&mut flags);
+                worker.apply(&mut flags);
+            }
+            Command::Submit { temporal, .. } => temporal.apply(&mut flags),
+            _ => {}
         }
+        // `--config` already fell back to $LLMA_SENTIMENT_CONFIG through clap.
+        crate::config::load(&Sources::from_process(self.config.clone(), flags.into_map()))
     }
 }
 
@@ -99,6 +122,15 @@ pub enum Command {
         /// Fault injection for tests: fail every first attempt after its insert.
         #[arg(long, hide = true, env = "LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT")]
         fault_fail_first_attempt: bool,
+    },
+    /// Print the effective configuration as TOML (the ClickHouse password redacted).
+    Config {
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
     },
     /// Plugin versions: offline checks, and activation/rollback on a running worker.
     Plugin {
@@ -158,15 +190,19 @@ pub struct AdminArgs {
     pub url: String,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Extract => local::extract(&cli.plugin),
-        Command::Classify { texts } => local::classify(&cli.plugin, texts),
-        Command::Analyze { file } => local::analyze(&cli.plugin, file.as_deref()),
-        Command::Info => local::info(&cli.plugin),
-        Command::Migrate { clickhouse } => service::migrate(clickhouse),
+        Command::Extract => local::extract(&config),
+        Command::Classify { texts } => local::classify(&config, texts),
+        Command::Analyze { file } => local::analyze(&config, file.as_deref()),
+        Command::Info => local::info(&config),
+        Command::Config { .. } => {
+            print!("{}", config.to_redacted_toml());
+            Ok(())
+        }
+        Command::Migrate { .. } => service::migrate(&config.clickhouse),
         Command::Plugin { action } => match action {
-            PluginAction::Check { file } => service::plugin_check(&cli.plugin, file),
+            PluginAction::Check { file } => service::plugin_check(&config, file),
             PluginAction::Activate { file, with_model, admin } => {
                 let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
                 let body = serde_json::json!({
@@ -178,18 +214,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             PluginAction::Rollback { admin } => service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/rollback", None),
             PluginAction::Status { admin } => service::plugin_admin(&admin.url, hyper::Method::GET, "/plugin", None),
         },
-        Command::Worker { temporal, clickhouse, worker, fault_fail_first_attempt } => {
-            service::worker(&cli.plugin, temporal, clickhouse, worker, *fault_fail_first_attempt)
-        }
-        Command::Submit { file, temporal, batch, wait, id_prefix, parallelism } => {
+        Command::Worker { fault_fail_first_attempt, .. } => service::worker(&config, *fault_fail_first_attempt),
+        Command::Submit { file, batch, wait, id_prefix, parallelism, .. } => {
             let options = crate::worker::SubmitOptions {
-                task_queue: temporal.task_queue.clone(),
+                task_queue: config.temporal.task_queue.clone(),
                 batch: *batch,
                 wait: *wait,
                 id_prefix: id_prefix.clone(),
                 parallelism: *parallelism,
+                execution_timeout: config.workflow.execution_timeout(),
             };
-            service::submit(temporal, file.as_deref(), options)
+            service::submit(&config.temporal, file.as_deref(), options)
         }
     }
 }

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::PluginArgs;
-use crate::config::{ClickHouseArgs, TemporalArgs, WorkerArgs};
-use crate::engine::Limits;
+use crate::config::{ClickHouseConfig, Config, TemporalConfig};
 use crate::pool::InstancePool;
 use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
@@ -18,7 +16,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-pub fn migrate(clickhouse: &ClickHouseArgs) -> anyhow::Result<()> {
+pub fn migrate(clickhouse: &ClickHouseConfig) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let sink = ClickHouseSink::connect(clickhouse.sink_config()).await?;
         sink.migrate().await?;
@@ -27,24 +25,22 @@ pub fn migrate(clickhouse: &ClickHouseArgs) -> anyhow::Result<()> {
     })
 }
 
-pub fn worker(
-    plugin: &PluginArgs,
-    temporal: &TemporalArgs,
-    clickhouse: &ClickHouseArgs,
-    args: &WorkerArgs,
-    fail_first_attempt_after_insert: bool,
-) -> anyhow::Result<()> {
-    let mut source = plugin.source();
-    if let Some(dir) = &args.plugin_dir {
+pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow::Result<()> {
+    let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
+    crate::metrics::init();
+    // Fixed before any workflow task runs: workflow code reads it, never the config.
+    crate::worker::set_activity_timeouts(config.workflow.timeouts());
+    let mut source = config.plugin.source();
+    if let Some(dir) = &config.plugin.dir {
         match crate::watcher::newest_plugin(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {
             Some(newest) => source.plugin = Some(newest),
             None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
         }
     }
-    let engine = Arc::new(source.engine(Limits::default())?);
+    let engine = Arc::new(source.engine(config.limits.limits())?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
-        Registry::new(engine.clone(), loaded, source.plugin.clone(), args.rollback_grace())
+        Registry::new(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace())
             .context("the plugin failed its validation")?,
     );
     let live = Arc::downgrade(&registry);
@@ -63,9 +59,15 @@ pub fn worker(
         if let Some(addr) = args.admin_addr {
             crate::admin::serve(addr, registry.clone()).await.with_context(|| format!("binding the admin endpoint {addr}"))?;
         }
+        if let Some(addr) = args.metrics_addr {
+            let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone());
+            crate::ops_server::serve(addr, readiness)
+                .await
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        }
         let (rescan_tx, rescan_rx) = tokio::sync::mpsc::unbounded_channel();
-        if let Some(dir) = args.plugin_dir.clone() {
-            crate::watcher::spawn(dir, registry.clone(), std::time::Duration::from_millis(args.plugin_poll_ms.max(50)), rescan_rx);
+        if let Some(dir) = config.plugin.dir.clone() {
+            crate::watcher::spawn(dir, registry.clone(), config.plugin.poll_interval(), rescan_rx);
             tokio::spawn(async move {
                 let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
                 while hup.recv().await.is_some() {
@@ -74,13 +76,13 @@ pub fn worker(
                 }
             });
         }
-        let activities = worker::activities(registry, pool, sink, plugin.pipeline(), fail_first_attempt_after_insert);
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), fail_first_attempt_after_insert);
         let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
         worker::run(temporal, setup).await
     })
 }
 
-pub fn submit(temporal: &TemporalArgs, file: Option<&Path>, options: SubmitOptions) -> anyhow::Result<()> {
+pub fn submit(temporal: &TemporalConfig, file: Option<&Path>, options: SubmitOptions) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
         let stdout = std::io::stdout();
@@ -99,10 +101,10 @@ pub fn submit(temporal: &TemporalArgs, file: Option<&Path>, options: SubmitOptio
     })
 }
 
-pub fn plugin_check(plugin: &PluginArgs, file: &Path) -> anyhow::Result<()> {
-    let mut source = plugin.source();
+pub fn plugin_check(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let mut source = config.plugin.source();
     source.plugin = Some(file.to_path_buf());
-    let engine = Arc::new(source.engine(Limits::default())?);
+    let engine = Arc::new(source.engine(config.limits.limits())?);
     let loaded = source.load(&engine)?;
     let registry = Registry::new(engine, loaded, Some(file.to_path_buf()), std::time::Duration::ZERO)?;
     let status = crate::registry::VersionStatus::from(&*registry.current());

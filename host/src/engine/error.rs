@@ -23,6 +23,17 @@ pub enum TrapKind {
 }
 
 impl TrapKind {
+    pub const ALL: [TrapKind; 8] = [
+        TrapKind::Deadline,
+        TrapKind::OutOfFuel,
+        TrapKind::StackOverflow,
+        TrapKind::MemoryLimit,
+        TrapKind::Panic,
+        TrapKind::MemoryFault,
+        TrapKind::Cancelled,
+        TrapKind::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TrapKind::Deadline => "deadline",

@@ -131,6 +131,9 @@ impl Instance {
         result.map_err(|e| {
             let err = trapped(name, &e);
             self.poisoned = err.trap_kind();
+            if let Some(kind) = self.poisoned {
+                crate::metrics::record_trap(kind);
+            }
             err
         })
     }
@@ -145,6 +148,7 @@ impl Instance {
     pub fn classify(&mut self, texts: &[String]) -> Result<Vec<MessageResult>, EngineError> {
         let deadline = self.limits.classify_deadline(texts.len());
         let fuel = self.limits.classify_fuel(texts.len(), self.info.limits.max_tokens);
+        let started = Instant::now();
         let results = self
             .call("classify", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_classify(s, texts))?
             .map_err(|error| EngineError::Plugin { call: "classify", error })?;
@@ -154,6 +158,7 @@ impl Instance {
                 error: bindings::PluginError::Inference(format!("{} results for {} texts", results.len(), texts.len())),
             });
         }
+        crate::metrics::record_inference(texts.len(), started.elapsed());
         Ok(results)
     }
 

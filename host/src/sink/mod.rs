@@ -282,7 +282,9 @@ impl ClickHouseSink {
                 }
                 insert.end().await
             })
-            .await?;
+            .await
+            .inspect_err(|_| crate::metrics::record_insert_error())?;
+            crate::metrics::record_insert_rows(rows.len());
             inner.counters.rows_written.fetch_add(rows.len() as u64, Ordering::Relaxed);
             inner.counters.chunks_written.fetch_add(1, Ordering::Relaxed);
         }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::Instrument;
 
 use super::input::WorkflowInput;
 use crate::event::{GenerationEvent, SentimentEvent};
@@ -106,6 +107,7 @@ impl SentimentActivities {
         ctx: ActivityContext,
         input: Value,
     ) -> Result<ClassificationSummary, ActivityError> {
+        let mut timer = crate::metrics::ActivityTimer::start();
         let info = ctx.info();
         let attempt = info.attempt.max(1);
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
@@ -127,6 +129,7 @@ impl SentimentActivities {
                         return Err(non_retryable("MalformedEvent", e));
                     }
                     tracing::warn!(workflow_id, event_index = index, error = %e, "skipping malformed event");
+                    crate::metrics::record_event(crate::metrics::EventOutcome::Failed, None);
                     summary.failed += 1;
                     summary.events.push(EventOutcome {
                         index,
@@ -139,8 +142,8 @@ impl SentimentActivities {
             };
             let uuid = generation.uuid.to_string();
             let span = tracing::info_span!("event", workflow_id, event_uuid = %uuid, team_id = generation.team_id);
+            let result = self.classify_one(&ctx, &version, generation, index, total, &summary).instrument(span.clone()).await;
             let _guard = span.enter();
-            let result = self.classify_one(&ctx, &version, generation, index, total, &summary).await;
             let mut outcome = EventOutcome { index, generation_uuid: Some(uuid), ..Default::default() };
             match result {
                 EventResult::Written(event) => {
@@ -149,11 +152,15 @@ impl SentimentActivities {
                     outcome.sentiment_uuid = Some(event.uuid.to_string());
                     outcome.label = event.properties.get("$ai_sentiment_label").and_then(Value::as_str).map(String::from);
                     outcome.score = event.properties.get("$ai_sentiment_score").and_then(Value::as_f64).map(|s| s as f32);
+                    crate::metrics::record_event(crate::metrics::EventOutcome::Classified, None);
+                    let messages = event.properties.get("$ai_sentiment_messages").and_then(Value::as_array).map_or(0, Vec::len);
+                    crate::metrics::record_messages_classified(messages);
                     to_write.push(*event);
                 }
                 EventResult::Skipped(reason) => {
                     summary.skipped += 1;
                     *summary.skip_reasons.entry(reason.to_string()).or_default() += 1;
+                    crate::metrics::record_event(crate::metrics::EventOutcome::Skipped, Some(reason));
                     outcome.status = "skipped".into();
                     outcome.reason = Some(reason.to_string());
                 }
@@ -162,9 +169,10 @@ impl SentimentActivities {
                     // A trap may be the instance's bad luck: fail this attempt
                     // once so Temporal retries; on the last attempt give up on
                     // the event instead of failing the whole workflow.
-                    if retryable && attempt < super::workflow::MAX_ATTEMPTS && retry_reason.is_none() {
+                    if retryable && attempt < super::workflow::activity_timeouts().max_attempts && retry_reason.is_none() {
                         retry_reason = Some(reason.clone());
                     }
+                    crate::metrics::record_event(crate::metrics::EventOutcome::Failed, None);
                     summary.failed += 1;
                     outcome.status = "failed".into();
                     outcome.reason = Some(reason);
@@ -174,13 +182,15 @@ impl SentimentActivities {
                     break;
                 }
             }
+            tracing::info!(event_index = index, status = %outcome.status, "event done");
             summary.events.push(outcome);
         }
 
         // Whatever happens next, what was classified is written first: a
         // retry rewrites the same uuids, which the table collapses.
         if !to_write.is_empty() {
-            self.sink.insert(&to_write).await.map_err(|e| {
+            let span = tracing::info_span!("insert", workflow_id, rows = to_write.len());
+            self.sink.insert(&to_write).instrument(span).await.map_err(|e| {
                 if e.is_retryable() { retryable("ClickHouseUnavailable", e) } else { non_retryable("ClickHouseRejected", e) }
             })?;
         }
@@ -198,6 +208,7 @@ impl SentimentActivities {
             return Err(non_retryable("ClassificationFailed", reason));
         }
         tracing::info!(workflow_id, processed = summary.processed, skipped = summary.skipped, failed = summary.failed, "activity done");
+        timer.succeeded();
         Ok(summary)
     }
 }
@@ -221,7 +232,10 @@ impl SentimentActivities {
         let options = self.options;
         let cancel_flag = cancel.clone();
         let version = version.clone();
+        // The plugin runs on a blocking thread: carry the event's span there.
+        let span = tracing::Span::current();
         let mut job = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             let mut slot = pool.checkout(&version);
             slot.set_interrupt(cancel_flag.clone());
             let result = pipeline::analyze(&mut slot, &generation, &options, |p| {

@@ -17,9 +17,9 @@ pub use input::{InputError, WorkflowInput};
 pub use submit::{submit, SubmitOptions};
 pub use workflow::*;
 
-use crate::config::TemporalArgs;
+use crate::config::TemporalConfig;
 
-pub async fn connect(temporal: &TemporalArgs) -> anyhow::Result<Client> {
+pub async fn connect(temporal: &TemporalConfig) -> anyhow::Result<Client> {
     let url = temporal.url().with_context(|| format!("TEMPORAL_ADDRESS {:?} is not host:port", temporal.address))?;
     let options = ConnectionOptions::new(url).identity(format!("llma-sentiment@{}", std::process::id())).build();
     let connection = Connection::connect(options).await.with_context(|| format!("connecting to Temporal at {}", temporal.address))?;
@@ -35,7 +35,7 @@ pub struct WorkerSetup {
 /// Polls until SIGTERM/SIGINT, then stops polling, lets in-flight
 /// activities finish (they are cancelled after the grace period; each
 /// writes what it classified before returning), and returns.
-pub async fn run(temporal: &TemporalArgs, setup: WorkerSetup) -> anyhow::Result<()> {
+pub async fn run(temporal: &TemporalConfig, setup: WorkerSetup) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("Temporal runtime")?;
     let client = connect(temporal).await?;
     let options = WorkerOptions::new(temporal.task_queue.clone())

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 
-use super::workflow::{SentimentWorkflow, EXECUTION_TIMEOUT};
+use super::workflow::SentimentWorkflow;
 
 #[derive(Debug, Clone)]
 pub struct SubmitOptions {
@@ -21,6 +21,8 @@ pub struct SubmitOptions {
     pub id_prefix: String,
     /// Workflows started at once.
     pub parallelism: usize,
+    /// The workflow execution timeout (the seed's 10 minutes by default).
+    pub execution_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -71,7 +73,7 @@ pub async fn submit(
     let results = futures::stream::iter(jobs)
         .map(|(id, input)| async move {
             let start = WorkflowStartOptions::new(options.task_queue.clone(), id.clone())
-                .execution_timeout(EXECUTION_TIMEOUT)
+                .execution_timeout(options.execution_timeout)
                 .build();
             let handle = match client.start_workflow(SentimentWorkflow::run, input, start).await {
                 Ok(h) => h,

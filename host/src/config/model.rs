@@ -1,0 +1,363 @@
+//! The typed configuration: every knob of the CLI and the worker, its
+//! default (one that runs locally), and the conversions into what the
+//! modules take (`SinkConfig`, `Limits`, `PipelineOptions`, ...).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Limits;
+use crate::sink::SinkConfig;
+
+/// The effective configuration of one `llma-sentiment` process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub log: LogConfig,
+    pub temporal: TemporalConfig,
+    pub workflow: WorkflowConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub plugin: PluginConfig,
+    pub pipeline: PipelineConfig,
+    pub limits: LimitsConfig,
+    pub worker: WorkerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, pretty when it is.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing `EnvFilter` syntax; logs go to stderr.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "warn".into(), format: LogFormat::Auto }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemporalConfig {
+    /// Temporal frontend, host:port (or a URL).
+    pub address: String,
+    pub namespace: String,
+    /// `llm-analytics-task-queue` in production.
+    pub task_queue: String,
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        TemporalConfig {
+            address: "127.0.0.1:7233".into(),
+            namespace: "default".into(),
+            task_queue: "development-task-queue".into(),
+        }
+    }
+}
+
+impl TemporalConfig {
+    pub fn url(&self) -> Result<url::Url, url::ParseError> {
+        if self.address.contains("://") {
+            url::Url::parse(&self.address)
+        } else {
+            url::Url::parse(&format!("http://{}", self.address))
+        }
+    }
+}
+
+/// Options of the workflow's one activity (the seed's), and the execution
+/// timeout `submit` sets. Read once at worker start, so every workflow task
+/// of a process schedules the activity the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowConfig {
+    pub execution_timeout_secs: u64,
+    pub start_to_close_secs: u64,
+    pub schedule_to_close_secs: u64,
+    pub heartbeat_timeout_secs: u64,
+    pub max_attempts: u32,
+    pub retry_initial_interval_secs: u64,
+    pub retry_max_interval_secs: u64,
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        use crate::worker as w;
+        WorkflowConfig {
+            execution_timeout_secs: w::EXECUTION_TIMEOUT.as_secs(),
+            start_to_close_secs: w::START_TO_CLOSE.as_secs(),
+            schedule_to_close_secs: w::SCHEDULE_TO_CLOSE.as_secs(),
+            heartbeat_timeout_secs: w::HEARTBEAT_TIMEOUT.as_secs(),
+            max_attempts: w::MAX_ATTEMPTS,
+            retry_initial_interval_secs: w::RETRY_INITIAL_INTERVAL.as_secs(),
+            retry_max_interval_secs: w::RETRY_MAX_INTERVAL.as_secs(),
+        }
+    }
+}
+
+impl WorkflowConfig {
+    pub fn timeouts(&self) -> crate::worker::ActivityTimeouts {
+        crate::worker::ActivityTimeouts {
+            start_to_close: Duration::from_secs(self.start_to_close_secs),
+            schedule_to_close: Duration::from_secs(self.schedule_to_close_secs),
+            heartbeat: Duration::from_secs(self.heartbeat_timeout_secs),
+            max_attempts: self.max_attempts,
+            retry_initial_interval: Duration::from_secs(self.retry_initial_interval_secs),
+            retry_max_interval: Duration::from_secs(self.retry_max_interval_secs),
+        }
+    }
+
+    pub fn execution_timeout(&self) -> Duration {
+        Duration::from_secs(self.execution_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Validation {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub user: String,
+    /// Never logged nor printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub database: String,
+    pub table: String,
+    /// Schema validation of inserts: `auto` turns it off for servers too old to support it.
+    pub validation: Validation,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: crate::sink::DEFAULT_URL.into(),
+            user: crate::sink::DEFAULT_USER.into(),
+            password: None,
+            database: crate::sink::DEFAULT_DATABASE.into(),
+            table: crate::sink::DEFAULT_TABLE.into(),
+            validation: Validation::Auto,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &crate::sink::redact_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .field("validation", &self.validation)
+            .finish()
+    }
+}
+
+impl ClickHouseConfig {
+    pub fn sink_config(&self) -> SinkConfig {
+        SinkConfig {
+            url: self.url.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            database: self.database.clone(),
+            table: self.table.clone(),
+            validation: match self.validation {
+                Validation::Auto => None,
+                Validation::On => Some(true),
+                Validation::Off => Some(false),
+            },
+            // Ride out a ClickHouse outage of ~25 s inside one activity
+            // attempt (backoff 0.2 s doubling to 10 s over 8 attempts), while
+            // all attempts (8 x (3 s + 8 s) + backoff) still fit in its
+            // 2-minute start-to-close timeout.
+            insert_attempts: 8,
+            max_backoff: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(8),
+            ..SinkConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Plugin component (.wasm); the embedded default when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Serve the newest `*.wasm` of this directory (worker); overrides `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Model bundle directory; the embedded default when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
+    /// Compiled components and the unpacked default model; the user cache dir when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// Cache compiled components on disk (off: compile on every start).
+    pub compile_cache: bool,
+    /// How often the plugin directory is polled.
+    pub poll_ms: u64,
+    /// How long the previous version stays loaded for `plugin rollback`.
+    pub rollback_grace_secs: u64,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            path: None,
+            dir: None,
+            model_dir: None,
+            cache_dir: None,
+            compile_cache: true,
+            poll_ms: 1000,
+            rollback_grace_secs: 600,
+        }
+    }
+}
+
+impl PluginConfig {
+    pub fn source(&self) -> crate::source::PluginSource {
+        crate::source::PluginSource {
+            plugin: self.path.clone(),
+            model_dir: self.model_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
+            no_compile_cache: !self.compile_cache,
+        }
+    }
+
+    pub fn rollback_grace(&self) -> Duration {
+        Duration::from_secs(self.rollback_grace_secs)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_ms.max(50))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Keep the last N user messages of a generation.
+    pub max_messages: u32,
+    /// Keep the last N characters of each message.
+    pub max_chars: u32,
+    /// Texts per classify call (capped by the plugin's own limit).
+    pub batch_size: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let d = crate::pipeline::PipelineOptions::default();
+        PipelineConfig { max_messages: d.max_messages, max_chars: d.max_chars, batch_size: d.batch_size }
+    }
+}
+
+impl PipelineConfig {
+    pub fn options(&self) -> crate::pipeline::PipelineOptions {
+        crate::pipeline::PipelineOptions {
+            max_messages: self.max_messages,
+            max_chars: self.max_chars,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+/// Sandbox budgets (see `engine::Limits` for how they were derived).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub call_deadline_base_ms: u64,
+    pub call_deadline_per_text_ms: u64,
+    pub load_deadline_ms: u64,
+    pub fuel_base: u64,
+    pub fuel_per_token: u64,
+    pub load_fuel: u64,
+    pub memory_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = Limits::default();
+        LimitsConfig {
+            call_deadline_base_ms: d.call_deadline_base.as_millis() as u64,
+            call_deadline_per_text_ms: d.call_deadline_per_text.as_millis() as u64,
+            load_deadline_ms: d.load_deadline.as_millis() as u64,
+            fuel_base: d.fuel_base,
+            fuel_per_token: d.fuel_per_token,
+            load_fuel: d.load_fuel,
+            memory_bytes: d.memory_bytes as u64,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            call_deadline_base: Duration::from_millis(self.call_deadline_base_ms),
+            call_deadline_per_text: Duration::from_millis(self.call_deadline_per_text_ms),
+            load_deadline: Duration::from_millis(self.load_deadline_ms),
+            fuel_base: self.fuel_base,
+            fuel_per_token: self.fuel_per_token,
+            load_fuel: self.load_fuel,
+            memory_bytes: usize::try_from(self.memory_bytes).unwrap_or(usize::MAX),
+            ..Limits::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Activities run at once (each holds one plugin instance); one per core when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_activities: Option<usize>,
+    /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
+    pub grace_period_secs: u64,
+    /// Admin endpoint (plugin status/activate/rollback); off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<SocketAddr>,
+    /// `/metrics`, `/healthz`, `/readyz`; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { max_concurrent_activities: None, grace_period_secs: 30, admin_addr: None, metrics_addr: None }
+    }
+}
+
+impl WorkerConfig {
+    pub fn concurrency(&self) -> usize {
+        self.max_concurrent_activities
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1)
+    }
+
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.grace_period_secs)
+    }
+}

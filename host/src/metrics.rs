@@ -1,0 +1,248 @@
+//! Prometheus metrics of the process, in one registry, and the thin
+//! `record_*` calls the worker's modules make. Recording is cheap (atomics)
+//! and always on; the metrics are only served when an address is configured
+//! (see `ops_server`).
+//!
+//! Every name starts with `llma_sentiment_`; see the README's metrics list.
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::engine::TrapKind;
+
+/// Per-message inference: from ~1 ms (short texts, small models) to the
+/// ~4 s a 512-token text costs RoBERTa-base inside wasm, and past the deadline.
+const INFERENCE_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// An activity runs up to its 2-minute start-to-close timeout.
+const ACTIVITY_BUCKETS: [f64; 13] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+struct Metrics {
+    registry: Registry,
+    events: IntCounterVec,
+    events_skipped: IntCounterVec,
+    messages_classified: IntCounter,
+    cache: IntCounterVec,
+    traps: IntCounterVec,
+    clickhouse_rows: IntCounter,
+    clickhouse_errors: IntCounter,
+    plugin_swaps: IntCounter,
+    plugin_rejections: IntCounter,
+    plugin_info: IntGaugeVec,
+    inference_seconds: Histogram,
+    activity_seconds: HistogramVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric name");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let events = counter_vec(
+        &registry,
+        "llma_sentiment_events_total",
+        "$ai_generation events handled by activities, by outcome (classified, skipped, failed)",
+        &["outcome"],
+    );
+    let events_skipped = counter_vec(
+        &registry,
+        "llma_sentiment_events_skipped_total",
+        "Events with nothing to classify, by reason",
+        &["reason"],
+    );
+    let messages_classified =
+        counter(&registry, "llma_sentiment_messages_classified_total", "User messages of written $ai_sentiment events (classified by activities)");
+    let cache = counter_vec(
+        &registry,
+        "llma_sentiment_cache_lookups_total",
+        "Result cache lookups, by result (hit, miss)",
+        &["result"],
+    );
+    let traps = counter_vec(&registry, "llma_sentiment_traps_total", "Plugin instance traps, by kind", &["kind"]);
+    let clickhouse_rows =
+        counter(&registry, "llma_sentiment_clickhouse_insert_rows_total", "Rows ClickHouse acknowledged");
+    let clickhouse_errors = counter(
+        &registry,
+        "llma_sentiment_clickhouse_insert_errors_total",
+        "Inserts that failed after all their retries",
+    );
+    let plugin_swaps =
+        counter(&registry, "llma_sentiment_plugin_swaps_total", "Plugin version switches (activations and rollbacks)");
+    let plugin_rejections = counter(
+        &registry,
+        "llma_sentiment_plugin_rejections_total",
+        "Plugin versions that failed validation and were not activated",
+    );
+    let plugin_info = IntGaugeVec::new(
+        Opts::new("llma_sentiment_plugin_info", "The active plugin version (value 1)"),
+        &["version", "model"],
+    )
+    .expect("valid metric name");
+    registry.register(Box::new(plugin_info.clone())).expect("metric registered once");
+    let inference_seconds = Histogram::with_opts(
+        HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)")
+            .buckets(INFERENCE_BUCKETS.to_vec()),
+    )
+    .expect("valid histogram");
+    registry.register(Box::new(inference_seconds.clone())).expect("metric registered once");
+    let activity_seconds = HistogramVec::new(
+        HistogramOpts::new("llma_sentiment_activity_seconds", "classify_sentiment_activity duration, by result")
+            .buckets(ACTIVITY_BUCKETS.to_vec()),
+        &["result"],
+    )
+    .expect("valid histogram");
+    registry.register(Box::new(activity_seconds.clone())).expect("metric registered once");
+    Metrics {
+        registry,
+        events,
+        events_skipped,
+        messages_classified,
+        cache,
+        traps,
+        clickhouse_rows,
+        clickhouse_errors,
+        plugin_swaps,
+        plugin_rejections,
+        plugin_info,
+        inference_seconds,
+        activity_seconds,
+    }
+});
+
+/// What an activity did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Classified,
+    Skipped,
+    Failed,
+}
+
+/// Creates every metric with its zero value, so a scrape shows the full set
+/// (and labelled series operators alert on) before the first event.
+pub fn init() {
+    let m = &*METRICS;
+    for outcome in ["classified", "skipped", "failed"] {
+        m.events.with_label_values(&[outcome]);
+    }
+    for reason in crate::event::SkipReason::ALL {
+        m.events_skipped.with_label_values(&[reason.as_str()]);
+    }
+    for result in ["hit", "miss"] {
+        m.cache.with_label_values(&[result]);
+    }
+    for kind in TrapKind::ALL {
+        m.traps.with_label_values(&[kind.as_str()]);
+    }
+}
+
+pub fn record_event(outcome: EventOutcome, skip_reason: Option<&str>) {
+    let m = &*METRICS;
+    let label = match outcome {
+        EventOutcome::Classified => "classified",
+        EventOutcome::Skipped => "skipped",
+        EventOutcome::Failed => "failed",
+    };
+    m.events.with_label_values(&[label]).inc();
+    if let Some(reason) = skip_reason {
+        m.events_skipped.with_label_values(&[reason]).inc();
+    }
+}
+
+/// One `classify` call of `texts` messages that took `elapsed` (any call:
+/// activities, validation self-tests, the CLI).
+pub fn record_inference(texts: usize, elapsed: Duration) {
+    if texts == 0 {
+        return;
+    }
+    let per_message = elapsed.as_secs_f64() / texts as f64;
+    for _ in 0..texts {
+        METRICS.inference_seconds.observe(per_message);
+    }
+}
+
+/// User messages of an event an activity classified (and wrote).
+pub fn record_messages_classified(messages: usize) {
+    METRICS.messages_classified.inc_by(messages as u64);
+}
+
+/// A result cache lookup (for the result cache; nothing calls it yet).
+pub fn record_cache(hit: bool) {
+    METRICS.cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
+}
+
+pub fn record_trap(kind: TrapKind) {
+    METRICS.traps.with_label_values(&[kind.as_str()]).inc();
+}
+
+pub fn record_insert_rows(rows: usize) {
+    METRICS.clickhouse_rows.inc_by(rows as u64);
+}
+
+pub fn record_insert_error() {
+    METRICS.clickhouse_errors.inc();
+}
+
+/// The active plugin version changed to `version` (counted as a swap unless
+/// it is the first version of the process).
+pub fn record_plugin_active(version: &str, model: &str, swap: bool) {
+    let m = &*METRICS;
+    if swap {
+        m.plugin_swaps.inc();
+    }
+    m.plugin_info.reset();
+    m.plugin_info.with_label_values(&[version, model]).set(1);
+}
+
+pub fn record_plugin_rejected() {
+    METRICS.plugin_rejections.inc();
+}
+
+/// Observes an activity's duration when dropped; `result` says how it ended
+/// (`ok` unless set otherwise).
+pub struct ActivityTimer {
+    started: Instant,
+    result: &'static str,
+}
+
+impl ActivityTimer {
+    pub fn start() -> Self {
+        ActivityTimer { started: Instant::now(), result: "error" }
+    }
+
+    pub fn succeeded(&mut self) {
+        self.result = "ok";
+    }
+}
+
+impl Drop for ActivityTimer {
+    fn drop(&mut self) {
+        METRICS.activity_seconds.with_label_values(&[self.result]).observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    // Encoding into a Vec only fails on metric families the registry cannot
+    // produce (all of ours are valid), so an error leaves the output empty.
+    if let Err(e) = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
