@@ -3,69 +3,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::time::Duration;
-
+use common::ops::{http_get, json_lines, metrics_addr, Scrape};
 use common::services::run_bin;
 use common::stack::{event, Stack};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// GET `path` from `addr`; (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, body.to_string())
-}
-
-/// The worker's log as JSON lines; every line must be JSON.
-fn json_lines(log: &str) -> Vec<Value> {
-    log.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// The address the worker's metrics endpoint bound (it was given port 0).
-fn metrics_addr(log: &str) -> String {
-    json_lines(log)
-        .iter()
-        .find(|l| l["message"] == "metrics endpoint listening")
-        .and_then(|l| l["addr"].as_str().map(String::from))
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
-}
-
-/// Samples of one scrape, keyed by name and sorted labels.
-struct Scrape(Vec<prometheus_parse::Sample>);
-
-impl Scrape {
-    fn take(addr: &str) -> Scrape {
-        let (status, body) = http_get(addr, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        let lines = body.lines().map(|l| Ok(l.to_string()));
-        Scrape(prometheus_parse::Scrape::parse(lines).expect("Prometheus text format").samples)
-    }
-
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let want: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let sample = self
-            .0
-            .iter()
-            .find(|s| s.metric == name && want.iter().all(|(k, v)| s.labels.get(k) == Some(v.as_str())))
-            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"));
-        match &sample.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => *v,
-            prometheus_parse::Value::Histogram(buckets) => buckets.last().map(|b| b.count).unwrap_or(0.0),
-            other => panic!("{name}: unexpected {other:?}"),
-        }
-    }
-}
 
 #[test]
 fn metrics_and_json_logs_of_a_running_worker_match_what_it_processed() {

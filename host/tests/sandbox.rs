@@ -20,6 +20,13 @@ fn classify_one(slot: &mut InstanceSlot, text: &str) -> Result<f32, EngineError>
     slot.get().expect("instance").classify(&[text.to_string()]).map(|r| r[0].score)
 }
 
+/// `llma_sentiment_traps_total{kind=...}` of this process's metrics.
+fn traps_counted(kind: TrapKind) -> f64 {
+    let text = llma_sentiment::metrics::render();
+    let prefix = format!("llma_sentiment_traps_total{{kind=\"{}\"}} ", kind.as_str());
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
 fn assert_recovers(slot: &mut InstanceSlot) {
     let score = classify_one(slot, "hello").expect("a fresh instance serves the next call");
     assert_eq!(score, 0.5);
@@ -40,6 +47,8 @@ fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
     assert_eq!(err.trap_kind(), Some(TrapKind::Deadline), "{err}");
     assert!(err.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // Tests of this binary run in parallel and share the counters: at least ours.
+    assert!(traps_counted(TrapKind::Deadline) >= 1.0);
     assert_recovers(&mut slot);
 }
 
@@ -49,6 +58,7 @@ fn a_spinning_guest_is_stopped_by_fuel() {
     let (_e, mut slot, _m) = slot_with(limits);
     let err = classify_one(&mut slot, "spin").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::OutOfFuel), "{err}");
+    assert!(traps_counted(TrapKind::OutOfFuel) >= 1.0);
     assert_recovers(&mut slot);
 }
 

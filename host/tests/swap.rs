@@ -42,6 +42,7 @@ fn rebuilt_plugin(dir: &Path, name: &str, tag: &str) -> PathBuf {
 struct SwapWorker {
     worker: WorkerProcess,
     admin: String,
+    metrics: String,
     plugin_dir: tempfile::TempDir,
 }
 
@@ -56,8 +57,10 @@ fn start_worker(stack: &Stack) -> SwapWorker {
         ("LLMA_SENTIMENT_MODEL_DIR", model.to_str().unwrap()),
         ("LLMA_SENTIMENT_ADMIN_ADDR", addr.as_str()),
         ("LLMA_SENTIMENT_PLUGIN_POLL_MS", "200"),
+        ("LLMA_SENTIMENT_METRICS_ADDR", "127.0.0.1:0"),
     ]);
-    SwapWorker { worker, admin: format!("http://{addr}"), plugin_dir }
+    let metrics = common::ops::metrics_addr(&worker.log_text());
+    SwapWorker { worker, admin: format!("http://{addr}"), metrics, plugin_dir }
 }
 
 fn plugin_cmd(admin: &str, args: &[&str]) -> (bool, Value, String) {
@@ -211,6 +214,13 @@ fn a_new_file_in_the_plugin_directory_is_picked_up_and_broken_versions_are_rejec
         std::thread::sleep(Duration::from_millis(100));
     }
     let v2 = active_version(&w.admin);
+    // Four versions were refused (three via the admin endpoint, one from the
+    // directory), one was switched to; the info gauge names the new one.
+    let scrape = common::ops::Scrape::take(&w.metrics);
+    assert_eq!(scrape.value("llma_sentiment_plugin_rejections_total", &[]), 4.0);
+    assert_eq!(scrape.value("llma_sentiment_plugin_swaps_total", &[]), 1.0);
+    assert_eq!(scrape.value("llma_sentiment_plugin_info", &[("version", v2.as_str())]), 1.0);
+    assert!(scrape.0.iter().filter(|s| s.metric == "llma_sentiment_plugin_info").count() == 1, "one active version");
     let evs = events(5, "after-dir-swap");
     all_completed(&stack.submit(&evs, false, true));
     assert!(written_versions(&stack, &evs).iter().all(|(v, _)| *v == v2));

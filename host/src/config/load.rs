@@ -408,6 +408,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_key_and_env_name() {
+        let readme = include_str!("../../../README.md");
+        for key in KEYS {
+            assert!(readme.contains(&format!("`{}`", key.path)), "README lacks key {}", key.path);
+            assert!(readme.contains(&format!("`{}`", key.env())), "README lacks {}", key.env());
+            for alias in key.aliases {
+                assert!(readme.contains(&format!("`{alias}`")), "README lacks alias {alias}");
+            }
+        }
+    }
+
+    #[test]
     fn redacted_toml_hides_the_password_and_reads_back() {
         let mut c = Config::default();
         c.clickhouse.password = Some("hunter2".into());
