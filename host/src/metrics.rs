@@ -125,7 +125,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 
 /// What an activity did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome {
+pub enum Outcome {
     Classified,
     Skipped,
     Failed,
@@ -149,12 +149,12 @@ pub fn init() {
     }
 }
 
-pub fn record_event(outcome: EventOutcome, skip_reason: Option<&str>) {
+pub fn record_event(outcome: Outcome, skip_reason: Option<&str>) {
     let m = &*METRICS;
     let label = match outcome {
-        EventOutcome::Classified => "classified",
-        EventOutcome::Skipped => "skipped",
-        EventOutcome::Failed => "failed",
+        Outcome::Classified => "classified",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "failed",
     };
     m.events.with_label_values(&[label]).inc();
     if let Some(reason) = skip_reason {

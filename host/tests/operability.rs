@@ -210,3 +210,35 @@ fn bad_config_keys_and_values_are_named_with_a_non_zero_exit() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/llma.toml"));
 }
+
+#[test]
+fn configured_activity_options_and_execution_timeout_reach_temporal() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[
+        ("LLMA_SENTIMENT_WORKFLOW_HEARTBEAT_TIMEOUT_SECS", "45"),
+        ("LLMA_SENTIMENT_WORKFLOW_MAX_ATTEMPTS", "3"),
+        ("LLMA_SENTIMENT_WORKFLOW_RETRY_MAX_INTERVAL_SECS", "7"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, event("thanks, all good").to_string()).unwrap();
+    let mut env = stack.env();
+    env.push(("LLMA_SENTIMENT_WORKFLOW_EXECUTION_TIMEOUT_SECS", "900"));
+    let out = run_bin(&["submit", "--wait", "--id-prefix", "cfg", file.to_str().unwrap()], &env, None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "completed", "{result}");
+    let history = stack.temporal.history(result["workflow_id"].as_str().unwrap());
+    let started = history.iter().find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED").unwrap();
+    assert_eq!(started["workflowExecutionStartedEventAttributes"]["workflowExecutionTimeout"], "900s");
+    let scheduled = &history
+        .iter()
+        .find(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED")
+        .expect("activity scheduled")["activityTaskScheduledEventAttributes"];
+    assert_eq!(scheduled["heartbeatTimeout"], "45s");
+    assert_eq!(scheduled["retryPolicy"]["maximumAttempts"], 3);
+    assert_eq!(scheduled["retryPolicy"]["maximumInterval"], "7s");
+    // Unchanged keys keep the seed's values.
+    assert_eq!(scheduled["startToCloseTimeout"], "120s");
+    assert_eq!(scheduled["retryPolicy"]["initialInterval"], "2s");
+}

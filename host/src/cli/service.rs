@@ -30,6 +30,14 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     crate::metrics::init();
     // Fixed before any workflow task runs: workflow code reads it, never the config.
     crate::worker::set_activity_timeouts(config.workflow.timeouts());
+    let worst_insert = clickhouse.sink_config().max_request_duration();
+    if worst_insert >= config.workflow.timeouts().start_to_close {
+        tracing::warn!(
+            worst_insert_secs = worst_insert.as_secs(),
+            start_to_close_secs = config.workflow.start_to_close_secs,
+            "an insert that rides out a ClickHouse outage may outlast the activity's start-to-close timeout"
+        );
+    }
     let mut source = config.plugin.source();
     if let Some(dir) = &config.plugin.dir {
         match crate::watcher::newest_plugin(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {

@@ -129,7 +129,7 @@ impl SentimentActivities {
                         return Err(non_retryable("MalformedEvent", e));
                     }
                     tracing::warn!(workflow_id, event_index = index, error = %e, "skipping malformed event");
-                    crate::metrics::record_event(crate::metrics::EventOutcome::Failed, None);
+                    crate::metrics::record_event(crate::metrics::Outcome::Failed, None);
                     summary.failed += 1;
                     summary.events.push(EventOutcome {
                         index,
@@ -152,7 +152,7 @@ impl SentimentActivities {
                     outcome.sentiment_uuid = Some(event.uuid.to_string());
                     outcome.label = event.properties.get("$ai_sentiment_label").and_then(Value::as_str).map(String::from);
                     outcome.score = event.properties.get("$ai_sentiment_score").and_then(Value::as_f64).map(|s| s as f32);
-                    crate::metrics::record_event(crate::metrics::EventOutcome::Classified, None);
+                    crate::metrics::record_event(crate::metrics::Outcome::Classified, None);
                     let messages = event.properties.get("$ai_sentiment_messages").and_then(Value::as_array).map_or(0, Vec::len);
                     crate::metrics::record_messages_classified(messages);
                     to_write.push(*event);
@@ -160,7 +160,7 @@ impl SentimentActivities {
                 EventResult::Skipped(reason) => {
                     summary.skipped += 1;
                     *summary.skip_reasons.entry(reason.to_string()).or_default() += 1;
-                    crate::metrics::record_event(crate::metrics::EventOutcome::Skipped, Some(reason));
+                    crate::metrics::record_event(crate::metrics::Outcome::Skipped, Some(reason));
                     outcome.status = "skipped".into();
                     outcome.reason = Some(reason.to_string());
                 }
@@ -172,7 +172,7 @@ impl SentimentActivities {
                     if retryable && attempt < super::workflow::activity_timeouts().max_attempts && retry_reason.is_none() {
                         retry_reason = Some(reason.clone());
                     }
-                    crate::metrics::record_event(crate::metrics::EventOutcome::Failed, None);
+                    crate::metrics::record_event(crate::metrics::Outcome::Failed, None);
                     summary.failed += 1;
                     outcome.status = "failed".into();
                     outcome.reason = Some(reason);
