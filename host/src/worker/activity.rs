@@ -125,11 +125,11 @@ impl SentimentActivities {
             let generation = match GenerationEvent::parse(raw) {
                 Ok(g) => g,
                 Err(e) => {
+                    crate::metrics::record_event(crate::metrics::Outcome::Failed, None);
                     if !input.is_batch() {
                         return Err(non_retryable("MalformedEvent", e));
                     }
                     tracing::warn!(workflow_id, event_index = index, error = %e, "skipping malformed event");
-                    crate::metrics::record_event(crate::metrics::Outcome::Failed, None);
                     summary.failed += 1;
                     summary.events.push(EventOutcome {
                         index,
