@@ -9,6 +9,7 @@ pub mod engine;
 pub mod event;
 pub mod pipeline;
 pub mod pool;
+pub mod progress;
 pub mod registry;
 pub mod sink;
 pub mod source;

@@ -1,5 +1,6 @@
 //! The `llma-sentiment` command line.
 
+mod backfill;
 mod local;
 mod service;
 
@@ -80,6 +81,20 @@ pub enum Command {
     Analyze {
         /// Input file; `-` or absent for stdin.
         file: Option<PathBuf>,
+        /// Where the `$ai_sentiment` events go: JSON lines on stdout, or
+        /// straight into the ClickHouse events table (a summary is printed).
+        #[arg(long, value_enum, default_value = "json")]
+        output: AnalyzeOutput,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        /// `--output clickhouse`: rows per INSERT.
+        #[arg(long, env = "LLMA_SENTIMENT_INSERT_BATCH_SIZE", default_value_t = 1000)]
+        insert_batch_size: usize,
+        /// `--output clickhouse`: write a partial batch once it is this old.
+        #[arg(long, env = "LLMA_SENTIMENT_FLUSH_INTERVAL_SECS", default_value_t = 5)]
+        flush_interval_secs: u64,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
     /// Print the plugin's and model's info.
     Info,
@@ -123,7 +138,38 @@ pub enum Command {
         /// Workflows started (and awaited) at once.
         #[arg(long, default_value_t = 16)]
         parallelism: usize,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnalyzeOutput {
+    Json,
+    Clickhouse,
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct ProgressArgs {
+    #[arg(long = "progress", value_enum, env = "LLMA_SENTIMENT_PROGRESS", default_value = "auto")]
+    pub mode: crate::progress::ProgressMode,
+    /// Plain progress: a line every N items.
+    #[arg(long = "progress-every", default_value_t = 1000)]
+    pub every: u64,
+    /// Plain progress: a line at least every N seconds.
+    #[arg(long = "progress-secs", default_value_t = 10)]
+    pub secs: u64,
+}
+
+impl ProgressArgs {
+    pub fn config(&self) -> crate::progress::ProgressConfig {
+        crate::progress::ProgressConfig {
+            mode: self.mode,
+            every: self.every,
+            interval: std::time::Duration::from_secs(self.secs),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,7 +208,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Extract => local::extract(&cli.plugin),
         Command::Classify { texts } => local::classify(&cli.plugin, texts),
-        Command::Analyze { file } => local::analyze(&cli.plugin, file.as_deref()),
+        Command::Analyze { file, output, clickhouse, insert_batch_size, flush_interval_secs, progress } => {
+            let output = match output {
+                AnalyzeOutput::Json => local::Output::Json,
+                AnalyzeOutput::Clickhouse => local::Output::ClickHouse {
+                    args: clickhouse.clone(),
+                    batch_size: *insert_batch_size,
+                    flush_interval: std::time::Duration::from_secs(*flush_interval_secs),
+                },
+            };
+            local::analyze(&cli.plugin, file.as_deref(), output, &progress.config())
+        }
         Command::Info => local::info(&cli.plugin),
         Command::Migrate { clickhouse } => service::migrate(clickhouse),
         Command::Plugin { action } => match action {
@@ -181,7 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { temporal, clickhouse, worker, fault_fail_first_attempt } => {
             service::worker(&cli.plugin, temporal, clickhouse, worker, *fault_fail_first_attempt)
         }
-        Command::Submit { file, temporal, batch, wait, id_prefix, parallelism } => {
+        Command::Submit { file, temporal, batch, wait, id_prefix, parallelism, progress } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: temporal.task_queue.clone(),
                 batch: *batch,
@@ -189,7 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 id_prefix: id_prefix.clone(),
                 parallelism: *parallelism,
             };
-            service::submit(temporal, file.as_deref(), options)
+            service::submit(temporal, file.as_deref(), options, &progress.config())
         }
     }
 }

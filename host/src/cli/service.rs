@@ -80,16 +80,21 @@ pub fn worker(
     })
 }
 
-pub fn submit(temporal: &TemporalArgs, file: Option<&Path>, options: SubmitOptions) -> anyhow::Result<()> {
+pub fn submit(
+    temporal: &TemporalArgs,
+    file: Option<&Path>,
+    options: SubmitOptions,
+    progress: &crate::progress::ProgressConfig,
+) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
         let stdout = std::io::stdout();
         let report = match file {
             Some(p) if p != Path::new("-") => {
                 let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                worker::submit(&client, BufReader::new(f), &options, stdout.lock()).await?
+                worker::submit(&client, BufReader::new(f), &options, stdout.lock(), progress).await?
             }
-            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock()).await?,
+            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock(), progress).await?,
         };
         eprintln!(
             "submitted: {} started, {} not started, {} completed, {} failed",
