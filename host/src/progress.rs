@@ -122,7 +122,12 @@ impl Progress {
         }
         self.finished = true;
         match &self.output {
-            Output::Bar(bar) => bar.finish(),
+            Output::Bar(bar) => {
+                // A cleared bar plus one plain line leaves a record in the
+                // scrollback, and whatever is printed next starts on its own line.
+                bar.finish_and_clear();
+                eprintln!("{}", plain_line(self.done, self.total, self.started.elapsed(), self.unit, true));
+            }
             Output::Plain(_) => self.line(true),
             Output::Off => {}
         }
