@@ -285,8 +285,17 @@ fn temporal_describe_shows_the_running_activitys_heartbeat_progress() {
             ev
         })
         .collect();
-    let started = stack.submit(&events, true, false);
-    let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
+    // `submit` (not a terminal here) reports its progress as plain lines.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_jsonl(dir.path(), "events.jsonl", &events);
+    let out = run_bin(&["submit", "--batch", "--progress-every", "1", file.to_str().unwrap()], &stack.env(), None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "submit: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("progress: 1/1 workflows (100%), ")), "{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("progress: 1/1 workflows (100%), ") && l.contains("done in")), "{stderr}");
+    let started: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(started["status"], "started", "{started}");
+    let wf = started["workflow_id"].as_str().unwrap().to_string();
 
     // The SDK throttles heartbeats to the server (at most one per ~80% of
     // the 30 s heartbeat timeout after the first), so a long run shows the
