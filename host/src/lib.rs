@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod ops_server;
 pub mod pipeline;
 pub mod pool;
+pub mod progress;
 pub mod registry;
 pub mod sink;
 pub mod source;

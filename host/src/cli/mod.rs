@@ -1,5 +1,6 @@
 //! The `llma-sentiment` command line.
 
+mod backfill;
 mod local;
 mod service;
 
@@ -75,7 +76,7 @@ impl Cli {
         flags.set("log.filter", self.log.clone().map(Value::from));
         flags.set("log.format", self.log_format.and_then(|f| serde_json::to_value(f).ok()));
         match &self.command {
-            Command::Migrate { clickhouse } => clickhouse.apply(&mut flags),
+            Command::Migrate { clickhouse } | Command::Analyze { clickhouse, .. } => clickhouse.apply(&mut flags),
             Command::Worker { temporal, clickhouse, worker, .. } | Command::Config { temporal, clickhouse, worker } => {
                 temporal.apply(&mut flags);
                 clickhouse.apply(&mut flags);
@@ -103,6 +104,20 @@ pub enum Command {
     Analyze {
         /// Input file; `-` or absent for stdin.
         file: Option<PathBuf>,
+        /// Where the `$ai_sentiment` events go: JSON lines on stdout, or
+        /// straight into the ClickHouse events table (a summary is printed).
+        #[arg(long, value_enum, default_value = "json")]
+        output: AnalyzeOutput,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        /// `--output clickhouse`: rows per INSERT.
+        #[arg(long, env = "LLMA_SENTIMENT_INSERT_BATCH_SIZE", default_value_t = 1000)]
+        insert_batch_size: usize,
+        /// `--output clickhouse`: write a partial batch once it is this old.
+        #[arg(long, env = "LLMA_SENTIMENT_FLUSH_INTERVAL_SECS", default_value_t = 5)]
+        flush_interval_secs: u64,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
     /// Print the plugin's and model's info.
     Info,
@@ -155,7 +170,38 @@ pub enum Command {
         /// Workflows started (and awaited) at once.
         #[arg(long, default_value_t = 16)]
         parallelism: usize,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnalyzeOutput {
+    Json,
+    Clickhouse,
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct ProgressArgs {
+    #[arg(long = "progress", value_enum, env = "LLMA_SENTIMENT_PROGRESS", default_value = "auto")]
+    pub mode: crate::progress::ProgressMode,
+    /// Plain progress: a line every N items.
+    #[arg(long = "progress-every", default_value_t = 1000)]
+    pub every: u64,
+    /// Plain progress: a line at least every N seconds.
+    #[arg(long = "progress-secs", default_value_t = 10)]
+    pub secs: u64,
+}
+
+impl ProgressArgs {
+    pub fn config(&self) -> crate::progress::ProgressConfig {
+        crate::progress::ProgressConfig {
+            mode: self.mode,
+            every: self.every,
+            interval: std::time::Duration::from_secs(self.secs),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,7 +240,17 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match &cli.command {
         Command::Extract => local::extract(&config),
         Command::Classify { texts } => local::classify(&config, texts),
-        Command::Analyze { file } => local::analyze(&config, file.as_deref()),
+        Command::Analyze { file, output, insert_batch_size, flush_interval_secs, progress, .. } => {
+            let output = match output {
+                AnalyzeOutput::Json => local::Output::Json,
+                AnalyzeOutput::Clickhouse => local::Output::ClickHouse {
+                    clickhouse: config.clickhouse.clone(),
+                    batch_size: *insert_batch_size,
+                    flush_interval: std::time::Duration::from_secs(*flush_interval_secs),
+                },
+            };
+            local::analyze(&config, file.as_deref(), output, &progress.config())
+        }
         Command::Info => local::info(&config),
         Command::Config { .. } => {
             print!("{}", config.to_redacted_toml());
@@ -215,7 +271,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Status { admin } => service::plugin_admin(&admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { fault_fail_first_attempt, .. } => service::worker(&config, *fault_fail_first_attempt),
-        Command::Submit { file, batch, wait, id_prefix, parallelism, .. } => {
+        Command::Submit { file, batch, wait, id_prefix, parallelism, progress, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),
                 batch: *batch,
@@ -224,7 +280,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 parallelism: *parallelism,
                 execution_timeout: config.workflow.execution_timeout(),
             };
-            service::submit(&config.temporal, file.as_deref(), options)
+            service::submit(&config.temporal, file.as_deref(), options, &progress.config())
         }
     }
 }

@@ -90,16 +90,21 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     })
 }
 
-pub fn submit(temporal: &TemporalConfig, file: Option<&Path>, options: SubmitOptions) -> anyhow::Result<()> {
+pub fn submit(
+    temporal: &TemporalConfig,
+    file: Option<&Path>,
+    options: SubmitOptions,
+    progress: &crate::progress::ProgressConfig,
+) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
         let stdout = std::io::stdout();
         let report = match file {
             Some(p) if p != Path::new("-") => {
                 let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                worker::submit(&client, BufReader::new(f), &options, stdout.lock()).await?
+                worker::submit(&client, BufReader::new(f), &options, stdout.lock(), progress).await?
             }
-            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock()).await?,
+            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock(), progress).await?,
         };
         eprintln!(
             "submitted: {} started, {} not started, {} completed, {} failed",

@@ -67,4 +67,28 @@ mod tests {
         assert_eq!(WorkflowInput::parse(&json!({"x": 1})), Err(InputError::NoEvents));
         assert_eq!(WorkflowInput::parse(&json!({"events": {}})), Err(InputError::EventsNotAList));
     }
+
+    /// PostHog's `SentimentClassificationInput` dataclass as the Temporal SDKs
+    /// send it (`json/plain`): `{"events": [...]}` (batch version) or
+    /// `{"event_data": {...}}` (first version), each event a raw
+    /// `clickhouse_events_json` row with `properties` as a JSON string.
+    #[test]
+    fn posthogs_dataclass_payloads() {
+        let row = json!({
+            "uuid": "0195a3b2-7c1e-7a10-8f00-000000000001", "event": "$ai_generation", "team_id": 2,
+            "project_id": 2, "distinct_id": "u", "person_id": "0195a3b2-7c1e-7a10-8f00-0000000000aa",
+            "timestamp": "2026-11-01 10:00:00.123000", "created_at": "2026-11-01 10:00:01.000000",
+            "elements_chain": "", "properties": "{\"$ai_input\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+            "person_mode": "full", "person_properties": "{}", "historical_migration": false
+        });
+        let batch = WorkflowInput::parse(&json!({"events": [row.clone(), row.clone()]})).unwrap();
+        assert!(batch.is_batch());
+        assert_eq!(batch.events().len(), 2);
+        let single = WorkflowInput::parse(&json!({"event_data": row.clone()})).unwrap();
+        assert_eq!(single.events(), std::slice::from_ref(&row));
+        let parsed = crate::event::GenerationEvent::parse(&batch.events()[0]).unwrap();
+        assert_eq!(parsed.team_id, 2);
+        assert!(parsed.timestamp.is_some());
+        assert!(parsed.properties.contains_key("$ai_input"));
+    }
 }

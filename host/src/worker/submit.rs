@@ -41,12 +41,14 @@ fn workflow_id(prefix: &str, event: &Value, line: usize) -> String {
 }
 
 /// Reads events, starts workflows, prints one JSON line per workflow (and per
-/// unreadable line) to `out`.
+/// unreadable line) to `out`, and counts each started (with `wait`:
+/// finished) workflow on `progress`.
 pub async fn submit(
     client: &Client,
     input: impl BufRead,
     options: &SubmitOptions,
     mut out: impl std::io::Write,
+    progress: &crate::progress::ProgressConfig,
 ) -> anyhow::Result<SubmitReport> {
     let mut report = SubmitReport::default();
     let mut jobs: Vec<(String, Value)> = Vec::new();
@@ -70,6 +72,7 @@ pub async fn submit(
         jobs.push((format!("{}-batch-{}", options.id_prefix, uuid::Uuid::new_v4()), json!({ "events": batch })));
     }
 
+    let mut bar = crate::progress::Progress::stderr(progress, "workflows", Some(jobs.len() as u64));
     let results = futures::stream::iter(jobs)
         .map(|(id, input)| async move {
             let start = WorkflowStartOptions::new(options.task_queue.clone(), id.clone())
@@ -105,6 +108,8 @@ pub async fn submit(
         }
         writeln!(out, "{line}")?;
         out.flush()?;
+        bar.inc(1);
     }
+    bar.finish();
     Ok(report)
 }
