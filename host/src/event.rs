@@ -119,7 +119,14 @@ impl GenerationEvent {
             },
             Some(_) => return Err(EventError::InvalidProperties),
         };
-        let event = obj.get("event").and_then(Value::as_str).unwrap_or(GENERATION_EVENT).to_string();
+        // Producers of the workflow input send `$ai_generation` rows, so an
+        // absent name means one; a name that is not a string is some other
+        // row and must be skipped, not classified.
+        let event = match obj.get("event") {
+            None | Some(Value::Null) => GENERATION_EVENT.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
         Ok(GenerationEvent { uuid, event, team_id, distinct_id, timestamp, person_id, properties })
     }
 
@@ -264,6 +271,10 @@ mod tests {
         let mut v = base();
         v["event"] = json!("$pageview");
         assert_eq!(GenerationEvent::parse(&v).unwrap().ai_input_json(), Err(SkipReason::NotAiGeneration));
+        for not_a_name in [json!(1), json!(true), json!(["$ai_generation"]), json!({"name": "$ai_generation"})] {
+            v["event"] = not_a_name;
+            assert_eq!(GenerationEvent::parse(&v).unwrap().ai_input_json(), Err(SkipReason::NotAiGeneration), "{v}");
+        }
     }
 
     #[test]

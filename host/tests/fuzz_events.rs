@@ -351,7 +351,11 @@ fn event_field() -> BoxedStrategy<(Option<Value>, String)> {
         3 => Just((None, "$ai_generation".to_string())),
         6 => Just((Some(json!("$ai_generation")), "$ai_generation".to_string())),
         1 => Just((Some(Value::Null), "$ai_generation".to_string())),
-        1 => not_a_string().prop_map(|v| (Some(v), "$ai_generation".to_string())),
+        // Not a name: some other row, skipped as not_ai_generation.
+        1 => not_a_string().prop_map(|v| {
+            let shown = v.to_string();
+            (Some(v), shown)
+        }),
         2 => prop_oneof![
             prop::sample::select(vec!["$pageview", "$ai_generation ", "$AI_GENERATION", "", "$ai_sentiment", "$ai_span"])
                 .prop_map(String::from),

@@ -17,6 +17,7 @@ Prints one JSON line: {"workflow_id", "run_id", "result"}.
 import argparse
 import asyncio
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -74,8 +75,13 @@ def main() -> int:
     out = asyncio.run(run(parser.parse_args()))
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
+    sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The SDK's native runtime can crash while the interpreter tears down its
+    # threads (seen here as SIGSEGV after the result was printed); the work is
+    # done and flushed, so leave without the teardown.
+    os._exit(code)
