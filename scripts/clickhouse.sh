@@ -20,11 +20,14 @@
 #   CLICKHOUSE_START_TIMEOUT   seconds to wait for /ping (default 30)
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SCRIPT_NAME=clickhouse.sh
+# shellcheck source=scripts/lib.sh
+. "$HERE/lib.sh"
+
 # Command that runs the server (an array: the single-binary build is `clickhouse server`).
 SERVER_CMD=()
 [ -z "${CLICKHOUSE_SERVER_BIN:-}" ] || SERVER_CMD=("$CLICKHOUSE_SERVER_BIN")
-
-die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 find_server() {
     if [ ${#SERVER_CMD[@]} -gt 0 ]; then return 0; fi
@@ -37,10 +40,6 @@ find_server() {
     else
         return 1
     fi
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 cmd_install() {
@@ -142,14 +141,6 @@ EOF
 EOF
 }
 
-# True while PID exists and is not a zombie.
-pid_alive() {
-    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-    local state
-    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
-    [ "$state" != "Z" ]
-}
-
 cmd_start() {
     local dir="${1:-}"
     [ -n "$dir" ] || die "usage: clickhouse.sh start DIR"
@@ -217,32 +208,7 @@ cmd_start() {
     exit 1
 }
 
-cmd_stop() {
-    local dir="${1:-}"
-    [ -n "$dir" ] || die "usage: clickhouse.sh stop DIR"
-    if [ ! -f "$dir/pid" ]; then
-        echo "clickhouse.sh: no pid file in $dir; nothing to stop" >&2
-        return 0
-    fi
-    local pid
-    pid="$(cat "$dir/pid")"
-    if pid_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            pid_alive "$pid" || break
-            sleep 0.1
-        done
-        if pid_alive "$pid"; then
-            echo "clickhouse.sh: pid $pid still alive after 10 s; sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                pid_alive "$pid" || break
-                sleep 0.1
-            done
-        fi
-    fi
-    rm -f "$dir/pid"
-}
+cmd_stop() { stop_server "$@"; }
 
 case "${1:-}" in
     install) cmd_install ;;
