@@ -176,23 +176,13 @@ fn a_new_file_in_the_plugin_directory_is_picked_up_and_broken_versions_are_rejec
     assert!(!ok);
     assert!(v["error"].as_str().unwrap().contains("component"), "{v}");
 
-    let bad_model = scratch.path().join("bad-scores");
-    std::fs::create_dir(&bad_model).unwrap();
-    for f in ["model.onnx", "tokenizer.json", "config.json"] {
-        std::fs::copy(common::model("default").join(f), bad_model.join(f)).unwrap();
-    }
-    std::fs::write(bad_model.join("hostile-bad-scores"), "").unwrap();
+    let bad_model = hostile_model_dir(scratch.path(), "bad-scores", "hostile-bad-scores", "");
     let hostile = common::hostile_wasm();
     let (ok, v, _) = plugin_cmd(&w.admin, &["activate", hostile.to_str().unwrap(), "--with-model", bad_model.to_str().unwrap()]);
     assert!(!ok);
     assert!(v["error"].as_str().unwrap().contains("self-test"), "{v}");
 
-    let trap_model = scratch.path().join("trap-on-load");
-    std::fs::create_dir(&trap_model).unwrap();
-    for f in ["model.onnx", "tokenizer.json", "config.json"] {
-        std::fs::copy(common::model("default").join(f), trap_model.join(f)).unwrap();
-    }
-    std::fs::write(trap_model.join("hostile-load"), "panic").unwrap();
+    let trap_model = hostile_model_dir(scratch.path(), "trap-on-load", "hostile-load", "panic");
     let (ok, v, _) = plugin_cmd(&w.admin, &["activate", hostile.to_str().unwrap(), "--with-model", trap_model.to_str().unwrap()]);
     assert!(!ok);
     let err = v["error"].as_str().unwrap();
@@ -233,4 +223,16 @@ fn a_new_file_in_the_plugin_directory_is_picked_up_and_broken_versions_are_rejec
     assert_eq!(info["version"]["version"], v2);
     let out = run_bin(&["plugin", "check", not_a_component.to_str().unwrap()], &[], None);
     assert!(!out.status.success());
+}
+
+/// The default bundle plus one of the hostile plugin's marker files, which
+/// tells that plugin how to misbehave with this model.
+fn hostile_model_dir(scratch: &std::path::Path, name: &str, marker: &str, content: &str) -> std::path::PathBuf {
+    let dir = scratch.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::copy(common::model("default").join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join(marker), content).unwrap();
+    dir
 }
