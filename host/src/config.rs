@@ -95,9 +95,14 @@ impl ClickHouseArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// Activities run at once (each holds one plugin instance); default: one per core.
+    /// Activities run at once; default: 4 per plugin instance (activities
+    /// mostly wait on Temporal and ClickHouse; one needing the model while
+    /// all instances are busy waits for one).
     #[arg(long, env = "LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES")]
     pub max_concurrent_activities: Option<usize>,
+    /// Warm plugin instances (each holds a loaded model); default: one per core.
+    #[arg(long, env = "LLMA_SENTIMENT_INSTANCES")]
+    pub instances: Option<usize>,
     /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
     #[arg(long, env = "LLMA_SENTIMENT_GRACE_PERIOD_SECS", default_value_t = 30)]
     pub grace_period_secs: u64,
@@ -117,9 +122,18 @@ pub struct WorkerArgs {
     pub admin_addr: Option<std::net::SocketAddr>,
 }
 
+/// Default activity slots per plugin instance.
+pub const ACTIVITIES_PER_INSTANCE: usize = 4;
+
 impl WorkerArgs {
+    /// Activity slots.
     pub fn concurrency(&self) -> usize {
-        self.max_concurrent_activities
+        self.max_concurrent_activities.unwrap_or_else(|| self.instances() * ACTIVITIES_PER_INSTANCE).max(1)
+    }
+
+    /// Plugin instances the pool may hold.
+    pub fn instances(&self) -> usize {
+        self.instances
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
             .max(1)
     }
@@ -150,6 +164,20 @@ mod tests {
         let args = Wrapper::parse_from(["llma-sentiment"]);
         let worst = args.clickhouse.sink_config().max_request_duration();
         assert!(worst < crate::worker::START_TO_CLOSE, "{worst:?}");
+    }
+
+    #[derive(Parser)]
+    struct WorkerWrapper {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    #[test]
+    fn activity_slots_default_to_a_multiple_of_the_instances() {
+        let args = WorkerWrapper::parse_from(["llma-sentiment", "--instances", "3"]);
+        assert_eq!((args.worker.instances(), args.worker.concurrency()), (3, 3 * ACTIVITIES_PER_INSTANCE));
+        let args = WorkerWrapper::parse_from(["llma-sentiment", "--instances", "2", "--max-concurrent-activities", "5"]);
+        assert_eq!((args.worker.instances(), args.worker.concurrency()), (2, 5));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod event;
 pub mod pipeline;
 pub mod pool;
 pub mod registry;
+pub mod result_cache;
 pub mod sink;
 pub mod source;
 pub mod watcher;

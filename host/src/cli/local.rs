@@ -79,6 +79,7 @@ pub fn analyze(args: &PluginArgs, file: Option<&Path>) -> anyhow::Result<()> {
     };
     let (_engine, mut slot) = slot(args)?;
     let options = args.pipeline();
+    let cache = args.result_cache();
     let mut out = std::io::stdout().lock();
     let (mut written, mut skipped, mut errors) = (0usize, 0usize, 0usize);
     for (i, line) in reader.lines().enumerate() {
@@ -87,7 +88,7 @@ pub fn analyze(args: &PluginArgs, file: Option<&Path>) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let record = match analyze_line(&mut slot, &line, &options) {
+        let record = match analyze_line(&mut slot, &line, &options, &cache) {
             Ok((Analysis::Sentiment(event), _)) => {
                 written += 1;
                 serde_json::to_value(&*event)?
@@ -104,7 +105,8 @@ pub fn analyze(args: &PluginArgs, file: Option<&Path>) -> anyhow::Result<()> {
         };
         print_line(&mut out, &record)?;
     }
-    tracing::info!(written, skipped, errors, "analyze done");
+    let stats = cache.stats();
+    tracing::info!(written, skipped, errors, cache_hits = stats.hits, cache_misses = stats.misses, "analyze done");
     Ok(())
 }
 
@@ -112,9 +114,10 @@ fn analyze_line(
     slot: &mut InstanceSlot,
     line: &str,
     options: &pipeline::PipelineOptions,
+    cache: &crate::result_cache::ResultCache,
 ) -> anyhow::Result<(Analysis, String)> {
     let value: Value = serde_json::from_str(line).context("not valid JSON")?;
     let generation = GenerationEvent::parse(&value)?;
-    let analysis = pipeline::analyze(slot, &generation, options, |_| std::ops::ControlFlow::Continue(()))?;
+    let analysis = pipeline::analyze_cached(slot, &generation, options, Some(cache), |_| std::ops::ControlFlow::Continue(()))?;
     Ok((analysis, generation.uuid.to_string()))
 }

@@ -45,6 +45,9 @@ pub struct PluginArgs {
     /// Keep the last N characters of each message.
     #[arg(long, env = "LLMA_SENTIMENT_MAX_CHARS", default_value_t = 2000, global = true)]
     pub max_chars: u32,
+    /// Per-message result cache shared by all tasks, MiB (0 disables it).
+    #[arg(long, env = "LLMA_SENTIMENT_RESULT_CACHE_MB", default_value_t = 64, global = true)]
+    pub result_cache_mb: u64,
 }
 
 impl PluginArgs {
@@ -62,7 +65,12 @@ impl PluginArgs {
             max_messages: self.max_messages,
             max_chars: self.max_chars,
             batch_size: self.batch_size,
+            ..Default::default()
         }
+    }
+
+    pub fn result_cache(&self) -> crate::result_cache::ResultCache {
+        crate::result_cache::ResultCache::with_megabytes(self.result_cache_mb)
     }
 }
 
