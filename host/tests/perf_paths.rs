@@ -33,6 +33,10 @@ fn messages() -> Vec<String> {
     for i in 0..6 {
         m.push(format!("message number {i} about the quarterly report, {}", "numbers ".repeat(i * 3)));
     }
+    // Close enough in length to share batches.
+    for t in ["I really like this answer, thanks", "I really hate this answer, sorry", "this answer is fine I guess, ok.", "can you make it a bit shorter pls"] {
+        m.push(t.into());
+    }
     m
 }
 
@@ -99,7 +103,13 @@ fn unbatched() -> PipelineOptions {
 #[test]
 fn bucketed_batches_give_the_unbatched_results_in_message_order() {
     let (_e, mut slot) = engine_and_slot(&common::model("roberta-tiny"));
-    let g = generation("0195a3b2-7c1e-7a10-8f00-0000000000a1", &messages());
+    let user = messages();
+    let mut distinct = user.clone();
+    distinct.sort();
+    distinct.dedup();
+    let lengths: Vec<usize> = distinct.iter().map(|t| t.chars().count()).collect();
+    assert!(pipeline::plan_batches(&lengths, 8, true).iter().any(|b| b.len() >= 3), "some batch must hold several texts");
+    let g = generation("0195a3b2-7c1e-7a10-8f00-0000000000a1", &user);
     let reference = run(&mut slot, &g, unbatched(), None);
     for batch in [3, 8] {
         let bucketed = run(&mut slot, &g, PipelineOptions { batch_size: batch, bucket_by_length: true, ..Default::default() }, None);
