@@ -227,9 +227,10 @@ impl SentimentActivities {
         let mut slot = {
             let checkout = self.pool.checkout(version);
             tokio::pin!(checkout);
-            let mut beat = tokio::time::interval(WAIT_HEARTBEAT);
+            let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + WAIT_HEARTBEAT, WAIT_HEARTBEAT);
             loop {
                 tokio::select! {
+                    biased;
                     slot = &mut checkout => match slot {
                         Ok(slot) => break slot,
                         Err(e) => return EventResult::Failed { reason: e.to_string(), retryable: true },
