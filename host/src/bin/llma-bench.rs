@@ -1002,7 +1002,8 @@ fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String> {
         let seed_rate = msgs / (k_seed * seed.seconds(&ws["shapes"]["seed"]));
         for (label, key) in [
             ("as it stands", "asis"),
-            ("+ length bucketing", "bucket"),
+            ("+ sorting by tokens, batches of 8", "bucket"),
+            ("+ length bucketing (the pipeline, no cache)", "char_bucket"),
             ("+ exact-text cache", "cache"),
             ("+ cache + bucketing by tokens", "cache_bucket"),
             ("+ cache + bucketing by chars (the pipeline)", "cache_char_bucket"),
