@@ -177,8 +177,8 @@ pub fn analyze_cached(
 /// so padding stays within a few percent; otherwise in input order. Character
 /// counts stand in for token counts, which only the plugin's tokenizer knows
 /// (the benchmark measures how close that is). Why so tight: inside wasm a
-/// batch of 8 costs only ~2-18% less per sequence than one at a time
-/// (`make bench`), so any more padding than that loses.
+/// batch of 8 costs only 1-10% less per sequence than one at a time
+/// (`make bench`, roberta-base shape), so more padding than that loses.
 pub fn plan_batches(lengths: &[usize], batch: usize, bucketed: bool) -> Vec<Vec<usize>> {
     let batch = batch.max(1);
     if !bucketed {
