@@ -284,3 +284,29 @@ fn the_pool_never_holds_more_instances_than_its_bound() {
     assert!(pool.high_water() <= 2, "high water {}", pool.high_water());
     assert!(pool.idle_count() <= 2);
 }
+
+#[test]
+fn a_trapped_pooled_instance_is_replaced_within_the_bound() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let engine = Arc::new(common::engine(limits));
+    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    let registry = Registry::new(engine, plugin, None, Duration::from_secs(600)).expect("the hostile plugin passes the self-test");
+    let pool = Arc::new(InstancePool::bounded(1, |_| true));
+    let version = registry.current();
+
+    let mut slot = pool.try_checkout(&version).expect("free");
+    let err = slot.get().unwrap().classify(&["spin".into()]).unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    drop(slot);
+    // The same pooled slot hands out a fresh instance in place of the trapped one.
+    let mut slot = pool.try_checkout(&version).expect("returned");
+    let r = slot.get().expect("a fresh instance").classify(&["hello".into()]).expect("serves");
+    assert_eq!(r[0].score, 0.5);
+    assert!(pool.try_checkout(&version).is_none(), "still one instance at most");
+    drop(slot);
+    assert_eq!((pool.high_water(), pool.idle_count()), (1, 1));
+}
