@@ -203,11 +203,33 @@ def chunk_shapes(lengths, batch, sort):
     return [(len(ls[i:i + batch]), max(ls[i:i + batch])) for i in range(0, len(ls), batch)]
 
 
+def pipeline_shapes(lengths, chars, batch):
+    """The host pipeline's batches (host/src/pipeline.rs `plan_batches`):
+    sorted by characters, a batch closes when full or when the next text is
+    over 10% (+4) longer than its shortest."""
+    order = sorted(range(len(lengths)), key=lambda i: chars[i])
+    calls, current = [], []
+    for i in order:
+        if current and (len(current) >= batch or chars[i] * 10 > chars[current[0]] * 11 + 40):
+            calls.append(current)
+            current = []
+        current.append(i)
+    if current:
+        calls.append(current)
+    return [(len(c), max(lengths[i] for i in c)) for c in calls]
+
+
 def stats(seed, gens, batch):
     """Counts, cache hit rate and batch shapes of a stream (tokenizer only)."""
     cache_len = {}
     seen = set()
-    shapes = {"seed": {}, "asis": {}, "bucket": {}, "cache": {}, "cache_bucket": {}}
+    # seed: 1 at a time; asis: batches in message order; bucket: sorted by
+    # tokens; distinct / char_bucket: the host pipeline without a cache (each
+    # distinct text of a generation once, sorted by characters; token_bucket:
+    # the same rule on token counts); cache_*: the
+    # misses of an exact-text cache (cache_real: their real tokens).
+    shapes = {"seed": {}, "asis": {}, "bucket": {}, "distinct": {}, "char_bucket": {}, "token_bucket": {},
+              "cache": {}, "cache_bucket": {}, "cache_char_bucket": {}, "cache_real": {}}
     lengths_all = []
     msgs = hits = tokens = hit_tokens = 0
     unique_len = []
@@ -225,8 +247,10 @@ def stats(seed, gens, batch):
             if t not in cache_len:
                 cache_len[t] = len(seed.ids(t))
             ls.append(cache_len[t])
-        misses = []
+        misses, miss_chars = [], []
+        distinct = {}
         for t, length in zip(texts, ls):
+            distinct.setdefault(t, length)
             msgs += 1
             tokens += length
             if t in seen:
@@ -235,14 +259,21 @@ def stats(seed, gens, batch):
             else:
                 seen.add(t)
                 misses.append(length)
+                miss_chars.append(len(t))
                 unique_len.append(length)
         lengths_all.extend(ls)
         add("seed", [(1, length) for length in ls])
         add("asis", chunk_shapes(ls, batch, False))
         add("bucket", chunk_shapes(ls, batch, True))
+        d_len = list(distinct.values())
+        add("distinct", [(1, length) for length in d_len])
+        add("char_bucket", pipeline_shapes(d_len, [len(t) for t in distinct], batch))
+        add("token_bucket", pipeline_shapes(d_len, d_len, batch))
         if misses:
             add("cache", chunk_shapes(misses, batch, False))
             add("cache_bucket", chunk_shapes(misses, batch, True))
+            add("cache_char_bucket", pipeline_shapes(misses, miss_chars, batch))
+            add("cache_real", [(1, length) for length in misses])
 
     def pct(values, p):
         s = sorted(values)

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 pub use load::{load, ConfigError, Key, Kind, Sources, CONFIG_FILE_ENV, ENV_PREFIX, KEYS};
 pub use model::{
-    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig,
+    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig, ACTIVITIES_PER_INSTANCE,
     Validation, WorkerConfig, WorkflowConfig,
 };
 
@@ -110,9 +110,12 @@ impl ClickHouseArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct WorkerArgs {
-    /// Activities run at once (each holds one plugin instance) [default: one per core].
+    /// Activities run at once; they wait for a plugin instance when all are busy [default: 4 per instance].
     #[arg(long)]
     pub max_concurrent_activities: Option<usize>,
+    /// Warm plugin instances (each holds a loaded model) [default: one per core].
+    #[arg(long)]
+    pub instances: Option<usize>,
     /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled [default: 30].
     #[arg(long)]
     pub grace_period_secs: Option<u64>,
@@ -139,6 +142,7 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     pub fn apply(&self, flags: &mut Flags) {
         flags.set("worker.max_concurrent_activities", some(&self.max_concurrent_activities));
+        flags.set("worker.instances", some(&self.instances));
         flags.set("worker.grace_period_secs", some(&self.grace_period_secs));
         flags.set("plugin.rollback_grace_secs", some(&self.rollback_grace_secs));
         flags.set("plugin.dir", some(&self.plugin_dir));
@@ -172,6 +176,27 @@ mod tests {
         let config = with_flags(&["llma-sentiment"]);
         let worst = config.clickhouse.sink_config().max_request_duration();
         assert!(worst < crate::worker::START_TO_CLOSE, "{worst:?}");
+    }
+
+    #[derive(Parser)]
+    struct WorkerWrapper {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn worker_config(args: &[&str]) -> Config {
+        let w = WorkerWrapper::parse_from(args);
+        let mut flags = Flags::default();
+        w.worker.apply(&mut flags);
+        load(&Sources { flags: flags.into_map(), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn activity_slots_default_to_a_multiple_of_the_instances() {
+        let c = worker_config(&["llma-sentiment", "--instances", "3"]);
+        assert_eq!((c.worker.instances(), c.worker.concurrency()), (3, 3 * crate::config::ACTIVITIES_PER_INSTANCE));
+        let c = worker_config(&["llma-sentiment", "--instances", "2", "--max-concurrent-activities", "5"]);
+        assert_eq!((c.worker.instances(), c.worker.concurrency()), (2, 5));
     }
 
     #[test]

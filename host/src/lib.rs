@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod progress;
 pub mod registry;
+pub mod result_cache;
 pub mod sink;
 pub mod source;
 pub mod watcher;

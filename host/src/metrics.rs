@@ -179,7 +179,7 @@ pub fn record_messages_classified(messages: usize) {
     METRICS.messages_classified.inc_by(messages as u64);
 }
 
-/// A result cache lookup (for the result cache; nothing calls it yet).
+/// A result cache lookup.
 pub fn record_cache(hit: bool) {
     METRICS.cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
 }

@@ -1,48 +1,124 @@
 //! Warm plugin instances shared by the activities of one worker.
 //!
-//! Each concurrent task checks out one `InstanceSlot` (one wasm instance with
-//! its model loaded) of the plugin version it pinned, so a model is loaded
-//! once per instance, not per task, and no instance is ever used by two
-//! threads at once. Instances of versions that are no longer live are
-//! dropped when they come back.
+//! A task checks out one `InstanceSlot` (one wasm instance with its model
+//! loaded) of the plugin version it pinned, so a model is loaded once per
+//! instance, not per task, and no instance is ever used by two threads at
+//! once. The pool holds at most `capacity` instances (checked out plus idle):
+//! a worker may run more activities than it has instances, since most of an
+//! activity's time goes to Temporal and ClickHouse round trips, and a task
+//! that finds every instance busy waits, asynchronously, for one to come
+//! back. Instances of versions that are no longer live are dropped when they
+//! come back; an idle instance of another version is dropped to make room.
 
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::InstanceSlot;
 use crate::registry::PluginVersion;
 
 type IsLive = dyn Fn(&PluginVersion) -> bool + Send + Sync;
 
+struct Idle {
+    slots: Vec<(Arc<PluginVersion>, InstanceSlot)>,
+    /// Slots checked out now.
+    out: usize,
+    /// Most slots that existed at once (idle + out), for tests and logs.
+    high_water: usize,
+}
+
 pub struct InstancePool {
-    idle: Mutex<Vec<(Arc<PluginVersion>, InstanceSlot)>>,
+    idle: Mutex<Idle>,
+    /// One permit per instance the pool may hold; a checkout holds one.
+    permits: Arc<Semaphore>,
+    capacity: usize,
     is_live: Box<IsLive>,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("the instance pool is closed")]
+pub struct PoolClosed;
+
 impl InstancePool {
-    /// `is_live` tells whether instances of a version are worth keeping.
+    /// A pool of at most `capacity` instances (at least 1). `is_live` tells
+    /// whether instances of a version are worth keeping.
+    pub fn bounded(capacity: usize, is_live: impl Fn(&PluginVersion) -> bool + Send + Sync + 'static) -> Self {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        InstancePool {
+            idle: Mutex::new(Idle { slots: Vec::new(), out: 0, high_water: 0 }),
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            is_live: Box::new(is_live),
+        }
+    }
+
+    /// A pool without a practical bound: one instance per concurrent task.
     pub fn new(is_live: impl Fn(&PluginVersion) -> bool + Send + Sync + 'static) -> Self {
-        InstancePool { idle: Mutex::new(Vec::new()), is_live: Box::new(is_live) }
+        InstancePool::bounded(Semaphore::MAX_PERMITS, is_live)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot of `version`, waiting (without blocking a thread; dropping the
+    /// future cancels the wait) while all instances are checked out.
+    pub async fn checkout(self: &Arc<Self>, version: &Arc<PluginVersion>) -> Result<PooledSlot, PoolClosed> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| PoolClosed)?;
+        Ok(self.take(version, permit))
+    }
+
+    /// A slot of `version` if an instance is free now.
+    pub fn try_checkout(self: &Arc<Self>, version: &Arc<PluginVersion>) -> Option<PooledSlot> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.take(version, permit))
     }
 
     /// An idle slot of `version`, its validation instance, or a new slot
-    /// (instantiated lazily on first use).
-    pub fn checkout(self: &Arc<Self>, version: &Arc<PluginVersion>) -> PooledSlot {
-        let reused = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.iter().position(|(v, _)| Arc::ptr_eq(v, version)).map(|i| idle.swap_remove(i).1)
+    /// (instantiated lazily on first use), making room by dropping an idle
+    /// instance of another version when the pool is full.
+    fn take(self: &Arc<Self>, version: &Arc<PluginVersion>, permit: OwnedSemaphorePermit) -> PooledSlot {
+        let mut evicted = None;
+        let mut idle = self.lock();
+        let reused = idle.slots.iter().position(|(v, _)| Arc::ptr_eq(v, version)).map(|i| idle.slots.swap_remove(i).1);
+        let slot = match reused {
+            Some(slot) => slot,
+            None => {
+                if idle.slots.len() + idle.out + 1 > self.capacity {
+                    // The permit guarantees out < capacity, so an idle slot exists.
+                    let victim = idle
+                        .slots
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, (v, _))| ((self.is_live)(v), v.seq))
+                        .map(|(i, _)| i);
+                    if let Some(i) = victim {
+                        let (v, slot) = idle.slots.swap_remove(i);
+                        tracing::debug!(version = %v.label(), "dropping an idle instance of another version to make room");
+                        evicted = Some(slot);
+                    }
+                }
+                version.take_warm_slot().unwrap_or_else(|| InstanceSlot::new(version.plugin.clone()))
+            }
         };
-        let slot = reused
-            .or_else(|| version.take_warm_slot())
-            .unwrap_or_else(|| InstanceSlot::new(version.plugin.clone()));
-        PooledSlot { slot: Some(slot), version: version.clone(), pool: self.clone() }
+        idle.out += 1;
+        idle.high_water = idle.high_water.max(idle.out + idle.slots.len());
+        drop(idle);
+        // Unmapping an instance's memory takes a while: not under the lock.
+        drop(evicted);
+        PooledSlot { slot: Some(slot), version: version.clone(), pool: self.clone(), _permit: permit }
     }
 
-    /// Instantiates `n` slots of `version` up front so the first tasks do not
-    /// pay for model loads.
+    /// Instantiates up to `n` slots of `version` (at most the capacity) up
+    /// front so the first tasks do not pay for model loads.
     pub fn warm(self: &Arc<Self>, version: &Arc<PluginVersion>, n: usize) -> Result<(), crate::engine::EngineError> {
         let mut slots = Vec::with_capacity(n);
-        for _ in 0..n {
-            let mut s = self.checkout(version);
+        for _ in 0..n.min(self.capacity) {
+            let Some(mut s) = self.try_checkout(version) else { break };
             s.get()?;
             slots.push(s);
         }
@@ -50,20 +126,33 @@ impl InstancePool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.lock().slots.len()
+    }
+
+    /// Slots checked out now.
+    pub fn checked_out(&self) -> usize {
+        self.lock().out
+    }
+
+    /// The most instances (idle + checked out) the pool ever held at once.
+    pub fn high_water(&self) -> usize {
+        self.lock().high_water
     }
 
     /// Drops idle instances of versions that are no longer live.
     pub fn prune(&self) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).retain(|(v, _)| (self.is_live)(v));
+        self.lock().slots.retain(|(v, _)| (self.is_live)(v));
     }
 }
 
-/// A checked-out slot; goes back to the pool when dropped.
+/// A checked-out slot; goes back to the pool when dropped, and only then
+/// frees its place for a waiting task.
 pub struct PooledSlot {
     slot: Option<InstanceSlot>,
     version: Arc<PluginVersion>,
     pool: Arc<InstancePool>,
+    // Released after `drop` has put the slot back (fields drop after it).
+    _permit: OwnedSemaphorePermit,
 }
 
 impl PooledSlot {
@@ -87,10 +176,13 @@ impl std::ops::DerefMut for PooledSlot {
 
 impl Drop for PooledSlot {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            if (self.pool.is_live)(&self.version) {
-                self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push((self.version.clone(), slot));
-            }
+        // A dead version's instance is dropped here, before taking the lock.
+        let keep = (self.pool.is_live)(&self.version);
+        let slot = self.slot.take().filter(|_| keep);
+        let mut idle = self.pool.lock();
+        idle.out = idle.out.saturating_sub(1);
+        if let Some(slot) = slot {
+            idle.slots.push((self.version.clone(), slot));
         }
     }
 }

@@ -84,6 +84,17 @@ fn metrics_and_json_logs_of_a_running_worker_match_what_it_processed() {
     for e in good.iter().chain(&singles) {
         assert!(seen.iter().any(|u| e["uuid"] == u.as_str()), "no log line for event {}", e["uuid"]);
     }
+
+    // A later generation re-sending earlier messages (as `$ai_input` does)
+    // is answered from the result cache.
+    let hits = |s: &Scrape| s.value("llma_sentiment_cache_lookups_total", &[("result", "hit")]);
+    let misses = |s: &Scrape| s.value("llma_sentiment_cache_lookups_total", &[("result", "miss")]);
+    assert!(hits(&after) + misses(&after) >= 10.0, "every classified message was looked up");
+    let results = stack.submit(&[event(secrets[0])], false, true);
+    assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    let again = Scrape::take(&addr);
+    assert_eq!(hits(&again) - hits(&after), 2.0, "both messages of the repeated generation hit");
+    assert_eq!(misses(&again), misses(&after));
 }
 
 #[test]

@@ -139,6 +139,7 @@ pub fn analyze(
     };
     let (_engine, mut slot) = slot(args)?;
     let options = args.pipeline.options();
+    let cache = args.pipeline.result_cache();
     let mut out = std::io::stdout().lock();
     let mut summary = AnalyzeSummary::default();
     let mut bar = crate::progress::Progress::stderr(progress, "events", count_events(file));
@@ -149,7 +150,7 @@ pub fn analyze(
             continue;
         }
         summary.read += 1;
-        let record = match analyze_line(&mut slot, &line, &options) {
+        let record = match analyze_line(&mut slot, &line, &options, &cache) {
             Ok((Analysis::Sentiment(event), _)) => {
                 summary.classified += 1;
                 match clickhouse.as_mut() {
@@ -198,7 +199,8 @@ pub fn analyze(
     if clickhouse.is_some() {
         print_line(&mut out, &serde_json::to_value(&summary)?)?;
     }
-    tracing::info!(read = summary.read, classified = summary.classified, skipped = summary.skipped, failed = summary.failed, "analyze done");
+    let stats = cache.stats();
+    tracing::info!(read = summary.read, classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_hits = stats.hits, cache_misses = stats.misses, "analyze done");
     Ok(())
 }
 
@@ -206,9 +208,10 @@ fn analyze_line(
     slot: &mut InstanceSlot,
     line: &str,
     options: &pipeline::PipelineOptions,
+    cache: &crate::result_cache::ResultCache,
 ) -> anyhow::Result<(Analysis, String)> {
     let value: Value = serde_json::from_str(line).context("not valid JSON")?;
     let generation = GenerationEvent::parse(&value)?;
-    let analysis = pipeline::analyze(slot, &generation, options, |_| std::ops::ControlFlow::Continue(()))?;
+    let analysis = pipeline::analyze_cached(slot, &generation, options, Some(cache), |_| std::ops::ControlFlow::Continue(()))?;
     Ok((analysis, generation.uuid.to_string()))
 }

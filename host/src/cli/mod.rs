@@ -53,6 +53,9 @@ pub struct PluginArgs {
     /// Keep the last N characters of each message [default: 2000].
     #[arg(long, global = true)]
     pub max_chars: Option<u32>,
+    /// Per-message result cache shared by all tasks, MiB; 0 disables it [default: 64].
+    #[arg(long, global = true)]
+    pub result_cache_mb: Option<u64>,
 }
 
 impl PluginArgs {
@@ -65,6 +68,7 @@ impl PluginArgs {
         flags.set("pipeline.batch_size", self.batch_size.map(Value::from));
         flags.set("pipeline.max_messages", self.max_messages.map(Value::from));
         flags.set("pipeline.max_chars", self.max_chars.map(Value::from));
+        flags.set("pipeline.result_cache_mb", self.result_cache_mb.map(Value::from));
     }
 }
 

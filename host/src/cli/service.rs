@@ -52,15 +52,24 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
             .context("the plugin failed its validation")?,
     );
     let live = Arc::downgrade(&registry);
-    let pool = Arc::new(InstancePool::new(move |v| {
+    let instances = args.instances();
+    let pool = Arc::new(InstancePool::bounded(instances, move |v| {
         live.upgrade().is_some_and(|r| {
             Arc::ptr_eq(&r.current().plugin, &v.plugin) || r.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &v.plugin))
         })
     }));
     let concurrency = args.concurrency();
     // Load the model into every instance before taking work.
-    pool.warm(&registry.current(), concurrency).context("loading the model into the plugin instances")?;
-    tracing::info!(instances = concurrency, version = %registry.current().label(), model = %registry.current().info.model_name, "plugin instances ready");
+    pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
+    let cache = Arc::new(config.pipeline.result_cache());
+    tracing::info!(
+        instances,
+        activity_slots = concurrency,
+        result_cache_mb = config.pipeline.result_cache_mb,
+        version = %registry.current().label(),
+        model = %registry.current().info.model_name,
+        "plugin instances ready"
+    );
     runtime()?.block_on(async {
         let sink = Arc::new(ClickHouseSink::connect(clickhouse.sink_config()).await?);
         sink.check_schema().await.context("the events table is not usable: run `llma-sentiment migrate`")?;
@@ -84,7 +93,7 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
                 }
             });
         }
-        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), fail_first_attempt_after_insert);
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, fail_first_attempt_after_insert);
         let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
         worker::run(temporal, setup).await
     })

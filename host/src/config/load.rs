@@ -70,6 +70,7 @@ pub const KEYS: &[Key] = &[
     key("pipeline.max_messages", Kind::Int, &["LLMA_SENTIMENT_MAX_MESSAGES"]),
     key("pipeline.max_chars", Kind::Int, &["LLMA_SENTIMENT_MAX_CHARS"]),
     key("pipeline.batch_size", Kind::Int, &["LLMA_SENTIMENT_BATCH_SIZE"]),
+    key("pipeline.result_cache_mb", Kind::Int, &["LLMA_SENTIMENT_RESULT_CACHE_MB"]),
     key("limits.call_deadline_base_ms", Kind::Int, &[]),
     key("limits.call_deadline_per_text_ms", Kind::Int, &[]),
     key("limits.load_deadline_ms", Kind::Int, &[]),
@@ -78,6 +79,7 @@ pub const KEYS: &[Key] = &[
     key("limits.load_fuel", Kind::Int, &[]),
     key("limits.memory_bytes", Kind::Int, &[]),
     key("worker.max_concurrent_activities", Kind::Int, &["LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES"]),
+    key("worker.instances", Kind::Int, &["LLMA_SENTIMENT_INSTANCES"]),
     key("worker.grace_period_secs", Kind::Int, &["LLMA_SENTIMENT_GRACE_PERIOD_SECS"]),
     key("worker.admin_addr", Kind::Str, &["LLMA_SENTIMENT_ADMIN_ADDR"]),
     key("worker.metrics_addr", Kind::Str, &["LLMA_SENTIMENT_METRICS_ADDR"]),
@@ -287,6 +289,9 @@ impl Config {
         }
         if self.worker.max_concurrent_activities == Some(0) {
             return invalid("worker.max_concurrent_activities", "must be at least 1");
+        }
+        if self.worker.instances == Some(0) {
+            return invalid("worker.instances", "must be at least 1");
         }
         if let Err(e) = self.clickhouse.sink_config().validate() {
             let key = match e.to_string() {

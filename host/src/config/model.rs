@@ -266,12 +266,14 @@ pub struct PipelineConfig {
     pub max_chars: u32,
     /// Texts per classify call (capped by the plugin's own limit).
     pub batch_size: usize,
+    /// Per-message result cache shared by all tasks of a process, MiB; 0 disables it.
+    pub result_cache_mb: u64,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         let d = crate::pipeline::PipelineOptions::default();
-        PipelineConfig { max_messages: d.max_messages, max_chars: d.max_chars, batch_size: d.batch_size }
+        PipelineConfig { max_messages: d.max_messages, max_chars: d.max_chars, batch_size: d.batch_size, result_cache_mb: 64 }
     }
 }
 
@@ -281,7 +283,12 @@ impl PipelineConfig {
             max_messages: self.max_messages,
             max_chars: self.max_chars,
             batch_size: self.batch_size,
+            ..Default::default()
         }
+    }
+
+    pub fn result_cache(&self) -> crate::result_cache::ResultCache {
+        crate::result_cache::ResultCache::with_megabytes(self.result_cache_mb)
     }
 }
 
@@ -331,9 +338,13 @@ impl LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    /// Activities run at once (each holds one plugin instance); one per core when unset.
+    /// Activities run at once; they wait for a plugin instance when all are
+    /// busy. `ACTIVITIES_PER_INSTANCE` per instance when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_activities: Option<usize>,
+    /// Warm plugin instances (each holds a loaded model); one per core when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
     /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
     pub grace_period_secs: u64,
     /// Admin endpoint (plugin status/activate/rollback); off when unset.
@@ -346,13 +357,23 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { max_concurrent_activities: None, grace_period_secs: 30, admin_addr: None, metrics_addr: None }
+        WorkerConfig { max_concurrent_activities: None, instances: None, grace_period_secs: 30, admin_addr: None, metrics_addr: None }
     }
 }
 
+/// Default activity slots per plugin instance: activities spend most of
+/// their time on Temporal and ClickHouse round trips, not in the model.
+pub const ACTIVITIES_PER_INSTANCE: usize = 4;
+
 impl WorkerConfig {
+    /// Activity slots.
     pub fn concurrency(&self) -> usize {
-        self.max_concurrent_activities
+        self.max_concurrent_activities.unwrap_or_else(|| self.instances() * ACTIVITIES_PER_INSTANCE).max(1)
+    }
+
+    /// Plugin instances the pool may hold.
+    pub fn instances(&self) -> usize {
+        self.instances
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
             .max(1)
     }

@@ -80,8 +80,10 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
+        let model_identity = model_identity(&model_dir);
         Ok(Plugin {
             pre,
+            model_identity,
             model_dir,
             limits: self.limits.clone(),
             wasm_sha256: sha256_hex(wasm),
@@ -106,6 +108,23 @@ fn check_model_dir(dir: &Path) -> Result<PathBuf, EngineError> {
     Ok(dir)
 }
 
+/// Names the model files a plugin loads: their directory, sizes and
+/// modification times. Cheap (no hashing of a ~500 MB model), and changes
+/// when a bundle is replaced in place.
+fn model_identity(dir: &Path) -> String {
+    let mut id = dir.display().to_string();
+    for file in ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"] {
+        let meta = std::fs::metadata(dir.join(file)).ok();
+        let len = meta.as_ref().map_or(0, |m| m.len());
+        let mtime = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        id.push_str(&format!("|{file}:{len}:{mtime}"));
+    }
+    id
+}
+
 /// One plugin version, compiled and linked; instantiating it is cheap.
 pub struct Plugin {
     pre: bindings::PluginPre<HostState>,
@@ -113,6 +132,9 @@ pub struct Plugin {
     limits: Limits,
     /// Identifies the plugin build (SHA-256 of the component bytes).
     pub wasm_sha256: String,
+    /// Identifies the model files (see `model_identity`); with `wasm_sha256`
+    /// it scopes the result cache.
+    pub model_identity: String,
     /// Whether the compiled artifact came from the disk cache.
     pub from_cache: bool,
     /// Time to compile, or to load the cached artifact.

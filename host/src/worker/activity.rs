@@ -18,6 +18,7 @@ use crate::event::{GenerationEvent, SentimentEvent};
 use crate::pipeline::{self, Analysis, PipelineError, PipelineOptions, Progress};
 use crate::pool::InstancePool;
 use crate::registry::{PluginVersion, Registry};
+use crate::result_cache::ResultCache;
 use crate::sink::ClickHouseSink;
 
 /// Progress recorded with every heartbeat.
@@ -78,6 +79,8 @@ pub struct SentimentActivities {
     pub pool: Arc<InstancePool>,
     pub sink: Arc<ClickHouseSink>,
     pub options: PipelineOptions,
+    /// Per-message results shared by every task of the worker.
+    pub cache: Arc<ResultCache>,
     /// Fault injection for tests: fail attempt 1 after its insert succeeded.
     pub fail_first_attempt_after_insert: bool,
 }
@@ -91,6 +94,10 @@ fn non_retryable(kind: &str, msg: impl std::fmt::Display) -> ActivityError {
 fn retryable(kind: &str, msg: impl std::fmt::Display) -> ActivityError {
     ActivityError::application(ApplicationFailure::builder(anyhow::anyhow!("{msg}")).type_name(kind.to_string()).build())
 }
+
+/// How often a task waiting for a free instance heartbeats (the heartbeat
+/// timeout is 30 s).
+const WAIT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 enum EventResult {
     Written(Box<SentimentEvent>),
@@ -216,7 +223,8 @@ impl SentimentActivities {
 impl SentimentActivities {
     /// Runs one generation on a pooled instance in a blocking thread,
     /// heartbeating after every message and racing the activity's
-    /// cancellation: a cancel interrupts the plugin call in flight.
+    /// cancellation: a cancel interrupts the plugin call in flight. While
+    /// every instance is busy it waits for one, heartbeating meanwhile.
     async fn classify_one(
         &self,
         ctx: &ActivityContext,
@@ -226,19 +234,38 @@ impl SentimentActivities {
         total: usize,
         summary: &ClassificationSummary,
     ) -> EventResult {
+        let waiting = Progress { done: 0, total: 0 };
+        let mut slot = {
+            let checkout = self.pool.checkout(version);
+            tokio::pin!(checkout);
+            let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + WAIT_HEARTBEAT, WAIT_HEARTBEAT);
+            loop {
+                tokio::select! {
+                    biased;
+                    slot = &mut checkout => match slot {
+                        Ok(slot) => break slot,
+                        Err(e) => return EventResult::Failed { reason: e.to_string(), retryable: true },
+                    },
+                    _ = ctx.cancelled() => return EventResult::Cancelled,
+                    _ = beat.tick() => {
+                        if let Err(e) = ctx.record_heartbeat(summary.heartbeat(index, total, waiting)).await {
+                            tracing::warn!(error = %e, "heartbeat not recorded");
+                        }
+                    }
+                }
+            }
+        };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let cancel = Arc::new(AtomicBool::new(false));
-        let pool = self.pool.clone();
+        let cache = self.cache.clone();
         let options = self.options;
         let cancel_flag = cancel.clone();
-        let version = version.clone();
         // The plugin runs on a blocking thread: carry the event's span there.
         let span = tracing::Span::current();
         let mut job = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
-            let mut slot = pool.checkout(&version);
             slot.set_interrupt(cancel_flag.clone());
-            let result = pipeline::analyze(&mut slot, &generation, &options, |p| {
+            let result = pipeline::analyze_cached(&mut slot, &generation, &options, Some(&cache), |p| {
                 let _ = tx.send(p);
                 if cancel_flag.load(Ordering::Relaxed) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             });

@@ -28,6 +28,7 @@ pub async fn connect(temporal: &TemporalConfig) -> anyhow::Result<Client> {
 
 pub struct WorkerSetup {
     pub activities: SentimentActivities,
+    /// Activity slots (tasks run at once); may exceed the plugin instances.
     pub concurrency: usize,
     pub grace_period: std::time::Duration,
 }
@@ -57,8 +58,10 @@ pub async fn run(temporal: &TemporalConfig, setup: WorkerSetup) -> anyhow::Resul
     Ok(())
 }
 
-/// One activity slot per plugin instance the pool may hold; workflow tasks
-/// are cheap and keep the SDK's default.
+/// Activity slots as configured (several per plugin instance: activities
+/// spend most of their time on Temporal and ClickHouse round trips, and wait
+/// for an instance when all are busy); workflow tasks are cheap and keep the
+/// SDK's default.
 fn tuner(activities: usize) -> TunerHolder {
     TunerHolder::builder()
         .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
@@ -88,7 +91,8 @@ pub fn activities(
     pool: Arc<crate::pool::InstancePool>,
     sink: Arc<crate::sink::ClickHouseSink>,
     options: crate::pipeline::PipelineOptions,
+    cache: Arc<crate::result_cache::ResultCache>,
     fail_first_attempt_after_insert: bool,
 ) -> SentimentActivities {
-    SentimentActivities { registry, pool, sink, options, fail_first_attempt_after_insert }
+    SentimentActivities { registry, pool, sink, options, cache, fail_first_attempt_after_insert }
 }

@@ -1,0 +1,240 @@
+//! Per-message results shared by every task of a process, keyed by what
+//! determines them: the plugin build, the model, and the exact (truncated)
+//! text. `$ai_input` re-sends every earlier message of a conversation, so most
+//! messages of a generation were classified by an earlier one.
+//!
+//! Bounded by bytes (LRU): the weight of an entry is its text plus a fixed
+//! overhead, so a few long pasted documents cannot crowd out the memory budget.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::engine::{MessageResult, Plugin, PluginInfo};
+
+/// Bytes an entry costs beyond its text: the key and value structs, the
+/// LRU's node and hash-table slot (measured order of magnitude, not exact).
+pub const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// What a cached result is valid for: one plugin build running one model.
+/// Two versions with different component bytes or different model files
+/// never share entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheScope(Arc<str>);
+
+impl CacheScope {
+    pub fn of(plugin: &Plugin, info: &PluginInfo) -> CacheScope {
+        CacheScope::from_parts(&plugin.wasm_sha256, &info.version, &info.model_name, &plugin.model_identity)
+    }
+
+    pub fn from_parts(wasm_sha256: &str, plugin_version: &str, model_name: &str, model_identity: &str) -> CacheScope {
+        CacheScope(format!("{wasm_sha256}|{plugin_version}|{model_name}|{model_identity}").into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    scope: CacheScope,
+    text: Box<str>,
+}
+
+/// Counters and occupancy, readable at any time (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub insertions: u64,
+    pub evictions: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+impl CacheStats {
+    pub fn hit_rate(&self) -> f64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 / lookups as f64
+        }
+    }
+}
+
+struct Lru {
+    map: lru::LruCache<Key, MessageResult>,
+    bytes: usize,
+}
+
+/// A byte-bounded LRU of per-message results; capacity 0 disables it (every
+/// lookup misses, nothing is stored).
+pub struct ResultCache {
+    lru: Option<Mutex<Lru>>,
+    capacity_bytes: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    insertions: AtomicU64,
+    evictions: AtomicU64,
+}
+
+fn weight(text: &str) -> usize {
+    text.len() + ENTRY_OVERHEAD_BYTES
+}
+
+impl ResultCache {
+    pub fn new(capacity_bytes: usize) -> ResultCache {
+        ResultCache {
+            lru: (capacity_bytes > 0).then(|| Mutex::new(Lru { map: lru::LruCache::unbounded(), bytes: 0 })),
+            capacity_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            insertions: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Capacity in MiB, as the `LLMA_SENTIMENT_RESULT_CACHE_MB` knob gives it.
+    pub fn with_megabytes(mb: u64) -> ResultCache {
+        ResultCache::new(usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.lru.is_some()
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Lru>> {
+        // A panic while holding the lock leaves a consistent map (every
+        // mutation below is a single call), so a poisoned lock is usable.
+        self.lru.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn get(&self, scope: &CacheScope, text: &str) -> Option<MessageResult> {
+        let found = self.lock().and_then(|mut lru| {
+            let key = Key { scope: scope.clone(), text: text.into() };
+            lru.map.get(&key).copied()
+        });
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::record_cache(found.is_some());
+        found
+    }
+
+    pub fn insert(&self, scope: &CacheScope, text: &str, result: MessageResult) {
+        let w = weight(text);
+        let Some(mut lru) = self.lock() else { return };
+        if w > self.capacity_bytes {
+            return;
+        }
+        let key = Key { scope: scope.clone(), text: text.into() };
+        if lru.map.put(key, result).is_none() {
+            lru.bytes += w;
+            self.insertions.fetch_add(1, Ordering::Relaxed);
+        }
+        while lru.bytes > self.capacity_bytes {
+            let Some((old, _)) = lru.map.pop_lru() else { break };
+            lru.bytes = lru.bytes.saturating_sub(weight(&old.text));
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let (entries, bytes) = self.lock().map(|l| (l.map.len() as u64, l.bytes as u64)).unwrap_or((0, 0));
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            insertions: self.insertions.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            entries,
+            bytes,
+            capacity_bytes: self.capacity_bytes as u64,
+        }
+    }
+}
+
+impl Default for ResultCache {
+    /// 64 MiB: ~300k short messages, or ~30k at the 2000-character cap.
+    fn default() -> Self {
+        ResultCache::with_megabytes(64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Label, Scores};
+
+    fn r(label: Label, score: f32) -> MessageResult {
+        MessageResult { label, score, scores: Scores { negative: 0.0, neutral: 1.0 - score, positive: score } }
+    }
+
+    fn same(a: Option<MessageResult>, b: Option<MessageResult>) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    fn scope(sha: &str) -> CacheScope {
+        CacheScope::from_parts(sha, "0.1.0", "m", "dir")
+    }
+
+    #[test]
+    fn a_stored_result_is_found_and_counted() {
+        let cache = ResultCache::new(1 << 20);
+        let s = scope("a");
+        assert!(cache.get(&s, "hi").is_none());
+        cache.insert(&s, "hi", r(Label::Positive, 0.9));
+        assert!(same(cache.get(&s, "hi"), Some(r(Label::Positive, 0.9))));
+        let st = cache.stats();
+        assert_eq!((st.hits, st.misses, st.entries, st.insertions), (1, 1, 1, 1));
+        assert_eq!(st.bytes, (2 + ENTRY_OVERHEAD_BYTES) as u64);
+    }
+
+    #[test]
+    fn scopes_never_share_entries() {
+        let cache = ResultCache::new(1 << 20);
+        cache.insert(&scope("a"), "hi", r(Label::Positive, 0.9));
+        assert!(cache.get(&scope("b"), "hi").is_none());
+        assert!(cache.get(&CacheScope::from_parts("a", "0.1.0", "m", "other-dir"), "hi").is_none());
+        assert!(cache.get(&scope("a"), "hi").is_some());
+    }
+
+    #[test]
+    fn evicts_least_recently_used_by_bytes() {
+        let per = 10 + ENTRY_OVERHEAD_BYTES;
+        let cache = ResultCache::new(3 * per);
+        let s = scope("a");
+        for t in ["aaaaaaaaa0", "aaaaaaaaa1", "aaaaaaaaa2"] {
+            cache.insert(&s, t, r(Label::Neutral, 0.5));
+        }
+        // Touch 0 so that 1 is the least recently used.
+        assert!(cache.get(&s, "aaaaaaaaa0").is_some());
+        cache.insert(&s, "aaaaaaaaa3", r(Label::Neutral, 0.5));
+        assert!(cache.get(&s, "aaaaaaaaa1").is_none());
+        assert!(cache.get(&s, "aaaaaaaaa0").is_some());
+        let st = cache.stats();
+        assert_eq!((st.entries, st.evictions), (3, 1));
+        assert!(st.bytes <= st.capacity_bytes);
+        // One long text evicts as many short ones as its bytes need.
+        cache.insert(&s, &"x".repeat(2 * per - ENTRY_OVERHEAD_BYTES), r(Label::Neutral, 0.5));
+        let st = cache.stats();
+        assert!(st.bytes <= st.capacity_bytes, "{st:?}");
+        assert_eq!(st.entries, 2);
+    }
+
+    #[test]
+    fn a_text_larger_than_the_cache_is_not_stored() {
+        let cache = ResultCache::new(50);
+        cache.insert(&scope("a"), &"x".repeat(100), r(Label::Neutral, 0.5));
+        assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn zero_capacity_disables_the_cache() {
+        let cache = ResultCache::with_megabytes(0);
+        assert!(!cache.is_enabled());
+        cache.insert(&scope("a"), "hi", r(Label::Positive, 0.9));
+        assert!(cache.get(&scope("a"), "hi").is_none());
+        assert_eq!(cache.stats().misses, 1);
+    }
+}
