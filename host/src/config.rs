@@ -162,12 +162,15 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
     }
 
     fn with_flags(args: &[&str]) -> Config {
         let w = Wrapper::parse_from(args);
         let mut flags = Flags::default();
         w.clickhouse.apply(&mut flags);
+        w.worker.apply(&mut flags);
         load(&Sources { flags: flags.into_map(), ..Default::default() }).unwrap()
     }
 
@@ -178,24 +181,11 @@ mod tests {
         assert!(worst < crate::worker::START_TO_CLOSE, "{worst:?}");
     }
 
-    #[derive(Parser)]
-    struct WorkerWrapper {
-        #[command(flatten)]
-        worker: WorkerArgs,
-    }
-
-    fn worker_config(args: &[&str]) -> Config {
-        let w = WorkerWrapper::parse_from(args);
-        let mut flags = Flags::default();
-        w.worker.apply(&mut flags);
-        load(&Sources { flags: flags.into_map(), ..Default::default() }).unwrap()
-    }
-
     #[test]
     fn activity_slots_default_to_a_multiple_of_the_instances() {
-        let c = worker_config(&["llma-sentiment", "--instances", "3"]);
+        let c = with_flags(&["llma-sentiment", "--instances", "3"]);
         assert_eq!((c.worker.instances(), c.worker.concurrency()), (3, 3 * crate::config::ACTIVITIES_PER_INSTANCE));
-        let c = worker_config(&["llma-sentiment", "--instances", "2", "--max-concurrent-activities", "5"]);
+        let c = with_flags(&["llma-sentiment", "--instances", "2", "--max-concurrent-activities", "5"]);
         assert_eq!((c.worker.instances(), c.worker.concurrency()), (2, 5));
     }
 

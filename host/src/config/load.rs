@@ -346,6 +346,7 @@ mod tests {
         all.plugin.model_dir = Some("m".into());
         all.plugin.cache_dir = Some("c".into());
         all.worker.max_concurrent_activities = Some(1);
+        all.worker.instances = Some(1);
         all.worker.admin_addr = Some("127.0.0.1:1".parse().unwrap());
         all.worker.metrics_addr = Some("127.0.0.1:2".parse().unwrap());
         let mut fields = Vec::new();
