@@ -506,6 +506,12 @@ fn temporal_restarted_mid_stream() {
     let rss = peak_rss_mb(worker.pid());
     let worker_alive = alive(worker.pid());
     let (lost, duplicated, raw) = stack.count_rows(&events);
+    if failures(&statuses) > 0 {
+        println!("first failed workflow: {}", stack.temporal.first_failure(&stack.queue).unwrap_or_default());
+        let log = worker.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        println!("worker log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
     let row = Row {
         scenario: "Temporal restarted mid-stream, 300 events".into(),
         tasks: started,
