@@ -47,16 +47,20 @@ pub enum SkipReason {
     NoAiInput,
     /// `$ai_input` holds no user message to classify.
     NoUserMessages,
+    /// Every user message trapped the plugin again on the last attempt.
+    PluginTrapped,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 3] = [SkipReason::NotAiGeneration, SkipReason::NoAiInput, SkipReason::NoUserMessages];
+    pub const ALL: [SkipReason; 4] =
+        [SkipReason::NotAiGeneration, SkipReason::NoAiInput, SkipReason::NoUserMessages, SkipReason::PluginTrapped];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::NotAiGeneration => "not_ai_generation",
             SkipReason::NoAiInput => "no_ai_input",
             SkipReason::NoUserMessages => "no_user_messages",
+            SkipReason::PluginTrapped => "plugin_trapped",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use chrono::Utc;
 
-use crate::engine::{EngineError, ExtractOptions, Instance, InstanceSlot, MessageResult, PluginError};
+use crate::engine::{EngineError, ExtractOptions, Instance, InstanceSlot, MessageResult, PluginError, TrapKind};
 use crate::event::{GenerationEvent, Producer, SentimentEvent, SkipReason};
 use crate::result_cache::{CacheScope, ResultCache};
 
@@ -21,13 +21,21 @@ pub struct PipelineOptions {
     /// Classify shortest texts first so that batches pad little (results
     /// still come back in message order).
     pub bucket_by_length: bool,
+    /// Skip a message that traps the plugin (on a fresh instance, alone)
+    /// instead of failing the generation: the activity's last attempt, so a
+    /// message that kills the sandbox is retried once, then dropped.
+    pub skip_trapping_messages: bool,
 }
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        PipelineOptions { max_messages: 50, max_chars: 2000, batch_size: 8, bucket_by_length: true }
+        PipelineOptions { max_messages: 50, max_chars: 2000, batch_size: 8, bucket_by_length: true, skip_trapping_messages: false }
     }
 }
+
+/// A sentiment event's property: user messages left out because they trapped
+/// the plugin (present only when some were).
+pub const SKIPPED_MESSAGES_PROPERTY: &str = "$ai_sentiment_skipped_messages";
 
 /// Reported after each classified message.
 #[derive(Debug, Clone, Copy)]
@@ -139,23 +147,37 @@ pub fn analyze_cached(
     }
 
     let lengths: Vec<usize> = pending.iter().map(|(t, _)| t.chars().count()).collect();
+    let mut trapped = 0usize;
     for group in plan_batches(&lengths, batch, options.bucket_by_length) {
         let chunk: Vec<String> = group.iter().map(|&p| pending[p].0.to_string()).collect();
-        let computed = slot.get()?.classify(&chunk)?;
+        let computed: Vec<Option<MessageResult>> = match slot.get()?.classify(&chunk) {
+            Ok(computed) => computed.into_iter().map(Some).collect(),
+            Err(e) if options.skip_trapping_messages && is_skippable_trap(&e) => {
+                tracing::warn!(error = %e, texts = chunk.len(), "a batch trapped the plugin: classifying its texts one by one");
+                classify_skipping_traps(slot, &chunk)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         for (&p, result) in group.iter().zip(computed) {
-            if let (Some(cache), Some(scope)) = (cache, &scope) {
+            if let (Some(cache), Some(scope), Some(result)) = (cache, &scope, result) {
                 cache.insert(scope, pending[p].0, result);
             }
             for &i in &pending[p].1 {
-                results[i] = Some(result);
+                match result {
+                    Some(result) => results[i] = Some(result),
+                    None => trapped += 1,
+                }
                 done += 1;
                 report(done)?;
             }
         }
     }
+    if trapped == total {
+        return Ok(Analysis::Skipped(SkipReason::PluginTrapped));
+    }
 
     let results: Vec<MessageResult> = results.into_iter().flatten().collect();
-    if results.len() != total {
+    if results.len() + trapped != total {
         return Err(PipelineError::Engine(EngineError::Plugin {
             call: "classify",
             error: PluginError::Inference(format!("{} results for {total} messages", results.len())),
@@ -167,8 +189,33 @@ pub fn analyze_cached(
         call: "aggregate",
         error: PluginError::InvalidArgument("no overall result for a non-empty list".into()),
     }))?;
-    let event = SentimentEvent::build(generation, &overall, &producer(instance, &sha), Utc::now());
+    let mut event = SentimentEvent::build(generation, &overall, &producer(instance, &sha), Utc::now());
+    if trapped > 0 {
+        event.properties.insert(SKIPPED_MESSAGES_PROPERTY.into(), trapped.into());
+    }
     Ok(Analysis::Sentiment(Box::new(event)))
+}
+
+/// A trap of the sandbox (not a cancellation, which must stop the task).
+fn is_skippable_trap(e: &EngineError) -> bool {
+    e.trap_kind().is_some_and(|k| k != TrapKind::Cancelled)
+}
+
+/// Each text alone, each on a live instance (a trapped one is replaced
+/// before the next text): `None` for the texts that trap.
+fn classify_skipping_traps(slot: &mut InstanceSlot, texts: &[String]) -> Result<Vec<Option<MessageResult>>, PipelineError> {
+    let mut out = Vec::with_capacity(texts.len());
+    for text in texts {
+        match slot.get()?.classify(std::slice::from_ref(text)) {
+            Ok(mut one) => out.push(one.pop()),
+            Err(e) if is_skippable_trap(&e) => {
+                tracing::warn!(error = %e, chars = text.chars().count(), "skipping a user message that traps the plugin");
+                out.push(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 /// Splits items of the given lengths into batches of at most `batch`

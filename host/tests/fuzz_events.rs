@@ -465,6 +465,7 @@ fn check_accepted(g: &GenerationEvent) -> Result<(), TestCaseError> {
             prop_assert!(input.is_none() || input == Some(&Value::Null));
         }
         Err(SkipReason::NoUserMessages) => prop_assert!(false, "ai_input_json never decides no_user_messages"),
+        Err(SkipReason::PluginTrapped) => prop_assert!(false, "ai_input_json never decides plugin_trapped"),
         Ok(text) => {
             prop_assert_eq!(g.event.as_str(), "$ai_generation");
             let back: Value = serde_json::from_str(&text)

@@ -4,7 +4,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use std::ops::ControlFlow;
+
 use llma_sentiment::engine::{EngineError, InstanceSlot, Limits, TrapKind};
+use llma_sentiment::event::{GenerationEvent, SkipReason};
+use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
+use serde_json::json;
 
 fn slot_with(limits: Limits) -> (llma_sentiment::engine::PluginEngine, InstanceSlot, tempfile::TempDir) {
     let model = tempfile::tempdir().unwrap();
@@ -121,5 +126,52 @@ fn a_trap_in_load_is_a_typed_error() {
         Err(EngineError::Trapped { call: "load", kind: TrapKind::OutOfFuel, .. }) => {}
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a spinning load must not succeed"),
+    }
+}
+
+/// The hostile plugin reads `$ai_input` "a|b|c" as three user messages.
+fn generation(ai_input: &str) -> GenerationEvent {
+    let v = json!({"uuid": uuid::Uuid::new_v4().to_string(), "team_id": 1, "distinct_id": "d", "properties": {"$ai_input": ai_input}});
+    GenerationEvent::parse(&v).expect("a well-formed event")
+}
+
+#[test]
+fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classified() {
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let (_engine, mut slot, _model) = slot_with(limits);
+    let before_last = PipelineOptions::default();
+    let last = PipelineOptions { skip_trapping_messages: true, ..before_last };
+    let mixed = generation("hello|spin|fine");
+
+    // Before the last attempt a trap fails the generation, retryably.
+    let err = pipeline::analyze(&mut slot, &mixed, &before_last, |_| ControlFlow::Continue(())).unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    // On the last attempt the spinning message is dropped, the others count,
+    // and progress still reaches every message.
+    let mut progress = Vec::new();
+    match pipeline::analyze(&mut slot, &mixed, &last, |p| {
+        progress.push((p.done, p.total));
+        ControlFlow::Continue(())
+    }) {
+        Ok(Analysis::Sentiment(event)) => {
+            assert_eq!(event.properties[pipeline::SKIPPED_MESSAGES_PROPERTY], 1, "{:?}", event.properties);
+            assert_eq!(event.properties["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+            assert_eq!(event.properties["$ai_sentiment_label"], "neutral");
+        }
+        other => panic!("expected a sentiment event, got {other:?}"),
+    }
+    assert_eq!(progress.last(), Some(&(3, 3)), "{progress:?}");
+
+    // Nothing but hostile messages: the event is skipped with its reason.
+    match pipeline::analyze(&mut slot, &generation("spin|recurse"), &last, |_| ControlFlow::Continue(())) {
+        Ok(Analysis::Skipped(SkipReason::PluginTrapped)) => {}
+        other => panic!("expected a plugin_trapped skip, got {other:?}"),
+    }
+
+    // A generation without trouble carries no skipped count.
+    match pipeline::analyze(&mut slot, &generation("hello|fine"), &before_last, |_| ControlFlow::Continue(())) {
+        Ok(Analysis::Sentiment(event)) => assert!(!event.properties.contains_key(pipeline::SKIPPED_MESSAGES_PROPERTY)),
+        other => panic!("expected a sentiment event, got {other:?}"),
     }
 }

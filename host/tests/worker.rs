@@ -180,3 +180,52 @@ fn sigterm_during_a_batch_finishes_the_work_and_exits_cleanly() {
     assert_eq!(stack.wait_status(&wf, Duration::from_secs(60)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
     assert_eq!(block(sink.count_final(Some(42))).unwrap(), 400);
 }
+
+/// A message that traps the sandbox fails attempt 1 (retryably, the instance
+/// replaced); attempt 2 skips that message, classifies the rest and writes
+/// the event once. Nothing is retried beyond the policy's 2 attempts.
+#[test]
+fn a_message_that_traps_is_retried_once_then_skipped() {
+    let stack = Stack::start();
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let hostile = common::hostile_wasm();
+    let _worker = stack.worker(&[
+        ("LLMA_SENTIMENT_PLUGIN", hostile.to_str().unwrap()),
+        ("LLMA_SENTIMENT_MODEL_DIR", model.path().to_str().unwrap()),
+        ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"),
+        ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0"),
+    ]);
+    // The hostile plugin reads "a|b" as two user messages; "spin" loops forever.
+    let mut mixed = event("unused");
+    mixed["properties"]["$ai_input"] = json!("hello|spin|fine");
+    let mut hopeless = event("unused");
+    hopeless["properties"]["$ai_input"] = json!("spin");
+    let results = stack.submit(&[mixed.clone(), hopeless.clone()], false, true);
+    assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    let outcome = |e: &Value| {
+        results
+            .iter()
+            .find_map(|r| r["result"]["events"].as_array()?.iter().find(|o| o["generation_uuid"] == e["uuid"]).cloned())
+            .unwrap_or_else(|| panic!("no outcome for {}: {results:?}", e["uuid"]))
+    };
+    assert_eq!(outcome(&mixed)["status"], "classified", "{results:?}");
+    assert_eq!(outcome(&hopeless)["status"], "skipped", "{results:?}");
+    assert_eq!(outcome(&hopeless)["reason"], "plugin_trapped", "{results:?}");
+    for r in &results {
+        let wf = r["workflow_id"].as_str().unwrap();
+        let history = stack.temporal.history(wf);
+        let attempts: Vec<u64> = history
+            .iter()
+            .filter(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED")
+            .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
+            .collect();
+        assert_eq!(attempts.iter().max(), Some(&2), "one retry, no more: {wf} {attempts:?}");
+    }
+    let rows = block(stack.sink().fetch_final(&[sentiment_uuid(&mixed), sentiment_uuid(&hopeless)])).unwrap();
+    assert_eq!(rows.len(), 1, "only the generation with a classifiable message has a row");
+    assert_eq!(rows[0].properties["$ai_sentiment_skipped_messages"], 1);
+    assert_eq!(rows[0].properties["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+}

@@ -258,7 +258,8 @@ impl SentimentActivities {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let cancel = Arc::new(AtomicBool::new(false));
         let cache = self.cache.clone();
-        let options = self.options;
+        let last_attempt = ctx.info().attempt.max(1) >= super::workflow::activity_timeouts().max_attempts;
+        let options = PipelineOptions { skip_trapping_messages: last_attempt, ..self.options };
         let cancel_flag = cancel.clone();
         // The plugin runs on a blocking thread: carry the event's span there.
         let span = tracing::Span::current();

@@ -112,7 +112,14 @@ impl Guest for Hostile {
     }
 
     fn extract(ai_input_json: String, _options: ExtractOptions) -> Result<Vec<UserMessage>, Error> {
-        Ok(vec![UserMessage { index: 0, text: ai_input_json }])
+        // `$ai_input` "a|b|c" (a JSON string) is three messages, so a test can
+        // mix well-behaved and hostile messages in one generation; anything
+        // else is one message holding the whole JSON text.
+        let texts: Vec<String> = match ai_input_json.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(inner) => inner.split('|').map(String::from).collect(),
+            None => vec![ai_input_json],
+        };
+        Ok(texts.into_iter().enumerate().map(|(i, text)| UserMessage { index: i as u32, text }).collect())
     }
 
     fn classify(texts: Vec<String>) -> Result<Vec<MessageResult>, Error> {
