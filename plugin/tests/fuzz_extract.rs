@@ -8,67 +8,15 @@
 //! cases ran and how long they took. With `LLMA_RELIABILITY_REPORT=FILE` set,
 //! each property also appends a row to FILE for the reliability table.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llma_sentiment_plugin::extract::{extract, extract_json, ExtractError};
 use llma_sentiment_plugin::types::{ExtractOptions, UserMessage};
+use llma_fuzz_harness::{fuzz, max_rss_mb};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
-
-// ---------------------------------------------------------------- harness
-
-fn fuzz_cases() -> u32 {
-    match std::env::var("LLMA_FUZZ_CASES") {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("LLMA_FUZZ_CASES={v:?} is not a number")),
-        Err(_) => 256,
-    }
-}
-
-/// Peak resident set of this process (VmHWM), in MiB.
-fn max_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn report(name: &str, cases: u64, elapsed: Duration) {
-    let rss = max_rss_mb();
-    let rate = cases as f64 / elapsed.as_secs_f64().max(1e-9);
-    println!("fuzz {name}: {cases} cases in {:.1} s ({rate:.0} cases/s), max RSS {rss:.0} MB", elapsed.as_secs_f64());
-    if let Some(path) = std::env::var_os("LLMA_RELIABILITY_REPORT") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open report");
-        let line = format!("fuzz {name} ({:.1} s)\t{cases}\t0\t-\t-\t{rss:.0}\n", elapsed.as_secs_f64());
-        f.write_all(line.as_bytes()).expect("write report");
-    }
-}
-
-/// Runs `test` on `LLMA_FUZZ_CASES` values of `strategy`; panics with the
-/// shrunk failing input on the first failure. Nothing is persisted to disk.
-fn fuzz<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let config = Config { cases: fuzz_cases(), failure_persistence: None, max_shrink_iters: 2048, ..Config::default() };
-    let mut runner = TestRunner::new(config);
-    let ran = AtomicU64::new(0);
-    let started = Instant::now();
-    let result = runner.run(&strategy, |v| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        test(v)
-    });
-    let elapsed = started.elapsed();
-    if let Err(e) = result {
-        panic!("fuzz {name} failed: {e}");
-    }
-    report(name, ran.load(Ordering::Relaxed), elapsed);
-}
 
 // ---------------------------------------------------------------- strategies
 
