@@ -15,7 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use llma_sentiment::engine::{Label, MessageResult, OverallResult, Scores};
 use llma_sentiment::event::{format_timestamp, EventError, GenerationEvent, Producer, SentimentEvent, SkipReason};
-use llma_fuzz_harness::{fuzz, max_rss_mb};
+use llma_fuzz_harness::{any_json, fuzz, json_number, max_rss_mb};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
@@ -37,15 +37,6 @@ fn text() -> BoxedStrategy<String> {
     .boxed()
 }
 
-fn number() -> BoxedStrategy<Value> {
-    prop_oneof![
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
-    ]
-    .boxed()
-}
-
 fn key() -> BoxedStrategy<String> {
     prop_oneof![
         3 => prop::sample::select(vec![
@@ -59,22 +50,10 @@ fn key() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Any JSON value, nested up to 64 levels.
-fn any_json() -> BoxedStrategy<Value> {
-    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), number(), text().prop_map(Value::String)];
-    leaf.prop_recursive(64, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        ]
-    })
-    .boxed()
-}
-
 fn not_a_string() -> BoxedStrategy<Value> {
     prop_oneof![
         any::<bool>().prop_map(Value::Bool),
-        number(),
+        json_number(),
         Just(json!({})),
         Just(json!([])),
         Just(json!(["x"])),
@@ -153,7 +132,7 @@ fn team_id_field() -> BoxedStrategy<Field<i64>> {
 fn distinct_id_field() -> BoxedStrategy<Field<String>> {
     prop_oneof![
         6 => text().prop_map(|s| (Some(Value::String(s.clone())), Want::Ok(s))),
-        2 => number().prop_map(|n| {
+        2 => json_number().prop_map(|n| {
             let s = n.to_string();
             (Some(n), Want::Ok(s))
         }),
@@ -219,7 +198,7 @@ fn person_id_field() -> BoxedStrategy<Field<Option<Uuid>>> {
 fn ai_input() -> BoxedStrategy<Option<Value>> {
     let message = (
         prop::sample::select(vec!["user", "assistant", "system", "tool"]),
-        prop_oneof![text().prop_map(Value::String), any_json()],
+        prop_oneof![text().prop_map(Value::String), any_json(text(), key())],
     )
         .prop_map(|(r, c)| json!({"role": r, "content": c}));
     prop_oneof![
@@ -228,7 +207,7 @@ fn ai_input() -> BoxedStrategy<Option<Value>> {
         4 => prop::collection::vec(message.clone(), 0..10).prop_map(|m| Some(Value::Array(m))),
         2 => text().prop_map(|t| Some(Value::String(t))),
         1 => prop::collection::vec(message, 0..5).prop_map(|m| Some(Value::String(Value::Array(m).to_string()))),
-        2 => any_json().prop_map(Some),
+        2 => any_json(text(), key()).prop_map(Some),
         // Large (up to ~400 KB; the 10 MB case is a test of its own).
         1 => (1_000usize..100_000).prop_map(|n| Some(Value::String("é😀 x".repeat(n / 2)))),
     ]
@@ -286,8 +265,8 @@ fn properties_field() -> BoxedStrategy<Field<Map<String, Value>>> {
             ])
             .prop_map(|s| Value::String(s.to_string())),
             Just(Value::String(format!("{}{}", "{\"a\":".repeat(10_000), "}".repeat(10_000)))),
-            any_json().prop_filter("not an object", |v| !v.is_object() && !v.is_null() && !v.is_string()),
-            any_json().prop_filter("not an object", |v| !v.is_object()).prop_map(|v| Value::String(v.to_string())),
+            any_json(text(), key()).prop_filter("not an object", |v| !v.is_object() && !v.is_null() && !v.is_string()),
+            any_json(text(), key()).prop_filter("not an object", |v| !v.is_object()).prop_map(|v| Value::String(v.to_string())),
         ]
         .prop_map(move |v| (Some(v), bad())),
     ]
@@ -511,7 +490,7 @@ fn event_text() -> BoxedStrategy<Vec<u8>> {
                 s.splice(i..i, bad);
                 s
             }),
-        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => any_json(text(), key()).prop_map(|v| v.to_string().into_bytes()),
         1 => prop::collection::vec(any::<u8>(), 0..200),
     ]
     .boxed()
@@ -534,9 +513,9 @@ fn fuzz_any_event_text_gives_an_event_or_a_typed_error() {
 #[test]
 fn fuzz_arbitrary_values_give_an_event_or_a_typed_error() {
     let shaped = prop_oneof![
-        2 => any_json(),
+        2 => any_json(text(), key()),
         // Objects with the event's keys holding anything.
-        3 => prop::collection::vec((key(), any_json()), 0..10).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        3 => prop::collection::vec((key(), any_json(text(), key())), 0..10).prop_map(|kv| Value::Object(kv.into_iter().collect())),
     ];
     fuzz("GenerationEvent::parse(any)", shaped, |value| {
         match GenerationEvent::parse(&value) {

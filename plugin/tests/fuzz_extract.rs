@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use llma_sentiment_plugin::extract::{extract, extract_json, ExtractError};
 use llma_sentiment_plugin::types::{ExtractOptions, UserMessage};
-use llma_fuzz_harness::{fuzz, max_rss_mb};
+use llma_fuzz_harness::{any_json, fuzz, json_number, max_rss_mb};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
@@ -70,40 +70,12 @@ fn key() -> BoxedStrategy<String> {
     .boxed()
 }
 
-fn number() -> BoxedStrategy<Value> {
-    prop_oneof![
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
-        Just(json!(0)),
-        Just(json!(-0.0)),
-    ]
-    .boxed()
-}
-
-/// Any JSON value, nested up to 64 levels.
-fn any_json() -> BoxedStrategy<Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        number(),
-        text().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(64, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        ]
-    })
-    .boxed()
-}
-
 /// Something that is not a string where a string belongs.
 fn not_a_string() -> BoxedStrategy<Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        number(),
+        json_number(),
         Just(json!({})),
         Just(json!([])),
         Just(json!({"text": "inner"})),
@@ -149,7 +121,7 @@ fn content() -> BoxedStrategy<Value> {
         )
         .prop_map(Value::Array),
         2 => not_a_string(),
-        1 => any_json(),
+        1 => any_json(text(), key()),
     ]
     .boxed()
 }
@@ -194,7 +166,7 @@ fn conversation() -> BoxedStrategy<Vec<Value>> {
     let item = prop_oneof![
         10 => message(),
         1 => text().prop_map(Value::String),
-        1 => any_json(),
+        1 => any_json(text(), key()),
     ];
     prop_oneof![
         8 => prop::collection::vec(item.clone(), 0..12),
@@ -264,7 +236,7 @@ fn ai_input() -> BoxedStrategy<Value> {
         1 => message().prop_map(|m| Value::String(m.to_string())),
         // Encoded twice: decoded once only, so it stays one plain message.
         1 => conversation().prop_map(|c| Value::String(Value::String(Value::Array(c).to_string()).to_string())),
-        2 => any_json(),
+        2 => any_json(text(), key()),
         // Up to 70 block levels: 142 JSON levels, beyond serde_json's limit.
         2 => (0usize..=70, "[a-z ]{0,10}", any::<u8>()).prop_map(|(d, leaf, k)| deep_content(d, leaf, k)),
         2 => (message(), 0usize..=64, any::<u8>()).prop_map(|(m, d, k)| wrapped(m, d, k)),

@@ -5,14 +5,17 @@
 //! test` stays fast; `make reliability` runs 100_000) and prints how many
 //! cases ran, how long they took and the process's peak memory. With
 //! `LLMA_RELIABILITY_REPORT=FILE` set, each property also appends a row to
-//! FILE for the reliability table.
+//! FILE for the reliability table. The generic JSON strategies live here
+//! too; each suite keeps its own texts and keys.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use proptest::strategy::Strategy;
+use proptest::prelude::*;
+use proptest::strategy::BoxedStrategy;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{json, Value};
 
 pub fn fuzz_cases() -> u32 {
     match std::env::var("LLMA_FUZZ_CASES") {
@@ -63,4 +66,29 @@ where
         panic!("fuzz {name} failed: {e}");
     }
     report(name, ran.load(Ordering::Relaxed), elapsed);
+}
+
+/// JSON numbers: the integer extremes, any finite float, and the zeros.
+pub fn json_number() -> BoxedStrategy<Value> {
+    prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        Just(json!(0)),
+        Just(json!(-0.0)),
+    ]
+    .boxed()
+}
+
+/// Any JSON value nested up to 64 levels, with strings from `text` and
+/// object keys from `key` (each suite draws its own, biased to what it parses).
+pub fn any_json(text: BoxedStrategy<String>, key: BoxedStrategy<String>) -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), json_number(), text.prop_map(Value::String)];
+    leaf.prop_recursive(64, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((key.clone(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+    .boxed()
 }
