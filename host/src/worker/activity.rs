@@ -117,6 +117,9 @@ impl SentimentActivities {
         let mut timer = crate::metrics::ActivityTimer::start();
         let info = ctx.info();
         let attempt = info.attempt.max(1);
+        // The last attempt skips messages that trap instead of failing on them.
+        let last_attempt = attempt >= super::workflow::activity_timeouts().max_attempts;
+        let options = PipelineOptions { skip_trapping_messages: last_attempt, ..self.options };
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let input = WorkflowInput::parse(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();
@@ -149,7 +152,7 @@ impl SentimentActivities {
             };
             let uuid = generation.uuid.to_string();
             let span = tracing::info_span!("event", workflow_id, event_uuid = %uuid, team_id = generation.team_id);
-            let result = self.classify_one(&ctx, &version, generation, index, total, &summary).instrument(span.clone()).await;
+            let result = self.classify_one(&ctx, &version, &options, generation, index, total, &summary).instrument(span.clone()).await;
             let _guard = span.enter();
             let mut outcome = EventOutcome { index, generation_uuid: Some(uuid), ..Default::default() };
             match result {
@@ -176,7 +179,7 @@ impl SentimentActivities {
                     // A trap may be the instance's bad luck: fail this attempt
                     // once so Temporal retries; on the last attempt give up on
                     // the event instead of failing the whole workflow.
-                    if retryable && attempt < super::workflow::activity_timeouts().max_attempts && retry_reason.is_none() {
+                    if retryable && !last_attempt && retry_reason.is_none() {
                         retry_reason = Some(reason.clone());
                     }
                     crate::metrics::record_event(crate::metrics::Outcome::Failed, None);
@@ -229,6 +232,7 @@ impl SentimentActivities {
         &self,
         ctx: &ActivityContext,
         version: &Arc<PluginVersion>,
+        options: &PipelineOptions,
         generation: GenerationEvent,
         index: usize,
         total: usize,
@@ -258,8 +262,7 @@ impl SentimentActivities {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let cancel = Arc::new(AtomicBool::new(false));
         let cache = self.cache.clone();
-        let last_attempt = ctx.info().attempt.max(1) >= super::workflow::activity_timeouts().max_attempts;
-        let options = PipelineOptions { skip_trapping_messages: last_attempt, ..self.options };
+        let options = *options;
         let cancel_flag = cancel.clone();
         // The plugin runs on a blocking thread: carry the event's span there.
         let span = tracing::Span::current();
