@@ -4,7 +4,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-export CARGO_TARGET_DIR ?= /var/cache/llma-sentiment/target
+# Intermediate artifacts (the large dependencies) live in one build dir shared by
+# every checkout; the final binaries and the plugin land in this checkout's own
+# target dir, so two checkouts never overwrite each other's binaries.
+export CARGO_BUILD_BUILD_DIR ?= /var/cache/llma-sentiment/target
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export LLMA_VENV ?= /var/cache/llma-sentiment/venv
 PY := $(LLMA_VENV)/bin/python
 MODELS := $(CURDIR)/build/models
@@ -73,6 +77,7 @@ analyze: build
 run: build
 	scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
 
+# `make test TEST_ARGS="--test worker"` runs one test target.
 # Tests share one compiled-component cache; compiling it once up front keeps
 # concurrent tests from all compiling the 22 MB component at the same time.
 TEST_CACHE := $(CARGO_TARGET_DIR)/tmp/llma-test-cache
@@ -81,7 +86,7 @@ test: build
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) info >/dev/null
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	cargo test $(CARGO_PKGS)
+	cargo test $(CARGO_PKGS) $(TEST_ARGS)
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv
