@@ -15,6 +15,7 @@ pub mod pool;
 pub mod progress;
 pub mod registry;
 pub mod result_cache;
+pub mod single_flight;
 pub mod sink;
 pub mod source;
 pub mod watcher;

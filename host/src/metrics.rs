@@ -34,6 +34,10 @@ struct Metrics {
     plugin_swaps: IntCounter,
     plugin_rejections: IntCounter,
     plugin_info: IntGaugeVec,
+    snapshots: IntCounterVec,
+    snapshot_fallbacks: IntCounterVec,
+    snapshots_discarded: IntCounter,
+    deduplicated_in_flight: IntCounter,
     inference_seconds: Histogram,
     activity_seconds: HistogramVec,
 }
@@ -93,6 +97,28 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("valid metric name");
     registry.register(Box::new(plugin_info.clone())).expect("metric registered once");
+    let snapshots = counter_vec(
+        &registry,
+        "llma_sentiment_plugin_snapshots_total",
+        "Plugins whose instances start from a pre-initialised snapshot, by how it was had (created, reused)",
+        &["outcome"],
+    );
+    let snapshot_fallbacks = counter_vec(
+        &registry,
+        "llma_sentiment_plugin_snapshot_fallbacks_total",
+        "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)",
+        &["reason"],
+    );
+    let deduplicated_in_flight = counter(
+        &registry,
+        "llma_sentiment_texts_deduplicated_in_flight_total",
+        "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them",
+    );
+    let snapshots_discarded = counter(
+        &registry,
+        "llma_sentiment_plugin_snapshots_discarded_total",
+        "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt",
+    );
     let inference_seconds = Histogram::with_opts(
         HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)")
             .buckets(INFERENCE_BUCKETS.to_vec()),
@@ -118,6 +144,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         plugin_swaps,
         plugin_rejections,
         plugin_info,
+        snapshots,
+        snapshot_fallbacks,
+        snapshots_discarded,
+        deduplicated_in_flight,
         inference_seconds,
         activity_seconds,
     }
@@ -146,6 +176,12 @@ pub fn init() {
     }
     for kind in TrapKind::ALL {
         m.traps.with_label_values(&[kind.as_str()]);
+    }
+    for outcome in ["created", "reused"] {
+        m.snapshots.with_label_values(&[outcome]);
+    }
+    for reason in ["no_init_export", "init_failed", "wizer", "store"] {
+        m.snapshot_fallbacks.with_label_values(&[reason]);
     }
 }
 
@@ -205,6 +241,24 @@ pub fn record_plugin_active(version: &str, model: &str, swap: bool) {
     }
     m.plugin_info.reset();
     m.plugin_info.with_label_values(&[version, model]).set(1);
+}
+
+/// A plugin's instances start from a snapshot `outcome` (created, reused).
+pub fn record_snapshot(outcome: &str) {
+    METRICS.snapshots.with_label_values(&[outcome]).inc();
+}
+
+/// A plugin's instances load the model themselves, for `reason`.
+pub fn record_snapshot_fallback(reason: &str) {
+    METRICS.snapshot_fallbacks.with_label_values(&[reason]).inc();
+}
+
+pub fn record_snapshot_discarded() {
+    METRICS.snapshots_discarded.inc();
+}
+
+pub fn record_deduplicated_in_flight() {
+    METRICS.deduplicated_in_flight.inc();
 }
 
 pub fn record_plugin_rejected() {

@@ -72,6 +72,8 @@ pub struct VersionStatus {
     pub source: Option<String>,
     pub model_dir: String,
     pub validated_ms: u64,
+    /// How its instances come ready: `snapshot FILE`, or `load (REASON)`.
+    pub snapshot: String,
 }
 
 impl From<&PluginVersion> for VersionStatus {
@@ -85,6 +87,10 @@ impl From<&PluginVersion> for VersionStatus {
             source: v.source.as_ref().map(|p| p.display().to_string()),
             model_dir: v.plugin.model_dir().display().to_string(),
             validated_ms: v.validated_in.as_millis() as u64,
+            snapshot: match &v.plugin.readiness {
+                crate::engine::Readiness::Snapshot { path, .. } => format!("snapshot {}", path.display()),
+                crate::engine::Readiness::Load(why) => format!("load ({why})"),
+            },
         }
     }
 }

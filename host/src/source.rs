@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::embedded;
-use crate::engine::{Limits, Plugin, PluginEngine};
+use crate::engine::{EngineOptions, Limits, Plugin, PluginEngine, SnapshotPolicy};
 
 #[derive(Debug, Clone, Default)]
 pub struct PluginSource {
@@ -43,8 +43,12 @@ impl PluginSource {
         (!self.no_compile_cache).then(|| self.cache_dir().join("compiled"))
     }
 
-    pub fn engine(&self, limits: Limits) -> Result<PluginEngine, SourceError> {
-        Ok(PluginEngine::new(limits, self.compile_cache_dir())?)
+    /// The engine, keeping compiled artifacts and snapshots in the cache dir
+    /// (neither without the compile cache); `snapshots` says whether this
+    /// command may spend the time to make a snapshot.
+    pub fn engine(&self, limits: Limits, snapshots: SnapshotPolicy) -> Result<PluginEngine, SourceError> {
+        let options = EngineOptions { snapshots, ..EngineOptions::default() };
+        Ok(PluginEngine::with_options(limits, self.compile_cache_dir(), options)?)
     }
 
     pub fn model_dir(&self) -> Result<PathBuf, SourceError> {
@@ -60,7 +64,12 @@ impl PluginSource {
             Some(p) => engine.load_plugin_file(Path::new(p), &model_dir)?,
             None => engine.load_plugin(embedded::plugin()?, &model_dir)?,
         };
-        tracing::debug!(from_cache = plugin.from_cache, compile_ms = plugin.compile_time.as_millis() as u64, "plugin ready");
+        tracing::debug!(
+            from_cache = plugin.from_cache,
+            compile_ms = plugin.compile_time.as_millis() as u64,
+            from_snapshot = plugin.from_snapshot(),
+            "plugin ready"
+        );
         Ok(Arc::new(plugin))
     }
 }

@@ -61,13 +61,8 @@ impl Row {
 
 /// Peak resident set (VmHWM) of a live process, in MiB.
 fn peak_rss_mb(pid: i32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    let pid = u32::try_from(pid).unwrap_or(0);
+    llma_proc_stats::Resident::of(llma_proc_stats::Proc::Pid(pid)).hwm as f64 / (1024.0 * 1024.0)
 }
 
 /// True while `pid` runs (exists and is not a zombie).

@@ -13,7 +13,9 @@ use crate::pipeline::{self, Analysis};
 
 fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
     let source = config.plugin.source();
-    let engine = source.engine(config.limits.limits())?;
+    // One-shot commands use a snapshot a worker or `plugin prepare` made;
+    // making one would cost more than the one load it saves.
+    let engine = source.engine(config.limits.limits(), crate::engine::SnapshotPolicy::UseExisting)?;
     let plugin = source.load(&engine)?;
     Ok((engine, InstanceSlot::new(plugin)))
 }

@@ -211,7 +211,16 @@ impl ProgressArgs {
 #[derive(Debug, Subcommand)]
 pub enum PluginAction {
     /// Validate a plugin offline (compile, world, model load, self-test) and print its info.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Also make the pre-initialised snapshot (as `plugin prepare`), self-tested.
+        #[arg(long)]
+        snapshot: bool,
+    },
+    /// Make the pre-initialised snapshot of a plugin (`--plugin`/FILE, else the
+    /// embedded default) with its model ahead of time, so a worker on this
+    /// machine starts from it; validates it like `check`.
+    Prepare { file: Option<PathBuf> },
     /// Ask a running worker to validate and switch to FILE (a path on the worker's machine).
     Activate {
         file: PathBuf,
@@ -262,7 +271,8 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate { .. } => service::migrate(&config.clickhouse),
         Command::Plugin { action } => match action {
-            PluginAction::Check { file } => service::plugin_check(&config, file),
+            PluginAction::Check { file, snapshot } => service::plugin_check(&config, Some(file.as_path()), *snapshot),
+            PluginAction::Prepare { file } => service::plugin_check(&config, file.as_deref(), true),
             PluginAction::Activate { file, with_model, admin } => {
                 let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
                 let body = serde_json::json!({

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::{ClickHouseConfig, Config, TemporalConfig};
+use crate::engine::SnapshotPolicy;
 use crate::pool::InstancePool;
 use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
@@ -45,7 +46,8 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
             None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
         }
     }
-    let engine = Arc::new(source.engine(config.limits.limits())?);
+    // Workers make the snapshot their instances (and every restart) start from.
+    let engine = Arc::new(source.engine(config.limits.limits(), SnapshotPolicy::Create)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
         Registry::new(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace())
@@ -123,12 +125,18 @@ pub fn submit(
     })
 }
 
-pub fn plugin_check(config: &Config, file: &Path) -> anyhow::Result<()> {
+/// Validates a plugin offline; with `snapshot` (also `plugin prepare`) it
+/// makes the pre-initialised snapshot a worker on this machine will reuse,
+/// and the self-test runs on an instance made from it.
+pub fn plugin_check(config: &Config, file: Option<&Path>, snapshot: bool) -> anyhow::Result<()> {
     let mut source = config.plugin.source();
-    source.plugin = Some(file.to_path_buf());
-    let engine = Arc::new(source.engine(config.limits.limits())?);
+    if let Some(file) = file {
+        source.plugin = Some(file.to_path_buf());
+    }
+    let policy = if snapshot { SnapshotPolicy::Create } else { SnapshotPolicy::UseExisting };
+    let engine = Arc::new(source.engine(config.limits.limits(), policy)?);
     let loaded = source.load(&engine)?;
-    let registry = Registry::new(engine, loaded, Some(file.to_path_buf()), std::time::Duration::ZERO)?;
+    let registry = Registry::new(engine, loaded, source.plugin.clone(), std::time::Duration::ZERO)?;
     let status = crate::registry::VersionStatus::from(&*registry.current());
     let info = &registry.current().info;
     let out = serde_json::json!({
@@ -138,6 +146,7 @@ pub fn plugin_check(config: &Config, file: &Path) -> anyhow::Result<()> {
         "labels": info.labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "max_tokens": info.limits.max_tokens,
         "max_batch": info.limits.max_batch,
+        "snapshot": status.snapshot,
     });
     println!("{out}");
     Ok(())

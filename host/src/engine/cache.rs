@@ -2,8 +2,8 @@
 //!
 //! Compiling the 20+ MB plugin with Cranelift takes ~12 s; loading the
 //! compiled artifact takes ~30 ms. An artifact is only valid for the same
-//! wasmtime build and engine `Config`, so the key covers both, plus the
-//! component's own bytes.
+//! wasmtime build, engine `Config` and CPU features, so the key covers all
+//! three, plus the component's own bytes.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,18 @@ impl Hasher for ShaHasher {
     }
 }
 
+/// A hasher already fed with everything a compiled artifact depends on
+/// besides its input: the wasmtime build and engine `Config` (wasmtime's
+/// compatibility hash) and the CPU features of this host (Cranelift compiles
+/// for the features it detects, so an artifact made on an AVX-512 machine
+/// must not be loaded from a cache dir shared with an AVX2 one).
+pub(super) fn engine_fingerprint(engine: &Engine) -> Sha256 {
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(super::cpu::features().as_bytes());
+    h.0
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -42,11 +54,15 @@ impl CompileCache {
         CompileCache { dir }
     }
 
+    /// Where artifacts (and snapshots, beside them) are kept.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     pub fn key(engine: &Engine, wasm: &[u8]) -> String {
-        let mut h = ShaHasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut h);
-        h.0.update(wasm);
-        hex::encode(h.0.finalize())
+        let mut h = engine_fingerprint(engine);
+        h.update(wasm);
+        hex::encode(h.finalize())
     }
 
     fn path(&self, key: &str) -> Option<PathBuf> {

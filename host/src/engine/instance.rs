@@ -44,17 +44,51 @@ impl WasiView for HostState {
     }
 }
 
-/// The sandbox: the model directory read-only, nothing else. No env, no
-/// args, no stdio, no sockets or name lookups.
-fn sandbox(model_dir: &Path) -> Result<WasiCtx, EngineError> {
+/// The sandbox: the model directory read-only (when the instance must load
+/// it), nothing else. No env, no args, no stdio, no sockets or name lookups.
+fn sandbox(model_dir: Option<&Path>) -> Result<WasiCtx, EngineError> {
     let mut b = WasiCtxBuilder::new();
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
-    b.preopened_dir(model_dir, GUEST_MODEL_DIR, FsPerms::ReadOnly).map_err(|e| EngineError::ModelDir {
-        path: model_dir.display().to_string(),
-        reason: format!("cannot preopen: {e:#}"),
-    })?;
+    if let Some(model_dir) = model_dir {
+        b.preopened_dir(model_dir, GUEST_MODEL_DIR, FsPerms::ReadOnly).map_err(|e| EngineError::ModelDir {
+            path: model_dir.display().to_string(),
+            reason: format!("cannot preopen: {e:#}"),
+        })?;
+    }
     Ok(b.build())
+}
+
+impl HostState {
+    /// A store's state under `limits`, its first call due within the load budget.
+    pub(super) fn new(limits: &Limits, model_dir: Option<&Path>) -> Result<HostState, EngineError> {
+        Ok(HostState {
+            wasi: sandbox(model_dir)?,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(limits.max_instances)
+                .tables(limits.max_tables)
+                .memories(limits.max_memories)
+                .trap_on_grow_failure(true)
+                .build(),
+            call_deadline: Instant::now() + limits.load_deadline,
+            interrupt: None,
+        })
+    }
+
+    /// A store under `limits` and the load budget (fuel and deadline).
+    pub(super) fn store(engine: &wasmtime::Engine, limits: &Limits, model_dir: Option<&Path>) -> Result<Store<HostState>, EngineError> {
+        let mut store = Store::new(engine, HostState::new(limits, model_dir)?);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(on_epoch);
+        // An engine without fuel metering (`EngineOptions::fuel`) has no fuel to set.
+        if store.get_fuel().is_ok() {
+            store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        }
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
 }
 
 /// A live plugin instance with its model loaded. After a trap it is
@@ -70,31 +104,18 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(super) fn new(pre: &bindings::PluginPre<HostState>, model_dir: &Path, limits: Limits) -> Result<Instance, EngineError> {
-        let state = HostState {
-            wasi: sandbox(model_dir)?,
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(limits.max_instances)
-                .tables(limits.max_tables)
-                .memories(limits.max_memories)
-                .trap_on_grow_failure(true)
-                .build(),
-            call_deadline: Instant::now() + limits.load_deadline,
-            interrupt: None,
-        };
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_callback(on_epoch);
-        store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        store.set_epoch_deadline(1);
+    /// An instance that loads its model from `model_dir`, or (`None`) one
+    /// made from a snapshot whose memory already holds it: that one sees no
+    /// directory at all and only answers `info`.
+    pub(super) fn new(pre: &bindings::PluginPre<HostState>, model_dir: Option<&Path>, limits: Limits) -> Result<Instance, EngineError> {
+        let mut store = HostState::store(pre.engine(), &limits, model_dir)?;
         let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        let info = bindings
-            .llma_sentiment_sentiment()
-            .call_load(&mut store, GUEST_MODEL_DIR)
-            .map_err(|e| trapped("load", &e))?
-            .map_err(|error| EngineError::Plugin { call: "load", error })?;
+        let api = bindings.llma_sentiment_sentiment();
+        let (call, outcome) = match model_dir {
+            Some(_) => ("load", api.call_load(&mut store, GUEST_MODEL_DIR)),
+            None => ("info", api.call_info(&mut store)),
+        };
+        let info = outcome.map_err(|e| trapped(call, &e))?.map_err(|error| EngineError::Plugin { call, error })?;
         Ok(Instance { store, bindings, info, limits, poisoned: None, last_fuel: 0 })
     }
 
@@ -123,11 +144,14 @@ impl Instance {
         if let Some(kind) = self.poisoned {
             return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
         }
-        self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
+        let metered = self.store.get_fuel().is_ok();
+        if metered {
+            self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
+        }
         self.store.data_mut().call_deadline = Instant::now() + deadline;
         self.store.set_epoch_deadline(1);
         let result = f(&self.bindings, &mut self.store);
-        self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        self.last_fuel = if metered { fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)) } else { 0 };
         result.map_err(|e| {
             let err = trapped(name, &e);
             self.poisoned = err.trap_kind();
@@ -168,7 +192,7 @@ impl Instance {
     }
 }
 
-fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
+pub(super) fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
     EngineError::Trapped { call, kind: TrapKind::classify(e), detail: format!("{e:#}") }
 }
 
