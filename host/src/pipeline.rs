@@ -10,7 +10,11 @@ use chrono::Utc;
 
 use crate::engine::{EngineError, ExtractOptions, Instance, InstanceSlot, MessageResult, PluginError, TrapKind};
 use crate::event::{GenerationEvent, Producer, SentimentEvent, SkipReason};
-use crate::result_cache::{CacheScope, ResultCache};
+use crate::result_cache::{CacheScope, FlightKey, ResultCache};
+use crate::single_flight::{Claim, Leader, Waited};
+
+/// How long a task waiting for another's result waits between heartbeats.
+const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineOptions {
@@ -146,9 +150,33 @@ pub fn analyze_cached(
         }
     }
 
-    let lengths: Vec<usize> = pending.iter().map(|(t, _)| t.chars().count()).collect();
+    // Single-flight: a text another task sharing the cache is classifying
+    // right now is waited for (below), not classified twice.
+    let mut leaders: Vec<Option<Leader<'_, FlightKey, MessageResult>>> = Vec::with_capacity(pending.len());
+    let mut followers = Vec::new();
+    let mut mine = Vec::new();
+    let mut ready = Vec::new();
+    for (p, (text, _)) in pending.iter().enumerate() {
+        let claim = cache.zip(scope.as_ref()).map(|(cache, scope)| cache.claim(scope, text));
+        leaders.push(None);
+        match claim {
+            None => mine.push(p),
+            Some(Claim::Lead(l)) => {
+                leaders[p] = Some(l);
+                mine.push(p);
+            }
+            Some(Claim::Follow(f)) => followers.push((p, f)),
+            Some(Claim::Ready(r)) => ready.push((p, r)),
+        }
+    }
     let mut trapped = 0usize;
+    for (p, r) in ready {
+        settle(&mut results, &pending[p].1, Some(r), &mut trapped, &mut done, &mut report)?;
+    }
+
+    let lengths: Vec<usize> = mine.iter().map(|&p| pending[p].0.chars().count()).collect();
     for group in plan_batches(&lengths, batch, options.bucket_by_length) {
+        let group: Vec<usize> = group.into_iter().map(|g| mine[g]).collect();
         let chunk: Vec<String> = group.iter().map(|&p| pending[p].0.to_string()).collect();
         let computed: Vec<Option<MessageResult>> = match slot.get()?.classify(&chunk) {
             Ok(computed) => computed.into_iter().map(Some).collect(),
@@ -162,15 +190,40 @@ pub fn analyze_cached(
             if let (Some(cache), Some(scope), Some(result)) = (cache, &scope, result) {
                 cache.insert(scope, pending[p].0, result);
             }
-            for &i in &pending[p].1 {
-                match result {
-                    Some(result) => results[i] = Some(result),
-                    None => trapped += 1,
-                }
-                done += 1;
-                report(done)?;
+            // Published after the insert; a trapped text is abandoned (dropped).
+            if let (Some(leader), Some(result)) = (leaders[p].take(), result) {
+                leader.publish(result);
             }
+            settle(&mut results, &pending[p].1, result, &mut trapped, &mut done, &mut report)?;
         }
+    }
+    // Our own texts are published: now wait for the others' (heartbeating
+    // between ticks, so a cancel stops the wait), or classify a text whose
+    // leader gave up.
+    for (p, follower) in followers {
+        let result = loop {
+            match follower.wait(FOLLOW_TICK) {
+                Waited::Ready(r) => break Some(r),
+                Waited::Abandoned => break None,
+                Waited::Pending => report(done)?,
+            }
+        };
+        let result = match result {
+            Some(r) => Some(r),
+            None => {
+                let text = [pending[p].0.to_string()];
+                let computed = match slot.get()?.classify(&text) {
+                    Ok(mut one) => one.pop(),
+                    Err(e) if options.skip_trapping_messages && is_skippable_trap(&e) => classify_skipping_traps(slot, &text)?.pop().flatten(),
+                    Err(e) => return Err(e.into()),
+                };
+                if let (Some(cache), Some(scope), Some(r)) = (cache, &scope, computed) {
+                    cache.insert(scope, pending[p].0, r);
+                }
+                computed
+            }
+        };
+        settle(&mut results, &pending[p].1, result, &mut trapped, &mut done, &mut report)?;
     }
     if trapped == total {
         return Ok(Analysis::Skipped(SkipReason::PluginTrapped));
@@ -194,6 +247,27 @@ pub fn analyze_cached(
         event.properties.insert(SKIPPED_MESSAGES_PROPERTY.into(), trapped.into());
     }
     Ok(Analysis::Sentiment(Box::new(event)))
+}
+
+/// Records `result` (`None`: the text trapped) for each message it answers,
+/// reporting after each.
+fn settle(
+    results: &mut [Option<MessageResult>],
+    messages: &[usize],
+    result: Option<MessageResult>,
+    trapped: &mut usize,
+    done: &mut usize,
+    report: &mut impl FnMut(usize) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    for &i in messages {
+        match result {
+            Some(result) => results[i] = Some(result),
+            None => *trapped += 1,
+        }
+        *done += 1;
+        report(*done)?;
+    }
+    Ok(())
 }
 
 /// A trap of the sandbox (not a cancellation, which must stop the task).

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::engine::{MessageResult, Plugin, PluginInfo};
+use crate::single_flight::{Claim, InFlight};
+
+/// What one in-flight classification is keyed by (the cache's key).
+pub type FlightKey = (CacheScope, Box<str>);
 
 /// Bytes an entry costs beyond its text: the key and value structs, the
 /// LRU's node and hash-table slot (measured order of magnitude, not exact).
@@ -78,6 +82,8 @@ pub struct ResultCache {
     misses: AtomicU64,
     insertions: AtomicU64,
     evictions: AtomicU64,
+    /// Texts being classified now by some task sharing this cache.
+    in_flight: InFlight<FlightKey, MessageResult>,
 }
 
 fn weight(text: &str) -> usize {
@@ -93,6 +99,7 @@ impl ResultCache {
             misses: AtomicU64::new(0),
             insertions: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -138,6 +145,20 @@ impl ResultCache {
             lru.bytes = lru.bytes.saturating_sub(weight(&old.text));
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// After a miss: lead the classification of `text`, follow the task
+    /// already on it, or find it cached by a task that just finished it.
+    pub fn claim(&self, scope: &CacheScope, text: &str) -> Claim<'_, FlightKey, MessageResult> {
+        self.in_flight.claim((scope.clone(), text.into()), || {
+            let key = Key { scope: scope.clone(), text: text.into() };
+            self.lock().and_then(|mut lru| lru.map.get(&key).copied())
+        })
+    }
+
+    /// Texts a task took from another one in flight instead of classifying them.
+    pub fn deduplicated_in_flight(&self) -> u64 {
+        self.in_flight.deduplicated()
     }
 
     pub fn stats(&self) -> CacheStats {

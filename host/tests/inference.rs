@@ -174,7 +174,9 @@ fn a_bad_bundle_is_a_typed_load_error() {
 fn the_compiled_component_is_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let model: PathBuf = common::model("default");
-    let engine = llma_sentiment::engine::PluginEngine::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
+    // Only the compiled artifact is under test: no snapshot (tests/snapshot.rs).
+    let options = llma_sentiment::engine::EngineOptions { snapshots: llma_sentiment::engine::SnapshotPolicy::Off, ..Default::default() };
+    let engine = llma_sentiment::engine::PluginEngine::with_options(Limits::default(), Some(cache.path().to_path_buf()), options).unwrap();
     let cold = engine.load_plugin_file(&common::plugin_wasm(), &model).unwrap();
     let warm = engine.load_plugin_file(&common::plugin_wasm(), &model).unwrap();
     assert!(!cold.from_cache);

@@ -124,6 +124,10 @@ fn changed_model_files_or_a_damaged_snapshot_make_a_new_one() {
     assert!(created(&first));
     let path = snapshot_path(&first);
     let want = results(&first);
+    // The file is mapped while a plugin made from it lives: damaging it in
+    // place under a live mapping would fault that process (SIGBUS past a
+    // truncation), which is why the host itself only ever unlinks and renames.
+    drop(first);
 
     // One flipped byte in the middle: detected, deleted, rebuilt.
     let discarded = metric("llma_sentiment_plugin_snapshots_discarded_total");
@@ -137,6 +141,7 @@ fn changed_model_files_or_a_damaged_snapshot_make_a_new_one() {
     assert_eq!(snapshot_path(&rebuilt), path);
     assert!(metric("llma_sentiment_plugin_snapshots_discarded_total") >= discarded + 1.0);
     assert_eq!(format!("{:?}", results(&rebuilt)), format!("{want:?}"));
+    drop(rebuilt);
 
     // A truncated one is never mapped either; a one-shot command (which does
     // not make snapshots) falls back to loading instead.
