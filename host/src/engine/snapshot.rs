@@ -215,7 +215,17 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
         return Err(Fallback::NotCached);
     }
     tracing::info!(model_dir = %model_dir.display(), "making a pre-initialised plugin snapshot");
-    let snapshot_wasm = preinitialise(engine, compile_cache, wasm, model_dir, limits)?;
+    // wasmtime-wizer asserts on what it cannot rewrite (seen: a
+    // RoBERTa-base-sized heap fails its own validation); that is a reason to
+    // fall back, never to take the worker down.
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| preinitialise(engine, compile_cache, wasm, model_dir, limits)));
+    let snapshot_wasm = match attempt {
+        Ok(made) => made?,
+        Err(panic) => {
+            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            return Err(Fallback::Wizer(format!("wasmtime-wizer panicked: {}", why.unwrap_or_else(|| "(no message)".into()))));
+        }
+    };
     let compiled = engine.precompile_component(&snapshot_wasm).map_err(|e| Fallback::Store(format!("compile: {e:#}")))?;
     drop(snapshot_wasm);
     let file_bytes = compiled.len() as u64;
