@@ -78,12 +78,14 @@ run: build
 	scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
 
 # `make test TEST_ARGS="--test worker"` runs one test target.
-# Tests share one compiled-component cache; compiling it once up front keeps
-# concurrent tests from all compiling the 22 MB component at the same time.
-TEST_CACHE := $(CARGO_TARGET_DIR)/tmp/llma-test-cache
+# Tests share one compiled-component cache (CARGO_TARGET_TMPDIR, which cargo
+# puts under the build dir); compiling the 22 MB component and making the
+# default plugin's snapshot once up front keeps concurrent tests (and the
+# workers they start) from all doing it at the same time.
+TEST_CACHE := $(CARGO_BUILD_BUILD_DIR)/tmp/llma-test-cache
 
 test: build
-	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) info >/dev/null
+	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
 	cargo test $(CARGO_PKGS) $(TEST_ARGS)
