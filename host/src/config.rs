@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 pub use load::{load, ConfigError, Key, Kind, Sources, CONFIG_FILE_ENV, ENV_PREFIX, KEYS};
 pub use model::{
-    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig, ACTIVITIES_PER_INSTANCE,
+    CacheConfig, ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig, ACTIVITIES_PER_INSTANCE,
     Validation, WorkerConfig, WorkflowConfig,
 };
 
@@ -108,6 +108,26 @@ impl ClickHouseArgs {
     }
 }
 
+#[derive(Clone, Default, Args)]
+pub struct CacheArgs {
+    /// Shared result cache (L2 behind the in-process one), redis://host:port[/db]; off when unset
+    /// (prefer $REDIS_URL when it holds a password: flags show in `ps`).
+    #[arg(long = "redis-url")]
+    pub redis_url: Option<String>,
+}
+
+impl std::fmt::Debug for CacheArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheArgs").field("redis_url", &self.redis_url.as_deref().map(crate::sink::redact_url)).finish()
+    }
+}
+
+impl CacheArgs {
+    pub fn apply(&self, flags: &mut Flags) {
+        flags.set("cache.redis_url", some(&self.redis_url));
+    }
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct WorkerArgs {
     /// Activities run at once; they wait for a plugin instance when all are busy [default: 4 per instance].
@@ -137,6 +157,9 @@ pub struct WorkerArgs {
     /// 127.0.0.1:9465. Off unless set.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// The identity Temporal shows for this worker [default: llma-sentiment@HOST:PID].
+    #[arg(long)]
+    pub identity: Option<String>,
 }
 
 impl WorkerArgs {
@@ -149,6 +172,7 @@ impl WorkerArgs {
         flags.set("plugin.poll_ms", some(&self.plugin_poll_ms));
         flags.set("worker.admin_addr", some(&self.admin_addr));
         flags.set("worker.metrics_addr", some(&self.metrics_addr));
+        flags.set("worker.identity", some(&self.identity));
     }
 }
 

@@ -2,6 +2,7 @@
 //! wasmtime with deadlines and fuel, for the CLI and the Temporal worker.
 
 pub mod admin;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod embedded;
@@ -14,7 +15,6 @@ pub mod pipeline;
 pub mod pool;
 pub mod progress;
 pub mod registry;
-pub mod result_cache;
 pub mod single_flight;
 pub mod sink;
 pub mod source;

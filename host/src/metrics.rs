@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -28,6 +28,10 @@ struct Metrics {
     events_skipped: IntCounterVec,
     messages_classified: IntCounter,
     cache: IntCounterVec,
+    redis_errors: IntCounterVec,
+    redis_available: IntGauge,
+    activities_in_flight: IntGauge,
+    worker_stuck: IntGauge,
     traps: IntCounterVec,
     clickhouse_rows: IntCounter,
     clickhouse_errors: IntCounter,
@@ -46,6 +50,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric name");
     registry.register(Box::new(c.clone())).expect("metric registered once");
     c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric name");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -73,8 +83,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let cache = counter_vec(
         &registry,
         "llma_sentiment_cache_lookups_total",
-        "Result cache lookups, by result (hit, miss)",
-        &["result"],
+        "Result cache lookups of user messages, by tier (l1 in process, l2 Redis) and result (hit, miss); l2 counts only the l1 misses Redis answered for",
+        &["tier", "result"],
+    );
+    let redis_errors = counter_vec(
+        &registry,
+        "llma_sentiment_redis_errors_total",
+        "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server); each means in-process cache only for that call",
+        &["kind"],
+    );
+    let redis_available = gauge(
+        &registry,
+        "llma_sentiment_redis_available",
+        "1 while the Redis result cache answers, 0 after a failed call or connection attempt (stays 0 when no Redis is configured)",
+    );
+    let activities_in_flight = gauge(&registry, "llma_sentiment_activities_in_flight", "Activities running now (each holds one activity slot)");
+    let worker_stuck = gauge(
+        &registry,
+        "llma_sentiment_worker_stuck",
+        "1 while the watchdog finds the worker stuck (all slots held without progress, or Temporal unreachable); see /readyz for the reason",
     );
     let traps = counter_vec(&registry, "llma_sentiment_traps_total", "Plugin instance traps, by kind", &["kind"]);
     let clickhouse_rows =
@@ -138,6 +165,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         events_skipped,
         messages_classified,
         cache,
+        redis_errors,
+        redis_available,
+        activities_in_flight,
+        worker_stuck,
         traps,
         clickhouse_rows,
         clickhouse_errors,
@@ -171,8 +202,13 @@ pub fn init() {
     for reason in crate::event::SkipReason::ALL {
         m.events_skipped.with_label_values(&[reason.as_str()]);
     }
-    for result in ["hit", "miss"] {
-        m.cache.with_label_values(&[result]);
+    for tier in ["l1", "l2"] {
+        for result in ["hit", "miss"] {
+            m.cache.with_label_values(&[tier, result]);
+        }
+    }
+    for kind in crate::cache::redis::ErrorKind::ALL {
+        m.redis_errors.with_label_values(&[kind.as_str()]);
     }
     for kind in TrapKind::ALL {
         m.traps.with_label_values(&[kind.as_str()]);
@@ -215,9 +251,27 @@ pub fn record_messages_classified(messages: usize) {
     METRICS.messages_classified.inc_by(messages as u64);
 }
 
-/// A result cache lookup.
-pub fn record_cache(hit: bool) {
-    METRICS.cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
+/// Messages one tier of the result cache answered (`hits`) and did not.
+pub fn record_cache_lookups(tier: &str, hits: u64, misses: u64) {
+    let m = &*METRICS;
+    m.cache.with_label_values(&[tier, "hit"]).inc_by(hits);
+    m.cache.with_label_values(&[tier, "miss"]).inc_by(misses);
+}
+
+pub fn record_redis_error(kind: &str) {
+    METRICS.redis_errors.with_label_values(&[kind]).inc();
+}
+
+pub fn set_redis_available(up: bool) {
+    METRICS.redis_available.set(up as i64);
+}
+
+pub fn set_activities_in_flight(n: usize) {
+    METRICS.activities_in_flight.set(n as i64);
+}
+
+pub fn set_worker_stuck(stuck: bool) {
+    METRICS.worker_stuck.set(stuck as i64);
 }
 
 pub fn record_trap(kind: TrapKind) {

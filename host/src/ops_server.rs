@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/healthz` | 200 while the process runs |
-//! | GET | `/readyz` | 200 when the plugin is loaded, Temporal answers and ClickHouse answers; else 503. JSON body with each check |
+//! | GET | `/readyz` | 200 when the plugin is loaded, Temporal answers, ClickHouse answers and the watchdog finds the worker not stuck; else 503. JSON body with each check |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,13 +32,19 @@ pub struct Readiness {
     registry: Arc<Registry>,
     sink: Arc<ClickHouseSink>,
     temporal: TemporalConfig,
+    watchdog: Arc<crate::worker::Watchdog>,
     /// Connected on first use and kept: the client reconnects by itself.
     client: tokio::sync::Mutex<Option<temporalio_client::Client>>,
 }
 
 impl Readiness {
-    pub fn new(registry: Arc<Registry>, sink: Arc<ClickHouseSink>, temporal: TemporalConfig) -> Arc<Readiness> {
-        Arc::new(Readiness { registry, sink, temporal, client: tokio::sync::Mutex::new(None) })
+    pub fn new(
+        registry: Arc<Registry>,
+        sink: Arc<ClickHouseSink>,
+        temporal: TemporalConfig,
+        watchdog: Arc<crate::worker::Watchdog>,
+    ) -> Arc<Readiness> {
+        Arc::new(Readiness { registry, sink, temporal, watchdog, client: tokio::sync::Mutex::new(None) })
     }
 
     fn plugin(&self) -> Result<String, String> {
@@ -86,12 +92,21 @@ impl Readiness {
     pub async fn check(&self) -> (bool, Value) {
         let (temporal, clickhouse) = tokio::join!(self.temporal(), self.clickhouse());
         let plugin = self.plugin();
-        let ready = plugin.is_ok() && temporal.is_ok() && clickhouse.is_ok();
+        let watchdog = match self.watchdog.stuck_reason() {
+            None => Ok(self.watchdog.in_flight()),
+            Some(reason) => Err(reason),
+        };
+        let ready = plugin.is_ok() && temporal.is_ok() && clickhouse.is_ok() && watchdog.is_ok();
         let one = |r: Result<Value, String>| match r {
             Ok(detail) => json!({"ok": true, "detail": detail}),
             Err(error) => json!({"ok": false, "error": error}),
         };
-        let failed: Vec<&str> = [("plugin", plugin.is_ok()), ("temporal", temporal.is_ok()), ("clickhouse", clickhouse.is_ok())]
+        let failed: Vec<&str> = [
+            ("plugin", plugin.is_ok()),
+            ("temporal", temporal.is_ok()),
+            ("clickhouse", clickhouse.is_ok()),
+            ("watchdog", watchdog.is_ok()),
+        ]
             .into_iter()
             .filter(|(_, ok)| !ok)
             .map(|(name, _)| name)
@@ -103,6 +118,7 @@ impl Readiness {
                 "plugin": one(plugin.map(Value::from)),
                 "temporal": one(temporal.map(|()| Value::from(self.temporal.address.clone()))),
                 "clickhouse": one(clickhouse.map(|()| Value::from(self.sink.table().to_string()))),
+                "watchdog": one(watchdog.map(|n| Value::from(format!("{n} activities in flight")))),
             },
         });
         (ready, body)

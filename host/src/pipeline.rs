@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use crate::engine::{EngineError, ExtractOptions, Instance, InstanceSlot, MessageResult, PluginError, TrapKind};
 use crate::event::{GenerationEvent, Producer, SentimentEvent, SkipReason};
-use crate::result_cache::{CacheScope, FlightKey, ResultCache};
+use crate::cache::{CacheScope, FlightKey, ResultCache};
 use crate::single_flight::{Claim, Leader, Waited};
 
 /// How long a task waiting for another's result waits between heartbeats.
@@ -129,17 +129,23 @@ pub fn analyze_cached(
         }
     };
 
+    // One lookup for every text of the generation, whichever tier answers.
+    if let (Some(cache), Some(scope)) = (cache, &scope) {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for (i, hit) in cache.lookup(scope, &refs, None).results.into_iter().enumerate() {
+            if hit.is_some() {
+                results[i] = hit;
+                done += 1;
+                report(done)?;
+            }
+        }
+    }
     // Distinct uncached texts, each with the messages it answers.
     let mut pending: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut position: HashMap<&str, usize> = HashMap::new();
     for (i, text) in texts.iter().enumerate() {
-        if let (Some(cache), Some(scope)) = (cache, &scope) {
-            if let Some(hit) = cache.get(scope, text) {
-                results[i] = Some(hit);
-                done += 1;
-                report(done)?;
-                continue;
-            }
+        if results[i].is_some() {
+            continue;
         }
         match position.get(text.as_str()) {
             Some(&p) => pending[p].1.push(i),
@@ -170,6 +176,8 @@ pub fn analyze_cached(
         }
     }
     let mut trapped = 0usize;
+    // What this generation computed, for the shared tier (one write at the end).
+    let mut computed_now: Vec<(&str, MessageResult)> = Vec::new();
     for (p, r) in ready {
         settle(&mut results, &pending[p].1, Some(r), &mut trapped, &mut done, &mut report)?;
     }
@@ -189,6 +197,7 @@ pub fn analyze_cached(
         for (&p, result) in group.iter().zip(computed) {
             if let (Some(cache), Some(scope), Some(result)) = (cache, &scope, result) {
                 cache.insert(scope, pending[p].0, result);
+                computed_now.push((pending[p].0, result));
             }
             // Published after the insert; a trapped text is abandoned (dropped).
             if let (Some(leader), Some(result)) = (leaders[p].take(), result) {
@@ -219,11 +228,15 @@ pub fn analyze_cached(
                 };
                 if let (Some(cache), Some(scope), Some(r)) = (cache, &scope, computed) {
                     cache.insert(scope, pending[p].0, r);
+                    computed_now.push((pending[p].0, r));
                 }
                 computed
             }
         };
         settle(&mut results, &pending[p].1, result, &mut trapped, &mut done, &mut report)?;
+    }
+    if let (Some(cache), Some(scope)) = (cache, &scope) {
+        cache.share(scope, &computed_now, None);
     }
     if trapped == total {
         return Ok(Analysis::Skipped(SkipReason::PluginTrapped));

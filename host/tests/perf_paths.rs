@@ -15,7 +15,7 @@ use llma_sentiment::event::GenerationEvent;
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
 use llma_sentiment::pool::InstancePool;
 use llma_sentiment::registry::Registry;
-use llma_sentiment::result_cache::{CacheScope, ResultCache, ENTRY_OVERHEAD_BYTES};
+use llma_sentiment::cache::{CacheScope, ResultCache, ENTRY_OVERHEAD_BYTES};
 use serde_json::{json, Value};
 
 /// User messages of very different lengths, in an order that sorting by
@@ -147,7 +147,7 @@ fn cached_results_equal_uncached_ones() {
     let plugin = slot.plugin().clone();
     let scope = CacheScope::of(&plugin, slot.get().unwrap().info());
     for text in &user {
-        let stored = cache.get(&scope, text).expect("stored");
+        let stored = cache.lookup(&scope, &[text.as_str()], None).results[0].expect("stored");
         let single = slot.get().unwrap().classify(std::slice::from_ref(text)).unwrap()[0];
         assert_eq!(stored.label, single.label, "{text}");
         for (x, y) in [(stored.scores.negative, single.scores.negative), (stored.scores.neutral, single.scores.neutral), (stored.scores.positive, single.scores.positive)] {

@@ -175,3 +175,53 @@ fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classi
         other => panic!("expected a sentiment event, got {other:?}"),
     }
 }
+
+fn generous() -> Limits {
+    Limits {
+        call_deadline_base: Duration::from_secs(60),
+        call_deadline_per_text: Duration::ZERO,
+        fuel_base: u64::MAX / 2,
+        fuel_per_token: 0,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_plugin_call_never_runs_past_its_callers_deadline() {
+    // The call's own budget (60 s) is longer than what the caller has left.
+    let (_e, mut slot, _m) = slot_with(generous());
+    slot.get().unwrap();
+    slot.set_deadline(Some(Instant::now() + Duration::from_millis(300)));
+    let started = Instant::now();
+    let err = classify_one(&mut slot, "spin").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    assert!(err.to_string().contains("deadline passed"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // Past the deadline no call starts at all.
+    let err = classify_one(&mut slot, "hello").unwrap_err();
+    assert!(err.to_string().contains("before the call"), "{err}");
+    slot.clear_interrupt();
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn dropping_the_interrupt_guard_stops_the_call_in_flight() {
+    let (_e, mut slot, _m) = slot_with(generous());
+    slot.get().unwrap();
+    let guard = llma_sentiment::engine::InterruptOnDrop::new();
+    slot.set_interrupt(guard.flag());
+    let job = std::thread::spawn(move || {
+        let started = Instant::now();
+        let result = classify_one(&mut slot, "spin");
+        (result, started.elapsed(), slot)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // What an activity future does when Temporal (or a shutdown) drops it.
+    drop(guard);
+    let (result, took, mut slot) = job.join().unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(5), "the spinning call ran {took:?} after the drop");
+    slot.clear_interrupt();
+    assert_recovers(&mut slot);
+}

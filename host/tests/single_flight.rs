@@ -13,7 +13,7 @@ use std::time::Duration;
 use llma_sentiment::engine::{InstanceSlot, Label, Limits, MessageResult, Scores};
 use llma_sentiment::event::GenerationEvent;
 use llma_sentiment::pipeline::{self, Analysis, PipelineError, PipelineOptions};
-use llma_sentiment::result_cache::{CacheScope, ResultCache};
+use llma_sentiment::cache::{CacheScope, ResultCache};
 use llma_sentiment::single_flight::Claim;
 use serde_json::json;
 
@@ -112,5 +112,5 @@ fn a_text_whose_leader_gives_up_is_classified_by_the_follower() {
     assert_eq!(scores(&analysis), vec![0.5, 0.5]);
     assert_eq!(cache.deduplicated_in_flight(), 0);
     // And it is cached for the next task.
-    assert!(cache.get(&scope, "a").is_some());
+    assert!(cache.lookup(&scope, &["a"], None).results[0].is_some());
 }

@@ -93,9 +93,17 @@ struct AnalyzeSummary {
     skipped: u64,
     skip_reasons: std::collections::BTreeMap<&'static str, u64>,
     failed: u64,
+    /// User messages answered by the in-process cache (`l1`), by Redis (`l2`), or classified (`misses`).
+    cache: crate::cache::TierCounts,
 }
 
 impl AnalyzeSummary {
+    fn with_cache(&mut self, cache: &crate::cache::ResultCache) -> &Self {
+        let st = cache.stats();
+        self.cache = crate::cache::TierCounts { l1: st.l1_hits, l2: st.l2_hits, misses: st.misses };
+        self
+    }
+
     fn human(&self) -> String {
         let reasons = self.skip_reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
         let skipped = if reasons.is_empty() { "0".to_string() } else { format!("{} ({reasons})", self.skipped) };
@@ -103,7 +111,11 @@ impl AnalyzeSummary {
             (Some(w), Some(t)) => format!(", {w} written to {t}"),
             _ => String::new(),
         };
-        format!("analyze: {} events read, {} classified{written}, skipped {skipped}, {} failed", self.read, self.classified, self.failed)
+        let c = &self.cache;
+        format!(
+            "analyze: {} events read, {} classified{written}, skipped {skipped}, {} failed; cache hits l1 {} l2 {}, misses {}",
+            self.read, self.classified, self.failed, c.l1, c.l2, c.misses
+        )
     }
 }
 
@@ -141,7 +153,7 @@ pub fn analyze(
     };
     let (_engine, mut slot) = slot(args)?;
     let options = args.pipeline.options();
-    let cache = args.pipeline.result_cache();
+    let cache = args.result_cache()?;
     let mut out = std::io::stdout().lock();
     let mut summary = AnalyzeSummary::default();
     let mut bar = crate::progress::Progress::stderr(progress, "events", count_events(file));
@@ -161,7 +173,7 @@ pub fn analyze(
                             summary.written = Some(ch.written());
                             summary.table = Some(ch.table().to_string());
                             bar.finish();
-                            eprintln!("{}", summary.human());
+                            eprintln!("{}", summary.with_cache(&cache).human());
                             return Err(e);
                         }
                         None
@@ -192,17 +204,17 @@ pub fn analyze(
         summary.table = Some(ch.table().to_string());
         if let Err(e) = flushed {
             bar.finish();
-            eprintln!("{}", summary.human());
+            eprintln!("{}", summary.with_cache(&cache).human());
             return Err(e);
         }
     }
     bar.finish();
-    eprintln!("{}", summary.human());
+    eprintln!("{}", summary.with_cache(&cache).human());
     if clickhouse.is_some() {
         print_line(&mut out, &serde_json::to_value(&summary)?)?;
     }
     let stats = cache.stats();
-    tracing::info!(read = summary.read, classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_hits = stats.hits, cache_misses = stats.misses, "analyze done");
+    tracing::info!(read = summary.read, classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_l1_hits = stats.l1_hits, cache_l2_hits = stats.l2_hits, cache_misses = stats.misses, redis_errors = stats.l2_errors, "analyze done");
     Ok(())
 }
 
@@ -210,7 +222,7 @@ fn analyze_line(
     slot: &mut InstanceSlot,
     line: &str,
     options: &pipeline::PipelineOptions,
-    cache: &crate::result_cache::ResultCache,
+    cache: &crate::cache::ResultCache,
 ) -> anyhow::Result<(Analysis, String)> {
     let value: Value = serde_json::from_str(line).context("not valid JSON")?;
     let generation = GenerationEvent::parse(&value)?;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use serde_json::Value;
 
-use crate::config::{ClickHouseArgs, Config, Flags, LogFormat, Sources, TemporalArgs, WorkerArgs};
+use crate::config::{CacheArgs, ClickHouseArgs, Config, Flags, LogFormat, Sources, TemporalArgs, WorkerArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "llma-sentiment", version, about = "Sentiment of LLM user messages, in a wasm sandbox")]
@@ -80,10 +80,15 @@ impl Cli {
         flags.set("log.filter", self.log.clone().map(Value::from));
         flags.set("log.format", self.log_format.and_then(|f| serde_json::to_value(f).ok()));
         match &self.command {
-            Command::Migrate { clickhouse } | Command::Analyze { clickhouse, .. } => clickhouse.apply(&mut flags),
-            Command::Worker { temporal, clickhouse, worker, .. } | Command::Config { temporal, clickhouse, worker } => {
+            Command::Migrate { clickhouse } => clickhouse.apply(&mut flags),
+            Command::Analyze { clickhouse, cache, .. } => {
+                clickhouse.apply(&mut flags);
+                cache.apply(&mut flags);
+            }
+            Command::Worker { temporal, clickhouse, cache, worker, .. } | Command::Config { temporal, clickhouse, cache, worker } => {
                 temporal.apply(&mut flags);
                 clickhouse.apply(&mut flags);
+                cache.apply(&mut flags);
                 worker.apply(&mut flags);
             }
             Command::Submit { temporal, .. } => temporal.apply(&mut flags),
@@ -114,6 +119,8 @@ pub enum Command {
         output: AnalyzeOutput,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
         /// `--output clickhouse`: rows per INSERT.
         #[arg(long, env = "LLMA_SENTIMENT_INSERT_BATCH_SIZE", default_value_t = 1000)]
         insert_batch_size: usize,
@@ -137,6 +144,8 @@ pub enum Command {
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
         #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
         worker: WorkerArgs,
         /// Fault injection for tests: fail every first attempt after its insert.
         #[arg(long, hide = true, env = "LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT")]
@@ -148,6 +157,8 @@ pub enum Command {
         temporal: TemporalArgs,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
         #[command(flatten)]
         worker: WorkerArgs,
     },

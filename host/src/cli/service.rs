@@ -63,11 +63,17 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     let concurrency = args.concurrency();
     // Load the model into every instance before taking work.
     pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
-    let cache = Arc::new(config.pipeline.result_cache());
+    let cache = Arc::new(config.result_cache()?);
+    if cache.shared().is_some() {
+        // The shared scope digests the model files: once, before taking work.
+        let current = registry.current();
+        crate::cache::CacheScope::of(&current.plugin, &current.info);
+    }
     tracing::info!(
         instances,
         activity_slots = concurrency,
         result_cache_mb = config.pipeline.result_cache_mb,
+        redis = config.cache.redis_url.as_deref().map(crate::sink::redact_url).unwrap_or_else(|| "off".into()),
         version = %registry.current().label(),
         model = %registry.current().info.model_name,
         "plugin instances ready"
@@ -78,8 +84,10 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
         if let Some(addr) = args.admin_addr {
             crate::admin::serve(addr, registry.clone()).await.with_context(|| format!("binding the admin endpoint {addr}"))?;
         }
+        let watchdog = crate::worker::Watchdog::new(concurrency, config.workflow.timeouts().heartbeat);
+        watchdog.spawn(temporal.clone(), args.exit_when_stuck);
         if let Some(addr) = args.metrics_addr {
-            let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone());
+            let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone(), watchdog.clone());
             crate::ops_server::serve(addr, readiness)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
@@ -95,8 +103,9 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
                 }
             });
         }
-        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, fail_first_attempt_after_insert);
-        let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
+        let activities =
+            worker::activities(registry, pool, sink, config.pipeline.options(), cache, watchdog, fail_first_attempt_after_insert);
+        let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period(), identity: args.identity() };
         worker::run(temporal, setup).await
     })
 }

@@ -71,6 +71,9 @@ pub const KEYS: &[Key] = &[
     key("pipeline.max_chars", Kind::Int, &["LLMA_SENTIMENT_MAX_CHARS"]),
     key("pipeline.batch_size", Kind::Int, &["LLMA_SENTIMENT_BATCH_SIZE"]),
     key("pipeline.result_cache_mb", Kind::Int, &["LLMA_SENTIMENT_RESULT_CACHE_MB"]),
+    key("cache.redis_url", Kind::Str, &["REDIS_URL"]),
+    key("cache.redis_ttl_secs", Kind::Int, &[]),
+    key("cache.redis_timeout_ms", Kind::Int, &[]),
     key("limits.call_deadline_base_ms", Kind::Int, &[]),
     key("limits.call_deadline_per_text_ms", Kind::Int, &[]),
     key("limits.load_deadline_ms", Kind::Int, &[]),
@@ -83,6 +86,8 @@ pub const KEYS: &[Key] = &[
     key("worker.grace_period_secs", Kind::Int, &["LLMA_SENTIMENT_GRACE_PERIOD_SECS"]),
     key("worker.admin_addr", Kind::Str, &["LLMA_SENTIMENT_ADMIN_ADDR"]),
     key("worker.metrics_addr", Kind::Str, &["LLMA_SENTIMENT_METRICS_ADDR"]),
+    key("worker.identity", Kind::Str, &[]),
+    key("worker.exit_when_stuck", Kind::Bool, &[]),
 ];
 
 impl Key {
@@ -271,6 +276,8 @@ impl Config {
             ("pipeline.max_messages", self.pipeline.max_messages as u64),
             ("pipeline.max_chars", self.pipeline.max_chars as u64),
             ("pipeline.batch_size", self.pipeline.batch_size as u64),
+            ("cache.redis_ttl_secs", self.cache.redis_ttl_secs),
+            ("cache.redis_timeout_ms", self.cache.redis_timeout_ms),
             ("limits.call_deadline_base_ms", self.limits.call_deadline_base_ms),
             ("limits.load_deadline_ms", self.limits.load_deadline_ms),
             ("limits.fuel_base", self.limits.fuel_base),
@@ -286,6 +293,11 @@ impl Config {
         }
         if w.schedule_to_close_secs < w.start_to_close_secs {
             return invalid("workflow.schedule_to_close_secs", "must not be below workflow.start_to_close_secs");
+        }
+        if let Some(url) = self.cache.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            if let Err(e) = crate::cache::redis::check_url(url) {
+                return Err(ConfigError::Invalid { key: "cache.redis_url", reason: e.to_string() });
+            }
         }
         if self.worker.max_concurrent_activities == Some(0) {
             return invalid("worker.max_concurrent_activities", "must be at least 1");
@@ -306,13 +318,14 @@ impl Config {
     }
 
     /// The config as TOML, with the ClickHouse password (and any credentials
-    /// in its URL) replaced by `<redacted>`.
+    /// in its URL or the Redis URL) replaced by `<redacted>`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         if shown.clickhouse.password.is_some() {
             shown.clickhouse.password = Some("<redacted>".into());
         }
         shown.clickhouse.url = crate::sink::redact_url(&shown.clickhouse.url);
+        shown.cache.redis_url = shown.cache.redis_url.as_deref().map(crate::sink::redact_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render the config as TOML: {e}\n"))
     }
 }
@@ -345,10 +358,12 @@ mod tests {
         all.plugin.dir = Some("d".into());
         all.plugin.model_dir = Some("m".into());
         all.plugin.cache_dir = Some("c".into());
+        all.cache.redis_url = Some("redis://127.0.0.1:1".into());
         all.worker.max_concurrent_activities = Some(1);
         all.worker.instances = Some(1);
         all.worker.admin_addr = Some("127.0.0.1:1".parse().unwrap());
         all.worker.metrics_addr = Some("127.0.0.1:2".parse().unwrap());
+        all.worker.identity = Some("w1".into());
         let mut fields = Vec::new();
         leaves(&serde_json::to_value(&all).unwrap(), "", &mut fields);
         let mut keys: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
@@ -423,6 +438,19 @@ mod tests {
                 assert!(readme.contains(&format!("`{alias}`")), "README lacks alias {alias}");
             }
         }
+    }
+
+    #[test]
+    fn redis_url_comes_from_redis_url_is_checked_and_never_shown() {
+        let c = load(&Sources { env: env(&[("REDIS_URL", "redis://:hunter2@127.0.0.1:6390/2")]), ..Default::default() }).unwrap();
+        assert_eq!(c.cache.redis_url.as_deref(), Some("redis://:hunter2@127.0.0.1:6390/2"));
+        assert_eq!((c.cache.redis_ttl_secs, c.cache.redis_timeout_ms), (86400, 50));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.to_redacted_toml().contains("hunter2"), "{}", c.to_redacted_toml());
+        let e = load(&Sources { env: env(&[("REDIS_URL", "http://127.0.0.1:1")]), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("cache.redis_url"), "{e}");
+        let off = load(&Sources { env: env(&[("REDIS_URL", "")]), ..Default::default() }).unwrap();
+        assert!(off.cache.redis_settings().is_none());
     }
 
     #[test]

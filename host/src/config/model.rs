@@ -21,6 +21,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub plugin: PluginConfig,
     pub pipeline: PipelineConfig,
+    pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub worker: WorkerConfig,
 }
@@ -287,8 +288,58 @@ impl PipelineConfig {
         }
     }
 
-    pub fn result_cache(&self) -> crate::result_cache::ResultCache {
-        crate::result_cache::ResultCache::with_megabytes(self.result_cache_mb)
+}
+
+/// The shared (Redis) tier of the result cache; the in-process tier's size
+/// is `pipeline.result_cache_mb`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `redis://[user:password@]host:port[/db]`; no shared tier when unset.
+    /// Never logged with its credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// How long Redis keeps a result.
+    pub redis_ttl_secs: u64,
+    /// Per Redis call; a slower answer counts as an error and the lookup goes on without it.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        // 24 h, as PostHog's on-demand sentiment cache.
+        CacheConfig { redis_url: None, redis_ttl_secs: 24 * 3600, redis_timeout_ms: 50 }
+    }
+}
+
+impl std::fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("redis_url", &self.redis_url.as_deref().map(crate::sink::redact_url))
+            .field("redis_ttl_secs", &self.redis_ttl_secs)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .finish()
+    }
+}
+
+impl CacheConfig {
+    pub fn redis_settings(&self) -> Option<crate::cache::RedisSettings> {
+        let url = self.redis_url.as_ref().filter(|u| !u.trim().is_empty())?;
+        Some(crate::cache::RedisSettings {
+            url: url.clone(),
+            ttl: Duration::from_secs(self.redis_ttl_secs),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+        })
+    }
+}
+
+impl Config {
+    /// Both tiers of the result cache as configured (the Redis tier starts
+    /// connecting in the background).
+    pub fn result_cache(&self) -> Result<crate::cache::ResultCache, crate::cache::redis::RedisTierError> {
+        let memory = crate::cache::MemoryTier::with_megabytes(self.pipeline.result_cache_mb);
+        let shared = self.cache.redis_settings().map(|s| crate::cache::RedisTier::new(&s)).transpose()?;
+        Ok(crate::cache::ResultCache::from_tiers(memory, shared))
     }
 }
 
@@ -353,11 +404,25 @@ pub struct WorkerConfig {
     /// `/metrics`, `/healthz`, `/readyz`; off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
+    /// The identity Temporal shows for this worker; `llma-sentiment@<host>:<pid>` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Exit (status 70) when the watchdog finds the worker stuck, so that a
+    /// supervisor restarts it; off: only `/readyz` and `/metrics` say so.
+    pub exit_when_stuck: bool,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { max_concurrent_activities: None, instances: None, grace_period_secs: 30, admin_addr: None, metrics_addr: None }
+        WorkerConfig {
+            max_concurrent_activities: None,
+            instances: None,
+            grace_period_secs: 30,
+            admin_addr: None,
+            metrics_addr: None,
+            identity: None,
+            exit_when_stuck: true,
+        }
     }
 }
 
@@ -380,5 +445,9 @@ impl WorkerConfig {
 
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
+    }
+
+    pub fn identity(&self) -> String {
+        self.identity.clone().filter(|i| !i.trim().is_empty()).unwrap_or_else(crate::worker::default_identity)
     }
 }

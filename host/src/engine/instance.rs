@@ -18,21 +18,66 @@ pub struct HostState {
     call_deadline: Instant,
     /// Set by the owner to stop the call in flight (activity cancelled).
     interrupt: Option<Arc<AtomicBool>>,
+    /// The owner's own deadline (the activity attempt's): no call runs past it.
+    cap: Option<Instant>,
 }
 
-/// The error a call ends with when its owner interrupted it.
+/// The error a call ends with when its owner interrupted it, or its owner's
+/// deadline passed (not the plugin's fault: not a trap to skip or retry on).
 #[derive(Debug, thiserror::Error)]
-#[error("plugin call interrupted by its caller")]
-pub struct Interrupted;
+#[error("plugin call interrupted: {0}")]
+pub struct Interrupted(&'static str);
+
+/// Sets an interrupt flag when dropped: whoever holds it (an activity
+/// future) stops the plugin call running for it on a blocking thread as soon
+/// as it is dropped or cancelled, within one epoch tick.
+#[derive(Debug)]
+pub struct InterruptOnDrop(Arc<AtomicBool>);
+
+impl InterruptOnDrop {
+    pub fn new() -> InterruptOnDrop {
+        InterruptOnDrop(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// The flag to hand to [`InstanceSlot::set_interrupt`].
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
+    /// Interrupts now, without waiting for the drop.
+    pub fn interrupt(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for InterruptOnDrop {
+    fn default() -> Self {
+        InterruptOnDrop::new()
+    }
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
 
 /// Runs on every epoch tick of a call in flight: the deadline is wall time,
-/// and an interrupt stops the call within one tick.
+/// and an interrupt or the owner's deadline stops the call within one tick.
 fn on_epoch(ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
     let state = ctx.data();
     if state.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
-        return Err(wasmtime::Error::new(Interrupted));
+        return Err(wasmtime::Error::new(Interrupted("by its caller")));
     }
-    if Instant::now() >= state.call_deadline {
+    let now = Instant::now();
+    if state.cap.is_some_and(|cap| now >= cap) {
+        return Err(wasmtime::Error::new(Interrupted("the caller's deadline passed")));
+    }
+    if now >= state.call_deadline {
         return Err(Trap::Interrupt.into());
     }
     Ok(UpdateDeadline::Continue(1))
@@ -74,6 +119,7 @@ impl HostState {
                 .build(),
             call_deadline: Instant::now() + limits.load_deadline,
             interrupt: None,
+            cap: None,
         })
     }
 
@@ -133,6 +179,11 @@ impl Instance {
         self.store.data_mut().interrupt = flag;
     }
 
+    /// No call starts or runs past `cap` (each call's own budget still applies).
+    pub fn set_deadline(&mut self, cap: Option<Instant>) {
+        self.store.data_mut().cap = cap;
+    }
+
     /// Runs one guest call under `deadline` and `fuel`; a trap poisons the instance.
     fn call<R>(
         &mut self,
@@ -144,11 +195,17 @@ impl Instance {
         if let Some(kind) = self.poisoned {
             return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
         }
+        let now = Instant::now();
+        let cap = self.store.data().cap;
+        if cap.is_some_and(|c| now >= c) {
+            return Err(EngineError::Trapped { call: name, kind: TrapKind::Cancelled, detail: "the caller's deadline passed before the call".into() });
+        }
         let metered = self.store.get_fuel().is_ok();
         if metered {
             self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
         }
-        self.store.data_mut().call_deadline = Instant::now() + deadline;
+        let own = now + deadline;
+        self.store.data_mut().call_deadline = cap.map_or(own, |c| c.min(own));
         self.store.set_epoch_deadline(1);
         let result = f(&self.bindings, &mut self.store);
         self.last_fuel = if metered { fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)) } else { 0 };
@@ -202,11 +259,20 @@ pub struct InstanceSlot {
     plugin: Arc<Plugin>,
     instance: Option<Instance>,
     interrupt: Option<Arc<AtomicBool>>,
+    cap: Option<Instant>,
 }
 
 impl InstanceSlot {
     pub fn new(plugin: Arc<Plugin>) -> Self {
-        InstanceSlot { plugin, instance: None, interrupt: None }
+        InstanceSlot { plugin, instance: None, interrupt: None, cap: None }
+    }
+
+    /// Calls made through this slot never run past `cap` (the caller's deadline).
+    pub fn set_deadline(&mut self, cap: Option<Instant>) {
+        self.cap = cap;
+        if let Some(i) = self.instance.as_mut() {
+            i.set_deadline(cap);
+        }
     }
 
     /// Calls made through this slot stop when `flag` is set.
@@ -216,8 +282,10 @@ impl InstanceSlot {
 
     pub fn clear_interrupt(&mut self) {
         self.interrupt = None;
+        self.cap = None;
         if let Some(i) = self.instance.as_mut() {
             i.set_interrupt(None);
+            i.set_deadline(None);
         }
     }
 
@@ -239,6 +307,7 @@ impl InstanceSlot {
         };
         let instance = self.instance.insert(instance);
         instance.set_interrupt(self.interrupt.clone());
+        instance.set_deadline(self.cap);
         Ok(instance)
     }
 }

@@ -27,7 +27,7 @@ pub use bindings::{
 };
 pub use cache::{sha256_hex, write_atomically, CompileCache};
 pub use error::{EngineError, TrapKind};
-pub use instance::{HostState, Instance, InstanceSlot};
+pub use instance::{HostState, Instance, InstanceSlot, InterruptOnDrop};
 pub use limits::Limits;
 pub use snapshot::{Fallback, SnapshotPolicy};
 
@@ -192,12 +192,15 @@ fn check_model_dir(dir: &Path) -> Result<PathBuf, EngineError> {
     Ok(dir)
 }
 
+/// The files of a model bundle that determine its results.
+pub const MODEL_FILES: [&str; 4] = ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"];
+
 /// Names the model files a plugin loads: their directory, sizes and
 /// modification times. Cheap (no hashing of a ~500 MB model), and changes
 /// when a bundle is replaced in place.
 fn model_identity(dir: &Path) -> String {
     let mut id = dir.display().to_string();
-    for file in ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"] {
+    for file in MODEL_FILES {
         let meta = std::fs::metadata(dir.join(file)).ok();
         let len = meta.as_ref().map_or(0, |m| m.len());
         let mtime = meta

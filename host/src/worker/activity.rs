@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use crate::event::{GenerationEvent, SentimentEvent};
 use crate::pipeline::{self, Analysis, PipelineError, PipelineOptions, Progress};
 use crate::pool::InstancePool;
 use crate::registry::{PluginVersion, Registry};
-use crate::result_cache::ResultCache;
+use crate::cache::ResultCache;
 use crate::sink::ClickHouseSink;
 
 /// Progress recorded with every heartbeat.
@@ -81,6 +81,8 @@ pub struct SentimentActivities {
     pub options: PipelineOptions,
     /// Per-message results shared by every task of the worker.
     pub cache: Arc<ResultCache>,
+    /// Told of every start, message and end, to notice held slots.
+    pub watchdog: Arc<super::Watchdog>,
     /// Fault injection for tests: fail attempt 1 after its insert succeeded.
     pub fail_first_attempt_after_insert: bool,
 }
@@ -95,9 +97,11 @@ fn retryable(kind: &str, msg: impl std::fmt::Display) -> ActivityError {
     ActivityError::application(ApplicationFailure::builder(anyhow::anyhow!("{msg}")).type_name(kind.to_string()).build())
 }
 
-/// How often a task waiting for a free instance heartbeats (the heartbeat
-/// timeout is 30 s).
-const WAIT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a task waiting for a free instance heartbeats: a third of the
+/// heartbeat timeout (10 s of the default 30 s).
+fn wait_heartbeat() -> std::time::Duration {
+    (super::workflow::activity_timeouts().heartbeat / 3).max(std::time::Duration::from_millis(500))
+}
 
 enum EventResult {
     Written(Box<SentimentEvent>),
@@ -114,6 +118,7 @@ impl SentimentActivities {
         ctx: ActivityContext,
         input: Value,
     ) -> Result<ClassificationSummary, ActivityError> {
+        let _in_flight = self.watchdog.enter();
         let mut timer = crate::metrics::ActivityTimer::start();
         let info = ctx.info();
         let attempt = info.attempt.max(1);
@@ -242,7 +247,8 @@ impl SentimentActivities {
         let mut slot = {
             let checkout = self.pool.checkout(version);
             tokio::pin!(checkout);
-            let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + WAIT_HEARTBEAT, WAIT_HEARTBEAT);
+            let every = wait_heartbeat();
+            let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
                     biased;
@@ -260,10 +266,13 @@ impl SentimentActivities {
             }
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-        let cancel = Arc::new(AtomicBool::new(false));
+        // Interrupts the plugin call in flight when this future is cancelled
+        // or dropped (the SDK dropping it, a shutdown): the blocking job
+        // never keeps running for a task Temporal has given up.
+        let cancel = crate::engine::InterruptOnDrop::new();
         let cache = self.cache.clone();
         let options = *options;
-        let cancel_flag = cancel.clone();
+        let cancel_flag = cancel.flag();
         // The plugin runs on a blocking thread: carry the event's span there.
         let span = tracing::Span::current();
         let mut job = tokio::task::spawn_blocking(move || {
@@ -279,13 +288,12 @@ impl SentimentActivities {
         let result = loop {
             tokio::select! {
                 Some(p) = rx.recv() => {
+                    self.watchdog.progress();
                     if let Err(e) = ctx.record_heartbeat(summary.heartbeat(index, total, p)).await {
                         tracing::warn!(error = %e, "heartbeat not recorded");
                     }
                 }
-                _ = ctx.cancelled(), if !cancel.load(Ordering::Relaxed) => {
-                    cancel.store(true, Ordering::Relaxed);
-                }
+                _ = ctx.cancelled(), if !cancel.is_set() => cancel.interrupt(),
                 joined = &mut job => break joined,
             }
         };
@@ -293,7 +301,7 @@ impl SentimentActivities {
             Err(join) => EventResult::Failed { reason: format!("classification task died: {join}"), retryable: true },
             Ok(Ok(Analysis::Sentiment(event))) => EventResult::Written(event),
             Ok(Ok(Analysis::Skipped(reason))) => EventResult::Skipped(reason.as_str()),
-            Ok(Err(_)) if cancel.load(Ordering::Relaxed) => EventResult::Cancelled,
+            Ok(Err(_)) if cancel.is_set() => EventResult::Cancelled,
             Ok(Err(PipelineError::Cancelled)) => EventResult::Cancelled,
             Ok(Err(e)) => EventResult::Failed { reason: e.to_string(), retryable: e.is_retryable() },
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ops;
+pub mod redis;
 pub mod services;
 pub mod stack;
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, Readiness, SnapshotPolicy};
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
-use llma_sentiment::result_cache::ResultCache;
+use llma_sentiment::cache::ResultCache;
 use serde_json::{json, Value};
 
 use crate::measure::{grid_texts, log, pss, read_events, rss, thread_cpu, timed_calls};
