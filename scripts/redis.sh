@@ -45,15 +45,9 @@ cmd_install() {
 }
 
 cmd_start() {
-    local dir="${1:-}"
-    [ -n "$dir" ] || die "usage: redis.sh start DIR"
     command -v redis-server >/dev/null 2>&1 || die "redis-server not installed; run: scripts/redis.sh install"
-    mkdir -p "$dir"
-    dir="$(cd "$dir" && pwd)"
-    if [ -f "$dir/pid" ] && pid_alive "$(cat "$dir/pid")"; then
-        die "a server is already running for $dir (pid $(cat "$dir/pid"))"
-    fi
-    rm -f "$dir/pid" "$dir/env"
+    local dir
+    dir="$(prepare_dir "${1:-}")"
     local timeout="${REDIS_START_TIMEOUT:-10}"
     local port pid
     for _ in 1 2 3; do
@@ -80,22 +74,9 @@ cmd_start() {
             fi
             sleep 0.1
         done
-        if pid_alive "$pid"; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-            break
-        fi
-        wait "$pid" 2>/dev/null || true
-        if grep -qi 'address already in use' "$dir/redis.log" 2>/dev/null; then
-            echo "redis.sh: port clash, retrying with a new port" >&2
-            continue
-        fi
-        break
+        retry_start "$pid" "$timeout" 1 'address already in use' "$dir/redis.log" || break
     done
-    rm -f "$dir/pid"
-    echo "redis.sh: failed to start Redis in $dir; log tail:" >&2
-    tail -n 40 "$dir/redis.log" >&2 || true
-    exit 1
+    start_failed Redis "$dir" "$dir/redis.log"
 }
 
 case "${1:-}" in

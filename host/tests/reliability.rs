@@ -136,26 +136,15 @@ impl PersistentTemporal {
     /// Starts the server again on the same ports and database, and waits
     /// until it serves the default namespace.
     fn restart(&mut self) {
-        use std::os::unix::process::CommandExt;
         let port = |k: &str| self.env[k].clone();
         let grpc = self.address.rsplit(':').next().unwrap().to_string();
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.server_dir().join("temporal.log"))
-            .unwrap();
-        let child = Command::new(self.bin())
-            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &grpc])
+        let mut cmd = Command::new(self.bin());
+        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", &grpc])
             .args(["--http-port", &port("TEMPORAL_HTTP_PORT"), "--metrics-port", &port("TEMPORAL_METRICS_PORT")])
             .args(["--namespace", "default", "--log-level", "warn"])
             .arg("--db-filename")
-            .arg(self.db())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("spawn temporal");
+            .arg(self.db());
+        let child = common::spawn_logged(&mut cmd, &self.server_dir().join("temporal.log"));
         std::fs::write(self.server_dir().join("pid"), child.id().to_string()).unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);

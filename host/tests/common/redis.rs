@@ -4,17 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::repo_root;
-
 fn script(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts/redis.sh"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/redis.sh");
-    assert!(out.status.success(), "scripts/redis.sh {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    out
+    super::script("redis.sh", args)
 }
 
 /// `scripts/redis.sh install`, once per test binary.
@@ -68,19 +59,12 @@ impl RedisServer {
 
     /// Starts it again on the same port (empty: no persistence).
     pub fn restart(&mut self) {
-        use std::os::unix::process::CommandExt;
         assert!(self.pid().is_none(), "server is still running");
-        let log = std::fs::OpenOptions::new().append(true).create(true).open(self.dir.path().join("redis.log")).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("spawn redis-server");
+            .arg(self.dir.path());
+        let child = super::spawn_logged(&mut cmd, &self.dir.path().join("redis.log"));
         std::fs::write(self.dir.path().join("pid"), child.id().to_string()).unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -128,12 +112,7 @@ impl Drop for RedisServer {
             // A frozen server cannot act on SIGTERM.
             let _ = Command::new("kill").args(["-CONT", &pid]).status();
         }
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/redis.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output();
+        super::try_script("redis.sh", &["stop".as_ref(), self.dir.path().as_os_str()]);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

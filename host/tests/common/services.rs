@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::repo_root;
 
 fn parse_env(stdout: &str) -> HashMap<String, String> {
     stdout
@@ -26,14 +25,7 @@ pub struct TemporalServer {
 impl TemporalServer {
     pub fn start() -> TemporalServer {
         let dir = tempfile::Builder::new().prefix("llma-temporal-").tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/temporal.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/temporal.sh");
-        assert!(out.status.success(), "temporal.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = super::script("temporal.sh", &["start".as_ref(), dir.path().as_os_str()]);
         let env = parse_env(&String::from_utf8_lossy(&out.stdout));
         TemporalServer {
             address: env.get("TEMPORAL_ADDRESS").expect("TEMPORAL_ADDRESS").clone(),
@@ -74,12 +66,7 @@ impl TemporalServer {
 
 impl Drop for TemporalServer {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/temporal.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output();
+        super::try_script("temporal.sh", &["stop".as_ref(), self.dir.path().as_os_str()]);
     }
 }
 
