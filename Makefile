@@ -124,7 +124,7 @@ install:
 # Installs into a temporary root with the debug binary and checks the unit
 # with `systemd-analyze verify` (skipped, and said so, where it is missing).
 deploy-check: build
-	scripts/deploy-check.sh "$(BIN)"
+	DEPLOY_CHECK_CACHE_DIR=$(TEST_CACHE) scripts/deploy-check.sh "$(BIN)"
 
 # N workers (LLMA_CLUSTER_WORKERS, default 3) on one task queue with Redis:
 # a stream of multi-turn conversations, one worker SIGKILLed and replaced,
