@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 pub use load::{load, ConfigError, Key, Kind, Sources, CONFIG_FILE_ENV, ENV_PREFIX, KEYS};
 pub use model::{
-    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig, ACTIVITIES_PER_INSTANCE,
-    Validation, WorkerConfig, WorkflowConfig,
+    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, Secret, TemporalConfig,
+    ACTIVITIES_PER_INSTANCE, Validation, WorkerConfig, WorkflowConfig,
 };
 
 /// Flag values by section, as the flag layer of [`load`] takes them.
@@ -130,7 +130,9 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub plugin_poll_ms: Option<u64>,
     /// Admin endpoint (plugin status/activate/rollback, /healthz), e.g.
-    /// 127.0.0.1:9464. Off unless set.
+    /// 127.0.0.1:9464. Off unless set; loopback only unless
+    /// worker.admin_allow_remote; needs the token (worker.admin_token or
+    /// worker.admin_token_file).
     #[arg(long)]
     pub admin_addr: Option<SocketAddr>,
     /// Metrics and health endpoint (/metrics, /healthz, /readyz), e.g.

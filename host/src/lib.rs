@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedded;
 pub mod engine;
 pub mod event;
+pub mod http_server;
 pub mod logging;
 pub mod metrics;
 pub mod ops_server;

@@ -279,10 +279,12 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                     "path": abs(file),
                     "model_dir": with_model.as_ref().map(abs),
                 });
-                service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
+                service::plugin_admin(&config, &admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
             }
-            PluginAction::Rollback { admin } => service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/rollback", None),
-            PluginAction::Status { admin } => service::plugin_admin(&admin.url, hyper::Method::GET, "/plugin", None),
+            PluginAction::Rollback { admin } => {
+                service::plugin_admin(&config, &admin.url, hyper::Method::POST, "/plugin/rollback", None)
+            }
+            PluginAction::Status { admin } => service::plugin_admin(&config, &admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { fault_fail_first_attempt, .. } => service::worker(&config, *fault_fail_first_attempt),
         Command::Submit { file, batch, wait, id_prefix, parallelism, progress, .. } => {

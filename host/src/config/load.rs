@@ -24,6 +24,8 @@ pub enum Kind {
     Str,
     Int,
     Bool,
+    /// A list of paths; in the environment separated by `:` like `$PATH`.
+    Paths,
 }
 
 /// One configuration key: its path in the TOML file, its type (so an
@@ -82,6 +84,10 @@ pub const KEYS: &[Key] = &[
     key("worker.instances", Kind::Int, &["LLMA_SENTIMENT_INSTANCES"]),
     key("worker.grace_period_secs", Kind::Int, &["LLMA_SENTIMENT_GRACE_PERIOD_SECS"]),
     key("worker.admin_addr", Kind::Str, &["LLMA_SENTIMENT_ADMIN_ADDR"]),
+    key("worker.admin_allow_remote", Kind::Bool, &[]),
+    key("worker.admin_token", Kind::Str, &["LLMA_SENTIMENT_ADMIN_TOKEN"]),
+    key("worker.admin_token_file", Kind::Str, &["LLMA_SENTIMENT_ADMIN_TOKEN_FILE"]),
+    key("worker.admin_allowed_dirs", Kind::Paths, &[]),
     key("worker.metrics_addr", Kind::Str, &["LLMA_SENTIMENT_METRICS_ADDR"]),
 ];
 
@@ -216,6 +222,9 @@ impl EnvLayer {
                     "0" | "false" | "no" | "off" => Value::Bool(false),
                     _ => Value::String(raw.into()),
                 },
+                Kind::Paths => Value::Array(
+                    std::env::split_paths(raw).map(|p| Value::String(p.to_string_lossy().into_owned())).collect(),
+                ),
             };
             let (section, field) = key.path.split_once('.').expect("key paths are section.name");
             let entry = values.entry(section.to_string()).or_insert_with(|| Value::Object(Default::default()));
@@ -313,6 +322,9 @@ impl Config {
             shown.clickhouse.password = Some("<redacted>".into());
         }
         shown.clickhouse.url = crate::sink::redact_url(&shown.clickhouse.url);
+        if shown.worker.admin_token.is_some() {
+            shown.worker.admin_token = Some(super::Secret::new("<redacted>"));
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render the config as TOML: {e}\n"))
     }
 }
@@ -348,6 +360,8 @@ mod tests {
         all.worker.max_concurrent_activities = Some(1);
         all.worker.instances = Some(1);
         all.worker.admin_addr = Some("127.0.0.1:1".parse().unwrap());
+        all.worker.admin_token = Some(super::super::Secret::new("t"));
+        all.worker.admin_token_file = Some("t".into());
         all.worker.metrics_addr = Some("127.0.0.1:2".parse().unwrap());
         let mut fields = Vec::new();
         leaves(&serde_json::to_value(&all).unwrap(), "", &mut fields);
@@ -426,11 +440,19 @@ mod tests {
     }
 
     #[test]
+    fn allowed_dirs_read_from_the_environment_like_path() {
+        let c = load(&Sources { env: env(&[("LLMA_SENTIMENT_WORKER_ADMIN_ALLOWED_DIRS", "/a/b:/c")]), ..Default::default() }).unwrap();
+        assert_eq!(c.worker.admin_allowed_dirs, vec![PathBuf::from("/a/b"), PathBuf::from("/c")]);
+    }
+
+    #[test]
     fn redacted_toml_hides_the_password_and_reads_back() {
         let mut c = Config::default();
         c.clickhouse.password = Some("hunter2".into());
+        c.worker.admin_token = Some(super::super::Secret::new("admin-hunter3"));
         let shown = c.to_redacted_toml();
-        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("admin-hunter3"), "{shown}");
+        assert!(!format!("{c:?}").contains("admin-hunter3"));
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(!format!("{c:?}").contains("hunter2"));
         let back: Config = toml::from_str(&shown).unwrap();

@@ -350,6 +350,17 @@ pub struct WorkerConfig {
     /// Admin endpoint (plugin status/activate/rollback); off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_addr: Option<SocketAddr>,
+    /// Let the admin endpoint bind an address other than loopback.
+    pub admin_allow_remote: bool,
+    /// The admin endpoint's bearer token; never logged nor printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// A file holding the admin token (used when `admin_token` is unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Directories, besides `plugin.dir`, the admin endpoint may activate
+    /// plugins and models from.
+    pub admin_allowed_dirs: Vec<PathBuf>,
     /// `/metrics`, `/healthz`, `/readyz`; off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
@@ -357,7 +368,39 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { max_concurrent_activities: None, instances: None, grace_period_secs: 30, admin_addr: None, metrics_addr: None }
+        WorkerConfig {
+            max_concurrent_activities: None,
+            instances: None,
+            grace_period_secs: 30,
+            admin_addr: None,
+            admin_allow_remote: false,
+            admin_token: None,
+            admin_token_file: None,
+            admin_allowed_dirs: Vec::new(),
+            metrics_addr: None,
+        }
+    }
+}
+
+/// A credential: serialised as itself (the config file holds it), shown as
+/// `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
