@@ -117,7 +117,7 @@ impl GenerationEvent {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             // Producers that store properties as strings send them JSON-encoded.
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Some(Value::String(s)) => match crate::jsonl::from_str::<Value>(s) {
                 Ok(Value::Object(m)) => m,
                 _ => return Err(EventError::InvalidProperties),
             },

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod engine;
 pub mod event;
 pub mod http_server;
+pub mod jsonl;
 pub mod logging;
 pub mod metrics;
 pub mod ops_server;

@@ -9,6 +9,10 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    cli_bytes(args, stdin.as_bytes())
+}
+
+fn cli_bytes(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
     let cwd = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_llma-sentiment"))
         .args(args)
@@ -21,7 +25,7 @@ fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -142,4 +146,42 @@ fn an_explicit_plugin_and_model_override_the_embedded_default() {
     let (ok, _, err) = cli(&["--model", "/nonexistent", "classify", "x"], "");
     assert!(!ok);
     assert!(err.contains("/nonexistent"), "{err}");
+}
+
+/// Producers send what this test sends: a line that is not UTF-8 (an error
+/// for that line; the run goes on) and lone UTF-16 surrogate escapes, which
+/// JavaScript emits when it cuts a string inside an emoji (read as U+FFFD,
+/// the event classified), in the event and in properties sent as a string.
+#[test]
+fn analyze_reports_a_non_utf8_line_and_reads_lone_surrogates() {
+    let event = |uuid: &str, properties: &str| {
+        format!(r#"{{"uuid":"{uuid}","event":"$ai_generation","team_id":1,"distinct_id":"d","properties":{properties}}}"#)
+    };
+    let mut input = Vec::new();
+    input.extend_from_slice(event("0195a3b2-7c1e-7a10-8f00-000000000001", r#"{"$ai_input":[{"role":"user","content":"I love this, thank you!"}]}"#).as_bytes());
+    input.extend_from_slice(b"\n{\"uuid\": \"caf\xe9\"}\n");
+    input.extend_from_slice(event("0195a3b2-7c1e-7a10-8f00-000000000003", r#"{"$ai_input":[{"role":"user","content":"\ud800 I hate this"}]}"#).as_bytes());
+    input.push(b'\n');
+    let as_string = r#""{\"$ai_input\":[{\"role\":\"user\",\"content\":\"\\ud83d this is broken and I hate it\"}]}""#;
+    input.extend_from_slice(event("0195a3b2-7c1e-7a10-8f00-000000000004", as_string).as_bytes());
+    input.push(b'\n');
+    let (ok, out, err) = cli_bytes(&["analyze", "--progress", "off"], &input);
+    assert!(ok, "{err}");
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(rows[0]["properties"]["$ai_sentiment_label"], "positive", "{out}");
+    assert_eq!(rows[1]["line"], 2, "{out}");
+    assert!(rows[1]["error"].as_str().unwrap().starts_with("line 2: not UTF-8"), "{out}");
+    for row in &rows[2..] {
+        assert_eq!(row["event"], "$ai_sentiment", "{out}");
+        assert_eq!(row["properties"]["$ai_sentiment_label"], "negative", "{out}");
+    }
+    assert!(err.contains("analyze: 4 events read, 3 classified, skipped 0, 1 failed"), "{err}");
+}
+
+#[test]
+fn extract_reads_a_lone_surrogate_as_a_replacement_character() {
+    let (ok, out, err) = cli(&["extract"], r#"[{"role":"user","content":"\ud800 I hate this"}]"#);
+    assert!(ok, "{err}");
+    assert_eq!(lines(&out), vec![json!([{"index": 0, "text": "\u{FFFD} I hate this"}])]);
 }

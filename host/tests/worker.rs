@@ -88,6 +88,44 @@ fn a_batch_with_a_malformed_event_writes_the_others() {
     assert_eq!(block(sink.count_final(Some(42))).unwrap(), 3);
 }
 
+/// What producers send that strict parsers refuse: a line that is not UTF-8
+/// (reported by line number; the others still start) and a lone surrogate
+/// escape, which reaches the worker as it was read (submit forwards lines
+/// unchanged) and is classified as U+FFFD. `--batch` splits the lines into
+/// workflows under the byte bound.
+#[test]
+fn bad_input_lines_do_not_stop_submit_and_lone_surrogates_are_classified() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let good: Vec<Value> = (0..6).map(|i| event(&format!("review {i}: I love this, thank you!"))).collect();
+    let surrogate = event("PLACEHOLDER").to_string().replace("PLACEHOLDER", "\\ud800 I hate this");
+    let surrogate_event: Value = llma_sentiment::jsonl::from_str(&surrogate).unwrap();
+    let mut input = Vec::new();
+    for (i, e) in good.iter().enumerate() {
+        input.extend_from_slice(e.to_string().as_bytes());
+        input.push(b'\n');
+        if i == 1 {
+            input.extend_from_slice(b"{\"uuid\": \"caf\xe9\"}\n");
+            input.extend_from_slice(surrogate.as_bytes());
+            input.push(b'\n');
+        }
+    }
+    // Each event line is ~450 bytes: at most two per workflow.
+    let results = stack.submit_raw(&input, &["--batch", "--batch-max-bytes", "1000", "--wait"]);
+    let bad: Vec<&Value> = results.iter().filter(|r| r.get("line").is_some()).collect();
+    assert_eq!(bad.len(), 1, "{results:?}");
+    assert_eq!(bad[0]["line"], 3);
+    assert!(bad[0]["error"].as_str().unwrap().starts_with("line 3: not UTF-8"), "{results:?}");
+    let workflows: Vec<&Value> = results.iter().filter(|r| r.get("workflow_id").is_some()).collect();
+    assert!(workflows.len() >= 4, "7 events in workflows of at most 2: {results:?}");
+    assert!(workflows.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    let processed: u64 = workflows.iter().map(|r| r["result"]["processed"].as_u64().unwrap()).sum();
+    assert_eq!(processed, 7, "{results:?}");
+    let row = block(stack.sink().fetch_final(&[sentiment_uuid(&surrogate_event)])).unwrap();
+    assert_eq!(row.len(), 1, "the event with a lone surrogate was written");
+    assert_eq!(row[0].properties["$ai_sentiment_label"], "negative");
+}
+
 #[test]
 fn a_retried_activity_leaves_one_event_per_generation_and_heartbeats() {
     let stack = Stack::start();
@@ -156,7 +194,11 @@ fn sigterm_during_a_batch_finishes_the_work_and_exits_cleanly() {
             e
         })
         .collect();
-    let started = stack.submit(&events, true, false);
+    // ~1.2 MB of input: one workflow (under Temporal's 2 MiB), so its one
+    // activity is in flight when the worker is stopped.
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    let started = stack.submit_raw(lines.join("\n").as_bytes(), &["--batch", "--batch-max-bytes", "1900000"]);
+    assert_eq!(started.len(), 1, "{started:?}");
     let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
     // Wait until the activity is running (its first heartbeat), then stop.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -32,7 +32,7 @@ pub fn extract(args: &Config) -> anyhow::Result<()> {
     std::io::stdin().read_to_string(&mut input).context("reading $ai_input from stdin")?;
     let (_engine, mut slot) = slot(args)?;
     let options = ExtractOptions { max_messages: args.pipeline.max_messages, max_chars: args.pipeline.max_chars };
-    let messages = slot.get()?.extract(input.trim(), options)?;
+    let messages = slot.get()?.extract(&crate::jsonl::replace_lone_surrogates(input.trim()), options)?;
     let out: Vec<Value> = messages.into_iter().map(|m| json!({"index": m.index, "text": m.text})).collect();
     print_line(&mut std::io::stdout().lock(), &Value::Array(out))
 }
@@ -113,10 +113,12 @@ fn count_events(file: Option<&Path>) -> Option<u64> {
     let p = file.filter(|p| *p != Path::new("-"))?;
     let f = std::fs::File::open(p).ok()?;
     let mut n = 0u64;
-    for line in BufReader::new(f).lines() {
-        if !line.ok()?.trim().is_empty() {
-            n += 1;
+    for line in crate::jsonl::lines(BufReader::new(f)) {
+        // A line that is not UTF-8 is reported as a failed event: it counts.
+        if line.ok()?.1.is_ok_and(|text| text.trim().is_empty()) {
+            continue;
         }
+        n += 1;
     }
     Some(n)
 }
@@ -145,14 +147,14 @@ pub fn analyze(
     let mut out = std::io::stdout().lock();
     let mut summary = AnalyzeSummary::default();
     let mut bar = crate::progress::Progress::stderr(progress, "events", count_events(file));
-    for (i, line) in reader.lines().enumerate() {
-        let n = i + 1;
-        let line = line.with_context(|| format!("reading line {n}"))?;
-        if line.trim().is_empty() {
+    for line in crate::jsonl::lines(reader) {
+        let (n, line) = line.context("reading the input")?;
+        if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
         summary.read += 1;
-        let record = match analyze_line(&mut slot, &line, &options, &cache) {
+        let analysed = line.map_err(anyhow::Error::from).and_then(|line| analyze_line(&mut slot, &line, &options, &cache));
+        let record = match analysed {
             Ok((Analysis::Sentiment(event), _)) => {
                 summary.classified += 1;
                 match clickhouse.as_mut() {
@@ -212,7 +214,7 @@ fn analyze_line(
     options: &pipeline::PipelineOptions,
     cache: &crate::result_cache::ResultCache,
 ) -> anyhow::Result<(Analysis, String)> {
-    let value: Value = serde_json::from_str(line).context("not valid JSON")?;
+    let value: Value = crate::jsonl::from_str(line).context("not valid JSON")?;
     let generation = GenerationEvent::parse(&value)?;
     let analysis = pipeline::analyze_cached(slot, &generation, options, Some(cache), |_| std::ops::ControlFlow::Continue(()))?;
     Ok((analysis, generation.uuid.to_string()))

@@ -162,9 +162,13 @@ pub enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         temporal: TemporalArgs,
-        /// Start one workflow with all events (`{"events": [...]}`).
+        /// Start batch workflows (`{"events": [...]}`) instead of one per event.
         #[arg(long)]
         batch: bool,
+        /// `--batch`: a workflow's input stays within this many bytes (Temporal
+        /// refuses payloads over 2 MiB); more events start more workflows.
+        #[arg(long, default_value_t = crate::worker::DEFAULT_BATCH_MAX_BYTES)]
+        batch_max_bytes: usize,
         /// Wait for the workflows and print their results.
         #[arg(long)]
         wait: bool,
@@ -287,10 +291,11 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Status { admin } => service::plugin_admin(&config, &admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { fault_fail_first_attempt, .. } => service::worker(&config, *fault_fail_first_attempt),
-        Command::Submit { file, batch, wait, id_prefix, parallelism, progress, .. } => {
+        Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, progress, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),
                 batch: *batch,
+                batch_max_bytes: *batch_max_bytes,
                 wait: *wait,
                 id_prefix: id_prefix.clone(),
                 parallelism: *parallelism,

@@ -121,13 +121,13 @@ pub fn submit(
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
         let stdout = std::io::stdout();
-        let report = match file {
+        let input: Box<dyn std::io::BufRead + Send> = match file {
             Some(p) if p != Path::new("-") => {
-                let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                worker::submit(&client, BufReader::new(f), &options, stdout.lock(), progress).await?
+                Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?))
             }
-            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock(), progress).await?,
+            _ => Box::new(BufReader::new(std::io::stdin())),
         };
+        let report = worker::submit(&client, input, &options, stdout.lock(), progress).await?;
         eprintln!(
             "submitted: {} started, {} not started, {} completed, {} failed",
             report.started, report.start_errors, report.completed, report.failed

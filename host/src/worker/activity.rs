@@ -112,7 +112,7 @@ impl SentimentActivities {
     pub async fn classify(
         self: Arc<Self>,
         ctx: ActivityContext,
-        input: Value,
+        input: temporalio_common::data_converters::RawValue,
     ) -> Result<ClassificationSummary, ActivityError> {
         let mut timer = crate::metrics::ActivityTimer::start();
         let info = ctx.info();
@@ -121,7 +121,7 @@ impl SentimentActivities {
         let last_attempt = attempt >= super::workflow::activity_timeouts().max_attempts;
         let options = PipelineOptions { skip_trapping_messages: last_attempt, ..self.options };
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
-        let input = WorkflowInput::parse(&input).map_err(|e| non_retryable("MalformedInput", e))?;
+        let input = WorkflowInput::decode(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();
         // The whole task runs on the version that was current when it
         // started, even if a newer one is activated meanwhile.

@@ -14,7 +14,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 pub use activity::{ClassificationSummary, EventOutcome, HeartbeatDetails, SentimentActivities};
 pub use input::{InputError, WorkflowInput};
-pub use submit::{submit, SubmitOptions};
+pub use submit::{submit, SubmitOptions, DEFAULT_BATCH_MAX_BYTES};
 pub use workflow::*;
 
 use crate::config::TemporalConfig;
