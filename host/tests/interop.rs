@@ -339,6 +339,8 @@ fn migrate(ch: &ClickHouseServer) {
 fn analyze_writes_to_clickhouse_idempotently_with_plain_progress_lines() {
     let ch = ClickHouseServer::start();
     migrate(&ch);
+    // The raw row count below must stay what was inserted: no background merge.
+    clickhouse_client(&ch, "SYSTEM STOP MERGES default.events");
     // Batches of 4 rows: the 9 classified samples take three INSERTs.
     let out = analyze_into(&ch, &["--insert-batch-size", "4", "--progress-every", "5"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

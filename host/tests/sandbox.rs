@@ -25,6 +25,14 @@ fn classify_one(slot: &mut InstanceSlot, text: &str) -> Result<f32, EngineError>
     slot.get().expect("instance").classify(&[text.to_string()]).map(|r| r[0].score)
 }
 
+/// Held by every test of this binary that traps an instance: the trap
+/// counters are process-wide, so a test sees exactly its own traps.
+static TRAPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn trapping() -> std::sync::MutexGuard<'static, ()> {
+    TRAPS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `llma_sentiment_traps_total{kind=...}` of this process's metrics.
 fn traps_counted(kind: TrapKind) -> f64 {
     let text = llma_sentiment::metrics::render();
@@ -37,23 +45,28 @@ fn assert_recovers(slot: &mut InstanceSlot) {
     assert_eq!(score, 0.5);
 }
 
-#[test]
-fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
-    let limits = Limits {
-        call_deadline_base: Duration::from_millis(300),
+/// Fuel without practical limit, and a wall-clock deadline of `deadline` per call.
+fn deadline_only(deadline: Duration) -> Limits {
+    Limits {
+        call_deadline_base: deadline,
         call_deadline_per_text: Duration::ZERO,
         fuel_base: u64::MAX / 2,
         fuel_per_token: 0,
         ..Limits::default()
-    };
-    let (_e, mut slot, _m) = slot_with(limits);
+    }
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
+    let (_e, mut slot, _m) = slot_with(deadline_only(Duration::from_millis(300)));
+    let _traps = trapping();
+    let before = traps_counted(TrapKind::Deadline);
     let started = Instant::now();
     let err = classify_one(&mut slot, "spin").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::Deadline), "{err}");
     assert!(err.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    // Tests of this binary run in parallel and share the counters: at least ours.
-    assert!(traps_counted(TrapKind::Deadline) >= 1.0);
+    assert_eq!(traps_counted(TrapKind::Deadline) - before, 1.0, "this trap was counted once");
     assert_recovers(&mut slot);
 }
 
@@ -61,14 +74,44 @@ fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
 fn a_spinning_guest_is_stopped_by_fuel() {
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_e, mut slot, _m) = slot_with(limits);
+    let _traps = trapping();
+    let before = traps_counted(TrapKind::OutOfFuel);
     let err = classify_one(&mut slot, "spin").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::OutOfFuel), "{err}");
-    assert!(traps_counted(TrapKind::OutOfFuel) >= 1.0);
+    assert_eq!(traps_counted(TrapKind::OutOfFuel) - before, 1.0, "this trap was counted once");
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn cancelling_a_call_in_flight_stops_it_as_cancelled() {
+    // Neither fuel nor the deadline would stop this spin for a minute.
+    let (_e, mut slot, _m) = slot_with(deadline_only(Duration::from_secs(60)));
+    let _traps = trapping();
+    let before = traps_counted(TrapKind::Cancelled);
+    slot.get().expect("instance");
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    slot.set_interrupt(cancel.clone());
+    let canceller = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let err = classify_one(&mut slot, "spin").unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    // Generous (the deadline is 60 s): stopped by the cancel, not by a limit.
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(traps_counted(TrapKind::Cancelled) - before, 1.0);
+    slot.clear_interrupt();
     assert_recovers(&mut slot);
 }
 
 #[test]
 fn a_poisoned_instance_refuses_calls_until_replaced() {
+    let _traps = trapping();
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_e, slot, _m) = slot_with(limits);
     let mut instance = slot.plugin().instantiate().unwrap();
@@ -80,6 +123,7 @@ fn a_poisoned_instance_refuses_calls_until_replaced() {
 
 #[test]
 fn unbounded_recursion_is_a_stack_overflow_trap() {
+    let _traps = trapping();
     let (_e, mut slot, _m) = slot_with(Limits::default());
     let err = classify_one(&mut slot, "recurse").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::StackOverflow), "{err}");
@@ -88,6 +132,7 @@ fn unbounded_recursion_is_a_stack_overflow_trap() {
 
 #[test]
 fn unbounded_allocation_hits_the_memory_cap() {
+    let _traps = trapping();
     let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
     let (_e, mut slot, _m) = slot_with(limits);
     let err = classify_one(&mut slot, "alloc").unwrap_err();
@@ -97,6 +142,7 @@ fn unbounded_allocation_hits_the_memory_cap() {
 
 #[test]
 fn a_guest_panic_is_a_trap_not_a_crash() {
+    let _traps = trapping();
     let (_e, mut slot, _m) = slot_with(Limits::default());
     let err = classify_one(&mut slot, "panic").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::Panic), "{err}");
@@ -119,6 +165,7 @@ fn escapes_from_the_sandbox_are_denied() {
 
 #[test]
 fn a_trap_in_load_is_a_typed_error() {
+    let _traps = trapping();
     let limits = Limits { load_fuel: 50_000_000, ..Limits::default() };
     let (_e, slot, model) = slot_with(limits);
     std::fs::write(model.path().join("hostile-load"), "spin").unwrap();
@@ -137,6 +184,7 @@ fn generation(ai_input: &str) -> GenerationEvent {
 
 #[test]
 fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classified() {
+    let _traps = trapping();
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_engine, mut slot, _model) = slot_with(limits);
     let before_last = PipelineOptions::default();

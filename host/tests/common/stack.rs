@@ -40,6 +40,13 @@ impl Stack {
         WorkerProcess::start(&env, &[])
     }
 
+    /// Stops background merges of the events table, so raw row counts stay
+    /// what was inserted (a merge collapses duplicates at any moment).
+    pub fn stop_merges(&self) {
+        let sink = self.sink();
+        block(sink.client().query(&format!("SYSTEM STOP MERGES {}", sink.table())).execute()).expect("SYSTEM STOP MERGES");
+    }
+
     pub fn sink(&self) -> ClickHouseSink {
         let config = SinkConfig { url: self.ch.url.clone(), ..SinkConfig::default() };
         block(ClickHouseSink::connect(config)).expect("sink connects")
