@@ -124,18 +124,22 @@ where
         let Some(mut reason) = run_case(&test, tree.current()) else { continue };
         failures += 1;
         if first.is_none() {
+            // proptest's own shrinking: simplify while the case fails,
+            // complicate (and test again) when a simplification passed.
             let mut minimal = tree.current();
-            for _ in 0..MAX_SHRINK_STEPS {
-                if !tree.simplify() {
-                    break;
-                }
-                match run_case(&test, tree.current()) {
-                    Some(r) => {
-                        reason = r;
-                        minimal = tree.current();
+            if tree.simplify() {
+                for _ in 0..MAX_SHRINK_STEPS {
+                    match run_case(&test, tree.current()) {
+                        Some(r) => {
+                            reason = r;
+                            minimal = tree.current();
+                            if !tree.simplify() {
+                                break;
+                            }
+                        }
+                        None if !tree.complicate() => break,
+                        None => {}
                     }
-                    None if !tree.complicate() => break,
-                    None => {}
                 }
             }
             first = Some(format!("{reason}; input: {minimal:?}"));
