@@ -324,7 +324,8 @@ impl Stack {
         std::fs::write(&file, lines.join("\n")).unwrap();
         let mut args = vec!["submit", "--id-prefix", prefix];
         if batch {
-            args.push("--batch");
+            // Each scenario's batch is one workflow (under Temporal's 2 MiB limit).
+            args.extend(["--batch", "--batch-max-bytes", "1900000"]);
         }
         args.push(file.to_str().unwrap());
         let out = run_bin(&args, &self.env(), None);

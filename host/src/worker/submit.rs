@@ -13,10 +13,10 @@ use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 use super::input::WorkflowInput;
 use super::workflow::SentimentWorkflow;
 
-/// Default bound of one `--batch` workflow's input: half of the 2 MiB
-/// Temporal refuses a payload above (its blob size limit), leaving room for
-/// the activity's copy of it and its result in the same history.
-pub const DEFAULT_BATCH_MAX_BYTES: usize = 1024 * 1024;
+/// Default bound of one `--batch` workflow's input: Temporal refuses a
+/// payload above 2 MiB (its blob size limit), and its SDK and server warn
+/// above 512 KiB, so batches stay at the warning threshold.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SubmitOptions {
