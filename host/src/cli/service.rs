@@ -51,8 +51,7 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
             None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
         }
     }
-    // Workers make the snapshot their instances (and every restart) start from.
-    let engine = Arc::new(source.engine(config.limits.limits(), SnapshotPolicy::Create)?);
+    let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
         Registry::new(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace())

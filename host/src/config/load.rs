@@ -69,6 +69,7 @@ pub const KEYS: &[Key] = &[
     key("plugin.compile_cache", Kind::Bool, &[]),
     key("plugin.poll_ms", Kind::Int, &[]),
     key("plugin.rollback_grace_secs", Kind::Int, &["LLMA_SENTIMENT_ROLLBACK_GRACE_SECS"]),
+    key("plugin.snapshots", Kind::Str, &[]),
     key("pipeline.max_messages", Kind::Int, &["LLMA_SENTIMENT_MAX_MESSAGES"]),
     key("pipeline.max_chars", Kind::Int, &["LLMA_SENTIMENT_MAX_CHARS"]),
     key("pipeline.batch_size", Kind::Int, &["LLMA_SENTIMENT_BATCH_SIZE"]),

@@ -222,6 +222,10 @@ pub struct PluginConfig {
     pub poll_ms: u64,
     /// How long the previous version stays loaded for `plugin rollback`.
     pub rollback_grace_secs: u64,
+    /// Worker: `use-existing` starts instances from a snapshot `plugin prepare`
+    /// made, `create` makes one at start and activation (minutes per plugin and
+    /// model on small machines, before serving), `off` never uses one.
+    pub snapshots: crate::engine::SnapshotPolicy,
 }
 
 impl Default for PluginConfig {
@@ -234,6 +238,8 @@ impl Default for PluginConfig {
             compile_cache: true,
             poll_ms: 1000,
             rollback_grace_secs: 600,
+            // Making a snapshot blocks start for minutes: only on request.
+            snapshots: crate::engine::SnapshotPolicy::UseExisting,
         }
     }
 }
