@@ -26,7 +26,7 @@ pub fn migrate(clickhouse: &ClickHouseConfig) -> anyhow::Result<()> {
     })
 }
 
-pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow::Result<()> {
+pub fn worker(config: &Config) -> anyhow::Result<()> {
     let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
     crate::metrics::init();
     // Fixed before any workflow task runs: workflow code reads it, never the config.
@@ -95,7 +95,11 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
                 }
             });
         }
-        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, fail_first_attempt_after_insert);
+        let faults = worker::Faults {
+            #[cfg(feature = "fault-injection")]
+            fail_first_attempt_after_insert: config.faults.fail_first_attempt_after_insert,
+        };
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, faults);
         let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
         worker::run(temporal, setup).await
     })
