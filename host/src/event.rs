@@ -147,23 +147,45 @@ struct EventText<'a> {
 /// while it is read).
 const MAX_AI_INPUT_DEPTH: usize = 127;
 
-/// Nesting depth of valid JSON text: brackets outside strings.
-fn json_depth(text: &str) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if in_string => escaped = true,
+/// Whether valid JSON text (as serde_json's raw capture reads it, which
+/// neither counts depth nor decodes escapes) is what the plugin's parser
+/// takes: nested at most `max_depth` deep, and no `\\u` escape of a lone
+/// UTF-16 surrogate.
+fn plugin_parses(text: &str, max_depth: usize) -> bool {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| text.get(at..at + 4).and_then(|h| u16::from_str_radix(h, 16).ok());
+    let (mut depth, mut in_string, mut i) = (0usize, false, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => {
+                if bytes.get(i + 1) == Some(&b'u') {
+                    match hex(i + 2) {
+                        Some(0xD800..=0xDBFF) => {
+                            let low = (text.get(i + 6..i + 8) == Some("\\u")).then(|| hex(i + 8)).flatten();
+                            if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                                return false;
+                            }
+                            i += 6;
+                        }
+                        Some(0xDC00..=0xDFFF) => return false,
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
             b'"' => in_string = !in_string,
             b'[' | b'{' if !in_string => {
                 depth += 1;
-                deepest = deepest.max(depth);
+                if depth > max_depth {
+                    return false;
+                }
             }
             b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
-    deepest
+    true
 }
 
 /// Properties read from text, `$ai_input` kept as text.
@@ -275,7 +297,7 @@ fn read_properties(source: PropertiesSource<'_>) -> Result<(Map<String, Value>, 
         (m, ai_input)
     };
     let from_text = |text: &str| match serde_json::from_str::<PropertiesText>(text) {
-        Ok(p) if p.ai_input.as_ref().is_some_and(|raw| json_depth(raw.get()) > MAX_AI_INPUT_DEPTH) => {
+        Ok(p) if p.ai_input.as_ref().is_some_and(|raw| !plugin_parses(raw.get(), MAX_AI_INPUT_DEPTH)) => {
             Err(EventError::InvalidProperties)
         }
         Ok(p) => Ok((p.rest, p.ai_input.map(AiInput::Text))),
@@ -524,8 +546,18 @@ mod tests {
 
     #[test]
     fn ai_input_text_is_held_to_the_plugins_nesting_limit() {
-        assert_eq!(json_depth(r#"[{"a": "[[[\\\"{"}, [1]]"#), 2);
-        assert_eq!(json_depth(r#""[[""#), 0);
+        assert!(plugin_parses(r#"[{"a": "[[[\\\"{"}, [1]]"#, 2));
+        assert!(!plugin_parses(r#"[{"a": "[[[\\\"{"}, [1]]"#, 1));
+        assert!(plugin_parses(r#""[[""#, 0));
+        // Lone surrogates (JavaScript producers cutting an emoji in half)
+        // are not JSON to serde_json; a pair is.
+        assert!(plugin_parses(r#""\ud83d\ude00 ok""#, 0));
+        for lone in [r#""\ud83d""#, r#""\ud83d x""#, r#""\ude00""#, r#""\ud83d\u0041""#] {
+            assert!(!plugin_parses(lone, 0), "{lone}");
+            assert!(serde_json::from_str::<Value>(lone).is_err(), "{lone}");
+        }
+        // An escaped backslash before `u` is no escape.
+        assert!(plugin_parses(r#""\\ud83d""#, 0));
         let nested = |d: usize| format!(r#"{{"$ai_input": {}"x"{}}}"#, "[".repeat(d), "]".repeat(d));
         for (depth, ok) in [(MAX_AI_INPUT_DEPTH, true), (MAX_AI_INPUT_DEPTH + 1, false), (10_000, false)] {
             let mut v = base();
