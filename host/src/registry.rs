@@ -223,7 +223,7 @@ impl Registry {
         let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), version.clone());
         tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
         crate::metrics::record_plugin_active(&version.label(), &version.info.model_name, true);
-        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now() + self.grace });
+        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
     }
 
     /// Switches back to the previous version (kept loaded for the grace

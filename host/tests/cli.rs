@@ -9,13 +9,18 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
-    cli_bytes(args, stdin.as_bytes())
+    cli_env(args, &[], stdin.as_bytes())
 }
 
 fn cli_bytes(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+    cli_env(args, &[], stdin)
+}
+
+fn cli_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (bool, String, String) {
     let cwd = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_llma-sentiment"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd.path())
         .env("LLMA_SENTIMENT_CACHE_DIR", common::cache_dir())
         .env_remove("LLMA_SENTIMENT_PLUGIN")
@@ -184,4 +189,37 @@ fn extract_reads_a_lone_surrogate_as_a_replacement_character() {
     let (ok, out, err) = cli(&["extract"], r#"[{"role":"user","content":"\ud800 I hate this"}]"#);
     assert!(ok, "{err}");
     assert_eq!(lines(&out), vec![json!([{"index": 0, "text": "\u{FFFD} I hate this"}])]);
+}
+
+/// `analyze` has no retries, so its run is its last attempt: a message that
+/// traps the plugin is skipped (as on the worker's last attempt) instead of
+/// failing the line.
+#[test]
+fn analyze_skips_messages_that_trap_the_plugin() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let event = |n: u32, ai_input: &str| {
+        json!({"uuid": format!("0190b6a5-2222-7000-8000-00000000000{n}"), "team_id": 1, "distinct_id": "d",
+               "properties": {"$ai_input": ai_input}})
+        .to_string()
+    };
+    let input = format!("{}\n{}\n", event(1, "hello|spin|fine"), event(2, "spin|recurse"));
+    let hostile = common::hostile_wasm();
+    let (ok, out, err) = cli_env(
+        &["--plugin", hostile.to_str().unwrap(), "--model", model.path().to_str().unwrap(), "analyze", "-"],
+        &[("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")],
+        input.as_bytes(),
+    );
+    assert!(ok, "{err}");
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[0]["properties"]["$ai_sentiment_skipped_messages"], 1, "{}", rows[0]);
+    assert_eq!(rows[0]["properties"]["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        rows[1],
+        json!({"skipped": true, "skip_reason": "plugin_trapped", "generation_uuid": "0190b6a5-2222-7000-8000-000000000002"})
+    );
+    assert!(err.contains("2 events read, 1 classified, skipped 1 (plugin_trapped: 1), 0 failed"), "{err}");
 }

@@ -60,13 +60,14 @@ fn generation(uuid: &str, user: &[String]) -> GenerationEvent {
 /// Per-message (label, score) and the overall scores of an analysis.
 fn outcome(analysis: Analysis) -> (Vec<(String, f64)>, Value) {
     let Analysis::Sentiment(event) = analysis else { panic!("expected a sentiment event") };
-    let messages = event.properties["$ai_sentiment_messages"]
+    let properties = serde_json::to_value(&event.properties).unwrap();
+    let messages = properties["$ai_sentiment_messages"]
         .as_array()
         .expect("messages")
         .iter()
         .map(|m| (m["label"].as_str().unwrap().to_string(), m["score"].as_f64().unwrap()))
         .collect();
-    (messages, event.properties["$ai_sentiment_scores"].clone())
+    (messages, properties["$ai_sentiment_scores"].clone())
 }
 
 fn run(slot: &mut InstanceSlot, g: &GenerationEvent, options: PipelineOptions, cache: Option<&ResultCache>) -> (Vec<(String, f64)>, Value) {

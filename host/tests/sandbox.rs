@@ -203,9 +203,11 @@ fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classi
         ControlFlow::Continue(())
     }) {
         Ok(Analysis::Sentiment(event)) => {
-            assert_eq!(event.properties[pipeline::SKIPPED_MESSAGES_PROPERTY], 1, "{:?}", event.properties);
-            assert_eq!(event.properties["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
-            assert_eq!(event.properties["$ai_sentiment_label"], "neutral");
+            let p = serde_json::to_value(&event.properties).unwrap();
+            assert_eq!(p["$ai_sentiment_skipped_messages"], 1, "{p}");
+            assert_eq!(event.properties.skipped_messages, Some(1));
+            assert_eq!(p["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+            assert_eq!(p["$ai_sentiment_label"], "neutral");
         }
         other => panic!("expected a sentiment event, got {other:?}"),
     }
@@ -219,7 +221,52 @@ fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classi
 
     // A generation without trouble carries no skipped count.
     match pipeline::analyze(&mut slot, &generation("hello|fine"), &before_last, |_| ControlFlow::Continue(())) {
-        Ok(Analysis::Sentiment(event)) => assert!(!event.properties.contains_key(pipeline::SKIPPED_MESSAGES_PROPERTY)),
+        Ok(Analysis::Sentiment(event)) => {
+            let p = serde_json::to_value(&event.properties).unwrap();
+            assert!(p.get("$ai_sentiment_skipped_messages").is_none(), "{p}");
+            assert_eq!(event.properties.skipped_messages, None);
+        }
         other => panic!("expected a sentiment event, got {other:?}"),
     }
+}
+
+/// `llma_sentiment_events_total{outcome=...}` of this process's metrics.
+fn events_counted(outcome: &str) -> f64 {
+    let text = llma_sentiment::metrics::render();
+    let prefix = format!("llma_sentiment_events_total{{outcome=\"{outcome}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+/// The driver `analyze` runs (no retries: its only attempt is the last): a
+/// message that traps is skipped like on the worker's last attempt, a line
+/// that is not an event fails alone, and the driver records the metrics.
+/// (Only this test of this binary drives events, so the counters' deltas are its own.)
+#[test]
+fn analyze_s_driver_skips_trapping_messages_and_records_metrics() {
+    use llma_sentiment::pipeline::{Attempt, Driver, Outcome};
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let (_engine, mut slot, _model) = slot_with(limits);
+    let before = ["classified", "skipped", "failed"].map(events_counted);
+    let mut driver = Driver::new(PipelineOptions::default(), Attempt::ONLY, false);
+    assert!(driver.options().skip_trapping_messages);
+    let line = |ai_input: &str| {
+        json!({"uuid": uuid::Uuid::new_v4().to_string(), "team_id": 1, "distinct_id": "d", "properties": {"$ai_input": ai_input}})
+            .to_string()
+    };
+    let (_, mixed) = driver.run_text(0, &line("hello|spin|fine"), &mut slot, None).unwrap();
+    match mixed {
+        Outcome::Classified(event) => assert_eq!(event.properties.skipped_messages, Some(1)),
+        other => panic!("expected a sentiment event, got {other:?}"),
+    }
+    let (record, hopeless) = driver.run_text(1, &line("spin|recurse"), &mut slot, None).unwrap();
+    assert!(matches!(hopeless, Outcome::Skipped(SkipReason::PluginTrapped)), "{hopeless:?}");
+    assert_eq!(record.reason.as_deref(), Some("plugin_trapped"));
+    let (record, broken) = driver.run_text(2, "{not json", &mut slot, None).unwrap();
+    assert!(matches!(broken, Outcome::Failed(ref f) if !f.retryable), "{broken:?}");
+    assert_eq!(record.generation_uuid, None);
+    assert_eq!(driver.retry_reason(), None, "the only attempt never asks for a retry");
+    let s = driver.summary();
+    assert_eq!((s.read(), s.classified, s.skipped, s.failed), (3, 1, 1, 1));
+    let after = ["classified", "skipped", "failed"].map(events_counted);
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [1.0, 1.0, 1.0]);
 }

@@ -8,8 +8,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::engine::{ExtractOptions, InstanceSlot};
-use crate::event::GenerationEvent;
-use crate::pipeline::{self, Analysis};
+use crate::pipeline::{Attempt, Driver, Failure, Outcome, Summary};
 
 fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
     let source = config.plugin.source();
@@ -81,30 +80,36 @@ pub enum Output {
     ClickHouse { clickhouse: crate::config::ClickHouseConfig, batch_size: usize, flush_interval: std::time::Duration },
 }
 
-/// What a run did, printed at the end.
-#[derive(Debug, Default, serde::Serialize)]
-struct AnalyzeSummary {
-    read: u64,
-    classified: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    written: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    table: Option<String>,
-    skipped: u64,
-    skip_reasons: std::collections::BTreeMap<&'static str, u64>,
-    failed: u64,
+/// Where the events went, for the summary.
+struct Written<'a> {
+    rows: u64,
+    table: &'a str,
 }
 
-impl AnalyzeSummary {
-    fn human(&self) -> String {
-        let reasons = self.skip_reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
-        let skipped = if reasons.is_empty() { "0".to_string() } else { format!("{} ({reasons})", self.skipped) };
-        let written = match (&self.written, &self.table) {
-            (Some(w), Some(t)) => format!(", {w} written to {t}"),
-            _ => String::new(),
-        };
-        format!("analyze: {} events read, {} classified{written}, skipped {skipped}, {} failed", self.read, self.classified, self.failed)
-    }
+/// The run's summary as `analyze` prints it (JSON on stdout after a
+/// ClickHouse run; one line on stderr always).
+fn report(summary: &Summary, written: &Written) -> Value {
+    json!({
+        "read": summary.read(),
+        "classified": summary.classified,
+        "written": written.rows,
+        "table": written.table,
+        "skipped": summary.skipped,
+        "skip_reasons": summary.skip_reasons,
+        "failed": summary.failed,
+    })
+}
+
+fn human(summary: &Summary, written: Option<&Written>) -> String {
+    let reasons = summary.skip_reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
+    let skipped = if reasons.is_empty() { "0".to_string() } else { format!("{} ({reasons})", summary.skipped) };
+    let written = written.map(|w| format!(", {} written to {}", w.rows, w.table)).unwrap_or_default();
+    format!(
+        "analyze: {} events read, {} classified{written}, skipped {skipped}, {} failed",
+        summary.read(),
+        summary.classified,
+        summary.failed
+    )
 }
 
 /// Non-empty lines of a regular file, for the progress total; `None` for
@@ -142,44 +147,42 @@ pub fn analyze(
         }
     };
     let (_engine, mut slot) = slot(args)?;
-    let options = args.pipeline.options();
+    // No retries here: every run is its own last attempt, so a message that
+    // traps the plugin is skipped (as on the worker's last attempt).
+    let mut driver = Driver::new(args.pipeline.options(), Attempt::ONLY, false);
     let cache = args.pipeline.result_cache();
     let mut out = std::io::stdout().lock();
-    let mut summary = AnalyzeSummary::default();
     let mut bar = crate::progress::Progress::stderr(progress, "events", count_events(file));
     for line in crate::jsonl::lines(reader) {
         let (n, line) = line.context("reading the input")?;
         if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
-        summary.read += 1;
-        let analysed = line.map_err(anyhow::Error::from).and_then(|line| analyze_line(&mut slot, &line, &options, &cache));
-        let record = match analysed {
-            Ok((Analysis::Sentiment(event), _)) => {
-                summary.classified += 1;
-                match clickhouse.as_mut() {
-                    Some(ch) => {
-                        if let Err(e) = ch.push(*event) {
-                            summary.written = Some(ch.written());
-                            summary.table = Some(ch.table().to_string());
-                            bar.finish();
-                            eprintln!("{}", summary.human());
-                            return Err(e);
-                        }
-                        None
+        let (line_outcome, outcome) = match line {
+            Ok(line) => driver.run_text(n - 1, &line, &mut slot, Some(&cache)).context("analyze was interrupted")?,
+            Err(not_utf8) => {
+                let outcome = Outcome::Failed(Failure::new(not_utf8, false));
+                (driver.record(n - 1, None, &outcome), outcome)
+            }
+        };
+        let record = match outcome {
+            Outcome::Classified(event) => match clickhouse.as_mut() {
+                Some(ch) => {
+                    if let Err(e) = ch.push(*event) {
+                        bar.finish();
+                        eprintln!("{}", human(driver.summary(), Some(&Written { rows: ch.written(), table: ch.table() })));
+                        return Err(e);
                     }
-                    None => Some(serde_json::to_value(&*event)?),
+                    None
                 }
-            }
-            Ok((Analysis::Skipped(reason), uuid)) => {
-                summary.skipped += 1;
-                *summary.skip_reasons.entry(reason.as_str()).or_default() += 1;
-                Some(json!({"skipped": true, "skip_reason": reason.as_str(), "generation_uuid": uuid}))
-            }
-            Err(e) => {
-                summary.failed += 1;
-                bar.suspend(|| tracing::warn!(line = n, error = %e, "line failed"));
-                Some(json!({"error": format!("line {n}: {e}"), "line": n}))
+                None => Some(serde_json::to_value(&*event)?),
+            },
+            Outcome::Skipped(reason) => Some(
+                json!({"skipped": true, "skip_reason": reason.as_str(), "generation_uuid": line_outcome.generation_uuid}),
+            ),
+            Outcome::Failed(failure) => {
+                bar.suspend(|| tracing::warn!(line = n, error = %failure.message, "line failed"));
+                Some(json!({"error": format!("line {n}: {}", failure.message), "line": n}))
             }
         };
         // With ClickHouse output stdout carries only the summary.
@@ -188,34 +191,19 @@ pub fn analyze(
         }
         bar.inc(1);
     }
+    let summary = driver.into_summary();
     if let Some(ch) = clickhouse.as_mut() {
         let flushed = ch.flush();
-        summary.written = Some(ch.written());
-        summary.table = Some(ch.table().to_string());
-        if let Err(e) = flushed {
-            bar.finish();
-            eprintln!("{}", summary.human());
-            return Err(e);
-        }
-    }
-    bar.finish();
-    eprintln!("{}", summary.human());
-    if clickhouse.is_some() {
-        print_line(&mut out, &serde_json::to_value(&summary)?)?;
+        let w = Written { rows: ch.written(), table: ch.table() };
+        bar.finish();
+        eprintln!("{}", human(&summary, Some(&w)));
+        flushed?;
+        print_line(&mut out, &report(&summary, &w))?;
+    } else {
+        bar.finish();
+        eprintln!("{}", human(&summary, None));
     }
     let stats = cache.stats();
-    tracing::info!(read = summary.read, classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_hits = stats.hits, cache_misses = stats.misses, "analyze done");
+    tracing::info!(read = summary.read(), classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_hits = stats.hits, cache_misses = stats.misses, "analyze done");
     Ok(())
-}
-
-fn analyze_line(
-    slot: &mut InstanceSlot,
-    line: &str,
-    options: &pipeline::PipelineOptions,
-    cache: &crate::result_cache::ResultCache,
-) -> anyhow::Result<(Analysis, String)> {
-    let value: Value = crate::jsonl::from_str(line).context("not valid JSON")?;
-    let generation = GenerationEvent::parse(&value)?;
-    let analysis = pipeline::analyze_cached(slot, &generation, options, Some(cache), |_| std::ops::ControlFlow::Continue(()))?;
-    Ok((analysis, generation.uuid.to_string()))
 }

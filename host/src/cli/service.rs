@@ -29,7 +29,7 @@ pub fn migrate(clickhouse: &ClickHouseConfig) -> anyhow::Result<()> {
     })
 }
 
-pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow::Result<()> {
+pub fn worker(config: &Config) -> anyhow::Result<()> {
     let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
     // Before anything slow: an endpoint that may not start stops the worker at once.
     let admin = crate::admin::AdminSettings::from_config(config).context("the admin endpoint may not start")?;
@@ -100,7 +100,11 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
                 }
             });
         }
-        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, fail_first_attempt_after_insert);
+        let faults = worker::Faults {
+            #[cfg(feature = "fault-injection")]
+            fail_first_attempt_after_insert: config.faults.fail_first_attempt_after_insert,
+        };
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, faults);
         let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
         let outcome = worker::run(temporal, setup).await;
         // Probes and admin calls in flight get their answer before the process ends.

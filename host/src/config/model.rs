@@ -23,9 +23,16 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub limits: LimitsConfig,
     pub worker: WorkerConfig,
+    pub backfill: BackfillConfig,
+    pub progress: ProgressOptions,
+    pub admin: AdminConfig,
+    /// Test-only fault switches: compiled only with the `fault-injection`
+    /// feature, which the tests enable and no shipped binary has.
+    #[cfg(feature = "fault-injection")]
+    pub faults: FaultsConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// JSON when stderr is not a terminal, pretty when it is.
@@ -126,7 +133,7 @@ impl WorkflowConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validation {
     #[default]
@@ -430,4 +437,72 @@ impl WorkerConfig {
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
     }
+}
+
+/// `analyze --output clickhouse`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Rows per INSERT.
+    pub insert_batch_size: usize,
+    /// Write a partial batch once it is this old.
+    pub flush_interval_secs: u64,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig { insert_batch_size: 1000, flush_interval_secs: 5 }
+    }
+}
+
+impl BackfillConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_secs(self.flush_interval_secs)
+    }
+}
+
+/// Progress of `analyze` and `submit` on stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgressOptions {
+    pub mode: crate::progress::ProgressMode,
+    /// Plain mode: a line every this many items (0: only by time).
+    pub every: u64,
+    /// Plain mode: a line at least this often (seconds) while items complete.
+    pub secs: u64,
+}
+
+impl Default for ProgressOptions {
+    fn default() -> Self {
+        let d = crate::progress::ProgressConfig::default();
+        ProgressOptions { mode: d.mode, every: d.every, secs: d.interval.as_secs() }
+    }
+}
+
+impl ProgressOptions {
+    pub fn config(&self) -> crate::progress::ProgressConfig {
+        crate::progress::ProgressConfig { mode: self.mode, every: self.every, interval: Duration::from_secs(self.secs) }
+    }
+}
+
+/// The admin client (`plugin activate|rollback|status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The worker's admin endpoint.
+    pub url: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { url: "http://127.0.0.1:9464".into() }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Fail every first activity attempt after its insert succeeded.
+    pub fail_first_attempt_after_insert: bool,
 }

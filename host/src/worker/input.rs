@@ -129,6 +129,7 @@ mod tests {
         let parsed = crate::event::GenerationEvent::parse(&batch.events()[0]).unwrap();
         assert_eq!(parsed.team_id, 2);
         assert!(parsed.timestamp.is_some());
-        assert!(parsed.properties.contains_key("$ai_input"));
+        assert!(parsed.ai_input.is_some(), "$ai_input is read");
+        assert!(parsed.ai_input_json().unwrap().starts_with("[{\"role\": \"user\""), "the text as it came");
     }
 }

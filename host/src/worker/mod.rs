@@ -12,7 +12,8 @@ use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-pub use activity::{ClassificationSummary, EventOutcome, HeartbeatDetails, SentimentActivities};
+pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentActivities};
+pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};
 pub use submit::{submit, SubmitOptions, DEFAULT_BATCH_MAX_BYTES};
 pub use workflow::*;
@@ -92,7 +93,7 @@ pub fn activities(
     sink: Arc<crate::sink::ClickHouseSink>,
     options: crate::pipeline::PipelineOptions,
     cache: Arc<crate::result_cache::ResultCache>,
-    fail_first_attempt_after_insert: bool,
+    faults: Faults,
 ) -> SentimentActivities {
-    SentimentActivities { registry, pool, sink, options, cache, fail_first_attempt_after_insert }
+    SentimentActivities { registry, pool, sink, options, cache, faults }
 }
