@@ -141,11 +141,18 @@ cluster-demo: build
 # workers they start) from all doing it at the same time.
 TEST_CACHE := $(CARGO_BUILD_BUILD_DIR)/tmp/llma-test-cache
 
-test: build
+# The tests' builds add the test-only fault switches (`fault-injection`, a
+# feature of the host crate alone: it changes no dependency's features, so
+# the large dependencies are not compiled again); the binary the tests run
+# is built with it, the one `make build` makes is not.
+TEST_FEATURES := --features llma-sentiment/fault-injection
+
+test: plugins models
+	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	cargo test $(CARGO_PKGS) $(TEST_ARGS)
+	cargo test $(CARGO_PKGS) $(TEST_FEATURES) $(TEST_ARGS)
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv
@@ -161,7 +168,8 @@ clean:
 # cases per property; prints a table. Takes ~20 minutes on 2 cores, so it is
 # not part of `make test` (which runs the fuzz properties at 256 cases).
 # LLMA_FUZZ_CASES=N overrides the case count.
-reliability: build
+reliability: plugins models
+	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
 	scripts/reliability.sh

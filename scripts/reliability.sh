@@ -45,14 +45,14 @@ step() {
 
 if [ "${LLMA_RELIABILITY_SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz extraction (plugin)" \
-        cargo test -p llma-sentiment-plugin -p llma-sentiment --test fuzz_extract -- --nocapture --test-threads=1
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test fuzz_extract -- --nocapture --test-threads=1
     step "fuzz event parsing (host)" \
-        cargo test -p llma-sentiment-plugin -p llma-sentiment --test fuzz_events -- --nocapture --test-threads=1
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test fuzz_events -- --nocapture --test-threads=1
 fi
 if [ "${LLMA_RELIABILITY_SKIP_FAULTS:-0}" != 1 ]; then
     # shellcheck disable=SC2086
     step "fault scenarios" \
-        cargo test -p llma-sentiment-plugin -p llma-sentiment --test reliability -- --ignored --nocapture --test-threads=1 \
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test reliability -- --ignored --nocapture --test-threads=1 \
         ${LLMA_RELIABILITY_SCENARIOS:-}
 fi
 

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::engine::TrapKind;
+use crate::outcome::{EventStatus, SkipReason, TrapKind};
 
 /// Per-message inference: from ~1 ms (short texts, small models) to the
 /// ~4 s a 512-token text costs RoBERTa-base inside wasm, and past the deadline.
@@ -69,7 +69,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let events = counter_vec(
         &registry,
         "llma_sentiment_events_total",
-        "$ai_generation events handled by activities, by outcome (classified, skipped, failed)",
+        "$ai_generation events handled (by activities and `analyze`), by outcome (classified, skipped, failed)",
         &["outcome"],
     );
     let events_skipped = counter_vec(
@@ -79,7 +79,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     );
     let messages_classified =
-        counter(&registry, "llma_sentiment_messages_classified_total", "User messages of written $ai_sentiment events (classified by activities)");
+        counter(&registry, "llma_sentiment_messages_classified_total", "User messages of the $ai_sentiment events built (by activities and `analyze`)");
     let cache = counter_vec(
         &registry,
         "llma_sentiment_cache_lookups_total",
@@ -184,22 +184,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// What an activity did with one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Classified,
-    Skipped,
-    Failed,
-}
-
 /// Creates every metric with its zero value, so a scrape shows the full set
 /// (and labelled series operators alert on) before the first event.
 pub fn init() {
     let m = &*METRICS;
-    for outcome in ["classified", "skipped", "failed"] {
-        m.events.with_label_values(&[outcome]);
+    for status in EventStatus::ALL {
+        m.events.with_label_values(&[status.as_str()]);
     }
-    for reason in crate::event::SkipReason::ALL {
+    for reason in SkipReason::ALL {
         m.events_skipped.with_label_values(&[reason.as_str()]);
     }
     for tier in ["l1", "l2"] {
@@ -221,14 +213,11 @@ pub fn init() {
     }
 }
 
-pub fn record_event(outcome: Outcome, skip_reason: Option<&str>) {
+/// One input event handled by the pipeline (`analyze` or an activity):
+/// `status` and the skip reason are the labels of the `outcome` vocabulary.
+pub fn record_event(status: &str, skip_reason: Option<&str>) {
     let m = &*METRICS;
-    let label = match outcome {
-        Outcome::Classified => "classified",
-        Outcome::Skipped => "skipped",
-        Outcome::Failed => "failed",
-    };
-    m.events.with_label_values(&[label]).inc();
+    m.events.with_label_values(&[status]).inc();
     if let Some(reason) = skip_reason {
         m.events_skipped.with_label_values(&[reason]).inc();
     }
@@ -246,7 +235,7 @@ pub fn record_inference(texts: usize, elapsed: Duration) {
     }
 }
 
-/// User messages of an event an activity classified (and wrote).
+/// User messages of a sentiment event the pipeline built.
 pub fn record_messages_classified(messages: usize) {
     METRICS.messages_classified.inc_by(messages as u64);
 }
@@ -274,8 +263,8 @@ pub fn set_worker_stuck(stuck: bool) {
     METRICS.worker_stuck.set(stuck as i64);
 }
 
-pub fn record_trap(kind: TrapKind) {
-    METRICS.traps.with_label_values(&[kind.as_str()]).inc();
+pub fn record_trap(kind: &str) {
+    METRICS.traps.with_label_values(&[kind]).inc();
 }
 
 pub fn record_insert_rows(rows: usize) {

@@ -1,20 +1,22 @@
 //! One generation through the plugin: extract, look up the result cache,
 //! classify the rest in length-bucketed batches (reporting after every
-//! message), aggregate, build the sentiment event.
-//! Shared by the CLI and the Temporal activity.
+//! message), aggregate, build the sentiment event. [`Driver`] runs a stream
+//! of events through it for `analyze` and the Temporal activity alike.
+
+mod driver;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use chrono::Utc;
-
 use crate::engine::{EngineError, ExtractOptions, Instance, InstanceSlot, MessageResult, PluginError, TrapKind};
-use crate::event::{GenerationEvent, Producer, SentimentEvent, SkipReason};
 use crate::cache::{CacheScope, FlightKey, ResultCache};
+use crate::event::{EventTime, GenerationEvent, Producer, SentimentEvent, SkipReason};
 use crate::single_flight::{Claim, Leader, Waited};
 
 /// How long a task waiting for another's result waits between heartbeats.
 const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+pub use driver::{classify_event, Attempt, Cancelled, Driver, EventOutcome, Failure, Outcome, Summary};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineOptions {
@@ -26,8 +28,9 @@ pub struct PipelineOptions {
     /// still come back in message order).
     pub bucket_by_length: bool,
     /// Skip a message that traps the plugin (on a fresh instance, alone)
-    /// instead of failing the generation: the activity's last attempt, so a
-    /// message that kills the sandbox is retried once, then dropped.
+    /// instead of failing the generation. The [`Driver`] sets it on the last
+    /// attempt (always, for `analyze`), so a message that kills the sandbox
+    /// is retried once by the worker, then dropped.
     pub skip_trapping_messages: bool,
 }
 
@@ -36,10 +39,6 @@ impl Default for PipelineOptions {
         PipelineOptions { max_messages: 50, max_chars: 2000, batch_size: 8, bucket_by_length: true, skip_trapping_messages: false }
     }
 }
-
-/// A sentiment event's property: user messages left out because they trapped
-/// the plugin (present only when some were).
-pub const SKIPPED_MESSAGES_PROPERTY: &str = "$ai_sentiment_skipped_messages";
 
 /// Reported after each classified message.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +106,7 @@ pub fn analyze_cached(
     let extract_options = ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars };
     let messages = match instance.extract(&ai_input, extract_options) {
         Ok(m) => m,
-        // `ai_input` came from serde_json, so the plugin cannot find it
+        // serde_json read or wrote `ai_input`, so the plugin cannot find it
         // malformed unless it disagrees about JSON: nothing to classify.
         Err(EngineError::Plugin { error: PluginError::InvalidInput(_), .. }) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -255,10 +254,8 @@ pub fn analyze_cached(
         call: "aggregate",
         error: PluginError::InvalidArgument("no overall result for a non-empty list".into()),
     }))?;
-    let mut event = SentimentEvent::build(generation, &overall, &producer(instance, &sha), Utc::now());
-    if trapped > 0 {
-        event.properties.insert(SKIPPED_MESSAGES_PROPERTY.into(), trapped.into());
-    }
+    let mut event = SentimentEvent::build(generation, &overall, &producer(instance, &sha), EventTime::now());
+    event.properties.skipped_messages = (trapped > 0).then_some(trapped);
     Ok(Analysis::Sentiment(Box::new(event)))
 }
 

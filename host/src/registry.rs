@@ -136,8 +136,12 @@ pub struct Registry {
     engine: Arc<PluginEngine>,
     current: RwLock<Arc<PluginVersion>>,
     previous: Mutex<Option<Previous>>,
-    /// Serialises activations: two swaps never interleave.
+    /// Serialises activations (held while one compiles and validates, for
+    /// seconds): two activations never interleave.
     activating: Mutex<u64>,
+    /// Serialises switches (held for a pointer swap only), so a rollback
+    /// never waits for an activation still validating.
+    switching: Mutex<()>,
     grace: Duration,
 }
 
@@ -151,6 +155,7 @@ impl Registry {
             current: RwLock::new(first),
             previous: Mutex::new(None),
             activating: Mutex::new(1),
+            switching: Mutex::new(()),
             grace,
         })
     }
@@ -197,18 +202,37 @@ impl Registry {
         Ok(version)
     }
 
+    /// Whether an activation is compiling or validating a version now.
+    pub fn is_activating(&self) -> bool {
+        self.activating.try_lock().is_err()
+    }
+
+    /// Whether instances of `version` are worth keeping: it is the current
+    /// version or the rollback target.
+    pub fn is_live(&self, version: &PluginVersion) -> bool {
+        Arc::ptr_eq(&self.current().plugin, &version.plugin)
+            || self.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &version.plugin))
+    }
+
     fn switch_to(&self, version: Arc<PluginVersion>) {
+        let _serial = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        self.replace_current(version);
+    }
+
+    fn replace_current(&self, version: Arc<PluginVersion>) {
         let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), version.clone());
         tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
         crate::metrics::record_plugin_active(&version.label(), &version.info.model_name, true);
-        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now() + self.grace });
+        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
     }
 
-    /// Switches back to the previous version (kept loaded for the grace period).
+    /// Switches back to the previous version (kept loaded for the grace
+    /// period). Does not wait for an activation in progress: if that one
+    /// passes validation later, it switches as asked.
     pub fn rollback(&self) -> Result<Arc<PluginVersion>, SwapError> {
-        let _serial = self.activating.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.switching.lock().unwrap_or_else(|p| p.into_inner());
         let target = self.previous().ok_or(SwapError::NoPrevious)?;
-        self.switch_to(target.clone());
+        self.replace_current(target.clone());
         Ok(target)
     }
 }

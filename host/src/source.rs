@@ -26,11 +26,9 @@ pub enum SourceError {
     Engine(#[from] crate::engine::EngineError),
 }
 
-/// `$LLMA_SENTIMENT_CACHE_DIR`, else the user's cache dir, else the temp dir.
+/// The user's cache dir, else the temp dir: where `plugin.cache_dir` (set
+/// by its layers, `$LLMA_SENTIMENT_CACHE_DIR` among them) points when unset.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LLMA_SENTIMENT_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
     dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("llma-sentiment")
 }
 

@@ -7,8 +7,10 @@
 //! workflow is closed, and counts:
 //!
 //! * tasks: workflows started; failures: workflows not completed;
-//! * lost: generations without their `$ai_sentiment` row (read with `FINAL`);
-//! * duplicated: rows beyond one per generation (`FINAL`);
+//! * lost: generations without a `$ai_sentiment` row;
+//! * duplicated: rows beyond one per generation, counted on raw rows (not
+//!   under `FINAL`, which collapses them); every scenario also checks that no
+//!   generation got a second sentiment uuid;
 //! * max RSS: the worker's peak resident set (VmHWM), read before it stops.
 //!
 //! Each scenario prints its row and, with `LLMA_RELIABILITY_REPORT=FILE`,
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::services::{run_bin, WorkerProcess};
 use common::ClickHouseServer;
-use llma_sentiment::sink::{sentiment_uuid_for, ClickHouseSink, SinkConfig};
+use llma_sentiment::sink::{ClickHouseSink, SinkConfig};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -311,7 +313,8 @@ impl Stack {
         std::fs::write(&file, lines.join("\n")).unwrap();
         let mut args = vec!["submit", "--id-prefix", prefix];
         if batch {
-            args.push("--batch");
+            // Each scenario's batch is one workflow (under Temporal's 2 MiB limit).
+            args.extend(["--batch", "--batch-max-bytes", "1900000"]);
         }
         args.push(file.to_str().unwrap());
         let out = run_bin(&args, &self.env(), None);
@@ -322,18 +325,46 @@ impl Stack {
             .count() as u64
     }
 
-    /// (lost, duplicated, raw rows) of `events` in ClickHouse.
-    fn count_rows(&self, events: &[Value]) -> (u64, u64, u64) {
+    /// What ClickHouse holds for `events`, counted on the raw rows: `FINAL`
+    /// would collapse exactly the duplicates these figures must show.
+    fn count_rows(&self, events: &[Value]) -> Counts {
         let sink = block(ClickHouseSink::connect(SinkConfig { url: self.ch.url.clone(), ..SinkConfig::default() }))
             .expect("sink connects");
-        let want: Vec<Uuid> = events.iter().map(|e| sentiment_uuid_for(Uuid::parse_str(e["uuid"].as_str().unwrap()).unwrap())).collect();
-        let rows = block(sink.fetch_final(&want)).expect("fetch FINAL");
-        let present: HashSet<Uuid> = rows.iter().map(|r| r.uuid).collect();
-        let lost = want.iter().filter(|u| !present.contains(u)).count() as u64;
-        let final_count = block(sink.count_final(Some(self.team))).expect("count FINAL");
-        let raw = block(sink.count_raw(Some(self.team))).expect("count raw");
-        (lost, final_count.saturating_sub(present.len() as u64), raw)
+        let sql = format!(
+            "SELECT visitParamExtractString(properties, '$ai_generation_event_uuid'), toString(uuid) FROM {} \
+             WHERE team_id = {} AND event = '$ai_sentiment'",
+            sink.table(),
+            self.team
+        );
+        let rows: Vec<(String, String)> = block(sink.client().query(&sql).fetch_all()).expect("raw rows");
+        let mut per_generation: BTreeMap<&str, (u64, HashSet<&str>)> = BTreeMap::new();
+        for (generation, uuid) in &rows {
+            let entry = per_generation.entry(generation.as_str()).or_default();
+            entry.0 += 1;
+            entry.1.insert(uuid.as_str());
+        }
+        let lost = events.iter().filter(|e| !per_generation.contains_key(e["uuid"].as_str().unwrap())).count() as u64;
+        Counts {
+            lost,
+            duplicated: per_generation.values().map(|(n, _)| n - 1).sum(),
+            extra_uuids: per_generation.values().map(|(_, u)| u.len() as u64 - 1).sum(),
+            raw: rows.len() as u64,
+        }
     }
+}
+
+/// Rows of a scenario's generations, raw (no `FINAL`).
+struct Counts {
+    /// Generations without a row.
+    lost: u64,
+    /// Rows beyond one per generation: an event written twice (a retried
+    /// insert). Background merges and `FINAL` collapse them, so this is a
+    /// lower bound of what was written twice.
+    duplicated: u64,
+    /// Sentiment uuids beyond one per generation: a second event for a
+    /// generation, which nothing collapses.
+    extra_uuids: u64,
+    raw: u64,
 }
 
 const TEXTS: [&str; 6] = [
@@ -415,7 +446,7 @@ fn clickhouse_outage(team: i64, per_second: usize, scenario: &str) {
     let drained = started_at.elapsed();
     let rss = peak_rss_mb(worker.pid());
     let worker_alive = alive(worker.pid());
-    let (lost, duplicated, raw) = stack.count_rows(&events);
+    let Counts { lost, duplicated, extra_uuids, raw } = stack.count_rows(&events);
     let log = worker.log_text();
     let insert_retries = log.lines().filter(|l| l.contains("clickhouse request failed; retrying")).count();
     let insert_give_ups = log.lines().filter(|l| l.contains("clickhouse request failed; giving up")).count();
@@ -430,7 +461,7 @@ fn clickhouse_outage(team: i64, per_second: usize, scenario: &str) {
         duplicated,
         max_rss_mb: rss,
         notes: format!(
-            "stream {:.0} s, outage {:.0} s; insert retries {insert_retries}, activity attempts failed on the sink {insert_give_ups}; all closed after {:.0} s; {}; raw rows {raw}; worker alive {worker_alive}",
+            "stream {:.0} s, outage {:.0} s; insert retries {insert_retries}, activity attempts failed on the sink {insert_give_ups}; all closed after {:.0} s; {}; raw rows {raw}, extra sentiment uuids {extra_uuids}; worker alive {worker_alive}",
             stream.as_secs_f64(),
             outage.as_secs_f64(),
             drained.as_secs_f64(),
@@ -440,7 +471,7 @@ fn clickhouse_outage(team: i64, per_second: usize, scenario: &str) {
     row.record();
     assert!(worker_alive, "the worker died:\n{}", worker.log_text());
     assert_eq!(started, 500, "every workflow started");
-    assert_eq!((row.failures, lost, duplicated), (0, 0, 0), "failures, lost, duplicated");
+    assert_eq!((row.failures, lost, duplicated, extra_uuids), (0, 0, 0, 0), "failures, lost, duplicated, extra uuids");
 }
 
 /// A stream the worker keeps up with (3 events a second): workflows run
@@ -583,7 +614,7 @@ fn temporal_restart_run(team: i64, extra_env: &[(&str, &str)], scenario: String)
         worker.tend();
         (statuses, started_at.elapsed(), worker.peak_rss_mb, worker.watchdog_restarts, worker.other_exits.clone(), worker.worker.log_text())
     };
-    let (lost, duplicated, raw) = stack.count_rows(&events);
+    let Counts { lost, duplicated, extra_uuids, raw } = stack.count_rows(&events);
     if failures(&statuses) > 0 {
         println!("first failed workflow: {}", stack.temporal.first_failure(&stack.queue).unwrap_or_default());
         let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -597,7 +628,7 @@ fn temporal_restart_run(team: i64, extra_env: &[(&str, &str)], scenario: String)
         duplicated,
         max_rss_mb: rss,
         notes: format!(
-            "server down {:.0} s; all closed after {:.0} s; {}; raw rows {raw}; watchdog restarts {restarts}{}; load {}",
+            "server down {:.0} s; all closed after {:.0} s; {}; raw rows {raw}, extra sentiment uuids {extra_uuids}; watchdog restarts {restarts}{}; load {}",
             downtime.as_secs_f64(),
             drained.as_secs_f64(),
             statuses_note(&statuses),
@@ -607,6 +638,8 @@ fn temporal_restart_run(team: i64, extra_env: &[(&str, &str)], scenario: String)
     };
     row.record();
     assert!(other_exits.is_empty(), "the worker died without the watchdog: {other_exits:?}");
+    assert_eq!(started, 300, "every workflow started");
+    assert_eq!((row.failures, lost, duplicated, extra_uuids), (0, 0, 0, 0), "failures, lost, duplicated, extra uuids");
     row
 }
 
@@ -658,7 +691,7 @@ fn sigkill_of_the_worker_mid_batch_then_restart() {
     let attempts: Vec<u64> =
         stack.temporal.workflow_ids(&stack.queue).iter().filter_map(|id| stack.temporal.activity_attempt(id)).collect();
     let events: Vec<Value> = batches.concat();
-    let (lost, duplicated, raw) = stack.count_rows(&events);
+    let Counts { lost, duplicated, extra_uuids, raw } = stack.count_rows(&events);
     let row = Row {
         scenario: "SIGKILL of the worker mid-batch, restart".into(),
         tasks: started,
@@ -667,7 +700,7 @@ fn sigkill_of_the_worker_mid_batch_then_restart() {
         duplicated,
         max_rss_mb: rss,
         notes: format!(
-            "2 batches x 150 events x 40 messages; killed after {:.0} s; activity attempts {attempts:?}; all closed after {:.0} s; {}; raw rows {raw}",
+            "2 batches x 150 events x 40 messages; killed after {:.0} s; activity attempts {attempts:?}; all closed after {:.0} s; {}; raw rows {raw}, extra sentiment uuids {extra_uuids}",
             killed_after.as_secs_f64(),
             drained.as_secs_f64(),
             statuses_note(&statuses)
@@ -676,7 +709,7 @@ fn sigkill_of_the_worker_mid_batch_then_restart() {
     row.record();
     assert_eq!(started, 2, "both batches started");
     assert_eq!(attempts, vec![2, 2], "each activity was retried once, on the new worker");
-    assert_eq!((row.failures, lost, duplicated), (0, 0, 0), "failures, lost, duplicated");
+    assert_eq!((row.failures, lost, duplicated, extra_uuids), (0, 0, 0, 0), "failures, lost, duplicated, extra uuids");
     assert_eq!(raw, events.len() as u64, "each event written exactly once (attempt 1 was killed before its insert)");
 }
 
@@ -696,7 +729,7 @@ fn a_batch_with_one_event_dated_1969_writes_the_others() {
     let statuses = stack.temporal.wait_all_closed(&stack.queue, started, Duration::from_secs(300));
     let rss = peak_rss_mb(worker.pid());
     let good: Vec<Value> = events.iter().enumerate().filter(|(i, _)| *i != 7).map(|(_, e)| e.clone()).collect();
-    let (lost, duplicated, raw) = stack.count_rows(&good);
+    let Counts { lost, duplicated, extra_uuids, raw } = stack.count_rows(&good);
     let failure = if failures(&statuses) > 0 { stack.temporal.first_failure(&stack.queue).unwrap_or_default() } else { String::new() };
     if !failure.is_empty() {
         println!("first failed workflow: {failure}");
@@ -709,11 +742,11 @@ fn a_batch_with_one_event_dated_1969_writes_the_others() {
         duplicated,
         max_rss_mb: rss,
         notes: format!(
-            "lost counts the 19 storable events; closed after {:.0} s; {}; raw rows {raw}",
+            "lost counts the 19 storable events; closed after {:.0} s; {}; raw rows {raw}, extra sentiment uuids {extra_uuids}",
             started_at.elapsed().as_secs_f64(),
             statuses_note(&statuses)
         ),
     };
     row.record();
-    assert_eq!((lost, duplicated), (0, 0), "the 19 other events are written once: {failure}");
+    assert_eq!((lost, duplicated, extra_uuids), (0, 0, 0), "the 19 other events are written once: {failure}");
 }

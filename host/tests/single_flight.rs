@@ -42,7 +42,12 @@ fn sentinel() -> MessageResult {
 
 fn scores(a: &Analysis) -> Vec<f64> {
     match a {
-        Analysis::Sentiment(e) => e.properties["$ai_sentiment_messages"].as_array().unwrap().iter().map(|m| m["score"].as_f64().unwrap()).collect(),
+        Analysis::Sentiment(e) => serde_json::to_value(&e.properties).unwrap()["$ai_sentiment_messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["score"].as_f64().unwrap())
+            .collect(),
         other => panic!("expected a sentiment event, got {other:?}"),
     }
 }

@@ -13,6 +13,9 @@ use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 use crate::worker::{self, SubmitOptions, WorkerSetup};
 
+/// How long the endpoints may take to answer requests in flight at shutdown.
+const SERVER_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
@@ -26,8 +29,10 @@ pub fn migrate(clickhouse: &ClickHouseConfig) -> anyhow::Result<()> {
     })
 }
 
-pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow::Result<()> {
+pub fn worker(config: &Config) -> anyhow::Result<()> {
     let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
+    // Before anything slow: an endpoint that may not start stops the worker at once.
+    let admin = crate::admin::AdminSettings::from_config(config).context("the admin endpoint may not start")?;
     crate::metrics::init();
     // Fixed before any workflow task runs: workflow code reads it, never the config.
     crate::worker::set_activity_timeouts(config.workflow.timeouts());
@@ -46,20 +51,14 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
             None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
         }
     }
-    // Workers make the snapshot their instances (and every restart) start from.
-    let engine = Arc::new(source.engine(config.limits.limits(), SnapshotPolicy::Create)?);
+    let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
         Registry::new(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace())
             .context("the plugin failed its validation")?,
     );
-    let live = Arc::downgrade(&registry);
     let instances = args.instances();
-    let pool = Arc::new(InstancePool::bounded(instances, move |v| {
-        live.upgrade().is_some_and(|r| {
-            Arc::ptr_eq(&r.current().plugin, &v.plugin) || r.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &v.plugin))
-        })
-    }));
+    let pool = Arc::new(InstancePool::for_registry(instances, &registry));
     let concurrency = args.concurrency();
     // Load the model into every instance before taking work.
     pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
@@ -81,16 +80,22 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     runtime()?.block_on(async {
         let sink = Arc::new(ClickHouseSink::connect(clickhouse.sink_config()).await?);
         sink.check_schema().await.context("the events table is not usable: run `llma-sentiment migrate`")?;
-        if let Some(addr) = args.admin_addr {
-            crate::admin::serve(addr, registry.clone()).await.with_context(|| format!("binding the admin endpoint {addr}"))?;
+        let mut servers = Vec::new();
+        if let Some(settings) = admin {
+            let addr = settings.addr;
+            let server = crate::admin::serve(settings, registry.clone())
+                .await
+                .with_context(|| format!("binding the admin endpoint {addr}"))?;
+            servers.push(server);
         }
         let watchdog = crate::worker::Watchdog::new(concurrency, config.workflow.timeouts().heartbeat);
         watchdog.spawn(temporal.clone(), args.exit_when_stuck);
         if let Some(addr) = args.metrics_addr {
             let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone(), watchdog.clone());
-            crate::ops_server::serve(addr, readiness)
+            let server = crate::ops_server::serve(addr, readiness)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            servers.push(server);
         }
         let (rescan_tx, rescan_rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some(dir) = config.plugin.dir.clone() {
@@ -103,10 +108,18 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
                 }
             });
         }
-        let activities =
-            worker::activities(registry, pool, sink, config.pipeline.options(), cache, watchdog, fail_first_attempt_after_insert);
+        let faults = worker::Faults {
+            #[cfg(feature = "fault-injection")]
+            fail_first_attempt_after_insert: config.faults.fail_first_attempt_after_insert,
+        };
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, watchdog, faults);
         let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period(), identity: args.identity() };
-        worker::run(temporal, setup).await
+        let outcome = worker::run(temporal, setup).await;
+        // Probes and admin calls in flight get their answer before the process ends.
+        for server in servers {
+            server.shutdown(SERVER_SHUTDOWN_GRACE).await;
+        }
+        outcome
     })
 }
 
@@ -119,13 +132,13 @@ pub fn submit(
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
         let stdout = std::io::stdout();
-        let report = match file {
+        let input: Box<dyn std::io::BufRead + Send> = match file {
             Some(p) if p != Path::new("-") => {
-                let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                worker::submit(&client, BufReader::new(f), &options, stdout.lock(), progress).await?
+                Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?))
             }
-            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock(), progress).await?,
+            _ => Box::new(BufReader::new(std::io::stdin())),
         };
+        let report = worker::submit(&client, input, &options, stdout.lock(), progress).await?;
         eprintln!(
             "submitted: {} started, {} not started, {} completed, {} failed",
             report.started, report.start_errors, report.completed, report.failed
@@ -161,9 +174,16 @@ pub fn plugin_check(config: &Config, file: Option<&Path>, snapshot: bool) -> any
     Ok(())
 }
 
-pub fn plugin_admin(admin: &str, method: hyper::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
+pub fn plugin_admin(
+    config: &Config,
+    admin: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let token = crate::admin::token(&config.worker).context("the admin endpoint needs the worker's token")?;
     runtime()?.block_on(async {
-        let (status, value) = crate::admin::call(admin, method, path, body)
+        let (status, value) = crate::admin::call(admin, &token, method, path, body)
             .await
             .with_context(|| format!("calling the worker's admin endpoint at {admin}"))?;
         println!("{value}");

@@ -24,9 +24,16 @@ pub struct Config {
     pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub worker: WorkerConfig,
+    pub backfill: BackfillConfig,
+    pub progress: ProgressOptions,
+    pub admin: AdminConfig,
+    /// Test-only fault switches: compiled only with the `fault-injection`
+    /// feature, which the tests enable and no shipped binary has.
+    #[cfg(feature = "fault-injection")]
+    pub faults: FaultsConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// JSON when stderr is not a terminal, pretty when it is.
@@ -127,7 +134,7 @@ impl WorkflowConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validation {
     #[default]
@@ -223,6 +230,10 @@ pub struct PluginConfig {
     pub poll_ms: u64,
     /// How long the previous version stays loaded for `plugin rollback`.
     pub rollback_grace_secs: u64,
+    /// Worker: `use-existing` starts instances from a snapshot `plugin prepare`
+    /// made, `create` makes one at start and activation (minutes per plugin and
+    /// model on small machines, before serving), `off` never uses one.
+    pub snapshots: crate::engine::SnapshotPolicy,
 }
 
 impl Default for PluginConfig {
@@ -235,6 +246,8 @@ impl Default for PluginConfig {
             compile_cache: true,
             poll_ms: 1000,
             rollback_grace_secs: 600,
+            // Making a snapshot blocks start for minutes: only on request.
+            snapshots: crate::engine::SnapshotPolicy::UseExisting,
         }
     }
 }
@@ -401,6 +414,17 @@ pub struct WorkerConfig {
     /// Admin endpoint (plugin status/activate/rollback); off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_addr: Option<SocketAddr>,
+    /// Let the admin endpoint bind an address other than loopback.
+    pub admin_allow_remote: bool,
+    /// The admin endpoint's bearer token; never logged nor printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// A file holding the admin token (used when `admin_token` is unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Directories, besides `plugin.dir`, the admin endpoint may activate
+    /// plugins and models from.
+    pub admin_allowed_dirs: Vec<PathBuf>,
     /// `/metrics`, `/healthz`, `/readyz`; off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
@@ -419,10 +443,36 @@ impl Default for WorkerConfig {
             instances: None,
             grace_period_secs: 30,
             admin_addr: None,
+            admin_allow_remote: false,
+            admin_token: None,
+            admin_token_file: None,
+            admin_allowed_dirs: Vec::new(),
             metrics_addr: None,
             identity: None,
             exit_when_stuck: true,
         }
+    }
+}
+
+/// A credential: serialised as itself (the config file holds it), shown as
+/// `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -450,4 +500,72 @@ impl WorkerConfig {
     pub fn identity(&self) -> String {
         self.identity.clone().filter(|i| !i.trim().is_empty()).unwrap_or_else(crate::worker::default_identity)
     }
+}
+
+/// `analyze --output clickhouse`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Rows per INSERT.
+    pub insert_batch_size: usize,
+    /// Write a partial batch once it is this old.
+    pub flush_interval_secs: u64,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig { insert_batch_size: 1000, flush_interval_secs: 5 }
+    }
+}
+
+impl BackfillConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_secs(self.flush_interval_secs)
+    }
+}
+
+/// Progress of `analyze` and `submit` on stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgressOptions {
+    pub mode: crate::progress::ProgressMode,
+    /// Plain mode: a line every this many items (0: only by time).
+    pub every: u64,
+    /// Plain mode: a line at least this often (seconds) while items complete.
+    pub secs: u64,
+}
+
+impl Default for ProgressOptions {
+    fn default() -> Self {
+        let d = crate::progress::ProgressConfig::default();
+        ProgressOptions { mode: d.mode, every: d.every, secs: d.interval.as_secs() }
+    }
+}
+
+impl ProgressOptions {
+    pub fn config(&self) -> crate::progress::ProgressConfig {
+        crate::progress::ProgressConfig { mode: self.mode, every: self.every, interval: Duration::from_secs(self.secs) }
+    }
+}
+
+/// The admin client (`plugin activate|rollback|status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The worker's admin endpoint.
+    pub url: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { url: "http://127.0.0.1:9464".into() }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Fail every first activity attempt after its insert succeeded.
+    pub fail_first_attempt_after_insert: bool,
 }

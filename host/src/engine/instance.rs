@@ -117,7 +117,7 @@ impl HostState {
                 .memories(limits.max_memories)
                 .trap_on_grow_failure(true)
                 .build(),
-            call_deadline: Instant::now() + limits.load_deadline,
+            call_deadline: super::limits::deadline_after(limits.load_deadline),
             interrupt: None,
             cap: None,
         })
@@ -204,7 +204,7 @@ impl Instance {
         if metered {
             self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
         }
-        let own = now + deadline;
+        let own = super::limits::deadline_after(deadline);
         self.store.data_mut().call_deadline = cap.map_or(own, |c| c.min(own));
         self.store.set_epoch_deadline(1);
         let result = f(&self.bindings, &mut self.store);
@@ -213,7 +213,7 @@ impl Instance {
             let err = trapped(name, &e);
             self.poisoned = err.trap_kind();
             if let Some(kind) = self.poisoned {
-                crate::metrics::record_trap(kind);
+                crate::metrics::record_trap(kind.as_str());
             }
             err
         })
@@ -250,7 +250,7 @@ impl Instance {
 }
 
 pub(super) fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
-    EngineError::Trapped { call, kind: TrapKind::classify(e), detail: format!("{e:#}") }
+    EngineError::Trapped { call, kind: super::error::trap_kind_of(e), detail: format!("{e:#}") }
 }
 
 /// Owns at most one instance of a plugin and replaces it when a trap poisoned

@@ -37,7 +37,8 @@ const FORMAT: &str = "llma-snapshot/1";
 
 /// Whether the engine makes snapshots, only uses those already made, or
 /// neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SnapshotPolicy {
     /// Make one when none is cached (worker start, activation, `plugin prepare`).
     #[default]

@@ -14,9 +14,10 @@ use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-pub use activity::{ClassificationSummary, EventOutcome, HeartbeatDetails, SentimentActivities};
+pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentActivities};
+pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};
-pub use submit::{submit, SubmitOptions};
+pub use submit::{submit, SubmitOptions, DEFAULT_BATCH_MAX_BYTES};
 pub use watchdog::Watchdog;
 pub use workflow::*;
 
@@ -108,7 +109,7 @@ pub fn activities(
     options: crate::pipeline::PipelineOptions,
     cache: Arc<crate::cache::ResultCache>,
     watchdog: Arc<Watchdog>,
-    fail_first_attempt_after_insert: bool,
+    faults: Faults,
 ) -> SentimentActivities {
-    SentimentActivities { registry, pool, sink, options, cache, watchdog, fail_first_attempt_after_insert }
+    SentimentActivities { registry, pool, sink, options, cache, watchdog, faults }
 }

@@ -109,8 +109,11 @@ impl WorkerProcess {
             .spawn()
             .expect("spawn worker");
         let w = WorkerProcess { child, log, _dir: dir };
-        // A plugin build not in the compile cache compiles cold first.
-        w.wait_for_log("worker polling", Duration::from_secs(300));
+        // A plugin build not in the compile cache compiles cold first, and a
+        // plugin + model without a snapshot gets one made before the worker
+        // polls (measured up to ~3 min each on 2 loaded cores; two workers
+        // starting at once make theirs in parallel): generous on purpose.
+        w.wait_for_log("worker polling", Duration::from_secs(900));
         w
     }
 

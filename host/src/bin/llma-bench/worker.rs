@@ -92,7 +92,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     for generation in &sample {
         if let Analysis::Sentiment(event) = pipeline::analyze_cached(&mut slot, generation, &options, None, |_| ControlFlow::Continue(()))? {
             generations += 1;
-            messages += event.properties["$ai_sentiment_messages"].as_array().map_or(0, Vec::len);
+            messages += event.properties.messages.len();
         }
     }
     let stream = json!({"generations": generations, "messages": messages, "wall": t0.elapsed().as_secs_f64(), "cpu": thread_cpu() - c0});
@@ -107,7 +107,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     for generation in &whole {
         if let Analysis::Sentiment(event) = pipeline::analyze_cached(&mut slot, generation, &options, Some(&cache), |_| ControlFlow::Continue(()))? {
             generations += 1;
-            messages += event.properties["$ai_sentiment_messages"].as_array().map_or(0, Vec::len);
+            messages += event.properties.messages.len();
         }
     }
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), thread_cpu() - c0);
