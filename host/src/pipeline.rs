@@ -131,7 +131,7 @@ pub fn analyze_cached(
     // One lookup for every text of the generation, whichever tier answers.
     if let (Some(cache), Some(scope)) = (cache, &scope) {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        for (i, hit) in cache.lookup(scope, &refs, None).results.into_iter().enumerate() {
+        for (i, hit) in cache.lookup(scope, &refs, slot.deadline()).results.into_iter().enumerate() {
             if hit.is_some() {
                 results[i] = hit;
                 done += 1;
@@ -235,7 +235,7 @@ pub fn analyze_cached(
         settle(&mut results, &pending[p].1, result, &mut trapped, &mut done, &mut report)?;
     }
     if let (Some(cache), Some(scope)) = (cache, &scope) {
-        cache.share(scope, &computed_now, None);
+        cache.share(scope, &computed_now, slot.deadline());
     }
     if trapped == total {
         return Ok(Analysis::Skipped(SkipReason::PluginTrapped));

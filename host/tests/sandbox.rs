@@ -249,7 +249,7 @@ fn a_plugin_call_never_runs_past_its_callers_deadline() {
     slot.set_deadline(Some(Instant::now() + Duration::from_millis(300)));
     let started = Instant::now();
     let err = classify_one(&mut slot, "spin").unwrap_err();
-    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    assert_eq!(err.trap_kind(), Some(TrapKind::Deadline), "{err}");
     assert!(err.to_string().contains("deadline passed"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     // Past the deadline no call starts at all.

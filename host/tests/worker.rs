@@ -306,3 +306,40 @@ fn a_message_that_traps_is_retried_once_then_skipped() {
     assert_eq!(rows[0].properties["$ai_sentiment_skipped_messages"], 1);
     assert_eq!(rows[0].properties["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
 }
+
+/// A plugin call whose own budget (10 min) outlasts the attempt
+/// (start-to-close 10 s) stops at the attempt's deadline: each attempt ends
+/// with the activity's own answer, never with Temporal timing it out, and the
+/// last one skips the message (best effort) so the workflow completes.
+#[test]
+fn a_plugin_call_never_outlives_its_activity_attempt() {
+    let stack = Stack::start();
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let hostile = common::hostile_wasm();
+    let _worker = stack.worker(&[
+        ("LLMA_SENTIMENT_PLUGIN", hostile.to_str().unwrap()),
+        ("LLMA_SENTIMENT_MODEL_DIR", model.path().to_str().unwrap()),
+        ("LLMA_SENTIMENT_LIMITS_CALL_DEADLINE_BASE_MS", "600000"),
+        ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "1000000000000000"),
+        ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0"),
+        ("LLMA_SENTIMENT_WORKFLOW_START_TO_CLOSE_SECS", "10"),
+    ]);
+    let mut spin = event("unused");
+    spin["properties"]["$ai_input"] = json!("spin");
+    let started = std::time::Instant::now();
+    let results = stack.submit(&[spin.clone()], false, true);
+    assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    let events = results[0]["result"]["events"].as_array().unwrap();
+    assert_eq!(events[0]["status"], "skipped", "{results:?}");
+    assert_eq!(events[0]["reason"], "plugin_trapped", "{results:?}");
+    let wf = results[0]["workflow_id"].as_str().unwrap();
+    let history = stack.temporal.history(wf);
+    let types: Vec<&str> = history.iter().filter_map(|e| e["eventType"].as_str()).collect();
+    assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT"), "an attempt ran into start-to-close: {types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "EVENT_TYPE_ACTIVITY_TASK_FAILED").count(), 1, "{types:?}");
+    // Two attempts of at most 10 s each, and the retry backoff (generous: loaded machines).
+    assert!(started.elapsed() < std::time::Duration::from_secs(90), "took {:?}", started.elapsed());
+}

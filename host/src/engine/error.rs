@@ -8,6 +8,9 @@ pub(crate) fn trap_kind_of(err: &wasmtime::Error) -> TrapKind {
     if err.downcast_ref::<super::instance::Interrupted>().is_some() {
         return TrapKind::Cancelled;
     }
+    if err.downcast_ref::<super::instance::CallerDeadline>().is_some() {
+        return TrapKind::Deadline;
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => TrapKind::Deadline,
         Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,

@@ -22,11 +22,18 @@ pub struct HostState {
     cap: Option<Instant>,
 }
 
-/// The error a call ends with when its owner interrupted it, or its owner's
-/// deadline passed (not the plugin's fault: not a trap to skip or retry on).
+/// The error a call ends with when its owner interrupted it (not the
+/// plugin's fault: not a trap to skip or retry on).
 #[derive(Debug, thiserror::Error)]
 #[error("plugin call interrupted: {0}")]
 pub struct Interrupted(&'static str);
+
+/// The error a call ends with when its owner's deadline (what is left of an
+/// activity attempt) passed: out of time like its own deadline, so a retry
+/// gets a fresh attempt and the last attempt skips the message.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin call stopped: the caller's deadline passed")]
+pub struct CallerDeadline;
 
 /// Sets an interrupt flag when dropped: whoever holds it (an activity
 /// future) stops the plugin call running for it on a blocking thread as soon
@@ -75,7 +82,7 @@ fn on_epoch(ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadl
     }
     let now = Instant::now();
     if state.cap.is_some_and(|cap| now >= cap) {
-        return Err(wasmtime::Error::new(Interrupted("the caller's deadline passed")));
+        return Err(wasmtime::Error::new(CallerDeadline));
     }
     if now >= state.call_deadline {
         return Err(Trap::Interrupt.into());
@@ -198,7 +205,7 @@ impl Instance {
         let now = Instant::now();
         let cap = self.store.data().cap;
         if cap.is_some_and(|c| now >= c) {
-            return Err(EngineError::Trapped { call: name, kind: TrapKind::Cancelled, detail: "the caller's deadline passed before the call".into() });
+            return Err(EngineError::Trapped { call: name, kind: TrapKind::Deadline, detail: "the caller's deadline passed before the call".into() });
         }
         let metered = self.store.get_fuel().is_ok();
         if metered {
@@ -273,6 +280,11 @@ impl InstanceSlot {
         if let Some(i) = self.instance.as_mut() {
             i.set_deadline(cap);
         }
+    }
+
+    /// The caller's deadline (`set_deadline`), for the waits around its calls.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.cap
     }
 
     /// Calls made through this slot stop when `flag` is set.

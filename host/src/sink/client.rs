@@ -116,20 +116,7 @@ where
         };
         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
         let retryable = failure.kind.is_retryable();
-        if !retryable || n >= attempts {
-            tracing::warn!(
-                op,
-                rows,
-                attempt = n,
-                attempts,
-                kind = failure.kind.as_str(),
-                code = failure.code,
-                retryable,
-                "clickhouse request failed; giving up"
-            );
-            return Err(failure.into_error(op, n, attempts));
-        }
-        let backoff = jittered(config.backoff(n));
+        let backoff = (retryable && n < attempts).then(|| jittered(config.backoff(n)));
         tracing::warn!(
             op,
             rows,
@@ -137,9 +124,14 @@ where
             attempts,
             kind = failure.kind.as_str(),
             code = failure.code,
-            backoff_ms = backoff.as_millis() as u64,
-            "clickhouse request failed; retrying"
+            retryable,
+            backoff_ms = backoff.map(|b| b.as_millis() as u64),
+            "clickhouse request failed; {}",
+            if backoff.is_some() { "retrying" } else { "giving up" }
         );
+        let Some(backoff) = backoff else {
+            return Err(failure.into_error(op, n, attempts));
+        };
         tokio::time::sleep(backoff).await;
         counters.retries.fetch_add(1, Ordering::Relaxed);
         n += 1;

@@ -11,6 +11,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
+use super::deadline::AttemptDeadline;
 use super::input::WorkflowInput;
 use crate::event::GenerationEvent;
 use crate::pipeline::{self, Attempt, Cancelled, Driver, Failure, Outcome, PipelineOptions, Progress, Summary};
@@ -101,6 +102,9 @@ impl SentimentActivities {
         let policy_max = info.retry_policy.as_ref().map(|p| p.maximum_attempts()).filter(|&m| m > 0);
         let attempt = Attempt { number: info.attempt.max(1), max: policy_max };
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
+        // Nothing below outlives the attempt: classification stops at
+        // `work_until`, the insert at `write_until`.
+        let deadline = AttemptDeadline::new(info.deadline, super::workflow::activity_timeouts().start_to_close);
         let mut driver = Driver::new(self.options, attempt, true);
         let input = WorkflowInput::decode(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();
@@ -111,6 +115,16 @@ impl SentimentActivities {
         let mut cancelled = false;
 
         for (index, raw) in input.events().iter().enumerate() {
+            if deadline.out_of_work_time() {
+                // What is left goes to the next attempt (or, on the last, is
+                // missed): the attempt must end before Temporal gives up on it.
+                tracing::warn!(workflow_id, event_index = index, left = total - index, "the attempt's deadline is near: not classifying the rest");
+                for rest in index..total {
+                    let uuid = input.events()[rest].get("uuid").and_then(|u| u.as_str()).and_then(|u| uuid::Uuid::parse_str(u).ok());
+                    driver.record(rest, uuid, &Outcome::Failed(Failure::new("the attempt's deadline was reached before this event", true)));
+                }
+                break;
+            }
             let generation = match GenerationEvent::parse(raw) {
                 Ok(g) => g,
                 Err(e) => {
@@ -126,7 +140,7 @@ impl SentimentActivities {
             let span = tracing::info_span!("event", workflow_id, event_uuid = %uuid, team_id = generation.team_id);
             let options = *driver.options();
             let result = self
-                .classify_one(&ctx, &version, options, generation, index, total, driver.summary())
+                .classify_one(&ctx, &version, options, generation, index, total, driver.summary(), deadline.work_until)
                 .instrument(span.clone())
                 .await;
             let _guard = span.enter();
@@ -148,9 +162,14 @@ impl SentimentActivities {
         // retry rewrites the same uuids, which the table collapses.
         if !to_write.is_empty() {
             let span = tracing::info_span!("insert", workflow_id, rows = to_write.len());
-            self.sink.insert(&to_write).instrument(span).await.map_err(|e| {
-                if e.is_retryable() { retryable("ClickHouseUnavailable", e) } else { non_retryable("ClickHouseRejected", e) }
-            })?;
+            let insert = self.sink.insert(&to_write).instrument(span);
+            match tokio::time::timeout_at(deadline.write_until.into(), insert).await {
+                Ok(written) => written.map_err(|e| {
+                    if e.is_retryable() { retryable("ClickHouseUnavailable", e) } else { non_retryable("ClickHouseRejected", e) }
+                })?,
+                // The rows may be written: a retry rewrites the same uuids.
+                Err(_) => return Err(retryable("ClickHouseUnavailable", "the insert did not finish before the attempt's deadline")),
+            }
         }
         if cancelled {
             return Err(ActivityError::cancelled());
@@ -191,8 +210,11 @@ impl SentimentActivities {
         index: usize,
         total: usize,
         summary: &Summary,
+        work_until: std::time::Instant,
     ) -> Result<Outcome, Cancelled> {
         let waiting = Progress { done: 0, total: 0 };
+        let out_of_time = tokio::time::sleep_until(work_until.into());
+        tokio::pin!(out_of_time);
         let mut slot = {
             let checkout = self.pool.checkout(version);
             tokio::pin!(checkout);
@@ -206,6 +228,9 @@ impl SentimentActivities {
                         Err(e) => return Ok(Outcome::Failed(Failure::new(e, true))),
                     },
                     _ = ctx.cancelled() => return Err(Cancelled),
+                    _ = &mut out_of_time => {
+                        return Ok(Outcome::Failed(Failure::new("no plugin instance was free before the attempt's deadline", true)));
+                    }
                     _ = beat.tick() => {
                         if let Err(e) = ctx.record_heartbeat(HeartbeatDetails::new(summary, index, total, waiting)).await {
                             tracing::warn!(error = %e, "heartbeat not recorded");
@@ -226,6 +251,7 @@ impl SentimentActivities {
         let mut job = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
             slot.set_interrupt(cancel_flag.clone());
+            slot.set_deadline(Some(work_until));
             let result = pipeline::classify_event(&mut slot, &generation, &options, Some(&cache), |p| {
                 let _ = tx.send(p);
                 if cancel_flag.load(Ordering::Relaxed) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
