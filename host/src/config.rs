@@ -15,7 +15,8 @@ use serde_json::{json, Map, Value};
 
 pub use load::{load, ConfigError, Key, Kind, Sources, CONFIG_FILE_ENV, ENV_PREFIX, KEYS};
 pub use model::{
-    ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig, TemporalConfig, ACTIVITIES_PER_INSTANCE,
+    AggregationMode, ClickHouseConfig, Config, EventSchema, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig,
+    TemporalConfig, TruncationMode, ACTIVITIES_PER_INSTANCE,
     Validation, WorkerConfig, WorkflowConfig,
 };
 

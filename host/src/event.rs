@@ -1,7 +1,7 @@
-//! `$ai_generation` events in, `$ai_sentiment` events out.
+//! `$ai_generation` events in, `$ai_sentiment` (or `$ai_evaluation`) events out.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -13,6 +13,76 @@ pub const SENTIMENT_UUID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6c_6d61_2d73_656e
 
 pub const GENERATION_EVENT: &str = "$ai_generation";
 pub const SENTIMENT_EVENT: &str = "$ai_sentiment";
+/// The event of the `evaluation` schema (what PostHog's UI reads since 2026).
+pub const EVALUATION_EVENT: &str = "$ai_evaluation";
+
+/// Namespace of the evaluation event uuids: UUIDv5(namespace, generation
+/// uuid), not the sentiment schema's, so both schemas' rows can coexist.
+pub const EVALUATION_UUID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6c_6d61_2d73_656e_7469_6d65_6e74_0002);
+
+/// Which event a classified generation becomes (`pipeline.event_schema`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSchema {
+    /// `$ai_sentiment` (the seed).
+    #[default]
+    Sentiment,
+    /// `$ai_evaluation`, what PostHog's UI reads since 2026.
+    Evaluation,
+}
+
+impl EventSchema {
+    pub fn event_name(self) -> &'static str {
+        match self {
+            EventSchema::Sentiment => SENTIMENT_EVENT,
+            EventSchema::Evaluation => EVALUATION_EVENT,
+        }
+    }
+
+    /// This schema's event uuid for a generation: a retry rewrites the same
+    /// row, and the two schemas never share one.
+    pub fn uuid_for(self, generation_uuid: Uuid) -> Uuid {
+        let namespace = match self {
+            EventSchema::Sentiment => &SENTIMENT_UUID_NAMESPACE,
+            EventSchema::Evaluation => &EVALUATION_UUID_NAMESPACE,
+        };
+        Uuid::new_v5(namespace, generation_uuid.hyphenated().to_string().as_bytes())
+    }
+}
+
+/// The host's part of the pipeline options: what the events look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventOptions {
+    pub schema: EventSchema,
+    pub evaluation_id: String,
+    pub evaluation_name: String,
+    /// A generation without user messages becomes a neutral event (score 0,
+    /// no messages) instead of a skip.
+    pub emit_empty: bool,
+    /// Message entries keep the classified text (as cut).
+    pub store_text: bool,
+}
+
+impl Default for EventOptions {
+    fn default() -> Self {
+        EventOptions {
+            schema: EventSchema::Sentiment,
+            evaluation_id: "llma-sentiment".into(),
+            evaluation_name: "Sentiment".into(),
+            emit_empty: false,
+            store_text: false,
+        }
+    }
+}
+
+/// One classified user message: its place in `$ai_input`, its text as cut,
+/// and the plugin's result for it (labelled by the margin rule).
+#[derive(Debug, Clone)]
+pub struct ClassifiedMessage {
+    pub index: u32,
+    pub text: String,
+    pub result: MessageResult,
+}
 
 /// Why an input event cannot be processed at all: final, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,7 +216,7 @@ impl GenerationEvent {
     }
 
     pub fn sentiment_uuid(&self) -> Uuid {
-        Uuid::new_v5(&SENTIMENT_UUID_NAMESPACE, self.uuid.hyphenated().to_string().as_bytes())
+        EventSchema::Sentiment.uuid_for(self.uuid)
     }
 
     fn prop_str(&self, key: &str) -> Option<&str> {
@@ -193,34 +263,100 @@ fn scores_json(s: &crate::engine::Scores) -> Value {
     json!({"negative": s.negative, "neutral": s.neutral, "positive": s.positive})
 }
 
-fn message_json(m: &MessageResult) -> Value {
-    json!({"label": m.label.as_str(), "score": m.score})
+fn message_json(m: &ClassifiedMessage, options: &EventOptions) -> Value {
+    let mut entry = Map::new();
+    entry.insert("label".into(), Value::String(m.result.label.as_str().into()));
+    entry.insert("score".into(), json!(m.result.score));
+    // The evaluation schema keeps each message's three scores (trace and
+    // session means are computed from them on read); the seed's entries stay
+    // `{label, score}`.
+    if options.schema == EventSchema::Evaluation {
+        entry.insert("scores".into(), scores_json(&m.result.scores));
+    }
+    if options.store_text {
+        entry.insert("text".into(), Value::String(m.text.clone()));
+    }
+    Value::Object(entry)
+}
+
+/// PostHog's result for a generation without user messages (`emit_empty`).
+fn empty_overall() -> OverallResult {
+    let zero = crate::engine::Scores { negative: 0.0, neutral: 0.0, positive: 0.0 };
+    OverallResult { label: crate::engine::Label::Neutral, score: 0.0, scores: zero, messages: Vec::new() }
 }
 
 impl SentimentEvent {
-    pub fn build(generation: &GenerationEvent, overall: &OverallResult, producer: &Producer, now: DateTime<Utc>) -> Self {
+    /// The event for `generation` in `options.schema`: `overall` is the
+    /// plugin's result over `messages` (in message order, each with the
+    /// result the plugin's aggregation labelled). `started` is when the
+    /// classification began.
+    pub fn build(
+        generation: &GenerationEvent,
+        overall: &OverallResult,
+        messages: &[ClassifiedMessage],
+        producer: &Producer,
+        now: DateTime<Utc>,
+        started: DateTime<Utc>,
+        options: &EventOptions,
+    ) -> Self {
         let g = generation;
-        let parent = g.prop_str("$ai_generation_id").or_else(|| g.prop_str("$ai_span_id")).map(str::to_string);
         let mut p = Map::new();
-        p.insert("$ai_trace_id".into(), g.properties.get("$ai_trace_id").cloned().unwrap_or(Value::Null));
-        p.insert("$ai_session_id".into(), g.properties.get("$ai_session_id").cloned().unwrap_or(Value::Null));
-        p.insert("$ai_parent_id".into(), Value::String(parent.unwrap_or_else(|| g.uuid.to_string())));
-        p.insert("$ai_generation_event_uuid".into(), Value::String(g.uuid.to_string()));
+        match options.schema {
+            EventSchema::Sentiment => {
+                let parent = g.prop_str("$ai_generation_id").or_else(|| g.prop_str("$ai_span_id")).map(str::to_string);
+                p.insert("$ai_trace_id".into(), g.properties.get("$ai_trace_id").cloned().unwrap_or(Value::Null));
+                p.insert("$ai_session_id".into(), g.properties.get("$ai_session_id").cloned().unwrap_or(Value::Null));
+                p.insert("$ai_parent_id".into(), Value::String(parent.unwrap_or_else(|| g.uuid.to_string())));
+                p.insert("$ai_generation_event_uuid".into(), Value::String(g.uuid.to_string()));
+            }
+            EventSchema::Evaluation => {
+                p.insert("$ai_evaluation_id".into(), Value::String(options.evaluation_id.clone()));
+                p.insert("$ai_evaluation_name".into(), Value::String(options.evaluation_name.clone()));
+                p.insert("$ai_evaluation_type".into(), Value::String("online".into()));
+                p.insert("$ai_evaluation_runtime".into(), Value::String("sentiment".into()));
+                p.insert("$ai_evaluation_result_type".into(), Value::String("sentiment".into()));
+                p.insert("$ai_evaluation_start_time".into(), Value::String(format_timestamp(&started)));
+                let reasoning = format!("Classified {} user message(s) as {}", messages.len(), overall.label.as_str());
+                p.insert("$ai_evaluation_reasoning".into(), Value::String(reasoning));
+                p.insert("$ai_target_event_id".into(), Value::String(g.uuid.to_string()));
+                p.insert("$ai_target_event_type".into(), Value::String(GENERATION_EVENT.into()));
+                p.insert("$ai_target_type".into(), Value::String("generation_uuid".into()));
+                p.insert("$ai_trace_id".into(), g.properties.get("$ai_trace_id").cloned().unwrap_or(Value::Null));
+                let session = ["$ai_session_id", "$session_id"].iter().find_map(|k| g.properties.get(*k).filter(|v| !v.is_null()));
+                p.insert("$session_id".into(), session.cloned().unwrap_or(Value::Null));
+            }
+        }
         p.insert("$ai_sentiment_label".into(), Value::String(overall.label.as_str().into()));
         p.insert("$ai_sentiment_score".into(), json!(overall.score));
         p.insert("$ai_sentiment_scores".into(), scores_json(&overall.scores));
         p.insert("$ai_sentiment_model".into(), Value::String(producer.model.clone()));
         p.insert("$ai_sentiment_plugin_version".into(), Value::String(producer.plugin_version.clone()));
-        p.insert("$ai_sentiment_messages".into(), Value::Array(overall.messages.iter().map(message_json).collect()));
+        match options.schema {
+            EventSchema::Sentiment => {
+                let list = messages.iter().map(|m| message_json(m, options)).collect();
+                p.insert("$ai_sentiment_messages".into(), Value::Array(list));
+            }
+            EventSchema::Evaluation => {
+                let by_index: Map<String, Value> = messages.iter().map(|m| (m.index.to_string(), message_json(m, options))).collect();
+                p.insert("$ai_sentiment_messages".into(), Value::Object(by_index));
+                p.insert("$ai_sentiment_message_count".into(), json!(messages.len()));
+            }
+        }
         SentimentEvent {
-            event: SENTIMENT_EVENT,
-            uuid: g.sentiment_uuid(),
+            event: options.schema.event_name(),
+            uuid: options.schema.uuid_for(g.uuid),
             distinct_id: g.distinct_id.clone(),
             team_id: g.team_id,
             timestamp: format_timestamp(&g.timestamp.unwrap_or(now)),
             person_id: g.person_id,
             properties: p,
         }
+    }
+
+    /// `emit_empty`: the event of a generation without user messages
+    /// (neutral, score 0, no messages), as PostHog writes it.
+    pub fn empty(generation: &GenerationEvent, producer: &Producer, now: DateTime<Utc>, started: DateTime<Utc>, options: &EventOptions) -> Self {
+        SentimentEvent::build(generation, &empty_overall(), &[], producer, now, started, options)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod ops_server;
 pub mod pipeline;
 pub mod pool;
 pub mod progress;
+pub mod query;
 pub mod registry;
 pub mod result_cache;
 pub mod sink;

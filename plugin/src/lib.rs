@@ -12,4 +12,4 @@ pub mod types;
 mod component;
 
 /// The WIT interface version this plugin implements.
-pub const INTERFACE_VERSION: &str = "1.0.0";
+pub const INTERFACE_VERSION: &str = "1.1.0";

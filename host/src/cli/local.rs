@@ -7,14 +7,16 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::engine::{ExtractOptions, InstanceSlot};
+use crate::engine::InstanceSlot;
 use crate::event::GenerationEvent;
 use crate::pipeline::{self, Analysis};
 
-fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
+pub(super) fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
     let source = config.plugin.source();
     let engine = source.engine(config.limits.limits())?;
     let plugin = source.load(&engine)?;
+    // As at a worker's activation: options the plugin's interface lacks stop here.
+    config.pipeline.plugin_options().check(plugin.contract)?;
     Ok((engine, InstanceSlot::new(plugin)))
 }
 
@@ -29,8 +31,7 @@ pub fn extract(args: &Config) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("reading $ai_input from stdin")?;
     let (_engine, mut slot) = slot(args)?;
-    let options = ExtractOptions { max_messages: args.pipeline.max_messages, max_chars: args.pipeline.max_chars };
-    let messages = slot.get()?.extract(input.trim(), options)?;
+    let messages = slot.get()?.extract(input.trim(), args.pipeline.plugin_options().extraction)?;
     let out: Vec<Value> = messages.into_iter().map(|m| json!({"index": m.index, "text": m.text})).collect();
     print_line(&mut std::io::stdout().lock(), &Value::Array(out))
 }

@@ -2,6 +2,7 @@
 
 mod backfill;
 mod local;
+mod overall;
 mod service;
 
 use std::path::PathBuf;
@@ -50,9 +51,30 @@ pub struct PluginArgs {
     /// Keep the last N user messages of a generation [default: 50].
     #[arg(long, global = true)]
     pub max_messages: Option<u32>,
-    /// Keep the last N characters of each message [default: 2000].
+    /// Keep N characters of each message [default: 2000].
     #[arg(long, global = true)]
     pub max_chars: Option<u32>,
+    /// How a longer message is cut [default: tail].
+    #[arg(long, global = true, value_enum)]
+    pub truncation: Option<crate::config::TruncationMode>,
+    /// `head-tail`: characters kept from the start [default: 300].
+    #[arg(long, global = true)]
+    pub head_chars: Option<u32>,
+    /// A polar label within this margin of neutral becomes neutral [default: 0, off].
+    #[arg(long, global = true)]
+    pub neutral_margin: Option<f64>,
+    /// How message results make a generation's [default: worst].
+    #[arg(long, global = true, value_enum)]
+    pub aggregation: Option<crate::config::AggregationMode>,
+    /// Which event a generation becomes [default: sentiment].
+    #[arg(long, global = true, value_enum)]
+    pub event_schema: Option<crate::config::EventSchema>,
+    /// Write a neutral event for a generation without user messages.
+    #[arg(long, global = true)]
+    pub emit_empty: bool,
+    /// Keep each classified text (as cut) in its message entry.
+    #[arg(long, global = true)]
+    pub store_text: bool,
     /// Per-message result cache shared by all tasks, MiB; 0 disables it [default: 64].
     #[arg(long, global = true)]
     pub result_cache_mb: Option<u64>,
@@ -68,6 +90,13 @@ impl PluginArgs {
         flags.set("pipeline.batch_size", self.batch_size.map(Value::from));
         flags.set("pipeline.max_messages", self.max_messages.map(Value::from));
         flags.set("pipeline.max_chars", self.max_chars.map(Value::from));
+        flags.set("pipeline.truncation", self.truncation.and_then(|v| serde_json::to_value(v).ok()));
+        flags.set("pipeline.head_chars", self.head_chars.map(Value::from));
+        flags.set("pipeline.neutral_margin", self.neutral_margin.map(Value::from));
+        flags.set("pipeline.aggregation", self.aggregation.and_then(|v| serde_json::to_value(v).ok()));
+        flags.set("pipeline.event_schema", self.event_schema.and_then(|v| serde_json::to_value(v).ok()));
+        flags.set("pipeline.emit_empty", self.emit_empty.then_some(Value::Bool(true)));
+        flags.set("pipeline.store_text", self.store_text.then_some(Value::Bool(true)));
         flags.set("pipeline.result_cache_mb", self.result_cache_mb.map(Value::from));
     }
 }
@@ -80,7 +109,10 @@ impl Cli {
         flags.set("log.filter", self.log.clone().map(Value::from));
         flags.set("log.format", self.log_format.and_then(|f| serde_json::to_value(f).ok()));
         match &self.command {
-            Command::Migrate { clickhouse } | Command::Analyze { clickhouse, .. } => clickhouse.apply(&mut flags),
+            Command::Migrate { clickhouse }
+            | Command::Analyze { clickhouse, .. }
+            | Command::Trace { clickhouse, .. }
+            | Command::Session { clickhouse, .. } => clickhouse.apply(&mut flags),
             Command::Worker { temporal, clickhouse, worker, .. } | Command::Config { temporal, clickhouse, worker } => {
                 temporal.apply(&mut flags);
                 clickhouse.apply(&mut flags);
@@ -122,6 +154,30 @@ pub enum Command {
         flush_interval_secs: u64,
         #[command(flatten)]
         progress: ProgressArgs,
+    },
+    /// Read per-message scores (`[{"negative":..,"neutral":..,"positive":..}, ...]`) on
+    /// stdin; print the overall result of the plugin's own aggregation.
+    Aggregate {
+        /// The aggregation rule [default: pipeline.aggregation]; the margin is `--neutral-margin`.
+        #[arg(long, value_enum)]
+        rule: Option<crate::config::AggregationMode>,
+    },
+    /// Sentiment of a trace: its stored events (either schema), the latest per
+    /// generation, every message through the `mean` rule with the configured margin.
+    Trace {
+        trace_id: String,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+    },
+    /// Sentiment of a session (`$ai_session_id` / `$session_id`), computed like `trace`.
+    Session {
+        session_id: String,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
     },
     /// Print the plugin's and model's info.
     Info,
@@ -174,9 +230,32 @@ pub enum Command {
         /// Workflows started (and awaited) at once.
         #[arg(long, default_value_t = 16)]
         parallelism: usize,
+        /// Start workflows only for generations whose uuid is in this rollout
+        /// (PostHog's rule: md5 of the uuid, first 8 hex digits, % 10000 / 100 < P).
+        #[arg(long, default_value_t = 100.0, value_parser = percent)]
+        rollout_percent: f64,
+        /// Print `{"uuid":...,"start":true|false}` per event without contacting Temporal.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         progress: ProgressArgs,
     },
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage in 0..=100")),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: overall::ReadFormat,
+    /// Only this team's events.
+    #[arg(long)]
+    pub team_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -256,6 +335,13 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             local::analyze(&config, file.as_deref(), output, &progress.config())
         }
         Command::Info => local::info(&config),
+        Command::Aggregate { rule } => overall::aggregate(&config, *rule),
+        Command::Trace { trace_id, read, .. } => {
+            overall::read(&config, crate::query::Scope::Trace(trace_id.clone()), read.team_id, read.format)
+        }
+        Command::Session { session_id, read, .. } => {
+            overall::read(&config, crate::query::Scope::Session(session_id.clone()), read.team_id, read.format)
+        }
         Command::Config { .. } => {
             print!("{}", config.to_redacted_toml());
             Ok(())
@@ -275,7 +361,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Status { admin } => service::plugin_admin(&admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { fault_fail_first_attempt, .. } => service::worker(&config, *fault_fail_first_attempt),
-        Command::Submit { file, batch, wait, id_prefix, parallelism, progress, .. } => {
+        Command::Submit { file, batch, wait, id_prefix, parallelism, rollout_percent, dry_run, progress, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),
                 batch: *batch,
@@ -283,7 +369,11 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 id_prefix: id_prefix.clone(),
                 parallelism: *parallelism,
                 execution_timeout: config.workflow.execution_timeout(),
+                rollout_percent: *rollout_percent,
             };
+            if *dry_run {
+                return service::submit_dry_run(file.as_deref(), &options);
+            }
             service::submit(&config.temporal, file.as_deref(), options, &progress.config())
         }
     }

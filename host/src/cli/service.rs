@@ -12,7 +12,7 @@ use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 use crate::worker::{self, SubmitOptions, WorkerSetup};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
@@ -48,7 +48,7 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     let engine = Arc::new(source.engine(config.limits.limits())?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
-        Registry::new(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace())
+        Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
             .context("the plugin failed its validation")?,
     );
     let live = Arc::downgrade(&registry);
@@ -99,6 +99,25 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     })
 }
 
+/// Opens FILE, or stdin for `None` / `-`.
+fn open_input(file: Option<&Path>) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+    Ok(match file {
+        Some(p) if p != Path::new("-") => {
+            Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?))
+        }
+        _ => Box::new(std::io::stdin().lock()),
+    })
+}
+
+pub fn submit_dry_run(file: Option<&Path>, options: &SubmitOptions) -> anyhow::Result<()> {
+    let report = worker::dry_run(open_input(file)?, options, std::io::stdout().lock())?;
+    eprintln!(
+        "dry run: {} would start, {} not in the {}% rollout, {} unreadable",
+        report.started, report.not_in_rollout, options.rollout_percent, report.start_errors
+    );
+    Ok(())
+}
+
 pub fn submit(
     temporal: &TemporalConfig,
     file: Option<&Path>,
@@ -107,17 +126,10 @@ pub fn submit(
 ) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
-        let stdout = std::io::stdout();
-        let report = match file {
-            Some(p) if p != Path::new("-") => {
-                let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                worker::submit(&client, BufReader::new(f), &options, stdout.lock(), progress).await?
-            }
-            _ => worker::submit(&client, std::io::stdin().lock(), &options, stdout.lock(), progress).await?,
-        };
+        let report = worker::submit(&client, open_input(file)?, &options, std::io::stdout().lock(), progress).await?;
         eprintln!(
-            "submitted: {} started, {} not started, {} completed, {} failed",
-            report.started, report.start_errors, report.completed, report.failed
+            "submitted: {} started, {} not started, {} completed, {} failed, {} not in the rollout",
+            report.started, report.start_errors, report.completed, report.failed, report.not_in_rollout
         );
         Ok(())
     })
@@ -128,7 +140,8 @@ pub fn plugin_check(config: &Config, file: &Path) -> anyhow::Result<()> {
     source.plugin = Some(file.to_path_buf());
     let engine = Arc::new(source.engine(config.limits.limits())?);
     let loaded = source.load(&engine)?;
-    let registry = Registry::new(engine, loaded, Some(file.to_path_buf()), std::time::Duration::ZERO)?;
+    let registry =
+        Registry::with_options(engine, loaded, Some(file.to_path_buf()), std::time::Duration::ZERO, config.pipeline.plugin_options())?;
     let status = crate::registry::VersionStatus::from(&*registry.current());
     let info = &registry.current().info;
     let out = serde_json::json!({

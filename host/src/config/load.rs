@@ -23,6 +23,7 @@ pub const CONFIG_FILE_ENV: &str = "LLMA_SENTIMENT_CONFIG";
 pub enum Kind {
     Str,
     Int,
+    Float,
     Bool,
 }
 
@@ -69,6 +70,15 @@ pub const KEYS: &[Key] = &[
     key("plugin.rollback_grace_secs", Kind::Int, &["LLMA_SENTIMENT_ROLLBACK_GRACE_SECS"]),
     key("pipeline.max_messages", Kind::Int, &["LLMA_SENTIMENT_MAX_MESSAGES"]),
     key("pipeline.max_chars", Kind::Int, &["LLMA_SENTIMENT_MAX_CHARS"]),
+    key("pipeline.truncation", Kind::Str, &[]),
+    key("pipeline.head_chars", Kind::Int, &[]),
+    key("pipeline.neutral_margin", Kind::Float, &[]),
+    key("pipeline.aggregation", Kind::Str, &[]),
+    key("pipeline.event_schema", Kind::Str, &[]),
+    key("pipeline.evaluation_id", Kind::Str, &[]),
+    key("pipeline.evaluation_name", Kind::Str, &[]),
+    key("pipeline.emit_empty", Kind::Bool, &[]),
+    key("pipeline.store_text", Kind::Bool, &[]),
     key("pipeline.batch_size", Kind::Int, &["LLMA_SENTIMENT_BATCH_SIZE"]),
     key("pipeline.result_cache_mb", Kind::Int, &["LLMA_SENTIMENT_RESULT_CACHE_MB"]),
     key("limits.call_deadline_base_ms", Kind::Int, &[]),
@@ -211,6 +221,7 @@ impl EnvLayer {
                 // A value that does not parse stays a string, and the key's
                 // type check reports it with the variable's name.
                 Kind::Int => raw.trim().parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.into())),
+                Kind::Float => raw.trim().parse::<f64>().ok().filter(|x| x.is_finite()).map(Value::from).unwrap_or_else(|| Value::String(raw.into())),
                 Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" | "on" => Value::Bool(true),
                     "0" | "false" | "no" | "off" => Value::Bool(false),
@@ -286,6 +297,13 @@ impl Config {
         }
         if w.schedule_to_close_secs < w.start_to_close_secs {
             return invalid("workflow.schedule_to_close_secs", "must not be below workflow.start_to_close_secs");
+        }
+        // Margin and head+tail limits are the plugin's to check (at activation).
+        if !self.pipeline.neutral_margin.is_finite() {
+            return invalid("pipeline.neutral_margin", "must be a number");
+        }
+        if self.pipeline.evaluation_id.trim().is_empty() {
+            return invalid("pipeline.evaluation_id", "must not be empty");
         }
         if self.worker.max_concurrent_activities == Some(0) {
             return invalid("worker.max_concurrent_activities", "must be at least 1");

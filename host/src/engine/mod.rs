@@ -6,6 +6,7 @@
 
 mod bindings;
 mod cache;
+mod contract;
 mod error;
 mod instance;
 mod limits;
@@ -18,16 +19,18 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 pub use bindings::{
-    ExtractOptions, Label, MessageResult, OverallResult, PluginError, PluginInfo, PluginLimits, Scores, UserMessage,
+    AggregationRule, ExtractOptions, Extraction, Label, Labelling, MessageResult, OverallResult, PluginError, PluginInfo,
+    PluginLimits, Scores, Truncation, UserMessage,
 };
+pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache};
 pub use error::{EngineError, TrapKind};
 pub use instance::{HostState, Instance, InstanceSlot};
 pub use limits::Limits;
 
-/// The WIT interface version this host speaks; a plugin of another major
-/// version is refused.
-pub const INTERFACE_VERSION: &str = "1.0.0";
+/// The newest WIT interface version this host speaks; a plugin of another
+/// major version is refused, one of an older minor serves what it has.
+pub const INTERFACE_VERSION: &str = "1.1.0";
 
 /// How events and logs name a plugin build: its version and build hash.
 pub fn version_label(info: &PluginInfo, wasm_sha256: &str) -> String {
@@ -78,11 +81,13 @@ impl PluginEngine {
         let compile_time = started.elapsed();
         let mut linker: Linker<HostState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        let contract = Contract::of(&component, &self.engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
-        let pre = bindings::PluginPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
+        let pre = contract::ContractPre::new(contract, pre)?;
         let model_identity = model_identity(&model_dir);
         Ok(Plugin {
             pre,
+            contract,
             model_identity,
             model_dir,
             limits: self.limits.clone(),
@@ -127,7 +132,9 @@ fn model_identity(dir: &Path) -> String {
 
 /// One plugin version, compiled and linked; instantiating it is cheap.
 pub struct Plugin {
-    pre: bindings::PluginPre<HostState>,
+    pre: contract::ContractPre,
+    /// The interface version the component exports.
+    pub contract: Contract,
     model_dir: PathBuf,
     limits: Limits,
     /// Identifies the plugin build (SHA-256 of the component bytes).

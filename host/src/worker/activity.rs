@@ -119,7 +119,7 @@ impl SentimentActivities {
         let attempt = info.attempt.max(1);
         // The last attempt skips messages that trap instead of failing on them.
         let last_attempt = attempt >= super::workflow::activity_timeouts().max_attempts;
-        let options = PipelineOptions { skip_trapping_messages: last_attempt, ..self.options };
+        let options = PipelineOptions { skip_trapping_messages: last_attempt, ..self.options.clone() };
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let input = WorkflowInput::parse(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();
@@ -163,7 +163,11 @@ impl SentimentActivities {
                     outcome.label = event.properties.get("$ai_sentiment_label").and_then(Value::as_str).map(String::from);
                     outcome.score = event.properties.get("$ai_sentiment_score").and_then(Value::as_f64).map(|s| s as f32);
                     crate::metrics::record_event(crate::metrics::Outcome::Classified, None);
-                    let messages = event.properties.get("$ai_sentiment_messages").and_then(Value::as_array).map_or(0, Vec::len);
+                    let messages = match event.properties.get("$ai_sentiment_messages") {
+                        Some(Value::Array(list)) => list.len(),
+                        Some(Value::Object(by_index)) => by_index.len(),
+                        _ => 0,
+                    };
                     crate::metrics::record_messages_classified(messages);
                     to_write.push(*event);
                 }
@@ -262,7 +266,7 @@ impl SentimentActivities {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let cancel = Arc::new(AtomicBool::new(false));
         let cache = self.cache.clone();
-        let options = *options;
+        let options = options.clone();
         let cancel_flag = cancel.clone();
         // The plugin runs on a blocking thread: carry the event's span there.
         let span = tracing::Span::current();

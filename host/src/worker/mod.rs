@@ -2,6 +2,7 @@
 
 mod activity;
 mod input;
+pub mod rollout;
 mod submit;
 mod workflow;
 
@@ -14,7 +15,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 pub use activity::{ClassificationSummary, EventOutcome, HeartbeatDetails, SentimentActivities};
 pub use input::{InputError, WorkflowInput};
-pub use submit::{submit, SubmitOptions};
+pub use submit::{dry_run, submit, SubmitOptions, SubmitReport};
 pub use workflow::*;
 
 use crate::config::TemporalConfig;
