@@ -84,7 +84,7 @@ impl PluginOptions {
             needs.push(format!("neutral_margin {}", self.labelling.neutral_margin));
         }
         if self.labelling.rule != seed.rule {
-            needs.push(format!("aggregation rule {:?}", self.labelling.rule).to_lowercase());
+            needs.push("aggregation rule mean".to_string());
         }
         (!needs.is_empty()).then(|| format!("{} need(s) interface 1.1; the plugin exports {contract}", needs.join(", ")))
     }
