@@ -24,7 +24,8 @@ BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugins models build run analyze test bench bench-model model clean reliability
+.PHONY: setup venv target plugins models build run analyze test bench bench-model model clean reliability \
+	release install cluster-demo deploy-check
 
 setup: target venv
 
@@ -67,7 +68,7 @@ bench: build $(if $(BENCH_QUICK),,bench-model)
 # One package set and all targets, exactly what `cargo test` builds: cargo
 # unifies dependency features per invocation, so building anything narrower
 # would compile the large dependencies (wasmtime, tract, temporal) twice.
-CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment
+CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment -p llma-proc-stats
 
 build: plugins models
 	cargo build $(CARGO_PKGS) --all-targets
@@ -83,16 +84,81 @@ run: build
 	@test -f profiles/$(PROFILE).toml || { echo "no profile profiles/$(PROFILE).toml (seed, posthog-2026)" >&2; exit 2; }
 	LLMA_SENTIMENT_CONFIG=$(CURDIR)/profiles/$(PROFILE).toml scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
 
-# `make test TEST_ARGS="--test worker"` runs one test target.
-# Tests share one compiled-component cache; compiling it once up front keeps
-# concurrent tests from all compiling the 22 MB component at the same time.
-TEST_CACHE := $(CARGO_TARGET_DIR)/tmp/llma-test-cache
+# Release builds of the plugin (always release) and the host, which embeds the
+# default plugin and model. A cold release build of the host takes ~20 min on
+# 2 cores (wasmtime, tract and the Temporal SDK again, optimised); see README "Deploying".
+RELEASE_BIN := $(CARGO_TARGET_DIR)/release/llma-sentiment
 
-test: build
-	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) info >/dev/null
+release: plugins models
+	@start=$$(date +%s); \
+	cargo build --release -p llma-sentiment --bin llma-sentiment && \
+	echo "release: $(RELEASE_BIN) built in $$(( $$(date +%s) - start )) s"
+
+# `make install PREFIX=/usr/local DESTDIR=` (run `make release` first, or
+# name another binary with INSTALL_BIN=): the binary, the plugin, the default
+# model, example config + env file, and the systemd template unit.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+DATADIR ?= $(PREFIX)/share
+DOCDIR ?= $(DATADIR)/doc/llma-sentiment
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(LIBDIR)/systemd/system
+INSTALL_BIN ?= $(RELEASE_BIN)
+DEPLOY_SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	-e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+
+install:
+	@test -x "$(INSTALL_BIN)" || { echo "install: $(INSTALL_BIN) missing: run 'make release' first (or set INSTALL_BIN=)" >&2; exit 1; }
+	@test -f "$(PLUGIN_WASM)" -a -f "$(MODELS)/default/model.onnx" || { echo "install: plugin or default model missing: run 'make release'" >&2; exit 1; }
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(LIBDIR)/llma-sentiment/plugins" "$(DESTDIR)$(DATADIR)/llma-sentiment/models/default" \
+		"$(DESTDIR)$(DATADIR)/llma-sentiment/examples" "$(DESTDIR)$(SYSCONFDIR)/llma-sentiment" "$(DESTDIR)$(SYSTEMDUNITDIR)" "$(DESTDIR)$(DOCDIR)"
+	install -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(BINDIR)/llma-sentiment"
+	install -m 0644 "$(PLUGIN_WASM)" "$(DESTDIR)$(LIBDIR)/llma-sentiment/plugins/llma_sentiment_plugin.wasm"
+	install -m 0644 $(wildcard $(MODELS)/default/*.json) "$(MODELS)/default/model.onnx" "$(DESTDIR)$(DATADIR)/llma-sentiment/models/default/"
+	$(DEPLOY_SUBST) deploy/config.toml >"$(DESTDIR)$(DATADIR)/llma-sentiment/examples/config.toml"
+	$(DEPLOY_SUBST) deploy/worker.env >"$(DESTDIR)$(DATADIR)/llma-sentiment/examples/worker.env"
+	@# An operator's own config is never overwritten.
+	for f in config.toml worker.env; do \
+		test -e "$(DESTDIR)$(SYSCONFDIR)/llma-sentiment/$$f" || \
+		install -m 0640 "$(DESTDIR)$(DATADIR)/llma-sentiment/examples/$$f" "$(DESTDIR)$(SYSCONFDIR)/llma-sentiment/$$f"; \
+	done
+	$(DEPLOY_SUBST) deploy/llma-sentiment@.service >"$(DESTDIR)$(SYSTEMDUNITDIR)/llma-sentiment@.service"
+	chmod 0644 "$(DESTDIR)$(SYSTEMDUNITDIR)/llma-sentiment@.service"
+	install -m 0644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
+
+# Installs into a temporary root with the debug binary and checks the unit
+# with `systemd-analyze verify` (skipped, and said so, where it is missing).
+deploy-check: build
+	DEPLOY_CHECK_CACHE_DIR=$(TEST_CACHE) scripts/deploy-check.sh "$(BIN)"
+
+# N workers (LLMA_CLUSTER_WORKERS, default 3) on one task queue with Redis:
+# a stream of multi-turn conversations, one worker SIGKILLed and replaced,
+# then who served what and the cache hit rates per worker.
+cluster-demo: build
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	cargo test $(CARGO_PKGS) $(TEST_ARGS)
+	cargo test $(CARGO_PKGS) --test cluster -- --ignored --nocapture cluster_demo
+
+# `make test TEST_ARGS="--test worker"` runs one test target.
+# Tests share one compiled-component cache (CARGO_TARGET_TMPDIR, which cargo
+# puts under the build dir); compiling the 22 MB component and making the
+# default plugin's snapshot once up front keeps concurrent tests (and the
+# workers they start) from all doing it at the same time.
+TEST_CACHE := $(CARGO_BUILD_BUILD_DIR)/tmp/llma-test-cache
+
+# The tests' builds add the test-only fault switches (`fault-injection`, a
+# feature of the host crate alone: it changes no dependency's features, so
+# the large dependencies are not compiled again); the binary the tests run
+# is built with it, the one `make build` makes is not.
+TEST_FEATURES := --features llma-sentiment/fault-injection
+
+test: plugins models
+	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
+	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
+	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
+	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
+	cargo test $(CARGO_PKGS) $(TEST_FEATURES) $(TEST_ARGS)
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv
@@ -108,7 +174,8 @@ clean:
 # cases per property; prints a table. Takes ~20 minutes on 2 cores, so it is
 # not part of `make test` (which runs the fuzz properties at 256 cases).
 # LLMA_FUZZ_CASES=N overrides the case count.
-reliability: build
+reliability: plugins models
+	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
 	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
 	scripts/reliability.sh

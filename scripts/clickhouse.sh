@@ -142,15 +142,9 @@ EOF
 }
 
 cmd_start() {
-    local dir="${1:-}"
-    [ -n "$dir" ] || die "usage: clickhouse.sh start DIR"
     find_server || die "clickhouse-server not installed; run: scripts/clickhouse.sh install"
-    mkdir -p "$dir"
-    dir="$(cd "$dir" && pwd)"
-    if [ -f "$dir/pid" ] && pid_alive "$(cat "$dir/pid")"; then
-        die "a server is already running for $dir (pid $(cat "$dir/pid"))"
-    fi
-    rm -f "$dir/pid" "$dir/env"
+    local dir
+    dir="$(prepare_dir "${1:-}")"
 
     local timeout="${CLICKHOUSE_START_TIMEOUT:-30}"
     local http tcp pid
@@ -182,30 +176,9 @@ cmd_start() {
             fi
             sleep 0.2
         done
-        if pid_alive "$pid"; then
-            echo "clickhouse.sh: server did not answer /ping within ${timeout}s" >&2
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 2
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-            break
-        fi
-        wait "$pid" 2>/dev/null || true
-        if grep -qiE 'address already in use|Net Exception: Address' "$dir/log/"*.log 2>/dev/null; then
-            echo "clickhouse.sh: port clash, retrying with new ports" >&2
-            continue
-        fi
-        break
+        retry_start "$pid" "$timeout" 2 'address already in use|Net Exception: Address' "$dir/log/"*.log || break
     done
-    rm -f "$dir/pid"
-    echo "clickhouse.sh: failed to start ClickHouse in $dir; log tail:" >&2
-    local f
-    for f in "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log" "$dir/log/clickhouse-server.log"; do
-        [ -s "$f" ] || continue
-        echo "==> $f <==" >&2
-        tail -n 40 "$f" >&2
-    done
-    exit 1
+    start_failed ClickHouse "$dir" "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log" "$dir/log/clickhouse-server.log"
 }
 
 cmd_stop() { stop_server "$@"; }

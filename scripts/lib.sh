@@ -42,3 +42,55 @@ stop_server() {
     fi
     rm -f "$dir/pid"
 }
+
+# prepare_dir DIR: creates DIR, refuses it while its server still runs, clears its pid and env
+# files; prints DIR as an absolute path.
+prepare_dir() {
+    local dir="${1:-}"
+    [ -n "$dir" ] || die "usage: $SCRIPT_NAME start DIR"
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    if [ -f "$dir/pid" ] && pid_alive "$(cat "$dir/pid")"; then
+        die "a server is already running for $dir (pid $(cat "$dir/pid"))"
+    fi
+    rm -f "$dir/pid" "$dir/env"
+    echo "$dir"
+}
+
+# retry_start PID TIMEOUT GRACE PATTERN LOG...: a server that did not come up. Still running
+# after TIMEOUT s: stopped (SIGTERM, SIGKILL after GRACE s), no retry (status 1). Exited
+# with a log matching PATTERN (a port taken between picking and binding it): retry (status 0).
+retry_start() {
+    local pid="$1" timeout="$2" grace="$3" pattern="$4"
+    shift 4
+    if pid_alive "$pid"; then
+        echo "$SCRIPT_NAME: server did not come up within ${timeout}s" >&2
+        kill -TERM "$pid" 2>/dev/null || true
+        sleep "$grace"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        return 1
+    fi
+    wait "$pid" 2>/dev/null || true
+    if grep -qiE "$pattern" "$@" 2>/dev/null; then
+        echo "$SCRIPT_NAME: port clash, retrying with new ports" >&2
+        return 0
+    fi
+    return 1
+}
+
+# start_failed WHAT DIR LOG...: the start of WHAT in DIR failed for good: prints the tail of
+# every non-empty LOG and exits 1.
+start_failed() {
+    local what="$1" dir="$2"
+    shift 2
+    rm -f "$dir/pid"
+    echo "$SCRIPT_NAME: failed to start $what in $dir; log tail:" >&2
+    local f
+    for f in "$@"; do
+        [ -s "$f" ] || continue
+        echo "==> $f <==" >&2
+        tail -n 40 "$f" >&2
+    done
+    exit 1
+}

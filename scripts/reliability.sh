@@ -7,7 +7,10 @@
 #   * the fault-injection scenarios of host/tests/reliability.rs on real
 #     servers (ClickHouse down 30 s during a steady stream and during a burst,
 #     Temporal restarted, worker SIGKILLed mid-batch, a batch holding an event
-#     dated 1969).
+#     dated 1969, the Temporal restart 10 times with 2 slots under two busy loops);
+#   * the cluster of host/tests/cluster.rs in full: 600 generations through 3
+#     workers with Redis (one SIGKILLed and replaced), and the same stream
+#     through 1 worker and 3 workers without Redis for the hit-rate table.
 #
 # Needs the variables `make test` passes (LLMA_TEST_MODELS, LLMA_TEST_PLUGIN,
 # LLMA_TEST_HOSTILE_PLUGIN, LLMA_TEST_PYTHON, LLMA_TEST_REPO) and
@@ -16,7 +19,7 @@
 #   LLMA_FUZZ_CASES              cases per fuzz property (default 100000)
 #   LLMA_RELIABILITY_SCENARIOS   filter for the fault scenarios' test names
 #                                (cargo test filter; default: all)
-#   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1   skip a part
+#   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1 / LLMA_RELIABILITY_SKIP_CLUSTER=1   skip a part
 # Exits non-zero when any scenario fails (the table is printed anyway).
 set -uo pipefail
 
@@ -42,15 +45,21 @@ step() {
 
 if [ "${LLMA_RELIABILITY_SKIP_FUZZ:-0}" != 1 ]; then
     step "fuzz extraction (plugin)" \
-        cargo test -p llma-sentiment-plugin -p llma-sentiment --test fuzz_extract -- --nocapture --test-threads=1
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test fuzz_extract -- --nocapture --test-threads=1
     step "fuzz event parsing (host)" \
-        cargo test -p llma-sentiment-plugin -p llma-sentiment --test fuzz_events -- --nocapture --test-threads=1
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test fuzz_events -- --nocapture --test-threads=1
 fi
 if [ "${LLMA_RELIABILITY_SKIP_FAULTS:-0}" != 1 ]; then
     # shellcheck disable=SC2086
     step "fault scenarios" \
-        cargo test -p llma-sentiment-plugin -p llma-sentiment --test reliability -- --ignored --nocapture --test-threads=1 \
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test reliability -- --ignored --nocapture --test-threads=1 \
         ${LLMA_RELIABILITY_SCENARIOS:-}
+fi
+
+if [ "${LLMA_RELIABILITY_SKIP_CLUSTER:-0}" != 1 ]; then
+    step "cluster (600 generations, hit-rate table)" \
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --test cluster -- --ignored --nocapture --test-threads=1 \
+        cluster_full_stream_and_hit_rate_table
 fi
 
 echo

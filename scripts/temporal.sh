@@ -49,15 +49,9 @@ cmd_install() {
 }
 
 cmd_start() {
-    local dir="${1:-}"
-    [ -n "$dir" ] || die "usage: temporal.sh start DIR"
     ensure_bin
-    mkdir -p "$dir"
-    dir="$(cd "$dir" && pwd)"
-    if [ -f "$dir/pid" ] && pid_alive "$(cat "$dir/pid")"; then
-        die "a server is already running for $dir (pid $(cat "$dir/pid"))"
-    fi
-    rm -f "$dir/pid" "$dir/env"
+    local dir
+    dir="$(prepare_dir "${1:-}")"
 
     local timeout="${TEMPORAL_START_TIMEOUT:-30}"
     local grpc http metrics pid
@@ -106,25 +100,9 @@ cmd_start() {
             cat "$dir/env"
             return 0
         fi
-        if pid_alive "$pid"; then
-            echo "temporal.sh: server did not report SERVING within ${timeout}s" >&2
-            kill -TERM "$pid" 2>/dev/null || true
-            sleep 3
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-            break
-        fi
-        wait "$pid" 2>/dev/null || true
-        if grep -qi 'address already in use' "$dir/temporal.log" 2>/dev/null; then
-            echo "temporal.sh: port clash, retrying with new ports" >&2
-            continue
-        fi
-        break
+        retry_start "$pid" "$timeout" 3 'address already in use' "$dir/temporal.log" || break
     done
-    rm -f "$dir/pid"
-    echo "temporal.sh: failed to start Temporal in $dir; log tail:" >&2
-    tail -n 40 "$dir/temporal.log" >&2 || true
-    exit 1
+    start_failed Temporal "$dir" "$dir/temporal.log"
 }
 
 cmd_stop() { stop_server "$@"; }

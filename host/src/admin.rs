@@ -1,123 +1,277 @@
-//! The worker's admin endpoint (loopback HTTP, off unless an address is
-//! configured): plugin status, activation and rollback, liveness.
+//! The worker's admin endpoint (off unless `worker.admin_addr` is set):
+//! plugin status, activation and rollback. It can make the worker run any
+//! plugin it can read, so it is locked down by default: it binds loopback
+//! addresses only (unless `worker.admin_allow_remote`), every request needs
+//! the bearer token (`worker.admin_token`, or the file
+//! `worker.admin_token_file`), and it activates plugins and models only
+//! from `plugin.dir` and `worker.admin_allowed_dirs`.
 //!
 //! | method | path | does |
 //! |---|---|---|
 //! | GET | `/healthz` | 200 while the process runs |
-//! | GET | `/plugin` | active (and rollback) version as JSON |
+//! | GET | `/plugin` | active (and rollback) version, and whether an activation runs, as JSON |
 //! | POST | `/plugin/activate` | body `{"path": "...", "model_dir": "..."?}`: validate, then switch |
 //! | POST | `/plugin/rollback` | switch back to the previous version |
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use sha2::{Digest, Sha256};
 
+use crate::config::{Config, Secret, WorkerConfig};
+use crate::http_server::{Server, Timeouts};
 use crate::registry::{Registry, VersionStatus};
 
 /// Largest request body accepted (a path and a model dir).
 const MAX_BODY: usize = 64 * 1024;
+/// A token shorter than this is refused at start: it could be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// An activation compiles a component and loads a model (bounded by
+/// `limits.load_deadline_ms`, 2 min by default); the request may take that long.
+const TIMEOUTS: Timeouts = Timeouts { header_read: Duration::from_secs(10), request: Duration::from_secs(300) };
+/// The client waits a little longer than the server, so it sees the server's answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(310);
+const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the admin endpoint refuses to start (or the client to call it).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminConfigError {
+    #[error(
+        "worker.admin_addr {0} is not a loopback address: the admin endpoint activates plugins, so it binds only \
+         loopback unless worker.admin_allow_remote is true ($LLMA_SENTIMENT_WORKER_ADMIN_ALLOW_REMOTE=true)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error(
+        "the admin endpoint needs a bearer token: set worker.admin_token ($LLMA_SENTIMENT_ADMIN_TOKEN) or \
+         worker.admin_token_file ($LLMA_SENTIMENT_ADMIN_TOKEN_FILE)"
+    )]
+    NoToken,
+    #[error("admin token file {path}: {reason}")]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("the admin token must be at least {MIN_TOKEN_LEN} characters long")]
+    TokenTooShort,
+    #[error("worker.admin_allowed_dirs: {path}: {reason}")]
+    AllowedDir { path: PathBuf, reason: String },
+}
+
+/// The admin token as configured (`worker.admin_token` wins over
+/// `worker.admin_token_file`), for the endpoint and for the CLI client.
+pub fn token(worker: &WorkerConfig) -> Result<Secret, AdminConfigError> {
+    let token = match (&worker.admin_token, &worker.admin_token_file) {
+        (Some(t), _) => t.expose().trim().to_string(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| AdminConfigError::TokenFile { path: path.clone(), reason: e.to_string() })?
+            .trim()
+            .to_string(),
+        (None, None) => return Err(AdminConfigError::NoToken),
+    };
+    if token.is_empty() {
+        return Err(AdminConfigError::NoToken);
+    }
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(AdminConfigError::TokenTooShort);
+    }
+    Ok(Secret::new(token))
+}
+
+/// What the endpoint enforces, checked once at start.
+pub struct AdminSettings {
+    pub addr: SocketAddr,
+    /// SHA-256 of the token: requests are compared digest to digest, so the
+    /// comparison's timing says nothing about the token.
+    token_digest: [u8; 32],
+    /// Canonical directories activation may read plugins and models from.
+    allowed: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings").field("addr", &self.addr).field("allowed", &self.allowed).finish_non_exhaustive()
+    }
+}
+
+impl AdminSettings {
+    /// `None` when the endpoint is off; an error when it may not start as configured.
+    pub fn from_config(config: &Config) -> Result<Option<AdminSettings>, AdminConfigError> {
+        let worker = &config.worker;
+        let Some(addr) = worker.admin_addr else { return Ok(None) };
+        if !addr.ip().is_loopback() && !worker.admin_allow_remote {
+            return Err(AdminConfigError::NotLoopback(addr));
+        }
+        let token = token(worker)?;
+        let mut allowed = Vec::new();
+        for dir in config.plugin.dir.iter().chain(&worker.admin_allowed_dirs) {
+            let real = std::fs::canonicalize(dir)
+                .map_err(|e| AdminConfigError::AllowedDir { path: dir.clone(), reason: e.to_string() })?;
+            if !real.is_dir() {
+                return Err(AdminConfigError::AllowedDir { path: dir.clone(), reason: "not a directory".into() });
+            }
+            allowed.push(real);
+        }
+        Ok(Some(AdminSettings { addr, token_digest: digest(token.expose()), allowed }))
+    }
+
+    /// The canonical form of `path` if it lies inside an allowed directory;
+    /// else why not. Symlinks and `..` are resolved first, so neither leads out.
+    fn allowed_path(&self, what: &str, path: &Path) -> Result<PathBuf, String> {
+        if self.allowed.is_empty() {
+            return Err("activation through the admin endpoint is off: no directory allows it (set plugin.dir or worker.admin_allowed_dirs)".into());
+        }
+        if !path.is_absolute() {
+            return Err(format!("{what} {} is not an absolute path", path.display()));
+        }
+        let real = std::fs::canonicalize(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        if self.allowed.iter().any(|dir| real.starts_with(dir)) {
+            return Ok(real);
+        }
+        let dirs: Vec<String> = self.allowed.iter().map(|d| d.display().to_string()).collect();
+        Err(format!(
+            "{what} {} is outside the directories activation is allowed from ({}): see plugin.dir and worker.admin_allowed_dirs",
+            path.display(),
+            dirs.join(", ")
+        ))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 pub fn status_json(registry: &Registry) -> Value {
     json!({
         "active": VersionStatus::from(&*registry.current()),
         "previous": registry.previous().map(|p| VersionStatus::from(&*p)),
+        "activating": registry.is_activating(),
     })
 }
 
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("static response parts are valid")
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
 }
 
-async fn handle(registry: Arc<Registry>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let response = match (parts.method, parts.uri.path()) {
-        (Method::GET, "/healthz") => reply(StatusCode::OK, json!({"status": "ok"})),
-        (Method::GET, "/plugin") => reply(StatusCode::OK, status_json(&registry)),
-        (Method::POST, "/plugin/activate") => {
-            let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": e.to_string()}))),
-            };
-            let request: Value = match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                Err(e) => return Ok(reply(StatusCode::BAD_REQUEST, json!({"error": format!("body is not JSON: {e}")}))),
-            };
-            let Some(path) = request.get("path").and_then(Value::as_str).map(PathBuf::from) else {
-                return Ok(reply(StatusCode::BAD_REQUEST, json!({"error": "body needs {\"path\": \"/path/to/plugin.wasm\"}"})));
-            };
-            let model_dir = request.get("model_dir").and_then(Value::as_str).map(PathBuf::from);
-            let reg = registry.clone();
-            // Compiling a component takes seconds: keep it off the async threads.
-            let outcome = tokio::task::spawn_blocking(move || reg.activate_file(&path, model_dir.as_deref())).await;
-            match outcome {
-                Ok(Ok(v)) => reply(StatusCode::OK, json!({"activated": VersionStatus::from(&*v)})),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "plugin activation rejected");
-                    reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"error": e.to_string()}))
-                }
-                Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
-            }
-        }
-        (Method::POST, "/plugin/rollback") => match registry.rollback() {
-            Ok(v) => reply(StatusCode::OK, json!({"activated": VersionStatus::from(&*v)})),
-            Err(e) => reply(StatusCode::CONFLICT, json!({"error": e.to_string()})),
-        },
-        _ => reply(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+struct AdminState {
+    settings: AdminSettings,
+    registry: Arc<Registry>,
+}
+
+/// Every route needs `Authorization: Bearer <token>`; the token is never logged.
+async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| digest(t.trim()));
+    if presented != Some(state.settings.token_digest) {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: missing or wrong bearer token");
+        let mut response = reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+pub fn router(settings: AdminSettings, registry: Arc<Registry>) -> Router {
+    let state = Arc::new(AdminState { settings, registry });
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/plugin", get(|State(s): State<Arc<AdminState>>| async move { Json(status_json(&s.registry)) }))
+        .route("/plugin/activate", post(activate))
+        .route("/plugin/rollback", post(rollback))
+        .fallback(|| async { reply(StatusCode::NOT_FOUND, json!({"error": "not found"})) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn activate(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("body is not JSON: {e}")})),
     };
-    Ok(response)
+    let Some(path) = request.get("path").and_then(Value::as_str).map(PathBuf::from) else {
+        return reply(StatusCode::BAD_REQUEST, json!({"error": "body needs {\"path\": \"/path/to/plugin.wasm\"}"}));
+    };
+    let model_dir = request.get("model_dir").and_then(Value::as_str).map(PathBuf::from);
+    let checked = state.settings.allowed_path("plugin", &path).and_then(|path| {
+        let model_dir = model_dir.map(|d| state.settings.allowed_path("model_dir", &d)).transpose()?;
+        Ok((path, model_dir))
+    });
+    let (path, model_dir) = match checked {
+        Ok(paths) => paths,
+        Err(reason) => {
+            tracing::warn!(error = %reason, "plugin activation refused");
+            return reply(StatusCode::FORBIDDEN, json!({"error": reason}));
+        }
+    };
+    let registry = state.registry.clone();
+    // Compiling a component takes seconds: keep it off the async threads.
+    match tokio::task::spawn_blocking(move || registry.activate_file(&path, model_dir.as_deref())).await {
+        Ok(Ok(v)) => reply(StatusCode::OK, json!({"activated": VersionStatus::from(&*v)})),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "plugin activation rejected");
+            reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"error": e.to_string()}))
+        }
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+    }
 }
 
-/// Binds `addr` and serves until the process ends.
-pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            };
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(registry.clone(), req));
-                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                    tracing::debug!(error = %e, "admin connection ended");
-                }
-            });
-        }
-    });
-    Ok(())
+async fn rollback(State(state): State<Arc<AdminState>>) -> Response {
+    let registry = state.registry.clone();
+    // Fast (it never waits for an activation), but it may drop an old
+    // version, and unmapping its instances' memory is not for an async thread.
+    match tokio::task::spawn_blocking(move || registry.rollback()).await {
+        Ok(Ok(v)) => reply(StatusCode::OK, json!({"activated": VersionStatus::from(&*v)})),
+        Ok(Err(e)) => reply(StatusCode::CONFLICT, json!({"error": e.to_string()})),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+    }
+}
+
+/// Binds the endpoint; it serves until shut down.
+pub async fn serve(settings: AdminSettings, registry: Arc<Registry>) -> std::io::Result<Server> {
+    let addr = settings.addr;
+    crate::http_server::serve("admin", addr, router(settings, registry), TIMEOUTS).await
 }
 
 /// Client side of the endpoint, for `llma-sentiment plugin activate|rollback|status`.
-pub async fn call(base: &str, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<(StatusCode, Value)> {
-    use hyper_util::client::legacy::Client;
-    let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+pub async fn call(
+    base: &str,
+    token: &Secret,
+    method: hyper::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CLIENT_CONNECT_TIMEOUT));
+    let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let uri: hyper::Uri = format!("{}{}", base.trim_end_matches('/'), path).parse()?;
-    let req = Request::builder()
+    let req = hyper::Request::builder()
         .method(method)
         .uri(uri)
-        .header("content-type", "application/json")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))
         .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))?;
-    let resp = client.request(req).await?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
+    let exchange = async {
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(CLIENT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {CLIENT_TIMEOUT:?}"))??;
     let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
     Ok((status, value))
 }

@@ -1,23 +1,28 @@
 //! Configuration: one typed [`Config`] merged from defaults < a TOML file
 //! (`--config FILE` / `$LLMA_SENTIMENT_CONFIG`) < environment variables
 //! (`LLMA_SENTIMENT_<SECTION>_<KEY>`, plus the older names each key had) <
-//! command-line flags. The flag structs below only carry what was given on
-//! the command line; defaults and environment live in the layers.
+//! command-line flags. Each key is defined once: its type and default in
+//! the model, its environment names, flag, range and help in [`KEYS`]; the
+//! flags below are built from that table and only carry what was given on
+//! the command line.
 
+mod keys;
 mod load;
 mod model;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::marker::PhantomData;
 
-use clap::Args;
-use serde_json::{json, Map, Value};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use serde_json::{Map, Value};
 
-pub use load::{load, ConfigError, Key, Kind, Sources, CONFIG_FILE_ENV, ENV_PREFIX, KEYS};
+pub use keys::{key, Flag, FlagKind, Group, Key, ENV_PREFIX, KEYS};
+pub use load::{load, ConfigError, Sources, CONFIG_FILE_ENV};
+#[cfg(feature = "fault-injection")]
+pub use model::FaultsConfig;
 pub use model::{
-    AggregationMode, ClickHouseConfig, Config, EventSchema, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig,
-    TemporalConfig, TruncationMode, ACTIVITIES_PER_INSTANCE,
-    Validation, WorkerConfig, WorkflowConfig,
+    AdminConfig, AggregationMode, BackfillConfig, CacheConfig, ClickHouseConfig, Config, EventSchema, LimitsConfig, LogConfig,
+    LogFormat, PipelineConfig, PluginConfig, ProgressOptions, Secret, TemporalConfig, TruncationMode, Validation, WorkerConfig,
+    WorkflowConfig, ACTIVITIES_PER_INSTANCE,
 };
 
 /// Flag values by section, as the flag layer of [`load`] takes them.
@@ -25,11 +30,10 @@ pub use model::{
 pub struct Flags(Map<String, Value>);
 
 impl Flags {
-    pub fn set(&mut self, path: &str, value: Option<Value>) {
-        let Some(value) = value else { return };
-        let (section, key) = path.split_once('.').expect("flag paths are section.key");
-        if let Value::Object(map) = self.0.entry(section.to_string()).or_insert_with(|| json!({})) {
-            map.insert(key.to_string(), value);
+    pub fn set(&mut self, key: &Key, value: Value) {
+        let (section, field) = key.split();
+        if let Value::Object(map) = self.0.entry(section.to_string()).or_insert_with(|| Value::Object(Map::new())) {
+            map.insert(field.to_string(), value);
         }
     }
 
@@ -38,118 +42,119 @@ impl Flags {
     }
 }
 
-fn some<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
-    v.as_ref().and_then(|v| serde_json::to_value(v).ok())
+/// The flag groups a command takes.
+pub trait FlagGroups {
+    const GROUPS: &'static [Group];
 }
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct TemporalArgs {
-    /// Temporal frontend, host:port [default: 127.0.0.1:7233].
-    #[arg(long = "temporal-address")]
-    pub address: Option<String>,
-    /// [default: default]
-    #[arg(long = "temporal-namespace")]
-    pub namespace: Option<String>,
-    /// Task queue [default: development-task-queue; production: llm-analytics-task-queue].
-    #[arg(long)]
-    pub task_queue: Option<String>,
+macro_rules! flag_groups {
+    ($($(#[$doc:meta])* $name:ident => [$($group:ident),*]),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name;
+        impl FlagGroups for $name {
+            const GROUPS: &'static [Group] = &[$(Group::$group),*];
+        }
+    )*};
 }
 
-impl TemporalArgs {
-    pub fn apply(&self, flags: &mut Flags) {
-        flags.set("temporal.address", some(&self.address));
-        flags.set("temporal.namespace", some(&self.namespace));
-        flags.set("temporal.task_queue", some(&self.task_queue));
+flag_groups! {
+    /// Flags of every subcommand.
+    GlobalFlags => [Global],
+    MigrateFlags => [ClickHouse],
+    AnalyzeFlags => [ClickHouse, Backfill, Progress, Cache],
+    WorkerFlags => [Temporal, ClickHouse, Worker, Cache],
+    /// `config` takes every flag, to show what it would set.
+    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache],
+    SubmitFlags => [Temporal, Progress],
+    AdminFlags => [Admin],
+}
+
+/// The flags of some groups as given on the command line: `clap`
+/// arguments built from [`KEYS`], so a flag, its help and its default are
+/// never written twice. Values stay text; the typed model reads them.
+pub struct FlagArgs<G> {
+    given: Vec<(&'static Key, Value)>,
+    group: PhantomData<G>,
+}
+
+impl<G> Clone for FlagArgs<G> {
+    fn clone(&self) -> Self {
+        FlagArgs { given: self.given.clone(), group: PhantomData }
     }
 }
 
-#[derive(Clone, Default, Args)]
-pub struct ClickHouseArgs {
-    /// [default: http://127.0.0.1:8123]
-    #[arg(long = "clickhouse-url")]
-    pub url: Option<String>,
-    /// [default: default]
-    #[arg(long = "clickhouse-user")]
-    pub user: Option<String>,
-    /// Never logged nor printed (prefer the environment: flags show in `ps`).
-    #[arg(long = "clickhouse-password")]
-    pub password: Option<String>,
-    /// [default: default]
-    #[arg(long = "clickhouse-database")]
-    pub database: Option<String>,
-    /// [default: events]
-    #[arg(long = "clickhouse-table")]
-    pub table: Option<String>,
-    /// Schema validation of inserts: `auto` turns it off for servers too old to support it [default: auto].
-    #[arg(long = "clickhouse-validation")]
-    pub validation: Option<Validation>,
-}
-
-impl std::fmt::Debug for ClickHouseArgs {
+/// Values are not shown: one may be the ClickHouse password.
+impl<G> std::fmt::Debug for FlagArgs<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseArgs")
-            .field("url", &self.url)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("database", &self.database)
-            .field("table", &self.table)
-            .field("validation", &self.validation)
-            .finish()
+        f.debug_list().entries(self.given.iter().map(|(k, _)| k.path)).finish()
     }
 }
 
-impl ClickHouseArgs {
+impl<G: FlagGroups> FlagArgs<G> {
+    fn keys() -> impl Iterator<Item = (&'static Key, Flag)> {
+        KEYS.iter().filter_map(|k| k.flag.filter(|f| G::GROUPS.contains(&f.group)).map(|f| (k, f)))
+    }
+
+    /// Adds the given flags to the flag layer.
     pub fn apply(&self, flags: &mut Flags) {
-        flags.set("clickhouse.url", some(&self.url));
-        flags.set("clickhouse.user", some(&self.user));
-        flags.set("clickhouse.password", some(&self.password));
-        flags.set("clickhouse.database", some(&self.database));
-        flags.set("clickhouse.table", some(&self.table));
-        flags.set("clickhouse.validation", some(&self.validation));
+        for (key, value) in &self.given {
+            flags.set(key, value.clone());
+        }
     }
 }
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct WorkerArgs {
-    /// Activities run at once; they wait for a plugin instance when all are busy [default: 4 per instance].
-    #[arg(long)]
-    pub max_concurrent_activities: Option<usize>,
-    /// Warm plugin instances (each holds a loaded model) [default: one per core].
-    #[arg(long)]
-    pub instances: Option<usize>,
-    /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled [default: 30].
-    #[arg(long)]
-    pub grace_period_secs: Option<u64>,
-    /// How long the previous plugin version stays loaded for `plugin rollback` [default: 600].
-    #[arg(long)]
-    pub rollback_grace_secs: Option<u64>,
-    /// Serve the newest `*.wasm` of this directory and switch when a newer one
-    /// appears (or on SIGHUP). Overrides --plugin.
-    #[arg(long)]
-    pub plugin_dir: Option<PathBuf>,
-    /// How often the plugin directory is polled [default: 1000].
-    #[arg(long)]
-    pub plugin_poll_ms: Option<u64>,
-    /// Admin endpoint (plugin status/activate/rollback, /healthz), e.g.
-    /// 127.0.0.1:9464. Off unless set.
-    #[arg(long)]
-    pub admin_addr: Option<SocketAddr>,
-    /// Metrics and health endpoint (/metrics, /healthz, /readyz), e.g.
-    /// 127.0.0.1:9465. Off unless set.
-    #[arg(long)]
-    pub metrics_addr: Option<SocketAddr>,
+/// `[default: X]` for keys whose default is a plain value.
+fn default_note(key: &Key) -> String {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let (section, field) = key.split();
+    match &defaults[section][field] {
+        Value::String(s) => format!(" [default: {s}]"),
+        Value::Number(n) => format!(" [default: {n}]"),
+        _ => String::new(),
+    }
 }
 
-impl WorkerArgs {
-    pub fn apply(&self, flags: &mut Flags) {
-        flags.set("worker.max_concurrent_activities", some(&self.max_concurrent_activities));
-        flags.set("worker.instances", some(&self.instances));
-        flags.set("worker.grace_period_secs", some(&self.grace_period_secs));
-        flags.set("plugin.rollback_grace_secs", some(&self.rollback_grace_secs));
-        flags.set("plugin.dir", some(&self.plugin_dir));
-        flags.set("plugin.poll_ms", some(&self.plugin_poll_ms));
-        flags.set("worker.admin_addr", some(&self.admin_addr));
-        flags.set("worker.metrics_addr", some(&self.metrics_addr));
+impl<G: FlagGroups> Args for FlagArgs<G> {
+    fn augment_args(mut cmd: Command) -> Command {
+        for (key, flag) in Self::keys() {
+            let arg = Arg::new(key.path).long(flag.long).global(flag.group == Group::Global);
+            let arg = match flag.kind {
+                FlagKind::Value => arg
+                    .action(ArgAction::Set)
+                    .value_parser(clap::value_parser!(String))
+                    .help(format!("{}{}", key.help, default_note(key))),
+                FlagKind::SetsFalse | FlagKind::SetsTrue => arg.action(ArgAction::SetTrue).help(key.help),
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<G: FlagGroups> FromArgMatches for FlagArgs<G> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Vec::new();
+        for (key, flag) in Self::keys() {
+            let value = match flag.kind {
+                FlagKind::Value => matches.get_one::<String>(key.path).map(|v| Value::String(v.clone())),
+                FlagKind::SetsFalse => matches.get_flag(key.path).then_some(Value::Bool(false)),
+                FlagKind::SetsTrue => matches.get_flag(key.path).then_some(Value::Bool(true)),
+            };
+            if let Some(value) = value {
+                given.push((key, value));
+            }
+        }
+        Ok(FlagArgs { given, group: PhantomData })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
     }
 }
 
@@ -162,15 +167,12 @@ mod tests {
     #[derive(Parser)]
     struct Wrapper {
         #[command(flatten)]
-        clickhouse: ClickHouseArgs,
-        #[command(flatten)]
-        worker: WorkerArgs,
+        worker: FlagArgs<WorkerFlags>,
     }
 
     fn with_flags(args: &[&str]) -> Config {
         let w = Wrapper::parse_from(args);
         let mut flags = Flags::default();
-        w.clickhouse.apply(&mut flags);
         w.worker.apply(&mut flags);
         load(&Sources { flags: flags.into_map(), ..Default::default() }).unwrap()
     }
@@ -194,7 +196,7 @@ mod tests {
     fn password_is_redacted_in_debug_output() {
         let args = Wrapper::parse_from(["llma-sentiment", "--clickhouse-password", "hunter2"]);
         let config = with_flags(&["llma-sentiment", "--clickhouse-password", "hunter2"]);
-        let shown = format!("{:?} {:?} {:?}", args.clickhouse, config, config.clickhouse.sink_config());
+        let shown = format!("{:?} {:?} {:?}", args.worker, config, config.clickhouse.sink_config());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(config.clickhouse.password.as_deref(), Some("hunter2"));
     }

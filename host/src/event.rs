@@ -1,11 +1,17 @@
-//! `$ai_generation` events in, `$ai_sentiment` (or `$ai_evaluation`) events out.
+//! `$ai_generation` events in, `$ai_sentiment` (or `$ai_evaluation`) events out: each field typed
+//! once, where it enters, so the layers after it (pipeline, sink, adapters)
+//! use it as it is.
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::engine::{MessageResult, OverallResult};
+use crate::engine::{Label, MessageResult, OverallResult, Scores};
+pub use crate::outcome::SkipReason;
 
 /// Namespace of the sentiment event uuids: the event for a generation is
 /// always UUIDv5(namespace, generation uuid), so a retry rewrites the same row.
@@ -84,6 +90,14 @@ pub struct ClassifiedMessage {
     pub result: MessageResult,
 }
 
+/// The property that holds the conversation.
+pub const AI_INPUT: &str = "$ai_input";
+
+/// The uuid of the `$ai_sentiment` event of a generation.
+pub fn sentiment_uuid_for(generation_uuid: Uuid) -> Uuid {
+    EventSchema::Sentiment.uuid_for(generation_uuid)
+}
+
 /// Why an input event cannot be processed at all: final, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -107,30 +121,69 @@ pub enum EventError {
     InvalidProperties,
 }
 
-/// Why a valid event yields no sentiment event: expected, not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SkipReason {
-    /// The event is not an `$ai_generation`.
-    NotAiGeneration,
-    /// `$ai_input` is missing or null.
-    NoAiInput,
-    /// `$ai_input` holds no user message to classify.
-    NoUserMessages,
-    /// Every user message trapped the plugin again on the last attempt.
-    PluginTrapped,
+/// An instant the events table can hold: `DateTime('UTC')` is seconds since
+/// the epoch in a UInt32 (1970-01-01..2106-02-07). Checked once, where a time
+/// enters (an event's timestamp, the clock), so the sink writes it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime(DateTime<Utc>);
+
+impl EventTime {
+    /// `None` outside the range of `DateTime('UTC')`.
+    pub fn new(t: DateTime<Utc>) -> Option<EventTime> {
+        (0..=u32::MAX as i64).contains(&t.timestamp()).then_some(EventTime(t))
+    }
+
+    /// The clock (held at the end of the range past 2106).
+    pub fn now() -> EventTime {
+        let now = Utc::now();
+        EventTime::new(now).unwrap_or(EventTime(DateTime::from_timestamp(u32::MAX as i64, 0).unwrap_or(now)))
+    }
+
+    pub fn utc(self) -> DateTime<Utc> {
+        self.0
+    }
+
+    /// Without its fraction of a second: what a `DateTime` column stores.
+    pub fn whole_seconds(self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.0.timestamp(), 0).unwrap_or(self.0)
+    }
 }
 
-impl SkipReason {
-    pub const ALL: [SkipReason; 4] =
-        [SkipReason::NotAiGeneration, SkipReason::NoAiInput, SkipReason::NoUserMessages, SkipReason::PluginTrapped];
+/// As [`format_timestamp`] writes it (RFC 3339, microseconds, `Z`).
+impl Serialize for EventTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_timestamp(&self.0))
+    }
+}
 
-    pub fn as_str(self) -> &'static str {
+/// `$ai_input` as it arrived: the JSON text itself when the event came as
+/// text (an `analyze` line, properties sent JSON-encoded), handed to the
+/// plugin untouched; a parsed value when the event came parsed (workflow
+/// input), serialised once for the plugin.
+#[derive(Debug, Clone)]
+pub enum AiInput {
+    /// Valid JSON text (serde_json checked it while reading the event).
+    Text(Box<RawValue>),
+    Value(Value),
+}
+
+impl AiInput {
+    /// The JSON text the plugin's `extract` takes.
+    pub fn json(&self) -> Cow<'_, str> {
         match self {
-            SkipReason::NotAiGeneration => "not_ai_generation",
-            SkipReason::NoAiInput => "no_ai_input",
-            SkipReason::NoUserMessages => "no_user_messages",
-            SkipReason::PluginTrapped => "plugin_trapped",
+            AiInput::Text(raw) => Cow::Borrowed(raw.get()),
+            AiInput::Value(v) => Cow::Owned(v.to_string()),
+        }
+    }
+}
+
+/// Equal when they hold the same JSON (text compares as text first).
+impl PartialEq for AiInput {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (AiInput::Text(a), AiInput::Text(b)) if a.get() == b.get() => true,
+            (AiInput::Value(a), AiInput::Value(b)) => a == b,
+            _ => serde_json::from_str::<Value>(&self.json()).ok() == serde_json::from_str::<Value>(&other.json()).ok(),
         }
     }
 }
@@ -141,14 +194,112 @@ pub struct GenerationEvent {
     pub event: String,
     pub team_id: i64,
     pub distinct_id: String,
-    pub timestamp: Option<DateTime<Utc>>,
+    pub timestamp: Option<EventTime>,
     pub person_id: Option<Uuid>,
+    /// Every property but `$ai_input` (see [`GenerationEvent::ai_input`]).
     pub properties: Map<String, Value>,
+    /// `$ai_input`; `None` when missing or null.
+    pub ai_input: Option<AiInput>,
+}
+
+/// An event read from text: `properties` kept as text so that `$ai_input`
+/// reaches the plugin as it arrived.
+#[derive(Deserialize)]
+struct EventText<'a> {
+    #[serde(borrow, default)]
+    properties: Option<&'a RawValue>,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+/// Deepest `$ai_input` accepted as text: what the plugin's JSON parser
+/// (serde_json, 128 levels) takes, less the properties object around it, as
+/// when the properties are parsed as a whole (the raw text is not depth-checked
+/// while it is read).
+const MAX_AI_INPUT_DEPTH: usize = 127;
+
+/// Whether valid JSON text (as serde_json's raw capture reads it, which
+/// neither counts depth nor decodes escapes) is what the plugin's parser
+/// takes: nested at most `max_depth` deep, and no `\\u` escape of a lone
+/// UTF-16 surrogate.
+fn plugin_parses(text: &str, max_depth: usize) -> bool {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| text.get(at..at + 4).and_then(|h| u16::from_str_radix(h, 16).ok());
+    let (mut depth, mut in_string, mut i) = (0usize, false, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => {
+                if bytes.get(i + 1) == Some(&b'u') {
+                    match hex(i + 2) {
+                        Some(0xD800..=0xDBFF) => {
+                            let low = (text.get(i + 6..i + 8) == Some("\\u")).then(|| hex(i + 8)).flatten();
+                            if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                                return false;
+                            }
+                            i += 6;
+                        }
+                        Some(0xDC00..=0xDFFF) => return false,
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
+            b'"' => in_string = !in_string,
+            b'[' | b'{' if !in_string => {
+                depth += 1;
+                if depth > max_depth {
+                    return false;
+                }
+            }
+            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Properties read from text, `$ai_input` kept as text.
+#[derive(Deserialize)]
+struct PropertiesText {
+    #[serde(rename = "$ai_input", default)]
+    ai_input: Option<Box<RawValue>>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// Where an event's properties come from.
+enum PropertiesSource<'a> {
+    Value(Option<&'a Value>),
+    Text(&'a RawValue),
 }
 
 impl GenerationEvent {
+    /// An event already parsed (workflow input).
     pub fn parse(value: &Value) -> Result<GenerationEvent, EventError> {
         let obj = value.as_object().ok_or(EventError::NotAnObject)?;
+        Self::from_fields(obj, PropertiesSource::Value(obj.get("properties")))
+    }
+
+    /// An event as JSON text (an `analyze` line): `Err(None)` when the text is
+    /// not JSON at all.
+    pub fn parse_text(text: &str) -> Result<GenerationEvent, Option<EventError>> {
+        let text = &*crate::jsonl::replace_lone_surrogates(text);
+        match serde_json::from_str::<EventText>(text) {
+            Ok(e) => Self::from_fields(&e.fields, match e.properties {
+                Some(raw) => PropertiesSource::Text(raw),
+                None => PropertiesSource::Value(None),
+            })
+            .map_err(Some),
+            // Valid JSON that is not an object (or repeats a key): read it as a value.
+            Err(_) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => Self::parse(&value).map_err(Some),
+                Err(_) => Err(None),
+            },
+        }
+    }
+
+    fn from_fields(obj: &Map<String, Value>, properties: PropertiesSource<'_>) -> Result<GenerationEvent, EventError> {
         let uuid = match obj.get("uuid") {
             Some(Value::String(s)) if !s.is_empty() => Uuid::parse_str(s).map_err(|_| EventError::InvalidUuid(s.clone()))?,
             Some(Value::String(_)) | Some(Value::Null) | None => return Err(EventError::MissingUuid),
@@ -170,10 +321,7 @@ impl GenerationEvent {
                 let t = parse_timestamp(s).ok_or_else(|| EventError::InvalidTimestamp(s.clone()))?;
                 // The sink stores DateTime('UTC') (u32 seconds): a time it
                 // cannot hold would fail the whole batch's insert.
-                if t.timestamp() < 0 || t.timestamp() > u32::MAX as i64 {
-                    return Err(EventError::TimestampOutOfRange(s.clone()));
-                }
-                Some(t)
+                Some(EventTime::new(t).ok_or_else(|| EventError::TimestampOutOfRange(s.clone()))?)
             }
             Some(other) => return Err(EventError::InvalidTimestamp(other.to_string())),
         };
@@ -183,16 +331,7 @@ impl GenerationEvent {
             Some(Value::String(s)) => Some(Uuid::parse_str(s).map_err(|_| EventError::InvalidPersonId(s.clone()))?),
             Some(other) => return Err(EventError::InvalidPersonId(other.to_string())),
         };
-        let properties = match obj.get("properties") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            // Producers that store properties as strings send them JSON-encoded.
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-                Ok(Value::Object(m)) => m,
-                _ => return Err(EventError::InvalidProperties),
-            },
-            Some(_) => return Err(EventError::InvalidProperties),
-        };
+        let (properties, ai_input) = read_properties(properties)?;
         // Producers of the workflow input send `$ai_generation` rows, so an
         // absent name means one; a name that is not a string is some other
         // row and must be skipped, not classified.
@@ -201,26 +340,61 @@ impl GenerationEvent {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
-        Ok(GenerationEvent { uuid, event, team_id, distinct_id, timestamp, person_id, properties })
+        Ok(GenerationEvent { uuid, event, team_id, distinct_id, timestamp, person_id, properties, ai_input })
     }
 
-    /// `$ai_input` as JSON text, or why there is nothing to classify.
-    pub fn ai_input_json(&self) -> Result<String, SkipReason> {
+    /// `$ai_input` as the JSON text the plugin takes, or why there is nothing
+    /// to classify.
+    pub fn ai_input_json(&self) -> Result<Cow<'_, str>, SkipReason> {
         if self.event != GENERATION_EVENT {
             return Err(SkipReason::NotAiGeneration);
         }
-        match self.properties.get("$ai_input") {
-            None | Some(Value::Null) => Err(SkipReason::NoAiInput),
-            Some(v) => Ok(v.to_string()),
-        }
+        self.ai_input.as_ref().map(AiInput::json).ok_or(SkipReason::NoAiInput)
     }
 
     pub fn sentiment_uuid(&self) -> Uuid {
-        EventSchema::Sentiment.uuid_for(self.uuid)
+        sentiment_uuid_for(self.uuid)
     }
 
     fn prop_str(&self, key: &str) -> Option<&str> {
         self.properties.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+}
+
+/// The properties but `$ai_input`, and `$ai_input` as it arrived.
+fn read_properties(source: PropertiesSource<'_>) -> Result<(Map<String, Value>, Option<AiInput>), EventError> {
+    let from_map = |mut m: Map<String, Value>| {
+        // A null `$ai_input` is no `$ai_input` (as a null read from text is).
+        let ai_input = m.shift_remove(AI_INPUT).filter(|v| !v.is_null()).map(AiInput::Value);
+        (m, ai_input)
+    };
+    let from_clean_text = |text: &str| match serde_json::from_str::<PropertiesText>(text) {
+        Ok(p) if p.ai_input.as_ref().is_some_and(|raw| !plugin_parses(raw.get(), MAX_AI_INPUT_DEPTH)) => {
+            Err(EventError::InvalidProperties)
+        }
+        Ok(p) => Ok((p.rest, p.ai_input.map(AiInput::Text))),
+        // Not an object, or a key given twice (the last one counts, as in a value).
+        Err(_) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => Ok(from_map(m)),
+            _ => Err(EventError::InvalidProperties),
+        },
+    };
+    // Lone surrogate escapes read as U+FFFD, as everywhere input is read.
+    let from_text = |text: &str| from_clean_text(&crate::jsonl::replace_lone_surrogates(text));
+    match source {
+        PropertiesSource::Value(None | Some(Value::Null)) => Ok((Map::new(), None)),
+        PropertiesSource::Value(Some(Value::Object(m))) => Ok(from_map(m.clone())),
+        // Producers that store properties as strings send them JSON-encoded.
+        PropertiesSource::Value(Some(Value::String(s))) => from_text(s),
+        PropertiesSource::Value(Some(_)) => Err(EventError::InvalidProperties),
+        PropertiesSource::Text(raw) => match raw.get().trim_start().as_bytes().first() {
+            Some(b'{') => from_text(raw.get()),
+            // A string, null, or what is not properties: as a value (small).
+            _ => {
+                let value: Value = serde_json::from_str(raw.get()).map_err(|_| EventError::InvalidProperties)?;
+                read_properties(PropertiesSource::Value(Some(&value)))
+            }
+        },
     }
 }
 
@@ -246,43 +420,182 @@ pub struct Producer {
     pub plugin_version: String,
 }
 
-/// The `$ai_sentiment` event for `generation`.
+/// Floats as the JSON numbers they always were (f32 widened to f64).
+fn widened<S: Serializer>(x: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(f64::from(*x))
+}
+
+fn label_str<S: Serializer>(l: &Label, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(l.as_str())
+}
+
+/// The three class probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SentimentScores {
+    #[serde(serialize_with = "widened")]
+    pub negative: f32,
+    #[serde(serialize_with = "widened")]
+    pub neutral: f32,
+    #[serde(serialize_with = "widened")]
+    pub positive: f32,
+}
+
+impl From<&Scores> for SentimentScores {
+    fn from(s: &Scores) -> Self {
+        SentimentScores { negative: s.negative, neutral: s.neutral, positive: s.positive }
+    }
+}
+
+/// One user message's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageSentiment {
+    #[serde(serialize_with = "label_str")]
+    pub label: Label,
+    #[serde(serialize_with = "widened")]
+    pub score: f32,
+    /// The evaluation schema only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<SentimentScores>,
+    /// The text as cut, with `pipeline.store_text` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// `$ai_sentiment_messages`: a list in message order (the seed's schema), or
+/// an object keyed by each message's index in `$ai_input` (evaluation).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Messages {
+    List(Vec<MessageSentiment>),
+    ByIndex(Vec<(u32, MessageSentiment)>),
+}
+
+impl Messages {
+    pub fn len(&self) -> usize {
+        match self {
+            Messages::List(l) => l.len(),
+            Messages::ByIndex(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for Messages {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Messages::List(l) => l.serialize(s),
+            Messages::ByIndex(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (index, m) in entries {
+                    map.serialize_entry(&index.to_string(), m)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// What a `$ai_sentiment` event says about its generation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentimentTarget {
+    /// Copied from the generation (any JSON; null when absent).
+    #[serde(rename = "$ai_trace_id")]
+    pub trace_id: Value,
+    #[serde(rename = "$ai_session_id")]
+    pub session_id: Value,
+    /// `$ai_generation_id`, else `$ai_span_id`, else the generation uuid.
+    #[serde(rename = "$ai_parent_id")]
+    pub parent_id: String,
+    #[serde(rename = "$ai_generation_event_uuid")]
+    pub generation_uuid: Uuid,
+}
+
+/// What a `$ai_evaluation` event says about itself and its generation (the
+/// fields PostHog's UI reads).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationTarget {
+    #[serde(rename = "$ai_evaluation_id")]
+    pub evaluation_id: String,
+    #[serde(rename = "$ai_evaluation_name")]
+    pub evaluation_name: String,
+    #[serde(rename = "$ai_evaluation_type")]
+    pub evaluation_type: &'static str,
+    #[serde(rename = "$ai_evaluation_runtime")]
+    pub runtime: &'static str,
+    #[serde(rename = "$ai_evaluation_result_type")]
+    pub result_type: &'static str,
+    #[serde(rename = "$ai_evaluation_start_time")]
+    pub start_time: String,
+    #[serde(rename = "$ai_evaluation_reasoning")]
+    pub reasoning: String,
+    #[serde(rename = "$ai_target_event_id")]
+    pub target_event_id: Uuid,
+    #[serde(rename = "$ai_target_event_type")]
+    pub target_event_type: &'static str,
+    #[serde(rename = "$ai_target_type")]
+    pub target_type: &'static str,
+    #[serde(rename = "$ai_trace_id")]
+    pub trace_id: Value,
+    /// `$ai_session_id`, else `$session_id`, of the generation.
+    #[serde(rename = "$session_id")]
+    pub session_id: Value,
+}
+
+/// The schema's own fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Target {
+    Sentiment(SentimentTarget),
+    Evaluation(Box<EvaluationTarget>),
+}
+
+/// The properties of a sentiment (or evaluation) event, in the order they are stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentimentProperties {
+    #[serde(flatten)]
+    pub target: Target,
+    #[serde(rename = "$ai_sentiment_label", serialize_with = "label_str")]
+    pub label: Label,
+    #[serde(rename = "$ai_sentiment_score", serialize_with = "widened")]
+    pub score: f32,
+    #[serde(rename = "$ai_sentiment_scores")]
+    pub scores: SentimentScores,
+    #[serde(rename = "$ai_sentiment_model")]
+    pub model: String,
+    #[serde(rename = "$ai_sentiment_plugin_version")]
+    pub plugin_version: String,
+    /// Per classified user message.
+    #[serde(rename = "$ai_sentiment_messages")]
+    pub messages: Messages,
+    /// The evaluation schema only.
+    #[serde(rename = "$ai_sentiment_message_count", skip_serializing_if = "Option::is_none")]
+    pub message_count: Option<usize>,
+    /// User messages left out because they trapped the plugin on the last
+    /// attempt (present only when some were).
+    #[serde(rename = "$ai_sentiment_skipped_messages", skip_serializing_if = "Option::is_none")]
+    pub skipped_messages: Option<usize>,
+}
+
+/// The `$ai_sentiment` event for a generation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SentimentEvent {
     pub event: &'static str,
     pub uuid: Uuid,
     pub distinct_id: String,
     pub team_id: i64,
-    pub timestamp: String,
+    pub timestamp: EventTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub person_id: Option<Uuid>,
-    pub properties: Map<String, Value>,
-}
-
-fn scores_json(s: &crate::engine::Scores) -> Value {
-    json!({"negative": s.negative, "neutral": s.neutral, "positive": s.positive})
-}
-
-fn message_json(m: &ClassifiedMessage, options: &EventOptions) -> Value {
-    let mut entry = Map::new();
-    entry.insert("label".into(), Value::String(m.result.label.as_str().into()));
-    entry.insert("score".into(), json!(m.result.score));
-    // The evaluation schema keeps each message's three scores (trace and
-    // session means are computed from them on read); the seed's entries stay
-    // `{label, score}`.
-    if options.schema == EventSchema::Evaluation {
-        entry.insert("scores".into(), scores_json(&m.result.scores));
-    }
-    if options.store_text {
-        entry.insert("text".into(), Value::String(m.text.clone()));
-    }
-    Value::Object(entry)
+    pub properties: SentimentProperties,
 }
 
 /// PostHog's result for a generation without user messages (`emit_empty`).
 fn empty_overall() -> OverallResult {
-    let zero = crate::engine::Scores { negative: 0.0, neutral: 0.0, positive: 0.0 };
-    OverallResult { label: crate::engine::Label::Neutral, score: 0.0, scores: zero, messages: Vec::new() }
+    let zero = Scores { negative: 0.0, neutral: 0.0, positive: 0.0 };
+    OverallResult { label: Label::Neutral, score: 0.0, scores: zero, messages: Vec::new() }
 }
 
 impl SentimentEvent {
@@ -295,67 +608,80 @@ impl SentimentEvent {
         overall: &OverallResult,
         messages: &[ClassifiedMessage],
         producer: &Producer,
-        now: DateTime<Utc>,
+        now: EventTime,
         started: DateTime<Utc>,
         options: &EventOptions,
     ) -> Self {
         let g = generation;
-        let mut p = Map::new();
-        match options.schema {
+        let trace_id = g.properties.get("$ai_trace_id").cloned().unwrap_or(Value::Null);
+        let target = match options.schema {
             EventSchema::Sentiment => {
                 let parent = g.prop_str("$ai_generation_id").or_else(|| g.prop_str("$ai_span_id")).map(str::to_string);
-                p.insert("$ai_trace_id".into(), g.properties.get("$ai_trace_id").cloned().unwrap_or(Value::Null));
-                p.insert("$ai_session_id".into(), g.properties.get("$ai_session_id").cloned().unwrap_or(Value::Null));
-                p.insert("$ai_parent_id".into(), Value::String(parent.unwrap_or_else(|| g.uuid.to_string())));
-                p.insert("$ai_generation_event_uuid".into(), Value::String(g.uuid.to_string()));
+                Target::Sentiment(SentimentTarget {
+                    trace_id,
+                    session_id: g.properties.get("$ai_session_id").cloned().unwrap_or(Value::Null),
+                    parent_id: parent.unwrap_or_else(|| g.uuid.to_string()),
+                    generation_uuid: g.uuid,
+                })
             }
             EventSchema::Evaluation => {
-                p.insert("$ai_evaluation_id".into(), Value::String(options.evaluation_id.clone()));
-                p.insert("$ai_evaluation_name".into(), Value::String(options.evaluation_name.clone()));
-                p.insert("$ai_evaluation_type".into(), Value::String("online".into()));
-                p.insert("$ai_evaluation_runtime".into(), Value::String("sentiment".into()));
-                p.insert("$ai_evaluation_result_type".into(), Value::String("sentiment".into()));
-                p.insert("$ai_evaluation_start_time".into(), Value::String(format_timestamp(&started)));
-                let reasoning = format!("Classified {} user message(s) as {}", messages.len(), overall.label.as_str());
-                p.insert("$ai_evaluation_reasoning".into(), Value::String(reasoning));
-                p.insert("$ai_target_event_id".into(), Value::String(g.uuid.to_string()));
-                p.insert("$ai_target_event_type".into(), Value::String(GENERATION_EVENT.into()));
-                p.insert("$ai_target_type".into(), Value::String("generation_uuid".into()));
-                p.insert("$ai_trace_id".into(), g.properties.get("$ai_trace_id").cloned().unwrap_or(Value::Null));
                 let session = ["$ai_session_id", "$session_id"].iter().find_map(|k| g.properties.get(*k).filter(|v| !v.is_null()));
-                p.insert("$session_id".into(), session.cloned().unwrap_or(Value::Null));
+                Target::Evaluation(Box::new(EvaluationTarget {
+                    evaluation_id: options.evaluation_id.clone(),
+                    evaluation_name: options.evaluation_name.clone(),
+                    evaluation_type: "online",
+                    runtime: "sentiment",
+                    result_type: "sentiment",
+                    start_time: format_timestamp(&started),
+                    reasoning: format!("Classified {} user message(s) as {}", messages.len(), overall.label.as_str()),
+                    target_event_id: g.uuid,
+                    target_event_type: GENERATION_EVENT,
+                    target_type: "generation_uuid",
+                    trace_id,
+                    session_id: session.cloned().unwrap_or(Value::Null),
+                }))
             }
-        }
-        p.insert("$ai_sentiment_label".into(), Value::String(overall.label.as_str().into()));
-        p.insert("$ai_sentiment_score".into(), json!(overall.score));
-        p.insert("$ai_sentiment_scores".into(), scores_json(&overall.scores));
-        p.insert("$ai_sentiment_model".into(), Value::String(producer.model.clone()));
-        p.insert("$ai_sentiment_plugin_version".into(), Value::String(producer.plugin_version.clone()));
-        match options.schema {
-            EventSchema::Sentiment => {
-                let list = messages.iter().map(|m| message_json(m, options)).collect();
-                p.insert("$ai_sentiment_messages".into(), Value::Array(list));
-            }
+        };
+        let entry = |m: &ClassifiedMessage| MessageSentiment {
+            label: m.result.label,
+            score: m.result.score,
+            // The evaluation schema keeps each message's three scores (trace
+            // and session means are computed from them on read); the seed's
+            // entries stay `{label, score}`.
+            scores: (options.schema == EventSchema::Evaluation).then(|| (&m.result.scores).into()),
+            text: options.store_text.then(|| m.text.clone()),
+        };
+        let (messages_out, message_count) = match options.schema {
+            EventSchema::Sentiment => (Messages::List(messages.iter().map(entry).collect()), None),
             EventSchema::Evaluation => {
-                let by_index: Map<String, Value> = messages.iter().map(|m| (m.index.to_string(), message_json(m, options))).collect();
-                p.insert("$ai_sentiment_messages".into(), Value::Object(by_index));
-                p.insert("$ai_sentiment_message_count".into(), json!(messages.len()));
+                (Messages::ByIndex(messages.iter().map(|m| (m.index, entry(m))).collect()), Some(messages.len()))
             }
-        }
+        };
+        let properties = SentimentProperties {
+            target,
+            label: overall.label,
+            score: overall.score,
+            scores: (&overall.scores).into(),
+            model: producer.model.clone(),
+            plugin_version: producer.plugin_version.clone(),
+            messages: messages_out,
+            message_count,
+            skipped_messages: None,
+        };
         SentimentEvent {
             event: options.schema.event_name(),
             uuid: options.schema.uuid_for(g.uuid),
             distinct_id: g.distinct_id.clone(),
             team_id: g.team_id,
-            timestamp: format_timestamp(&g.timestamp.unwrap_or(now)),
+            timestamp: g.timestamp.unwrap_or(now),
             person_id: g.person_id,
-            properties: p,
+            properties,
         }
     }
 
     /// `emit_empty`: the event of a generation without user messages
     /// (neutral, score 0, no messages), as PostHog writes it.
-    pub fn empty(generation: &GenerationEvent, producer: &Producer, now: DateTime<Utc>, started: DateTime<Utc>, options: &EventOptions) -> Self {
+    pub fn empty(generation: &GenerationEvent, producer: &Producer, now: EventTime, started: DateTime<Utc>, options: &EventOptions) -> Self {
         SentimentEvent::build(generation, &empty_overall(), &[], producer, now, started, options)
     }
 }
@@ -363,6 +689,7 @@ impl SentimentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn base() -> Value {
         json!({"uuid": "0190b6a5-0000-7000-8000-000000000001", "team_id": 2, "distinct_id": "u1",
@@ -415,6 +742,85 @@ mod tests {
             v["event"] = not_a_name;
             assert_eq!(GenerationEvent::parse(&v).unwrap().ai_input_json(), Err(SkipReason::NotAiGeneration), "{v}");
         }
+    }
+
+    #[test]
+    fn ai_input_text_reaches_the_plugin_as_it_arrived() {
+        // Properties sent JSON-encoded (ClickHouse rows): the text of `$ai_input` itself.
+        let props = r#"{"$ai_trace_id":"t","$ai_input": [ {"role":"user", "content":"caf\u00e9"} ]}"#;
+        let mut v = base();
+        v["properties"] = Value::String(props.into());
+        let g = GenerationEvent::parse(&v).unwrap();
+        assert_eq!(g.ai_input_json().unwrap(), r#"[ {"role":"user", "content":"caf\u00e9"} ]"#);
+        assert!(matches!(g.ai_input_json().unwrap(), Cow::Borrowed(_)));
+        assert_eq!(g.properties.get("$ai_trace_id"), Some(&json!("t")));
+        assert!(!g.properties.contains_key(AI_INPUT));
+        // A line of text: the same, whether properties are an object or a string.
+        let line = format!(r#"{{"uuid":"0190b6a5-0000-7000-8000-000000000001","team_id":2,"distinct_id":"u1","properties":{props}}}"#);
+        let from_line = GenerationEvent::parse_text(&line).unwrap();
+        assert_eq!(from_line.ai_input_json().unwrap(), r#"[ {"role":"user", "content":"caf\u00e9"} ]"#);
+        assert_eq!(from_line.properties, g.properties);
+        let line = json!({"uuid": "0190b6a5-0000-7000-8000-000000000001", "team_id": 2, "distinct_id": "u1", "properties": props}).to_string();
+        assert_eq!(GenerationEvent::parse_text(&line).unwrap().ai_input_json().unwrap(), r#"[ {"role":"user", "content":"caf\u00e9"} ]"#);
+        // Parsed input (workflow input): serialised once.
+        let g = GenerationEvent::parse(&base()).unwrap();
+        assert!(matches!(g.ai_input_json().unwrap(), Cow::Owned(_)));
+        // Text and value forms of one event are the same event.
+        assert_eq!(GenerationEvent::parse_text(&base().to_string()).unwrap(), g);
+    }
+
+    #[test]
+    fn ai_input_text_is_held_to_the_plugins_nesting_limit() {
+        assert!(plugin_parses(r#"[{"a": "[[[\\\"{"}, [1]]"#, 2));
+        assert!(!plugin_parses(r#"[{"a": "[[[\\\"{"}, [1]]"#, 1));
+        assert!(plugin_parses(r#""[[""#, 0));
+        // Lone surrogates (JavaScript producers cutting an emoji in half)
+        // are not JSON to serde_json; a pair is.
+        assert!(plugin_parses(r#""\ud83d\ude00 ok""#, 0));
+        for lone in [r#""\ud83d""#, r#""\ud83d x""#, r#""\ude00""#, r#""\ud83d\u0041""#] {
+            assert!(!plugin_parses(lone, 0), "{lone}");
+            assert!(serde_json::from_str::<Value>(lone).is_err(), "{lone}");
+        }
+        // An escaped backslash before `u` is no escape.
+        assert!(plugin_parses(r#""\\ud83d""#, 0));
+        let nested = |d: usize| format!(r#"{{"$ai_input": {}"x"{}}}"#, "[".repeat(d), "]".repeat(d));
+        for (depth, ok) in [(MAX_AI_INPUT_DEPTH, true), (MAX_AI_INPUT_DEPTH + 1, false), (10_000, false)] {
+            let mut v = base();
+            v["properties"] = Value::String(nested(depth));
+            let parsed = GenerationEvent::parse(&v);
+            assert_eq!(parsed.is_ok(), ok, "depth {depth}");
+            if let Ok(g) = parsed {
+                // What is accepted, the plugin's parser takes.
+                assert!(serde_json::from_str::<Value>(&g.ai_input_json().unwrap()).is_ok());
+            } else {
+                assert_eq!(parsed, Err(EventError::InvalidProperties));
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_an_event_object() {
+        assert_eq!(GenerationEvent::parse_text("[1]"), Err(Some(EventError::NotAnObject)));
+        assert_eq!(GenerationEvent::parse_text("{not json"), Err(None));
+        let mut v = base();
+        v["properties"] = json!(7);
+        assert_eq!(GenerationEvent::parse_text(&v.to_string()), Err(Some(EventError::InvalidProperties)));
+        // A key given twice: the last one counts, as when read as a value.
+        let twice = r#"{"uuid":"0190b6a5-0000-7000-8000-000000000001","team_id":2,"distinct_id":"u1","properties":{"$ai_input":"a","$ai_input":"b"}}"#;
+        assert_eq!(GenerationEvent::parse_text(twice).unwrap().ai_input_json().unwrap(), r#""b""#);
+        let null = r#"{"uuid":"0190b6a5-0000-7000-8000-000000000001","team_id":2,"distinct_id":"u1","properties":{"$ai_input":null}}"#;
+        assert_eq!(GenerationEvent::parse_text(null).unwrap().ai_input_json(), Err(SkipReason::NoAiInput));
+    }
+
+    #[test]
+    fn event_times_are_checked_once_against_the_datetime_range() {
+        let t = |s: &str| parse_timestamp(s).unwrap();
+        assert!(EventTime::new(t("1969-12-31T23:59:59Z")).is_none());
+        assert!(EventTime::new(t("2106-02-07T06:28:16Z")).is_none());
+        let last = EventTime::new(t("2106-02-07T06:28:15.999Z")).unwrap();
+        assert_eq!(last.whole_seconds(), t("2106-02-07T06:28:15Z"));
+        assert_eq!(serde_json::to_value(last).unwrap(), json!("2106-02-07T06:28:15.999000Z"));
+        assert!(EventTime::new(t("1970-01-01T00:00:00Z")).is_some());
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::engine::TrapKind;
+use crate::outcome::{EventStatus, SkipReason, TrapKind};
 
 /// Per-message inference: from ~1 ms (short texts, small models) to the
 /// ~4 s a 512-token text costs RoBERTa-base inside wasm, and past the deadline.
@@ -28,12 +28,20 @@ struct Metrics {
     events_skipped: IntCounterVec,
     messages_classified: IntCounter,
     cache: IntCounterVec,
+    redis_errors: IntCounterVec,
+    redis_available: IntGauge,
+    activities_in_flight: IntGauge,
+    worker_stuck: IntGauge,
     traps: IntCounterVec,
     clickhouse_rows: IntCounter,
     clickhouse_errors: IntCounter,
     plugin_swaps: IntCounter,
     plugin_rejections: IntCounter,
     plugin_info: IntGaugeVec,
+    snapshots: IntCounterVec,
+    snapshot_fallbacks: IntCounterVec,
+    snapshots_discarded: IntCounter,
+    deduplicated_in_flight: IntCounter,
     inference_seconds: Histogram,
     activity_seconds: HistogramVec,
 }
@@ -42,6 +50,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric name");
     registry.register(Box::new(c.clone())).expect("metric registered once");
     c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric name");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -55,7 +69,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let events = counter_vec(
         &registry,
         "llma_sentiment_events_total",
-        "$ai_generation events handled by activities, by outcome (classified, skipped, failed)",
+        "$ai_generation events handled (by activities and `analyze`), by outcome (classified, skipped, failed)",
         &["outcome"],
     );
     let events_skipped = counter_vec(
@@ -65,12 +79,29 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     );
     let messages_classified =
-        counter(&registry, "llma_sentiment_messages_classified_total", "User messages of written $ai_sentiment events (classified by activities)");
+        counter(&registry, "llma_sentiment_messages_classified_total", "User messages of the $ai_sentiment events built (by activities and `analyze`)");
     let cache = counter_vec(
         &registry,
         "llma_sentiment_cache_lookups_total",
-        "Result cache lookups, by result (hit, miss)",
-        &["result"],
+        "Result cache lookups of user messages, by tier (l1 in process, l2 Redis) and result (hit, miss); l2 counts only the l1 misses Redis answered for",
+        &["tier", "result"],
+    );
+    let redis_errors = counter_vec(
+        &registry,
+        "llma_sentiment_redis_errors_total",
+        "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server); each means in-process cache only for that call",
+        &["kind"],
+    );
+    let redis_available = gauge(
+        &registry,
+        "llma_sentiment_redis_available",
+        "1 while the Redis result cache answers, 0 after a failed call or connection attempt (stays 0 when no Redis is configured)",
+    );
+    let activities_in_flight = gauge(&registry, "llma_sentiment_activities_in_flight", "Activities running now (each holds one activity slot)");
+    let worker_stuck = gauge(
+        &registry,
+        "llma_sentiment_worker_stuck",
+        "1 while the watchdog finds the worker stuck (all slots held without progress, or Temporal unreachable); see /readyz for the reason",
     );
     let traps = counter_vec(&registry, "llma_sentiment_traps_total", "Plugin instance traps, by kind", &["kind"]);
     let clickhouse_rows =
@@ -93,6 +124,28 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("valid metric name");
     registry.register(Box::new(plugin_info.clone())).expect("metric registered once");
+    let snapshots = counter_vec(
+        &registry,
+        "llma_sentiment_plugin_snapshots_total",
+        "Plugins whose instances start from a pre-initialised snapshot, by how it was had (created, reused)",
+        &["outcome"],
+    );
+    let snapshot_fallbacks = counter_vec(
+        &registry,
+        "llma_sentiment_plugin_snapshot_fallbacks_total",
+        "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)",
+        &["reason"],
+    );
+    let deduplicated_in_flight = counter(
+        &registry,
+        "llma_sentiment_texts_deduplicated_in_flight_total",
+        "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them",
+    );
+    let snapshots_discarded = counter(
+        &registry,
+        "llma_sentiment_plugin_snapshots_discarded_total",
+        "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt",
+    );
     let inference_seconds = Histogram::with_opts(
         HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)")
             .buckets(INFERENCE_BUCKETS.to_vec()),
@@ -112,51 +165,59 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         events_skipped,
         messages_classified,
         cache,
+        redis_errors,
+        redis_available,
+        activities_in_flight,
+        worker_stuck,
         traps,
         clickhouse_rows,
         clickhouse_errors,
         plugin_swaps,
         plugin_rejections,
         plugin_info,
+        snapshots,
+        snapshot_fallbacks,
+        snapshots_discarded,
+        deduplicated_in_flight,
         inference_seconds,
         activity_seconds,
     }
 });
 
-/// What an activity did with one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Classified,
-    Skipped,
-    Failed,
-}
-
 /// Creates every metric with its zero value, so a scrape shows the full set
 /// (and labelled series operators alert on) before the first event.
 pub fn init() {
     let m = &*METRICS;
-    for outcome in ["classified", "skipped", "failed"] {
-        m.events.with_label_values(&[outcome]);
+    for status in EventStatus::ALL {
+        m.events.with_label_values(&[status.as_str()]);
     }
-    for reason in crate::event::SkipReason::ALL {
+    for reason in SkipReason::ALL {
         m.events_skipped.with_label_values(&[reason.as_str()]);
     }
-    for result in ["hit", "miss"] {
-        m.cache.with_label_values(&[result]);
+    for tier in ["l1", "l2"] {
+        for result in ["hit", "miss"] {
+            m.cache.with_label_values(&[tier, result]);
+        }
+    }
+    for kind in crate::cache::redis::ErrorKind::ALL {
+        m.redis_errors.with_label_values(&[kind.as_str()]);
     }
     for kind in TrapKind::ALL {
         m.traps.with_label_values(&[kind.as_str()]);
     }
+    for outcome in ["created", "reused"] {
+        m.snapshots.with_label_values(&[outcome]);
+    }
+    for reason in ["no_init_export", "init_failed", "wizer", "store"] {
+        m.snapshot_fallbacks.with_label_values(&[reason]);
+    }
 }
 
-pub fn record_event(outcome: Outcome, skip_reason: Option<&str>) {
+/// One input event handled by the pipeline (`analyze` or an activity):
+/// `status` and the skip reason are the labels of the `outcome` vocabulary.
+pub fn record_event(status: &str, skip_reason: Option<&str>) {
     let m = &*METRICS;
-    let label = match outcome {
-        Outcome::Classified => "classified",
-        Outcome::Skipped => "skipped",
-        Outcome::Failed => "failed",
-    };
-    m.events.with_label_values(&[label]).inc();
+    m.events.with_label_values(&[status]).inc();
     if let Some(reason) = skip_reason {
         m.events_skipped.with_label_values(&[reason]).inc();
     }
@@ -174,18 +235,36 @@ pub fn record_inference(texts: usize, elapsed: Duration) {
     }
 }
 
-/// User messages of an event an activity classified (and wrote).
+/// User messages of a sentiment event the pipeline built.
 pub fn record_messages_classified(messages: usize) {
     METRICS.messages_classified.inc_by(messages as u64);
 }
 
-/// A result cache lookup.
-pub fn record_cache(hit: bool) {
-    METRICS.cache.with_label_values(&[if hit { "hit" } else { "miss" }]).inc();
+/// Messages one tier of the result cache answered (`hits`) and did not.
+pub fn record_cache_lookups(tier: &str, hits: u64, misses: u64) {
+    let m = &*METRICS;
+    m.cache.with_label_values(&[tier, "hit"]).inc_by(hits);
+    m.cache.with_label_values(&[tier, "miss"]).inc_by(misses);
 }
 
-pub fn record_trap(kind: TrapKind) {
-    METRICS.traps.with_label_values(&[kind.as_str()]).inc();
+pub fn record_redis_error(kind: &str) {
+    METRICS.redis_errors.with_label_values(&[kind]).inc();
+}
+
+pub fn set_redis_available(up: bool) {
+    METRICS.redis_available.set(up as i64);
+}
+
+pub fn set_activities_in_flight(n: usize) {
+    METRICS.activities_in_flight.set(n as i64);
+}
+
+pub fn set_worker_stuck(stuck: bool) {
+    METRICS.worker_stuck.set(stuck as i64);
+}
+
+pub fn record_trap(kind: &str) {
+    METRICS.traps.with_label_values(&[kind]).inc();
 }
 
 pub fn record_insert_rows(rows: usize) {
@@ -205,6 +284,24 @@ pub fn record_plugin_active(version: &str, model: &str, swap: bool) {
     }
     m.plugin_info.reset();
     m.plugin_info.with_label_values(&[version, model]).set(1);
+}
+
+/// A plugin's instances start from a snapshot `outcome` (created, reused).
+pub fn record_snapshot(outcome: &str) {
+    METRICS.snapshots.with_label_values(&[outcome]).inc();
+}
+
+/// A plugin's instances load the model themselves, for `reason`.
+pub fn record_snapshot_fallback(reason: &str) {
+    METRICS.snapshot_fallbacks.with_label_values(&[reason]).inc();
+}
+
+pub fn record_snapshot_discarded() {
+    METRICS.snapshots_discarded.inc();
+}
+
+pub fn record_deduplicated_in_flight() {
+    METRICS.deduplicated_in_flight.inc();
 }
 
 pub fn record_plugin_rejected() {

@@ -5,22 +5,20 @@
 //! |---|---|---|
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/healthz` | 200 while the process runs |
-//! | GET | `/readyz` | 200 when the plugin is loaded, Temporal answers and ClickHouse answers; else 503. JSON body with each check |
+//! | GET | `/readyz` | 200 when the plugin is loaded, Temporal answers, ClickHouse answers and the watchdog finds the worker not stuck; else 503. JSON body with each check |
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use crate::config::TemporalConfig;
+use crate::http_server::{Server, Timeouts};
 use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 
@@ -32,13 +30,19 @@ pub struct Readiness {
     registry: Arc<Registry>,
     sink: Arc<ClickHouseSink>,
     temporal: TemporalConfig,
+    watchdog: Arc<crate::worker::Watchdog>,
     /// Connected on first use and kept: the client reconnects by itself.
     client: tokio::sync::Mutex<Option<temporalio_client::Client>>,
 }
 
 impl Readiness {
-    pub fn new(registry: Arc<Registry>, sink: Arc<ClickHouseSink>, temporal: TemporalConfig) -> Arc<Readiness> {
-        Arc::new(Readiness { registry, sink, temporal, client: tokio::sync::Mutex::new(None) })
+    pub fn new(
+        registry: Arc<Registry>,
+        sink: Arc<ClickHouseSink>,
+        temporal: TemporalConfig,
+        watchdog: Arc<crate::worker::Watchdog>,
+    ) -> Arc<Readiness> {
+        Arc::new(Readiness { registry, sink, temporal, watchdog, client: tokio::sync::Mutex::new(None) })
     }
 
     fn plugin(&self) -> Result<String, String> {
@@ -86,12 +90,21 @@ impl Readiness {
     pub async fn check(&self) -> (bool, Value) {
         let (temporal, clickhouse) = tokio::join!(self.temporal(), self.clickhouse());
         let plugin = self.plugin();
-        let ready = plugin.is_ok() && temporal.is_ok() && clickhouse.is_ok();
+        let watchdog = match self.watchdog.stuck_reason() {
+            None => Ok(self.watchdog.in_flight()),
+            Some(reason) => Err(reason),
+        };
+        let ready = plugin.is_ok() && temporal.is_ok() && clickhouse.is_ok() && watchdog.is_ok();
         let one = |r: Result<Value, String>| match r {
             Ok(detail) => json!({"ok": true, "detail": detail}),
             Err(error) => json!({"ok": false, "error": error}),
         };
-        let failed: Vec<&str> = [("plugin", plugin.is_ok()), ("temporal", temporal.is_ok()), ("clickhouse", clickhouse.is_ok())]
+        let failed: Vec<&str> = [
+            ("plugin", plugin.is_ok()),
+            ("temporal", temporal.is_ok()),
+            ("clickhouse", clickhouse.is_ok()),
+            ("watchdog", watchdog.is_ok()),
+        ]
             .into_iter()
             .filter(|(_, ok)| !ok)
             .map(|(name, _)| name)
@@ -103,59 +116,35 @@ impl Readiness {
                 "plugin": one(plugin.map(Value::from)),
                 "temporal": one(temporal.map(|()| Value::from(self.temporal.address.clone()))),
                 "clickhouse": one(clickhouse.map(|()| Value::from(self.sink.table().to_string()))),
+                "watchdog": one(watchdog.map(|n| Value::from(format!("{n} activities in flight")))),
             },
         });
         (ready, body)
     }
 }
 
-fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
+/// Readiness checks take at most `CHECK_TIMEOUT` each, run at once.
+const TIMEOUTS: Timeouts = Timeouts { header_read: Duration::from_secs(10), request: Duration::from_secs(10) };
+
+/// `/metrics`, `/healthz`, `/readyz`.
+pub fn router(readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()) }))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))) })
+        .with_state(readiness)
 }
 
-async fn handle(readiness: Arc<Readiness>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    const JSON: &str = "application/json";
-    let response = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
-        (&Method::GET, "/healthz") => reply(StatusCode::OK, JSON, json!({"status": "ok"}).to_string()),
-        (&Method::GET, "/readyz") => {
-            let (ready, body) = readiness.check().await;
-            if !ready {
-                tracing::warn!(checks = %body["checks"], "not ready");
-            }
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            reply(status, JSON, body.to_string())
-        }
-        _ => reply(StatusCode::NOT_FOUND, JSON, json!({"error": "not found"}).to_string()),
-    };
-    Ok(response)
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, Json<Value>) {
+    let (ready, body) = readiness.check().await;
+    if !ready {
+        tracing::warn!(checks = %body["checks"], "not ready");
+    }
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
-/// Binds `addr` and serves until the process ends.
-pub async fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics endpoint listening");
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            };
-            let readiness = readiness.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(readiness.clone(), req));
-                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                    tracing::debug!(error = %e, "metrics connection ended");
-                }
-            });
-        }
-    });
-    Ok(())
+/// Binds `addr` and serves until shut down.
+pub async fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> std::io::Result<Server> {
+    crate::http_server::serve("metrics", addr, router(readiness), TIMEOUTS).await
 }

@@ -1,16 +1,24 @@
 //! One generation through the plugin: extract, look up the result cache,
 //! classify the rest in length-bucketed batches (reporting after every
-//! message), aggregate, build the sentiment event.
-//! Shared by the CLI and the Temporal activity.
+//! message), aggregate, build the sentiment event. [`Driver`] runs a stream
+//! of events through it for `analyze` and the Temporal activity alike.
+
+mod driver;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use chrono::Utc;
 
+use crate::cache::{CacheScope, FlightKey, ResultCache};
 use crate::engine::{EngineError, Instance, InstanceSlot, MessageResult, PluginError, PluginOptions, TrapKind};
-use crate::event::{ClassifiedMessage, EventOptions, GenerationEvent, Producer, SentimentEvent, SkipReason};
-use crate::result_cache::{CacheScope, ResultCache};
+use crate::event::{ClassifiedMessage, EventOptions, EventTime, GenerationEvent, Producer, SentimentEvent, SkipReason};
+use crate::single_flight::{Claim, Leader, Waited};
+
+/// How long a task waiting for another's result waits between heartbeats.
+const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+pub use driver::{classify_event, Attempt, Cancelled, Driver, EventOutcome, Failure, Outcome, Summary};
 
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -24,8 +32,9 @@ pub struct PipelineOptions {
     /// still come back in message order).
     pub bucket_by_length: bool,
     /// Skip a message that traps the plugin (on a fresh instance, alone)
-    /// instead of failing the generation: the activity's last attempt, so a
-    /// message that kills the sandbox is retried once, then dropped.
+    /// instead of failing the generation. The [`Driver`] sets it on the last
+    /// attempt (always, for `analyze`), so a message that kills the sandbox
+    /// is retried once by the worker, then dropped.
     pub skip_trapping_messages: bool,
 }
 
@@ -40,10 +49,6 @@ impl Default for PipelineOptions {
         }
     }
 }
-
-/// A sentiment event's property: user messages left out because they trapped
-/// the plugin (present only when some were).
-pub const SKIPPED_MESSAGES_PROPERTY: &str = "$ai_sentiment_skipped_messages";
 
 /// Reported after each classified message.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +121,7 @@ pub fn analyze_cached(
     let instance = slot.get()?;
     let messages = match instance.extract(&ai_input, options.plugin.extraction) {
         Ok(m) => m,
-        // `ai_input` came from serde_json, so the plugin cannot find it
+        // serde_json read or wrote `ai_input`, so the plugin cannot find it
         // malformed unless it disagrees about JSON: nothing to classify.
         Err(EngineError::Plugin { error: PluginError::InvalidInput(_), .. }) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -138,17 +143,23 @@ pub fn analyze_cached(
         }
     };
 
+    // One lookup for every text of the generation, whichever tier answers.
+    if let (Some(cache), Some(scope)) = (cache, &scope) {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for (i, hit) in cache.lookup(scope, &refs, None).results.into_iter().enumerate() {
+            if hit.is_some() {
+                results[i] = hit;
+                done += 1;
+                report(done)?;
+            }
+        }
+    }
     // Distinct uncached texts, each with the messages it answers.
     let mut pending: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut position: HashMap<&str, usize> = HashMap::new();
     for (i, text) in texts.iter().enumerate() {
-        if let (Some(cache), Some(scope)) = (cache, &scope) {
-            if let Some(hit) = cache.get(scope, text) {
-                results[i] = Some(hit);
-                done += 1;
-                report(done)?;
-                continue;
-            }
+        if results[i].is_some() {
+            continue;
         }
         match position.get(text.as_str()) {
             Some(&p) => pending[p].1.push(i),
@@ -159,9 +170,35 @@ pub fn analyze_cached(
         }
     }
 
-    let lengths: Vec<usize> = pending.iter().map(|(t, _)| t.chars().count()).collect();
+    // Single-flight: a text another task sharing the cache is classifying
+    // right now is waited for (below), not classified twice.
+    let mut leaders: Vec<Option<Leader<'_, FlightKey, MessageResult>>> = Vec::with_capacity(pending.len());
+    let mut followers = Vec::new();
+    let mut mine = Vec::new();
+    let mut ready = Vec::new();
+    for (p, (text, _)) in pending.iter().enumerate() {
+        let claim = cache.zip(scope.as_ref()).map(|(cache, scope)| cache.claim(scope, text));
+        leaders.push(None);
+        match claim {
+            None => mine.push(p),
+            Some(Claim::Lead(l)) => {
+                leaders[p] = Some(l);
+                mine.push(p);
+            }
+            Some(Claim::Follow(f)) => followers.push((p, f)),
+            Some(Claim::Ready(r)) => ready.push((p, r)),
+        }
+    }
     let mut trapped = 0usize;
+    // What this generation computed, for the shared tier (one write at the end).
+    let mut computed_now: Vec<(&str, MessageResult)> = Vec::new();
+    for (p, r) in ready {
+        settle(&mut results, &pending[p].1, Some(r), &mut trapped, &mut done, &mut report)?;
+    }
+
+    let lengths: Vec<usize> = mine.iter().map(|&p| pending[p].0.chars().count()).collect();
     for group in plan_batches(&lengths, batch, options.bucket_by_length) {
+        let group: Vec<usize> = group.into_iter().map(|g| mine[g]).collect();
         let chunk: Vec<String> = group.iter().map(|&p| pending[p].0.to_string()).collect();
         let computed: Vec<Option<MessageResult>> = match slot.get()?.classify(&chunk) {
             Ok(computed) => computed.into_iter().map(Some).collect(),
@@ -174,16 +211,46 @@ pub fn analyze_cached(
         for (&p, result) in group.iter().zip(computed) {
             if let (Some(cache), Some(scope), Some(result)) = (cache, &scope, result) {
                 cache.insert(scope, pending[p].0, result);
+                computed_now.push((pending[p].0, result));
             }
-            for &i in &pending[p].1 {
-                match result {
-                    Some(result) => results[i] = Some(result),
-                    None => trapped += 1,
-                }
-                done += 1;
-                report(done)?;
+            // Published after the insert; a trapped text is abandoned (dropped).
+            if let (Some(leader), Some(result)) = (leaders[p].take(), result) {
+                leader.publish(result);
             }
+            settle(&mut results, &pending[p].1, result, &mut trapped, &mut done, &mut report)?;
         }
+    }
+    // Our own texts are published: now wait for the others' (heartbeating
+    // between ticks, so a cancel stops the wait), or classify a text whose
+    // leader gave up.
+    for (p, follower) in followers {
+        let result = loop {
+            match follower.wait(FOLLOW_TICK) {
+                Waited::Ready(r) => break Some(r),
+                Waited::Abandoned => break None,
+                Waited::Pending => report(done)?,
+            }
+        };
+        let result = match result {
+            Some(r) => Some(r),
+            None => {
+                let text = [pending[p].0.to_string()];
+                let computed = match slot.get()?.classify(&text) {
+                    Ok(mut one) => one.pop(),
+                    Err(e) if options.skip_trapping_messages && is_skippable_trap(&e) => classify_skipping_traps(slot, &text)?.pop().flatten(),
+                    Err(e) => return Err(e.into()),
+                };
+                if let (Some(cache), Some(scope), Some(r)) = (cache, &scope, computed) {
+                    cache.insert(scope, pending[p].0, r);
+                    computed_now.push((pending[p].0, r));
+                }
+                computed
+            }
+        };
+        settle(&mut results, &pending[p].1, result, &mut trapped, &mut done, &mut report)?;
+    }
+    if let (Some(cache), Some(scope)) = (cache, &scope) {
+        cache.share(scope, &computed_now, None);
     }
     if trapped == total {
         return Ok(Analysis::Skipped(SkipReason::PluginTrapped));
@@ -216,10 +283,8 @@ pub fn analyze_cached(
         .map(|(&i, r)| ClassifiedMessage { index: indices[i], text: texts[i].clone(), result: *r })
         .collect();
     let producer = producer(instance, &sha);
-    let mut event = SentimentEvent::build(generation, &overall, &classified, &producer, Utc::now(), started, &options.events);
-    if trapped > 0 {
-        event.properties.insert(SKIPPED_MESSAGES_PROPERTY.into(), trapped.into());
-    }
+    let mut event = SentimentEvent::build(generation, &overall, &classified, &producer, EventTime::now(), started, &options.events);
+    event.properties.skipped_messages = (trapped > 0).then_some(trapped);
     Ok(Analysis::Sentiment(Box::new(event)))
 }
 
@@ -237,7 +302,28 @@ fn nothing_to_classify(
     }
     let sha = slot.plugin().wasm_sha256.clone();
     let producer = producer(slot.get()?, &sha);
-    Ok(Analysis::Sentiment(Box::new(SentimentEvent::empty(generation, &producer, Utc::now(), started, &options.events))))
+    Ok(Analysis::Sentiment(Box::new(SentimentEvent::empty(generation, &producer, EventTime::now(), started, &options.events))))
+}
+
+/// Records `result` (`None`: the text trapped) for each message it answers,
+/// reporting after each.
+fn settle(
+    results: &mut [Option<MessageResult>],
+    messages: &[usize],
+    result: Option<MessageResult>,
+    trapped: &mut usize,
+    done: &mut usize,
+    report: &mut impl FnMut(usize) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    for &i in messages {
+        match result {
+            Some(result) => results[i] = Some(result),
+            None => *trapped += 1,
+        }
+        *done += 1;
+        report(*done)?;
+    }
+    Ok(())
 }
 
 /// A trap of the sandbox (not a cancellation, which must stop the task).

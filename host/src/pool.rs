@@ -57,6 +57,14 @@ impl InstancePool {
         InstancePool::bounded(Semaphore::MAX_PERMITS, is_live)
     }
 
+    /// The worker's pool: instances of a version stay while `registry`
+    /// (held weakly, so the pool does not keep it alive) serves it or keeps
+    /// it for rollback.
+    pub fn for_registry(capacity: usize, registry: &Arc<crate::registry::Registry>) -> Self {
+        let registry = Arc::downgrade(registry);
+        InstancePool::bounded(capacity, move |v| registry.upgrade().is_some_and(|r| r.is_live(v)))
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -82,6 +82,8 @@ pub struct VersionStatus {
     pub source: Option<String>,
     pub model_dir: String,
     pub validated_ms: u64,
+    /// How its instances come ready: `snapshot FILE`, or `load (REASON)`.
+    pub snapshot: String,
 }
 
 impl From<&PluginVersion> for VersionStatus {
@@ -95,6 +97,10 @@ impl From<&PluginVersion> for VersionStatus {
             source: v.source.as_ref().map(|p| p.display().to_string()),
             model_dir: v.plugin.model_dir().display().to_string(),
             validated_ms: v.validated_in.as_millis() as u64,
+            snapshot: match &v.plugin.readiness {
+                crate::engine::Readiness::Snapshot { path, .. } => format!("snapshot {}", path.display()),
+                crate::engine::Readiness::Load(why) => format!("load ({why})"),
+            },
         }
     }
 }
@@ -150,8 +156,12 @@ pub struct Registry {
     options: PluginOptions,
     current: RwLock<Arc<PluginVersion>>,
     previous: Mutex<Option<Previous>>,
-    /// Serialises activations: two swaps never interleave.
+    /// Serialises activations (held while one compiles and validates, for
+    /// seconds): two activations never interleave.
     activating: Mutex<u64>,
+    /// Serialises switches (held for a pointer swap only), so a rollback
+    /// never waits for an activation still validating.
+    switching: Mutex<()>,
     grace: Duration,
 }
 
@@ -178,6 +188,7 @@ impl Registry {
             current: RwLock::new(first),
             previous: Mutex::new(None),
             activating: Mutex::new(1),
+            switching: Mutex::new(()),
             grace,
         })
     }
@@ -224,18 +235,37 @@ impl Registry {
         Ok(version)
     }
 
+    /// Whether an activation is compiling or validating a version now.
+    pub fn is_activating(&self) -> bool {
+        self.activating.try_lock().is_err()
+    }
+
+    /// Whether instances of `version` are worth keeping: it is the current
+    /// version or the rollback target.
+    pub fn is_live(&self, version: &PluginVersion) -> bool {
+        Arc::ptr_eq(&self.current().plugin, &version.plugin)
+            || self.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &version.plugin))
+    }
+
     fn switch_to(&self, version: Arc<PluginVersion>) {
+        let _serial = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        self.replace_current(version);
+    }
+
+    fn replace_current(&self, version: Arc<PluginVersion>) {
         let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), version.clone());
         tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
         crate::metrics::record_plugin_active(&version.label(), &version.info.model_name, true);
-        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now() + self.grace });
+        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
     }
 
-    /// Switches back to the previous version (kept loaded for the grace period).
+    /// Switches back to the previous version (kept loaded for the grace
+    /// period). Does not wait for an activation in progress: if that one
+    /// passes validation later, it switches as asked.
     pub fn rollback(&self) -> Result<Arc<PluginVersion>, SwapError> {
-        let _serial = self.activating.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.switching.lock().unwrap_or_else(|p| p.into_inner());
         let target = self.previous().ok_or(SwapError::NoPrevious)?;
-        self.switch_to(target.clone());
+        self.replace_current(target.clone());
         Ok(target)
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::embedded;
-use crate::engine::{Limits, Plugin, PluginEngine};
+use crate::engine::{EngineOptions, Limits, Plugin, PluginEngine, SnapshotPolicy};
 
 #[derive(Debug, Clone, Default)]
 pub struct PluginSource {
@@ -26,11 +26,9 @@ pub enum SourceError {
     Engine(#[from] crate::engine::EngineError),
 }
 
-/// `$LLMA_SENTIMENT_CACHE_DIR`, else the user's cache dir, else the temp dir.
+/// The user's cache dir, else the temp dir: where `plugin.cache_dir` (set
+/// by its layers, `$LLMA_SENTIMENT_CACHE_DIR` among them) points when unset.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LLMA_SENTIMENT_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
     dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("llma-sentiment")
 }
 
@@ -43,8 +41,12 @@ impl PluginSource {
         (!self.no_compile_cache).then(|| self.cache_dir().join("compiled"))
     }
 
-    pub fn engine(&self, limits: Limits) -> Result<PluginEngine, SourceError> {
-        Ok(PluginEngine::new(limits, self.compile_cache_dir())?)
+    /// The engine, keeping compiled artifacts and snapshots in the cache dir
+    /// (neither without the compile cache); `snapshots` says whether this
+    /// command may spend the time to make a snapshot.
+    pub fn engine(&self, limits: Limits, snapshots: SnapshotPolicy) -> Result<PluginEngine, SourceError> {
+        let options = EngineOptions { snapshots, ..EngineOptions::default() };
+        Ok(PluginEngine::with_options(limits, self.compile_cache_dir(), options)?)
     }
 
     pub fn model_dir(&self) -> Result<PathBuf, SourceError> {
@@ -60,7 +62,12 @@ impl PluginSource {
             Some(p) => engine.load_plugin_file(Path::new(p), &model_dir)?,
             None => engine.load_plugin(embedded::plugin()?, &model_dir)?,
         };
-        tracing::debug!(from_cache = plugin.from_cache, compile_ms = plugin.compile_time.as_millis() as u64, "plugin ready");
+        tracing::debug!(
+            from_cache = plugin.from_cache,
+            compile_ms = plugin.compile_time.as_millis() as u64,
+            from_snapshot = plugin.from_snapshot(),
+            "plugin ready"
+        );
         Ok(Arc::new(plugin))
     }
 }

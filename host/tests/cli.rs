@@ -5,7 +5,11 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::cli;
+use common::{cli, cli_env};
+
+fn cli_bytes(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+    cli_env(args, &[], stdin)
+}
 
 fn lines(out: &str) -> Vec<Value> {
     out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
@@ -123,4 +127,75 @@ fn an_explicit_plugin_and_model_override_the_embedded_default() {
     let (ok, _, err) = cli(&["--model", "/nonexistent", "classify", "x"], "");
     assert!(!ok);
     assert!(err.contains("/nonexistent"), "{err}");
+}
+
+/// Producers send what this test sends: a line that is not UTF-8 (an error
+/// for that line; the run goes on) and lone UTF-16 surrogate escapes, which
+/// JavaScript emits when it cuts a string inside an emoji (read as U+FFFD,
+/// the event classified), in the event and in properties sent as a string.
+#[test]
+fn analyze_reports_a_non_utf8_line_and_reads_lone_surrogates() {
+    let event = |uuid: &str, properties: &str| {
+        format!(r#"{{"uuid":"{uuid}","event":"$ai_generation","team_id":1,"distinct_id":"d","properties":{properties}}}"#)
+    };
+    let mut input = Vec::new();
+    input.extend_from_slice(event("0195a3b2-7c1e-7a10-8f00-000000000001", r#"{"$ai_input":[{"role":"user","content":"I love this, thank you!"}]}"#).as_bytes());
+    input.extend_from_slice(b"\n{\"uuid\": \"caf\xe9\"}\n");
+    input.extend_from_slice(event("0195a3b2-7c1e-7a10-8f00-000000000003", r#"{"$ai_input":[{"role":"user","content":"\ud800 I hate this"}]}"#).as_bytes());
+    input.push(b'\n');
+    let as_string = r#""{\"$ai_input\":[{\"role\":\"user\",\"content\":\"\\ud83d this is broken and I hate it\"}]}""#;
+    input.extend_from_slice(event("0195a3b2-7c1e-7a10-8f00-000000000004", as_string).as_bytes());
+    input.push(b'\n');
+    let (ok, out, err) = cli_bytes(&["analyze", "--progress", "off"], &input);
+    assert!(ok, "{err}");
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(rows[0]["properties"]["$ai_sentiment_label"], "positive", "{out}");
+    assert_eq!(rows[1]["line"], 2, "{out}");
+    assert!(rows[1]["error"].as_str().unwrap().starts_with("line 2: not UTF-8"), "{out}");
+    for row in &rows[2..] {
+        assert_eq!(row["event"], "$ai_sentiment", "{out}");
+        assert_eq!(row["properties"]["$ai_sentiment_label"], "negative", "{out}");
+    }
+    assert!(err.contains("analyze: 4 events read, 3 classified, skipped 0, 1 failed"), "{err}");
+}
+
+#[test]
+fn extract_reads_a_lone_surrogate_as_a_replacement_character() {
+    let (ok, out, err) = cli(&["extract"], r#"[{"role":"user","content":"\ud800 I hate this"}]"#);
+    assert!(ok, "{err}");
+    assert_eq!(lines(&out), vec![json!([{"index": 0, "text": "\u{FFFD} I hate this"}])]);
+}
+
+/// `analyze` has no retries, so its run is its last attempt: a message that
+/// traps the plugin is skipped (as on the worker's last attempt) instead of
+/// failing the line.
+#[test]
+fn analyze_skips_messages_that_trap_the_plugin() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let event = |n: u32, ai_input: &str| {
+        json!({"uuid": format!("0190b6a5-2222-7000-8000-00000000000{n}"), "team_id": 1, "distinct_id": "d",
+               "properties": {"$ai_input": ai_input}})
+        .to_string()
+    };
+    let input = format!("{}\n{}\n", event(1, "hello|spin|fine"), event(2, "spin|recurse"));
+    let hostile = common::hostile_wasm();
+    let (ok, out, err) = cli_env(
+        &["--plugin", hostile.to_str().unwrap(), "--model", model.path().to_str().unwrap(), "analyze", "-"],
+        &[("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")],
+        input.as_bytes(),
+    );
+    assert!(ok, "{err}");
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[0]["properties"]["$ai_sentiment_skipped_messages"], 1, "{}", rows[0]);
+    assert_eq!(rows[0]["properties"]["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        rows[1],
+        json!({"skipped": true, "skip_reason": "plugin_trapped", "generation_uuid": "0190b6a5-2222-7000-8000-000000000002"})
+    );
+    assert!(err.contains("2 events read, 1 classified, skipped 1 (plugin_trapped: 1), 0 failed"), "{err}");
 }

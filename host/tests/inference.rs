@@ -68,15 +68,19 @@ fn assert_parity(model: &Path) {
     let reference = ort_reference(model, &texts);
     let (_e, mut slot) = slot(model);
     let labels = slot.get().unwrap().info().labels.clone();
+    let mut max_diff = 0f64;
     for (text, ort_logits) in texts.iter().zip(&reference) {
         let ours = &classify(&mut slot, &[text])[0];
         let p: Vec<f64> = labels.iter().map(|l| probs(ours)[*l as usize]).collect();
         for i in 1..3 {
             let got = p[i].ln() - p[0].ln();
             let want = ort_logits[i] - ort_logits[0];
+            max_diff = max_diff.max((got - want).abs());
             assert!((got - want).abs() < 1e-4, "{}: logit diff {i}: wasm {got} vs ORT {want}", &text[..text.len().min(40)]);
         }
     }
+    let from = if slot.plugin().from_snapshot() { "snapshot instance" } else { "loaded instance" };
+    eprintln!("{}: max |logit diff| vs ONNX Runtime {max_diff:.2e} ({from})", model.display());
 }
 
 #[test]
@@ -170,7 +174,9 @@ fn a_bad_bundle_is_a_typed_load_error() {
 fn the_compiled_component_is_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let model: PathBuf = common::model("default");
-    let engine = llma_sentiment::engine::PluginEngine::new(Limits::default(), Some(cache.path().to_path_buf())).unwrap();
+    // Only the compiled artifact is under test: no snapshot (tests/snapshot.rs).
+    let options = llma_sentiment::engine::EngineOptions { snapshots: llma_sentiment::engine::SnapshotPolicy::Off, ..Default::default() };
+    let engine = llma_sentiment::engine::PluginEngine::with_options(Limits::default(), Some(cache.path().to_path_buf()), options).unwrap();
     let cold = engine.load_plugin_file(&common::plugin_wasm(), &model).unwrap();
     let warm = engine.load_plugin_file(&common::plugin_wasm(), &model).unwrap();
     assert!(!cold.from_cache);

@@ -17,7 +17,7 @@ fn metrics_and_json_logs_of_a_running_worker_match_what_it_processed() {
 
     let before = Scrape::take(&addr);
     assert_eq!(before.value("llma_sentiment_events_total", &[("outcome", "classified")]), 0.0);
-    assert_eq!(before.value("llma_sentiment_cache_lookups_total", &[("result", "hit")]), 0.0);
+    assert_eq!(before.value("llma_sentiment_cache_lookups_total", &[("tier", "l1"), ("result", "hit")]), 0.0);
     assert_eq!(before.value("llma_sentiment_traps_total", &[("kind", "deadline")]), 0.0);
 
     // Texts no log line may contain.
@@ -87,8 +87,8 @@ fn metrics_and_json_logs_of_a_running_worker_match_what_it_processed() {
 
     // A later generation re-sending earlier messages (as `$ai_input` does)
     // is answered from the result cache.
-    let hits = |s: &Scrape| s.value("llma_sentiment_cache_lookups_total", &[("result", "hit")]);
-    let misses = |s: &Scrape| s.value("llma_sentiment_cache_lookups_total", &[("result", "miss")]);
+    let hits = |s: &Scrape| s.value("llma_sentiment_cache_lookups_total", &[("tier", "l1"), ("result", "hit")]);
+    let misses = |s: &Scrape| s.value("llma_sentiment_cache_lookups_total", &[("tier", "l1"), ("result", "miss")]);
     assert!(hits(&after) + misses(&after) >= 10.0, "every classified message was looked up");
     let results = stack.submit(&[event(secrets[0])], false, true);
     assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");

@@ -15,7 +15,7 @@ use llma_sentiment::event::GenerationEvent;
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
 use llma_sentiment::pool::InstancePool;
 use llma_sentiment::registry::Registry;
-use llma_sentiment::result_cache::{CacheScope, ResultCache, ENTRY_OVERHEAD_BYTES};
+use llma_sentiment::cache::{CacheScope, ResultCache, ENTRY_OVERHEAD_BYTES};
 use serde_json::{json, Value};
 
 /// User messages of very different lengths, in an order that sorting by
@@ -60,13 +60,14 @@ fn generation(uuid: &str, user: &[String]) -> GenerationEvent {
 /// Per-message (label, score) and the overall scores of an analysis.
 fn outcome(analysis: Analysis) -> (Vec<(String, f64)>, Value) {
     let Analysis::Sentiment(event) = analysis else { panic!("expected a sentiment event") };
-    let messages = event.properties["$ai_sentiment_messages"]
+    let properties = serde_json::to_value(&event.properties).unwrap();
+    let messages = properties["$ai_sentiment_messages"]
         .as_array()
         .expect("messages")
         .iter()
         .map(|m| (m["label"].as_str().unwrap().to_string(), m["score"].as_f64().unwrap()))
         .collect();
-    (messages, event.properties["$ai_sentiment_scores"].clone())
+    (messages, properties["$ai_sentiment_scores"].clone())
 }
 
 fn run(slot: &mut InstanceSlot, g: &GenerationEvent, options: PipelineOptions, cache: Option<&ResultCache>) -> (Vec<(String, f64)>, Value) {
@@ -147,7 +148,7 @@ fn cached_results_equal_uncached_ones() {
     let plugin = slot.plugin().clone();
     let scope = CacheScope::of(&plugin, slot.get().unwrap().info());
     for text in &user {
-        let stored = cache.get(&scope, text).expect("stored");
+        let stored = cache.lookup(&scope, &[text.as_str()], None).results[0].expect("stored");
         let single = slot.get().unwrap().classify(std::slice::from_ref(text)).unwrap()[0];
         assert_eq!(stored.label, single.label, "{text}");
         for (x, y) in [(stored.scores.negative, single.scores.negative), (stored.scores.neutral, single.scores.neutral), (stored.scores.positive, single.scores.positive)] {
@@ -309,4 +310,50 @@ fn a_trapped_pooled_instance_is_replaced_within_the_bound() {
     assert!(pool.try_checkout(&version).is_none(), "still one instance at most");
     drop(slot);
     assert_eq!((pool.high_water(), pool.idle_count()), (1, 1));
+}
+
+#[test]
+fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let engine = Arc::new(common::engine(Limits::default()));
+    let hostile = std::fs::read(common::hostile_wasm()).unwrap();
+    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    let registry = Arc::new(Registry::new(engine, plugin, None, Duration::from_secs(600)).unwrap());
+    // The constructor the worker uses, with its liveness check.
+    let pool = Arc::new(InstancePool::for_registry(4, &registry));
+
+    let v1 = registry.current();
+    drop(pool.try_checkout(&v1).unwrap());
+    assert_eq!(pool.idle_count(), 1);
+    let v2 = registry.activate_bytes(&hostile, None, None).unwrap();
+    let held_v1 = pool.try_checkout(&v1).unwrap();
+    drop(pool.try_checkout(&v2).unwrap());
+    pool.prune();
+    assert_eq!(pool.idle_count(), 1, "v2's instance kept; v1's is checked out");
+    drop(held_v1);
+    assert_eq!(pool.idle_count(), 2, "v1 is the rollback target: its instance is kept");
+
+    // A third version: v2 becomes the rollback target, v1 is dead.
+    let held_v1 = pool.try_checkout(&v1).unwrap();
+    drop(pool.try_checkout(&v1).unwrap());
+    assert_eq!(pool.idle_count(), 2, "v2's instance and a second one of v1");
+    let v3 = registry.activate_bytes(&hostile, None, None).unwrap();
+    pool.prune();
+    assert_eq!(pool.idle_count(), 1, "v1's idle instance pruned, v2's kept");
+    drop(held_v1);
+    assert_eq!(pool.idle_count(), 1, "a dead version's instance is dropped when it comes back");
+    drop(pool.try_checkout(&v3).unwrap());
+    assert_eq!(pool.idle_count(), 2);
+
+    // Rollback to v2: v3 becomes the rollback target and stays.
+    registry.rollback().unwrap();
+    pool.prune();
+    assert_eq!(pool.idle_count(), 2);
+    // Without the registry nothing is live.
+    drop(registry);
+    pool.prune();
+    assert_eq!(pool.idle_count(), 0);
 }

@@ -25,6 +25,14 @@ fn classify_one(slot: &mut InstanceSlot, text: &str) -> Result<f32, EngineError>
     slot.get().expect("instance").classify(&[text.to_string()]).map(|r| r[0].score)
 }
 
+/// Held by every test of this binary that traps an instance: the trap
+/// counters are process-wide, so a test sees exactly its own traps.
+static TRAPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn trapping() -> std::sync::MutexGuard<'static, ()> {
+    TRAPS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `llma_sentiment_traps_total{kind=...}` of this process's metrics.
 fn traps_counted(kind: TrapKind) -> f64 {
     let text = llma_sentiment::metrics::render();
@@ -37,23 +45,28 @@ fn assert_recovers(slot: &mut InstanceSlot) {
     assert_eq!(score, 0.5);
 }
 
-#[test]
-fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
-    let limits = Limits {
-        call_deadline_base: Duration::from_millis(300),
+/// Fuel without practical limit, and a wall-clock deadline of `deadline` per call.
+fn deadline_only(deadline: Duration) -> Limits {
+    Limits {
+        call_deadline_base: deadline,
         call_deadline_per_text: Duration::ZERO,
         fuel_base: u64::MAX / 2,
         fuel_per_token: 0,
         ..Limits::default()
-    };
-    let (_e, mut slot, _m) = slot_with(limits);
+    }
+}
+
+#[test]
+fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
+    let (_e, mut slot, _m) = slot_with(deadline_only(Duration::from_millis(300)));
+    let _traps = trapping();
+    let before = traps_counted(TrapKind::Deadline);
     let started = Instant::now();
     let err = classify_one(&mut slot, "spin").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::Deadline), "{err}");
     assert!(err.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    // Tests of this binary run in parallel and share the counters: at least ours.
-    assert!(traps_counted(TrapKind::Deadline) >= 1.0);
+    assert_eq!(traps_counted(TrapKind::Deadline) - before, 1.0, "this trap was counted once");
     assert_recovers(&mut slot);
 }
 
@@ -61,14 +74,44 @@ fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
 fn a_spinning_guest_is_stopped_by_fuel() {
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_e, mut slot, _m) = slot_with(limits);
+    let _traps = trapping();
+    let before = traps_counted(TrapKind::OutOfFuel);
     let err = classify_one(&mut slot, "spin").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::OutOfFuel), "{err}");
-    assert!(traps_counted(TrapKind::OutOfFuel) >= 1.0);
+    assert_eq!(traps_counted(TrapKind::OutOfFuel) - before, 1.0, "this trap was counted once");
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn cancelling_a_call_in_flight_stops_it_as_cancelled() {
+    // Neither fuel nor the deadline would stop this spin for a minute.
+    let (_e, mut slot, _m) = slot_with(deadline_only(Duration::from_secs(60)));
+    let _traps = trapping();
+    let before = traps_counted(TrapKind::Cancelled);
+    slot.get().expect("instance");
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    slot.set_interrupt(cancel.clone());
+    let canceller = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let err = classify_one(&mut slot, "spin").unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    // Generous (the deadline is 60 s): stopped by the cancel, not by a limit.
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(traps_counted(TrapKind::Cancelled) - before, 1.0);
+    slot.clear_interrupt();
     assert_recovers(&mut slot);
 }
 
 #[test]
 fn a_poisoned_instance_refuses_calls_until_replaced() {
+    let _traps = trapping();
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_e, slot, _m) = slot_with(limits);
     let mut instance = slot.plugin().instantiate().unwrap();
@@ -80,6 +123,7 @@ fn a_poisoned_instance_refuses_calls_until_replaced() {
 
 #[test]
 fn unbounded_recursion_is_a_stack_overflow_trap() {
+    let _traps = trapping();
     let (_e, mut slot, _m) = slot_with(Limits::default());
     let err = classify_one(&mut slot, "recurse").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::StackOverflow), "{err}");
@@ -88,6 +132,7 @@ fn unbounded_recursion_is_a_stack_overflow_trap() {
 
 #[test]
 fn unbounded_allocation_hits_the_memory_cap() {
+    let _traps = trapping();
     let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() };
     let (_e, mut slot, _m) = slot_with(limits);
     let err = classify_one(&mut slot, "alloc").unwrap_err();
@@ -97,6 +142,7 @@ fn unbounded_allocation_hits_the_memory_cap() {
 
 #[test]
 fn a_guest_panic_is_a_trap_not_a_crash() {
+    let _traps = trapping();
     let (_e, mut slot, _m) = slot_with(Limits::default());
     let err = classify_one(&mut slot, "panic").unwrap_err();
     assert_eq!(err.trap_kind(), Some(TrapKind::Panic), "{err}");
@@ -119,6 +165,7 @@ fn escapes_from_the_sandbox_are_denied() {
 
 #[test]
 fn a_trap_in_load_is_a_typed_error() {
+    let _traps = trapping();
     let limits = Limits { load_fuel: 50_000_000, ..Limits::default() };
     let (_e, slot, model) = slot_with(limits);
     std::fs::write(model.path().join("hostile-load"), "spin").unwrap();
@@ -137,6 +184,7 @@ fn generation(ai_input: &str) -> GenerationEvent {
 
 #[test]
 fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classified() {
+    let _traps = trapping();
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_engine, mut slot, _model) = slot_with(limits);
     let before_last = PipelineOptions::default();
@@ -155,9 +203,11 @@ fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classi
         ControlFlow::Continue(())
     }) {
         Ok(Analysis::Sentiment(event)) => {
-            assert_eq!(event.properties[pipeline::SKIPPED_MESSAGES_PROPERTY], 1, "{:?}", event.properties);
-            assert_eq!(event.properties["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
-            assert_eq!(event.properties["$ai_sentiment_label"], "neutral");
+            let p = serde_json::to_value(&event.properties).unwrap();
+            assert_eq!(p["$ai_sentiment_skipped_messages"], 1, "{p}");
+            assert_eq!(event.properties.skipped_messages, Some(1));
+            assert_eq!(p["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+            assert_eq!(p["$ai_sentiment_label"], "neutral");
         }
         other => panic!("expected a sentiment event, got {other:?}"),
     }
@@ -171,7 +221,105 @@ fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classi
 
     // A generation without trouble carries no skipped count.
     match pipeline::analyze(&mut slot, &generation("hello|fine"), &before_last, |_| ControlFlow::Continue(())) {
-        Ok(Analysis::Sentiment(event)) => assert!(!event.properties.contains_key(pipeline::SKIPPED_MESSAGES_PROPERTY)),
+        Ok(Analysis::Sentiment(event)) => {
+            let p = serde_json::to_value(&event.properties).unwrap();
+            assert!(p.get("$ai_sentiment_skipped_messages").is_none(), "{p}");
+            assert_eq!(event.properties.skipped_messages, None);
+        }
         other => panic!("expected a sentiment event, got {other:?}"),
     }
+}
+
+fn generous() -> Limits {
+    Limits {
+        call_deadline_base: Duration::from_secs(60),
+        call_deadline_per_text: Duration::ZERO,
+        fuel_base: u64::MAX / 2,
+        fuel_per_token: 0,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_plugin_call_never_runs_past_its_callers_deadline() {
+    let _traps = trapping();
+    // The call's own budget (60 s) is longer than what the caller has left.
+    let (_e, mut slot, _m) = slot_with(generous());
+    slot.get().unwrap();
+    slot.set_deadline(Some(Instant::now() + Duration::from_millis(300)));
+    let started = Instant::now();
+    let err = classify_one(&mut slot, "spin").unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    assert!(err.to_string().contains("deadline passed"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // Past the deadline no call starts at all.
+    let err = classify_one(&mut slot, "hello").unwrap_err();
+    assert!(err.to_string().contains("before the call"), "{err}");
+    slot.clear_interrupt();
+    assert_recovers(&mut slot);
+}
+
+#[test]
+fn dropping_the_interrupt_guard_stops_the_call_in_flight() {
+    let _traps = trapping();
+    let (_e, mut slot, _m) = slot_with(generous());
+    slot.get().unwrap();
+    let guard = llma_sentiment::engine::InterruptOnDrop::new();
+    slot.set_interrupt(guard.flag());
+    let job = std::thread::spawn(move || {
+        let started = Instant::now();
+        let result = classify_one(&mut slot, "spin");
+        (result, started.elapsed(), slot)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // What an activity future does when Temporal (or a shutdown) drops it.
+    drop(guard);
+    let (result, took, mut slot) = job.join().unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
+    assert!(took < Duration::from_secs(5), "the spinning call ran {took:?} after the drop");
+    slot.clear_interrupt();
+    assert_recovers(&mut slot);
+}
+
+/// `llma_sentiment_events_total{outcome=...}` of this process's metrics.
+fn events_counted(outcome: &str) -> f64 {
+    let text = llma_sentiment::metrics::render();
+    let prefix = format!("llma_sentiment_events_total{{outcome=\"{outcome}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.trim().parse().expect("a number"))
+}
+
+/// The driver `analyze` runs (no retries: its only attempt is the last): a
+/// message that traps is skipped like on the worker's last attempt, a line
+/// that is not an event fails alone, and the driver records the metrics.
+/// (Only this test of this binary drives events, so the counters' deltas are its own.)
+#[test]
+fn analyze_s_driver_skips_trapping_messages_and_records_metrics() {
+    let _traps = trapping();
+    use llma_sentiment::pipeline::{Attempt, Driver, Outcome};
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let (_engine, mut slot, _model) = slot_with(limits);
+    let before = ["classified", "skipped", "failed"].map(events_counted);
+    let mut driver = Driver::new(PipelineOptions::default(), Attempt::ONLY, false);
+    assert!(driver.options().skip_trapping_messages);
+    let line = |ai_input: &str| {
+        json!({"uuid": uuid::Uuid::new_v4().to_string(), "team_id": 1, "distinct_id": "d", "properties": {"$ai_input": ai_input}})
+            .to_string()
+    };
+    let (_, mixed) = driver.run_text(0, &line("hello|spin|fine"), &mut slot, None).unwrap();
+    match mixed {
+        Outcome::Classified(event) => assert_eq!(event.properties.skipped_messages, Some(1)),
+        other => panic!("expected a sentiment event, got {other:?}"),
+    }
+    let (record, hopeless) = driver.run_text(1, &line("spin|recurse"), &mut slot, None).unwrap();
+    assert!(matches!(hopeless, Outcome::Skipped(SkipReason::PluginTrapped)), "{hopeless:?}");
+    assert_eq!(record.reason.as_deref(), Some("plugin_trapped"));
+    let (record, broken) = driver.run_text(2, "{not json", &mut slot, None).unwrap();
+    assert!(matches!(broken, Outcome::Failed(ref f) if !f.retryable), "{broken:?}");
+    assert_eq!(record.generation_uuid, None);
+    assert_eq!(driver.retry_reason(), None, "the only attempt never asks for a retry");
+    let s = driver.summary();
+    assert_eq!((s.read(), s.classified, s.skipped, s.failed), (3, 1, 1, 1));
+    let after = ["classified", "skipped", "failed"].map(events_counted);
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [1.0, 1.0, 1.0]);
 }

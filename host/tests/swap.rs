@@ -39,6 +39,9 @@ fn rebuilt_plugin(dir: &Path, name: &str, tag: &str) -> PathBuf {
     path
 }
 
+/// The admin endpoint's bearer token in these tests (the worker and the CLI read it from the environment).
+const TOKEN: &str = "swap-test-admin-token-0123456789";
+
 struct SwapWorker {
     worker: WorkerProcess,
     admin: String,
@@ -46,16 +49,21 @@ struct SwapWorker {
     plugin_dir: tempfile::TempDir,
 }
 
-fn start_worker(stack: &Stack) -> SwapWorker {
+/// A worker serving `v1.wasm` of its plugin directory; the admin endpoint
+/// activates from that directory and from `allowed`.
+fn start_worker(stack: &Stack, allowed: &[&Path]) -> SwapWorker {
     let plugin_dir = tempfile::tempdir().unwrap();
     rebuilt_plugin(plugin_dir.path(), "v1.wasm", "v1");
     let addr = format!("127.0.0.1:{}", free_port());
     let dir = plugin_dir.path().to_str().unwrap().to_string();
     let model = common::model("default");
+    let allowed = std::env::join_paths(allowed).unwrap().into_string().unwrap();
     let worker = stack.worker(&[
         ("LLMA_SENTIMENT_PLUGIN_DIR", dir.as_str()),
         ("LLMA_SENTIMENT_MODEL_DIR", model.to_str().unwrap()),
         ("LLMA_SENTIMENT_ADMIN_ADDR", addr.as_str()),
+        ("LLMA_SENTIMENT_ADMIN_TOKEN", TOKEN),
+        ("LLMA_SENTIMENT_WORKER_ADMIN_ALLOWED_DIRS", allowed.as_str()),
         ("LLMA_SENTIMENT_PLUGIN_POLL_MS", "200"),
         ("LLMA_SENTIMENT_METRICS_ADDR", "127.0.0.1:0"),
     ]);
@@ -67,7 +75,7 @@ fn plugin_cmd(admin: &str, args: &[&str]) -> (bool, Value, String) {
     let mut all = vec!["plugin"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--admin-url", admin]);
-    let out = run_bin(&all, &[], None);
+    let out = run_bin(&all, &[("LLMA_SENTIMENT_ADMIN_TOKEN", TOKEN)], None);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
     (out.status.success(), value, String::from_utf8_lossy(&out.stderr).into_owned())
@@ -122,10 +130,11 @@ fn stream_with_swap(stack: &Stack, before: &[Value], after: &[Value], swap: impl
 #[test]
 fn swap_under_load_then_rollback_without_failures() {
     let stack = Stack::start();
-    let w = start_worker(&stack);
+    let scratch = tempfile::tempdir().unwrap();
+    let models = common::models_dir();
+    let w = start_worker(&stack, &[scratch.path(), models.as_path()]);
     let v1 = active_version(&w.admin);
     let tiny = common::model("roberta-tiny");
-    let scratch = tempfile::tempdir().unwrap();
     let v2_file = rebuilt_plugin(scratch.path(), "v2.wasm", "v2");
 
     // v1 -> v2 mid-stream through the admin endpoint; v2 also brings another model.
@@ -165,11 +174,11 @@ fn swap_under_load_then_rollback_without_failures() {
 #[test]
 fn a_new_file_in_the_plugin_directory_is_picked_up_and_broken_versions_are_rejected() {
     let stack = Stack::start();
-    let w = start_worker(&stack);
+    let scratch = tempfile::tempdir().unwrap();
+    let w = start_worker(&stack, &[scratch.path()]);
     let v1 = active_version(&w.admin);
 
     // Broken builds are refused with a reason and v1 keeps serving.
-    let scratch = tempfile::tempdir().unwrap();
     let not_a_component = scratch.path().join("broken.wasm");
     std::fs::write(&not_a_component, b"\0asm\x01\0\0\0").unwrap();
     let (ok, v, _) = plugin_cmd(&w.admin, &["activate", not_a_component.to_str().unwrap()]);
@@ -177,7 +186,8 @@ fn a_new_file_in_the_plugin_directory_is_picked_up_and_broken_versions_are_rejec
     assert!(v["error"].as_str().unwrap().contains("component"), "{v}");
 
     let bad_model = hostile_model_dir(scratch.path(), "bad-scores", "hostile-bad-scores", "");
-    let hostile = common::hostile_wasm();
+    let hostile = scratch.path().join("hostile.wasm");
+    std::fs::copy(common::hostile_wasm(), &hostile).unwrap();
     let (ok, v, _) = plugin_cmd(&w.admin, &["activate", hostile.to_str().unwrap(), "--with-model", bad_model.to_str().unwrap()]);
     assert!(!ok);
     assert!(v["error"].as_str().unwrap().contains("self-test"), "{v}");
@@ -189,11 +199,18 @@ fn a_new_file_in_the_plugin_directory_is_picked_up_and_broken_versions_are_rejec
     assert!(err.contains("load") && err.contains("panic"), "{v}");
     assert_eq!(active_version(&w.admin), v1, "v1 kept serving");
 
-    // A broken file dropped in the directory is rejected too; then a good one is served.
+    // A broken file dropped in the directory is rejected too (its rejection
+    // logged), v1 still serving after it; then a good one is served.
     std::fs::copy(&not_a_component, w.plugin_dir.path().join("v1b-broken.wasm")).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !common::ops::json_lines(&w.worker.log_text()).iter().any(|l| {
+        l["message"].as_str().is_some_and(|m| m.starts_with("plugin rejected"))
+            && l["path"].as_str().is_some_and(|p| p.ends_with("v1b-broken.wasm"))
+    }) {
+        assert!(Instant::now() < deadline, "the broken file was never rejected:\n{}", w.worker.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(active_version(&w.admin), v1);
-    w.worker.wait_for_log("plugin rejected", Duration::from_secs(10));
 
     std::thread::sleep(Duration::from_millis(20)); // a later mtime than the broken file
     let v2_path = rebuilt_plugin(w.plugin_dir.path(), "v2.wasm", "v2");

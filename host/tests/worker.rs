@@ -37,7 +37,10 @@ fn a_workflow_started_by_the_temporal_cli_writes_its_row() {
     assert_eq!(scheduled["retryPolicy"]["maximumInterval"], "10s");
     assert_eq!(scheduled["retryPolicy"]["maximumAttempts"], 2);
     let completed = history.iter().find(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED").expect("activity completed");
-    assert!(completed.to_string().contains("classified") || !completed.is_null());
+    let summary = payload_json(&completed["activityTaskCompletedEventAttributes"]["result"]["payloads"][0]);
+    assert_eq!((summary["processed"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(0)), "{summary}");
+    assert_eq!(summary["events"][0]["status"], "classified", "{summary}");
+    assert_eq!(summary["events"][0]["sentiment_uuid"], sentiment_uuid(&ev).to_string(), "{summary}");
 
     let sink = stack.sink();
     let row = block(sink.fetch_final(&[sentiment_uuid(&ev)])).unwrap();
@@ -64,6 +67,19 @@ fn a_workflow_started_by_the_temporal_cli_writes_its_row() {
     assert_eq!(p["$ai_sentiment_score"].as_f64().unwrap(), scores["negative"].as_f64().unwrap());
 }
 
+/// A `json/plain` payload of `temporal workflow show --output json`, which
+/// shows it decoded or as `{metadata, data}` with base64 data.
+fn payload_json(payload: &Value) -> Value {
+    use base64::Engine;
+    match payload.get("data").and_then(Value::as_str) {
+        Some(data) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(data).expect("base64 payload data");
+            serde_json::from_slice(&bytes).expect("JSON payload")
+        }
+        None => payload.clone(),
+    }
+}
+
 #[test]
 fn a_batch_with_a_malformed_event_writes_the_others() {
     let stack = Stack::start();
@@ -88,9 +104,49 @@ fn a_batch_with_a_malformed_event_writes_the_others() {
     assert_eq!(block(sink.count_final(Some(42))).unwrap(), 3);
 }
 
+/// What producers send that strict parsers refuse: a line that is not UTF-8
+/// (reported by line number; the others still start) and a lone surrogate
+/// escape, which reaches the worker as it was read (submit forwards lines
+/// unchanged) and is classified as U+FFFD. `--batch` splits the lines into
+/// workflows under the byte bound.
+#[test]
+fn bad_input_lines_do_not_stop_submit_and_lone_surrogates_are_classified() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let good: Vec<Value> = (0..6).map(|i| event(&format!("review {i}: I love this, thank you!"))).collect();
+    let surrogate = event("PLACEHOLDER").to_string().replace("PLACEHOLDER", "\\ud800 I hate this");
+    let surrogate_event: Value = llma_sentiment::jsonl::from_str(&surrogate).unwrap();
+    let mut input = Vec::new();
+    for (i, e) in good.iter().enumerate() {
+        input.extend_from_slice(e.to_string().as_bytes());
+        input.push(b'\n');
+        if i == 1 {
+            input.extend_from_slice(b"{\"uuid\": \"caf\xe9\"}\n");
+            input.extend_from_slice(surrogate.as_bytes());
+            input.push(b'\n');
+        }
+    }
+    // Each event line is ~450 bytes: at most two per workflow.
+    let results = stack.submit_raw(&input, &["--batch", "--batch-max-bytes", "1000", "--wait"]);
+    let bad: Vec<&Value> = results.iter().filter(|r| r.get("line").is_some()).collect();
+    assert_eq!(bad.len(), 1, "{results:?}");
+    assert_eq!(bad[0]["line"], 3);
+    assert!(bad[0]["error"].as_str().unwrap().starts_with("line 3: not UTF-8"), "{results:?}");
+    let workflows: Vec<&Value> = results.iter().filter(|r| r.get("workflow_id").is_some()).collect();
+    assert!(workflows.len() >= 4, "7 events in workflows of at most 2: {results:?}");
+    assert!(workflows.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    let processed: u64 = workflows.iter().map(|r| r["result"]["processed"].as_u64().unwrap()).sum();
+    assert_eq!(processed, 7, "{results:?}");
+    let row = block(stack.sink().fetch_final(&[sentiment_uuid(&surrogate_event)])).unwrap();
+    assert_eq!(row.len(), 1, "the event with a lone surrogate was written");
+    assert_eq!(row[0].properties["$ai_sentiment_label"], "negative");
+}
+
 #[test]
 fn a_retried_activity_leaves_one_event_per_generation_and_heartbeats() {
     let stack = Stack::start();
+    // Background merges would collapse the duplicate rows this test counts.
+    stack.stop_merges();
     let _worker = stack.worker(&[("LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT", "true")]);
     let events: Vec<Value> = (0..5).map(|i| event(&format!("message number {i} is great"))).collect();
     let started = stack.submit(&events, true, false);
@@ -130,18 +186,35 @@ fn a_retried_activity_leaves_one_event_per_generation_and_heartbeats() {
 #[test]
 fn clickhouse_down_during_a_batch_then_back_loses_and_duplicates_nothing() {
     let mut stack = Stack::start();
-    let _worker = stack.worker(&[]);
+    let worker = stack.worker(&[]);
     let events: Vec<Value> = (0..20).map(|i| event(&format!("review {i}: terrible and slow"))).collect();
     stack.ch.stop();
     let started = stack.submit(&events, true, false);
     let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_secs(3));
+    // The insert must have failed against the stopped server, and be retrying, before it comes back.
+    let insert_retries = |log: &str| {
+        common::ops::json_lines(log)
+            .iter()
+            .filter(|l| l["message"] == "clickhouse request failed; retrying" && l["op"] == "insert")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while insert_retries(&worker.log_text()) == 0 {
+        assert!(Instant::now() < deadline, "no failed insert attempt seen:\n{}", worker.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stack.ch.restart();
     assert_eq!(stack.wait_status(&wf, Duration::from_secs(120)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
+    let log = worker.log_text();
+    assert!(insert_retries(&log) >= 1);
+    let history = stack.temporal.history(&wf);
+    let attempts = history.iter().filter(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED").count();
+    assert_eq!(attempts, 1, "the sink's retries rode out the outage inside one activity attempt");
     let sink = stack.sink();
     let uuids: Vec<Uuid> = events.iter().map(sentiment_uuid).collect();
     assert_eq!(block(sink.fetch_final(&uuids)).unwrap().len(), 20, "no event lost");
-    assert_eq!(block(sink.count_final(Some(42))).unwrap(), 20, "no event duplicated");
+    // Raw rows: the failed attempts never reached the server, so nothing was written twice.
+    assert_eq!(block(sink.count_raw(Some(42))).unwrap(), 20, "no event duplicated");
 }
 
 #[test]
@@ -156,7 +229,11 @@ fn sigterm_during_a_batch_finishes_the_work_and_exits_cleanly() {
             e
         })
         .collect();
-    let started = stack.submit(&events, true, false);
+    // ~1.2 MB of input: one workflow (under Temporal's 2 MiB), so its one
+    // activity is in flight when the worker is stopped.
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    let started = stack.submit_raw(lines.join("\n").as_bytes(), &["--batch", "--batch-max-bytes", "1900000"]);
+    assert_eq!(started.len(), 1, "{started:?}");
     let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
     // Wait until the activity is running (its first heartbeat), then stop.
     let deadline = Instant::now() + Duration::from_secs(60);

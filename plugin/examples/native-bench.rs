@@ -17,6 +17,7 @@ use std::time::Instant;
 use llma_sentiment_plugin::extract::extract;
 use llma_sentiment_plugin::model::Classifier;
 use llma_sentiment_plugin::types::ExtractOptions;
+use llma_proc_stats::{thread_cpu_seconds as thread_cpu, Proc, Resident};
 use serde_json::{json, Value};
 
 struct Args {
@@ -72,38 +73,8 @@ fn die(msg: &str) -> ! {
 
 /// VmRSS and VmHWM of this process, bytes.
 fn rss() -> Value {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mut out = serde_json::Map::new();
-    for line in status.lines() {
-        for key in ["VmRSS", "VmHWM"] {
-            if let Some(rest) = line.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
-                let kb: u64 = rest.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                out.insert(key.into(), json!(kb * 1024));
-            }
-        }
-    }
-    Value::Object(out)
-}
-
-/// CPU time of the calling thread, seconds (CLOCK_THREAD_CPUTIME_ID: exact,
-/// unlike /proc's schedstat, which lags by up to a scheduler tick).
-fn thread_cpu() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: libc's clock_gettime writes one timespec (64-bit fields on the
-    // 64-bit Linux targets this bench runs on) into the pointer it is given.
-    if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return f64::NAN;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    let r = Resident::of(Proc::This);
+    json!({"VmRSS": r.rss, "VmHWM": r.hwm})
 }
 
 /// Wall and CPU times of calls to `f`: the first is a warm-up unless it is

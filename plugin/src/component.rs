@@ -7,14 +7,19 @@ use crate::model::{Classifier, ModelError, MAX_BATCH};
 use crate::types;
 
 wit_bindgen::generate!({
-    world: "plugin",
+    world: "preinit-plugin",
     path: "../wit/sentiment.wit",
 });
 
 use exports::llma::sentiment::sentiment as wit;
 
+/// Where `wizer-initialize` finds the model (the host preopens it there).
+const PREINIT_MODEL_DIR: &str = "/model";
+
 thread_local! {
     static LOADED: RefCell<Option<Classifier>> = const { RefCell::new(None) };
+    /// Why `wizer-initialize` could not load the model; `info` answers it.
+    static INIT_ERROR: RefCell<Option<wit::Error>> = const { RefCell::new(None) };
 }
 
 struct Component;
@@ -65,15 +70,32 @@ fn info_of(c: &Classifier) -> wit::PluginInfo {
     }
 }
 
+fn load_into_state(model_dir: &str) -> Result<wit::PluginInfo, wit::Error> {
+    // The old model goes first, so two never sit in memory at once.
+    LOADED.with(|l| *l.borrow_mut() = None);
+    let classifier = Classifier::load_dir(Path::new(model_dir)).map_err(model_error)?;
+    let info = info_of(&classifier);
+    LOADED.with(|l| *l.borrow_mut() = Some(classifier));
+    Ok(info)
+}
+
+impl Guest for Component {
+    fn wizer_initialize() {
+        let outcome = crate::preinit::init(|| load_into_state(PREINIT_MODEL_DIR));
+        INIT_ERROR.with(|e| *e.borrow_mut() = outcome.err());
+    }
+}
+
 impl wit::Guest for Component {
     fn load(model_dir: String) -> Result<wit::PluginInfo, wit::Error> {
-        let classifier = Classifier::load_dir(Path::new(&model_dir)).map_err(model_error)?;
-        let info = info_of(&classifier);
-        LOADED.with(|l| *l.borrow_mut() = Some(classifier));
-        Ok(info)
+        INIT_ERROR.with(|e| *e.borrow_mut() = None);
+        load_into_state(&model_dir)
     }
 
     fn info() -> Result<wit::PluginInfo, wit::Error> {
+        if let Some(e) = INIT_ERROR.with(|e| e.borrow().clone()) {
+            return Err(e);
+        }
         LOADED.with(|l| l.borrow().as_ref().map(info_of).ok_or(wit::Error::ModelNotLoaded))
     }
 

@@ -10,6 +10,8 @@ pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(target_arch = "wasm32")]
+mod preinit;
 
 /// The WIT interface version this plugin implements.
 pub const INTERFACE_VERSION: &str = "1.1.0";

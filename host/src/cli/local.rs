@@ -8,12 +8,13 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::engine::InstanceSlot;
-use crate::event::GenerationEvent;
-use crate::pipeline::{self, Analysis};
+use crate::pipeline::{Attempt, Driver, Failure, Outcome, Summary};
 
 pub(super) fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
     let source = config.plugin.source();
-    let engine = source.engine(config.limits.limits())?;
+    // One-shot commands use a snapshot a worker or `plugin prepare` made;
+    // making one would cost more than the one load it saves.
+    let engine = source.engine(config.limits.limits(), crate::engine::SnapshotPolicy::UseExisting)?;
     let plugin = source.load(&engine)?;
     // As at a worker's activation: options the plugin's interface lacks stop here.
     config.pipeline.plugin_options().check(plugin.contract)?;
@@ -31,7 +32,7 @@ pub fn extract(args: &Config) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("reading $ai_input from stdin")?;
     let (_engine, mut slot) = slot(args)?;
-    let messages = slot.get()?.extract(input.trim(), args.pipeline.plugin_options().extraction)?;
+    let messages = slot.get()?.extract(&crate::jsonl::replace_lone_surrogates(input.trim()), args.pipeline.plugin_options().extraction)?;
     let out: Vec<Value> = messages.into_iter().map(|m| json!({"index": m.index, "text": m.text})).collect();
     print_line(&mut std::io::stdout().lock(), &Value::Array(out))
 }
@@ -80,30 +81,46 @@ pub enum Output {
     ClickHouse { clickhouse: crate::config::ClickHouseConfig, batch_size: usize, flush_interval: std::time::Duration },
 }
 
-/// What a run did, printed at the end.
-#[derive(Debug, Default, serde::Serialize)]
-struct AnalyzeSummary {
-    read: u64,
-    classified: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    written: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    table: Option<String>,
-    skipped: u64,
-    skip_reasons: std::collections::BTreeMap<&'static str, u64>,
-    failed: u64,
+/// Where the events went, for the summary.
+struct Written<'a> {
+    rows: u64,
+    table: &'a str,
 }
 
-impl AnalyzeSummary {
-    fn human(&self) -> String {
-        let reasons = self.skip_reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
-        let skipped = if reasons.is_empty() { "0".to_string() } else { format!("{} ({reasons})", self.skipped) };
-        let written = match (&self.written, &self.table) {
-            (Some(w), Some(t)) => format!(", {w} written to {t}"),
-            _ => String::new(),
-        };
-        format!("analyze: {} events read, {} classified{written}, skipped {skipped}, {} failed", self.read, self.classified, self.failed)
-    }
+/// The run's summary as `analyze` prints it (JSON on stdout after a
+/// ClickHouse run; one line on stderr always).
+fn report(summary: &Summary, written: &Written, cache: &crate::cache::TierCounts) -> Value {
+    json!({
+        "read": summary.read(),
+        "classified": summary.classified,
+        "written": written.rows,
+        "table": written.table,
+        "skipped": summary.skipped,
+        "skip_reasons": summary.skip_reasons,
+        "failed": summary.failed,
+        "cache": cache,
+    })
+}
+
+/// User messages answered by the in-process cache (`l1`), by Redis (`l2`), or classified (`misses`).
+fn tier_counts(cache: &crate::cache::ResultCache) -> crate::cache::TierCounts {
+    let st = cache.stats();
+    crate::cache::TierCounts { l1: st.l1_hits, l2: st.l2_hits, misses: st.misses }
+}
+
+fn human(summary: &Summary, written: Option<&Written>, cache: &crate::cache::TierCounts) -> String {
+    let reasons = summary.skip_reasons.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ");
+    let skipped = if reasons.is_empty() { "0".to_string() } else { format!("{} ({reasons})", summary.skipped) };
+    let written = written.map(|w| format!(", {} written to {}", w.rows, w.table)).unwrap_or_default();
+    format!(
+        "analyze: {} events read, {} classified{written}, skipped {skipped}, {} failed; cache hits l1 {} l2 {}, misses {}",
+        summary.read(),
+        summary.classified,
+        summary.failed,
+        cache.l1,
+        cache.l2,
+        cache.misses
+    )
 }
 
 /// Non-empty lines of a regular file, for the progress total; `None` for
@@ -112,10 +129,12 @@ fn count_events(file: Option<&Path>) -> Option<u64> {
     let p = file.filter(|p| *p != Path::new("-"))?;
     let f = std::fs::File::open(p).ok()?;
     let mut n = 0u64;
-    for line in BufReader::new(f).lines() {
-        if !line.ok()?.trim().is_empty() {
-            n += 1;
+    for line in crate::jsonl::lines(BufReader::new(f)) {
+        // A line that is not UTF-8 is reported as a failed event: it counts.
+        if line.ok()?.1.is_ok_and(|text| text.trim().is_empty()) {
+            continue;
         }
+        n += 1;
     }
     Some(n)
 }
@@ -139,44 +158,42 @@ pub fn analyze(
         }
     };
     let (_engine, mut slot) = slot(args)?;
-    let options = args.pipeline.options();
-    let cache = args.pipeline.result_cache();
+    // No retries here: every run is its own last attempt, so a message that
+    // traps the plugin is skipped (as on the worker's last attempt).
+    let mut driver = Driver::new(args.pipeline.options(), Attempt::ONLY, false);
+    let cache = args.result_cache()?;
     let mut out = std::io::stdout().lock();
-    let mut summary = AnalyzeSummary::default();
     let mut bar = crate::progress::Progress::stderr(progress, "events", count_events(file));
-    for (i, line) in reader.lines().enumerate() {
-        let n = i + 1;
-        let line = line.with_context(|| format!("reading line {n}"))?;
-        if line.trim().is_empty() {
+    for line in crate::jsonl::lines(reader) {
+        let (n, line) = line.context("reading the input")?;
+        if line.as_ref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
-        summary.read += 1;
-        let record = match analyze_line(&mut slot, &line, &options, &cache) {
-            Ok((Analysis::Sentiment(event), _)) => {
-                summary.classified += 1;
-                match clickhouse.as_mut() {
-                    Some(ch) => {
-                        if let Err(e) = ch.push(*event) {
-                            summary.written = Some(ch.written());
-                            summary.table = Some(ch.table().to_string());
-                            bar.finish();
-                            eprintln!("{}", summary.human());
-                            return Err(e);
-                        }
-                        None
+        let (line_outcome, outcome) = match line {
+            Ok(line) => driver.run_text(n - 1, &line, &mut slot, Some(&cache)).context("analyze was interrupted")?,
+            Err(not_utf8) => {
+                let outcome = Outcome::Failed(Failure::new(not_utf8, false));
+                (driver.record(n - 1, None, &outcome), outcome)
+            }
+        };
+        let record = match outcome {
+            Outcome::Classified(event) => match clickhouse.as_mut() {
+                Some(ch) => {
+                    if let Err(e) = ch.push(*event) {
+                        bar.finish();
+                        eprintln!("{}", human(driver.summary(), Some(&Written { rows: ch.written(), table: ch.table() }), &tier_counts(&cache)));
+                        return Err(e);
                     }
-                    None => Some(serde_json::to_value(&*event)?),
+                    None
                 }
-            }
-            Ok((Analysis::Skipped(reason), uuid)) => {
-                summary.skipped += 1;
-                *summary.skip_reasons.entry(reason.as_str()).or_default() += 1;
-                Some(json!({"skipped": true, "skip_reason": reason.as_str(), "generation_uuid": uuid}))
-            }
-            Err(e) => {
-                summary.failed += 1;
-                bar.suspend(|| tracing::warn!(line = n, error = %e, "line failed"));
-                Some(json!({"error": format!("line {n}: {e}"), "line": n}))
+                None => Some(serde_json::to_value(&*event)?),
+            },
+            Outcome::Skipped(reason) => Some(
+                json!({"skipped": true, "skip_reason": reason.as_str(), "generation_uuid": line_outcome.generation_uuid}),
+            ),
+            Outcome::Failed(failure) => {
+                bar.suspend(|| tracing::warn!(line = n, error = %failure.message, "line failed"));
+                Some(json!({"error": format!("line {n}: {}", failure.message), "line": n}))
             }
         };
         // With ClickHouse output stdout carries only the summary.
@@ -185,34 +202,19 @@ pub fn analyze(
         }
         bar.inc(1);
     }
+    let summary = driver.into_summary();
     if let Some(ch) = clickhouse.as_mut() {
         let flushed = ch.flush();
-        summary.written = Some(ch.written());
-        summary.table = Some(ch.table().to_string());
-        if let Err(e) = flushed {
-            bar.finish();
-            eprintln!("{}", summary.human());
-            return Err(e);
-        }
-    }
-    bar.finish();
-    eprintln!("{}", summary.human());
-    if clickhouse.is_some() {
-        print_line(&mut out, &serde_json::to_value(&summary)?)?;
+        let w = Written { rows: ch.written(), table: ch.table() };
+        bar.finish();
+        eprintln!("{}", human(&summary, Some(&w), &tier_counts(&cache)));
+        flushed?;
+        print_line(&mut out, &report(&summary, &w, &tier_counts(&cache)))?;
+    } else {
+        bar.finish();
+        eprintln!("{}", human(&summary, None, &tier_counts(&cache)));
     }
     let stats = cache.stats();
-    tracing::info!(read = summary.read, classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_hits = stats.hits, cache_misses = stats.misses, "analyze done");
+    tracing::info!(read = summary.read(), classified = summary.classified, skipped = summary.skipped, failed = summary.failed, cache_l1_hits = stats.l1_hits, cache_l2_hits = stats.l2_hits, cache_misses = stats.misses, redis_errors = stats.l2_errors, "analyze done");
     Ok(())
-}
-
-fn analyze_line(
-    slot: &mut InstanceSlot,
-    line: &str,
-    options: &pipeline::PipelineOptions,
-    cache: &crate::result_cache::ResultCache,
-) -> anyhow::Result<(Analysis, String)> {
-    let value: Value = serde_json::from_str(line).context("not valid JSON")?;
-    let generation = GenerationEvent::parse(&value)?;
-    let analysis = pipeline::analyze_cached(slot, &generation, options, Some(cache), |_| std::ops::ControlFlow::Continue(()))?;
-    Ok((analysis, generation.uuid.to_string()))
 }

@@ -9,120 +9,50 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use serde_json::Value;
-
-use crate::config::{ClickHouseArgs, Config, Flags, LogFormat, Sources, TemporalArgs, WorkerArgs};
+use crate::config::{
+    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, Sources, SubmitFlags,
+    WorkerFlags,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "llma-sentiment", version, about = "Sentiment of LLM user messages, in a wasm sandbox")]
 pub struct Cli {
-    /// TOML config file (see `llma-sentiment config`); env vars and flags override it.
-    #[arg(long, env = "LLMA_SENTIMENT_CONFIG", global = true)]
+    /// TOML config file (see `llma-sentiment config`), else $LLMA_SENTIMENT_CONFIG; env vars and flags override it.
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Plugin, model, pipeline and log flags (every subcommand).
     #[command(flatten)]
-    pub plugin: PluginArgs,
-    /// Log filter (tracing `EnvFilter` syntax); logs go to stderr [default: warn].
-    #[arg(long, global = true)]
-    pub log: Option<String>,
-    /// Log format [default: auto: json unless stderr is a terminal].
-    #[arg(long, global = true)]
-    pub log_format: Option<LogFormat>,
+    pub global: FlagArgs<GlobalFlags>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct PluginArgs {
-    /// Plugin component (.wasm); the embedded default when absent.
-    #[arg(long, global = true)]
-    pub plugin: Option<PathBuf>,
-    /// Model bundle directory (model.onnx, tokenizer.json, config.json); the embedded default when absent.
-    #[arg(long = "model", global = true)]
-    pub model_dir: Option<PathBuf>,
-    /// Where compiled components and the unpacked default model are cached.
-    #[arg(long, global = true)]
-    pub cache_dir: Option<PathBuf>,
-    /// Compile the component on every start instead of using the cache.
-    #[arg(long, global = true)]
-    pub no_compile_cache: bool,
-    /// Texts per classify call [default: 8].
-    #[arg(long, global = true)]
-    pub batch_size: Option<usize>,
-    /// Keep the last N user messages of a generation [default: 50].
-    #[arg(long, global = true)]
-    pub max_messages: Option<u32>,
-    /// Keep N characters of each message [default: 2000].
-    #[arg(long, global = true)]
-    pub max_chars: Option<u32>,
-    /// How a longer message is cut [default: tail].
-    #[arg(long, global = true, value_enum)]
-    pub truncation: Option<crate::config::TruncationMode>,
-    /// `head-tail`: characters kept from the start [default: 300].
-    #[arg(long, global = true)]
-    pub head_chars: Option<u32>,
-    /// A polar label within this margin of neutral becomes neutral [default: 0, off].
-    #[arg(long, global = true)]
-    pub neutral_margin: Option<f64>,
-    /// How message results make a generation's [default: worst].
-    #[arg(long, global = true, value_enum)]
-    pub aggregation: Option<crate::config::AggregationMode>,
-    /// Which event a generation becomes [default: sentiment].
-    #[arg(long, global = true, value_enum)]
-    pub event_schema: Option<crate::config::EventSchema>,
-    /// Write a neutral event for a generation without user messages.
-    #[arg(long, global = true)]
-    pub emit_empty: bool,
-    /// Keep each classified text (as cut) in its message entry.
-    #[arg(long, global = true)]
-    pub store_text: bool,
-    /// Per-message result cache shared by all tasks, MiB; 0 disables it [default: 64].
-    #[arg(long, global = true)]
-    pub result_cache_mb: Option<u64>,
-}
-
-impl PluginArgs {
-    fn apply(&self, flags: &mut Flags) {
-        let v = |x: &Option<PathBuf>| x.as_ref().map(|p| Value::from(p.display().to_string()));
-        flags.set("plugin.path", v(&self.plugin));
-        flags.set("plugin.model_dir", v(&self.model_dir));
-        flags.set("plugin.cache_dir", v(&self.cache_dir));
-        flags.set("plugin.compile_cache", self.no_compile_cache.then_some(Value::Bool(false)));
-        flags.set("pipeline.batch_size", self.batch_size.map(Value::from));
-        flags.set("pipeline.max_messages", self.max_messages.map(Value::from));
-        flags.set("pipeline.max_chars", self.max_chars.map(Value::from));
-        flags.set("pipeline.truncation", self.truncation.and_then(|v| serde_json::to_value(v).ok()));
-        flags.set("pipeline.head_chars", self.head_chars.map(Value::from));
-        flags.set("pipeline.neutral_margin", self.neutral_margin.map(Value::from));
-        flags.set("pipeline.aggregation", self.aggregation.and_then(|v| serde_json::to_value(v).ok()));
-        flags.set("pipeline.event_schema", self.event_schema.and_then(|v| serde_json::to_value(v).ok()));
-        flags.set("pipeline.emit_empty", self.emit_empty.then_some(Value::Bool(true)));
-        flags.set("pipeline.store_text", self.store_text.then_some(Value::Bool(true)));
-        flags.set("pipeline.result_cache_mb", self.result_cache_mb.map(Value::from));
-    }
 }
 
 impl Cli {
     /// The effective configuration: defaults < TOML file < environment < flags.
     pub fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
+        // `--config`, else $LLMA_SENTIMENT_CONFIG (read with the environment layer's env).
+        crate::config::load(&Sources::from_process(self.config.clone(), self.flags().into_map()))
+    }
+
+    /// The flag layer: the flags given, of the groups this subcommand takes.
+    pub fn flags(&self) -> Flags {
         let mut flags = Flags::default();
-        self.plugin.apply(&mut flags);
-        flags.set("log.filter", self.log.clone().map(Value::from));
-        flags.set("log.format", self.log_format.and_then(|f| serde_json::to_value(f).ok()));
+        self.global.apply(&mut flags);
         match &self.command {
-            Command::Migrate { clickhouse }
-            | Command::Analyze { clickhouse, .. }
-            | Command::Trace { clickhouse, .. }
-            | Command::Session { clickhouse, .. } => clickhouse.apply(&mut flags),
-            Command::Worker { temporal, clickhouse, worker, .. } | Command::Config { temporal, clickhouse, worker } => {
-                temporal.apply(&mut flags);
-                clickhouse.apply(&mut flags);
-                worker.apply(&mut flags);
-            }
-            Command::Submit { temporal, .. } => temporal.apply(&mut flags),
-            _ => {}
+            Command::Migrate { flags: f } | Command::Trace { flags: f, .. } | Command::Session { flags: f, .. } => f.apply(&mut flags),
+            Command::Analyze { flags: f, .. } => f.apply(&mut flags),
+            Command::Worker { flags: f } => f.apply(&mut flags),
+            Command::Config { flags: f } => f.apply(&mut flags),
+            Command::Submit { flags: f, .. } => f.apply(&mut flags),
+            Command::Plugin { action } => match action {
+                PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f } | PluginAction::Status { flags: f } => {
+                    f.apply(&mut flags)
+                }
+                PluginAction::Check { .. } | PluginAction::Prepare { .. } => {}
+            },
+            Command::Extract | Command::Classify { .. } | Command::Info | Command::Aggregate { .. } => {}
         }
-        // `--config` already fell back to $LLMA_SENTIMENT_CONFIG through clap.
-        crate::config::load(&Sources::from_process(self.config.clone(), flags.into_map()))
+        flags
     }
 }
 
@@ -145,15 +75,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "json")]
         output: AnalyzeOutput,
         #[command(flatten)]
-        clickhouse: ClickHouseArgs,
-        /// `--output clickhouse`: rows per INSERT.
-        #[arg(long, env = "LLMA_SENTIMENT_INSERT_BATCH_SIZE", default_value_t = 1000)]
-        insert_batch_size: usize,
-        /// `--output clickhouse`: write a partial batch once it is this old.
-        #[arg(long, env = "LLMA_SENTIMENT_FLUSH_INTERVAL_SECS", default_value_t = 5)]
-        flush_interval_secs: u64,
-        #[command(flatten)]
-        progress: ProgressArgs,
+        flags: FlagArgs<AnalyzeFlags>,
     },
     /// Read per-message scores (`[{"negative":..,"neutral":..,"positive":..}, ...]`) on
     /// stdin; print the overall result of the plugin's own aggregation.
@@ -169,7 +91,7 @@ pub enum Command {
         #[command(flatten)]
         read: ReadArgs,
         #[command(flatten)]
-        clickhouse: ClickHouseArgs,
+        flags: FlagArgs<MigrateFlags>,
     },
     /// Sentiment of a session (`$ai_session_id` / `$session_id`), computed like `trace`.
     Session {
@@ -177,35 +99,24 @@ pub enum Command {
         #[command(flatten)]
         read: ReadArgs,
         #[command(flatten)]
-        clickhouse: ClickHouseArgs,
+        flags: FlagArgs<MigrateFlags>,
     },
     /// Print the plugin's and model's info.
     Info,
     /// Create the ClickHouse events table if it is missing (idempotent).
     Migrate {
         #[command(flatten)]
-        clickhouse: ClickHouseArgs,
+        flags: FlagArgs<MigrateFlags>,
     },
     /// Run the Temporal worker: classify `$ai_generation` events, write `$ai_sentiment` events.
     Worker {
         #[command(flatten)]
-        temporal: TemporalArgs,
-        #[command(flatten)]
-        clickhouse: ClickHouseArgs,
-        #[command(flatten)]
-        worker: WorkerArgs,
-        /// Fault injection for tests: fail every first attempt after its insert.
-        #[arg(long, hide = true, env = "LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT")]
-        fault_fail_first_attempt: bool,
+        flags: FlagArgs<WorkerFlags>,
     },
     /// Print the effective configuration as TOML (the ClickHouse password redacted).
     Config {
         #[command(flatten)]
-        temporal: TemporalArgs,
-        #[command(flatten)]
-        clickhouse: ClickHouseArgs,
-        #[command(flatten)]
-        worker: WorkerArgs,
+        flags: FlagArgs<ConfigFlags>,
     },
     /// Plugin versions: offline checks, and activation/rollback on a running worker.
     Plugin {
@@ -217,10 +128,14 @@ pub enum Command {
         /// Input file; `-` or absent for stdin.
         file: Option<PathBuf>,
         #[command(flatten)]
-        temporal: TemporalArgs,
-        /// Start one workflow with all events (`{"events": [...]}`).
+        flags: FlagArgs<SubmitFlags>,
+        /// Start batch workflows (`{"events": [...]}`) instead of one per event.
         #[arg(long)]
         batch: bool,
+        /// `--batch`: a workflow's input stays within this many bytes (Temporal
+        /// refuses payloads over 2 MiB); more events start more workflows.
+        #[arg(long, default_value_t = crate::worker::DEFAULT_BATCH_MAX_BYTES)]
+        batch_max_bytes: usize,
         /// Wait for the workflows and print their results.
         #[arg(long)]
         wait: bool,
@@ -237,8 +152,6 @@ pub enum Command {
         /// Print `{"uuid":...,"start":true|false}` per event without contacting Temporal.
         #[arg(long)]
         dry_run: bool,
-        #[command(flatten)]
-        progress: ProgressArgs,
     },
 }
 
@@ -264,33 +177,19 @@ pub enum AnalyzeOutput {
     Clickhouse,
 }
 
-/// Progress on stderr: a bar on a terminal, plain lines otherwise.
-#[derive(Debug, Clone, Args)]
-pub struct ProgressArgs {
-    #[arg(long = "progress", value_enum, env = "LLMA_SENTIMENT_PROGRESS", default_value = "auto")]
-    pub mode: crate::progress::ProgressMode,
-    /// Plain progress: a line every N items.
-    #[arg(long = "progress-every", default_value_t = 1000)]
-    pub every: u64,
-    /// Plain progress: a line at least every N seconds.
-    #[arg(long = "progress-secs", default_value_t = 10)]
-    pub secs: u64,
-}
-
-impl ProgressArgs {
-    pub fn config(&self) -> crate::progress::ProgressConfig {
-        crate::progress::ProgressConfig {
-            mode: self.mode,
-            every: self.every,
-            interval: std::time::Duration::from_secs(self.secs),
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum PluginAction {
     /// Validate a plugin offline (compile, world, model load, self-test) and print its info.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Also make the pre-initialised snapshot (as `plugin prepare`), self-tested.
+        #[arg(long)]
+        snapshot: bool,
+    },
+    /// Make the pre-initialised snapshot of a plugin (`--plugin`/FILE, else the
+    /// embedded default) with its model ahead of time, so a worker on this
+    /// machine starts from it; validates it like `check`.
+    Prepare { file: Option<PathBuf> },
     /// Ask a running worker to validate and switch to FILE (a path on the worker's machine).
     Activate {
         file: PathBuf,
@@ -298,41 +197,34 @@ pub enum PluginAction {
         #[arg(long = "with-model")]
         with_model: Option<PathBuf>,
         #[command(flatten)]
-        admin: AdminArgs,
+        flags: FlagArgs<AdminFlags>,
     },
     /// Ask a running worker to switch back to its previous version.
     Rollback {
         #[command(flatten)]
-        admin: AdminArgs,
+        flags: FlagArgs<AdminFlags>,
     },
     /// Print a running worker's active and previous versions.
     Status {
         #[command(flatten)]
-        admin: AdminArgs,
+        flags: FlagArgs<AdminFlags>,
     },
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct AdminArgs {
-    /// The worker's admin endpoint.
-    #[arg(long = "admin-url", env = "LLMA_SENTIMENT_ADMIN_URL", default_value = "http://127.0.0.1:9464")]
-    pub url: String,
 }
 
 pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match &cli.command {
         Command::Extract => local::extract(&config),
         Command::Classify { texts } => local::classify(&config, texts),
-        Command::Analyze { file, output, insert_batch_size, flush_interval_secs, progress, .. } => {
+        Command::Analyze { file, output, .. } => {
             let output = match output {
                 AnalyzeOutput::Json => local::Output::Json,
                 AnalyzeOutput::Clickhouse => local::Output::ClickHouse {
                     clickhouse: config.clickhouse.clone(),
-                    batch_size: *insert_batch_size,
-                    flush_interval: std::time::Duration::from_secs(*flush_interval_secs),
+                    batch_size: config.backfill.insert_batch_size,
+                    flush_interval: config.backfill.flush_interval(),
                 },
             };
-            local::analyze(&config, file.as_deref(), output, &progress.config())
+            local::analyze(&config, file.as_deref(), output, &config.progress.config())
         }
         Command::Info => local::info(&config),
         Command::Aggregate { rule } => overall::aggregate(&config, *rule),
@@ -348,23 +240,25 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Migrate { .. } => service::migrate(&config.clickhouse),
         Command::Plugin { action } => match action {
-            PluginAction::Check { file } => service::plugin_check(&config, file),
-            PluginAction::Activate { file, with_model, admin } => {
+            PluginAction::Check { file, snapshot } => service::plugin_check(&config, Some(file.as_path()), *snapshot),
+            PluginAction::Prepare { file } => service::plugin_check(&config, file.as_deref(), true),
+            PluginAction::Activate { file, with_model, .. } => {
                 let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
                 let body = serde_json::json!({
                     "path": abs(file),
                     "model_dir": with_model.as_ref().map(abs),
                 });
-                service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
+                service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
             }
-            PluginAction::Rollback { admin } => service::plugin_admin(&admin.url, hyper::Method::POST, "/plugin/rollback", None),
-            PluginAction::Status { admin } => service::plugin_admin(&admin.url, hyper::Method::GET, "/plugin", None),
+            PluginAction::Rollback { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/rollback", None),
+            PluginAction::Status { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::GET, "/plugin", None),
         },
-        Command::Worker { fault_fail_first_attempt, .. } => service::worker(&config, *fault_fail_first_attempt),
-        Command::Submit { file, batch, wait, id_prefix, parallelism, rollout_percent, dry_run, progress, .. } => {
+        Command::Worker { .. } => service::worker(&config),
+        Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, rollout_percent, dry_run, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),
                 batch: *batch,
+                batch_max_bytes: *batch_max_bytes,
                 wait: *wait,
                 id_prefix: id_prefix.clone(),
                 parallelism: *parallelism,
@@ -374,7 +268,49 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             if *dry_run {
                 return service::submit_dry_run(file.as_deref(), &options);
             }
-            service::submit(&config.temporal, file.as_deref(), options, &progress.config())
+            service::submit(&config.temporal, file.as_deref(), options, &config.progress.config())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LogFormat, Validation, KEYS};
+
+    fn config(args: &[&str]) -> Result<Config, crate::config::ConfigError> {
+        let cli = Cli::try_parse_from(args).unwrap();
+        crate::config::load(&Sources { flags: cli.flags().into_map(), ..Default::default() })
+    }
+
+    #[test]
+    fn every_flag_is_built_from_the_keys_table_and_sets_its_key() {
+        let mut longs: Vec<&str> = KEYS.iter().filter_map(|k| k.flag.map(|f| f.long)).collect();
+        let n = longs.len();
+        longs.sort();
+        longs.dedup();
+        assert_eq!(longs.len(), n, "a flag names two keys");
+        let c = config(&[
+            "llma-sentiment", "--no-compile-cache", "--max-chars", "77", "--log-format", "json", "config", "--task-queue", "q",
+            "--clickhouse-validation", "off", "--plugin-poll-ms", "60", "--insert-batch-size", "9", "--progress", "plain",
+            "--admin-url", "http://h:1",
+        ])
+        .unwrap();
+        assert!(!c.plugin.compile_cache);
+        assert_eq!(c.pipeline.max_chars, 77);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.temporal.task_queue, "q");
+        assert_eq!(c.clickhouse.validation, Validation::Off);
+        assert_eq!(c.plugin.poll_ms, 60);
+        assert_eq!(c.backfill.insert_batch_size, 9);
+        assert_eq!(c.progress.mode, crate::progress::ProgressMode::Plain);
+        assert_eq!(c.admin.url, "http://h:1");
+        // Global flags work after the subcommand too; a flag of another
+        // subcommand is refused by clap.
+        assert_eq!(config(&["llma-sentiment", "info", "--max-chars", "5"]).unwrap().pipeline.max_chars, 5);
+        assert!(Cli::try_parse_from(["llma-sentiment", "info", "--task-queue", "q"]).is_err());
+        // A bad value is the config's error, naming the key and the flag layer.
+        let e = config(&["llma-sentiment", "--max-chars", "many", "info"]).unwrap_err().to_string();
+        assert!(e.contains("pipeline.max_chars") && e.contains("flag"), "{e}");
     }
 }

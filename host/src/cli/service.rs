@@ -7,10 +7,14 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::{ClickHouseConfig, Config, TemporalConfig};
+use crate::engine::SnapshotPolicy;
 use crate::pool::InstancePool;
 use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 use crate::worker::{self, SubmitOptions, WorkerSetup};
+
+/// How long the endpoints may take to answer requests in flight at shutdown.
+const SERVER_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
@@ -25,8 +29,10 @@ pub fn migrate(clickhouse: &ClickHouseConfig) -> anyhow::Result<()> {
     })
 }
 
-pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow::Result<()> {
+pub fn worker(config: &Config) -> anyhow::Result<()> {
     let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
+    // Before anything slow: an endpoint that may not start stops the worker at once.
+    let admin = crate::admin::AdminSettings::from_config(config).context("the admin endpoint may not start")?;
     crate::metrics::init();
     // Fixed before any workflow task runs: workflow code reads it, never the config.
     crate::worker::set_activity_timeouts(config.workflow.timeouts());
@@ -45,27 +51,28 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
             None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
         }
     }
-    let engine = Arc::new(source.engine(config.limits.limits())?);
+    let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
         Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
             .context("the plugin failed its validation")?,
     );
-    let live = Arc::downgrade(&registry);
     let instances = args.instances();
-    let pool = Arc::new(InstancePool::bounded(instances, move |v| {
-        live.upgrade().is_some_and(|r| {
-            Arc::ptr_eq(&r.current().plugin, &v.plugin) || r.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &v.plugin))
-        })
-    }));
+    let pool = Arc::new(InstancePool::for_registry(instances, &registry));
     let concurrency = args.concurrency();
     // Load the model into every instance before taking work.
     pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
-    let cache = Arc::new(config.pipeline.result_cache());
+    let cache = Arc::new(config.result_cache()?);
+    if cache.shared().is_some() {
+        // The shared scope digests the model files: once, before taking work.
+        let current = registry.current();
+        crate::cache::CacheScope::of(&current.plugin, &current.info);
+    }
     tracing::info!(
         instances,
         activity_slots = concurrency,
         result_cache_mb = config.pipeline.result_cache_mb,
+        redis = config.cache.redis_url.as_deref().map(crate::sink::redact_url).unwrap_or_else(|| "off".into()),
         version = %registry.current().label(),
         model = %registry.current().info.model_name,
         "plugin instances ready"
@@ -73,14 +80,22 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
     runtime()?.block_on(async {
         let sink = Arc::new(ClickHouseSink::connect(clickhouse.sink_config()).await?);
         sink.check_schema().await.context("the events table is not usable: run `llma-sentiment migrate`")?;
-        if let Some(addr) = args.admin_addr {
-            crate::admin::serve(addr, registry.clone()).await.with_context(|| format!("binding the admin endpoint {addr}"))?;
+        let mut servers = Vec::new();
+        if let Some(settings) = admin {
+            let addr = settings.addr;
+            let server = crate::admin::serve(settings, registry.clone())
+                .await
+                .with_context(|| format!("binding the admin endpoint {addr}"))?;
+            servers.push(server);
         }
+        let watchdog = crate::worker::Watchdog::new(concurrency, config.workflow.timeouts().heartbeat);
+        watchdog.spawn(temporal.clone(), args.exit_when_stuck);
         if let Some(addr) = args.metrics_addr {
-            let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone());
-            crate::ops_server::serve(addr, readiness)
+            let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone(), watchdog.clone());
+            let server = crate::ops_server::serve(addr, readiness)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            servers.push(server);
         }
         let (rescan_tx, rescan_rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some(dir) = config.plugin.dir.clone() {
@@ -93,19 +108,28 @@ pub fn worker(config: &Config, fail_first_attempt_after_insert: bool) -> anyhow:
                 }
             });
         }
-        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, fail_first_attempt_after_insert);
-        let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period() };
-        worker::run(temporal, setup).await
+        let faults = worker::Faults {
+            #[cfg(feature = "fault-injection")]
+            fail_first_attempt_after_insert: config.faults.fail_first_attempt_after_insert,
+        };
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, watchdog, faults);
+        let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period(), identity: args.identity() };
+        let outcome = worker::run(temporal, setup).await;
+        // Probes and admin calls in flight get their answer before the process ends.
+        for server in servers {
+            server.shutdown(SERVER_SHUTDOWN_GRACE).await;
+        }
+        outcome
     })
 }
 
 /// Opens FILE, or stdin for `None` / `-`.
-fn open_input(file: Option<&Path>) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+fn open_input(file: Option<&Path>) -> anyhow::Result<Box<dyn std::io::BufRead + Send>> {
     Ok(match file {
         Some(p) if p != Path::new("-") => {
             Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?))
         }
-        _ => Box::new(std::io::stdin().lock()),
+        _ => Box::new(BufReader::new(std::io::stdin())),
     })
 }
 
@@ -135,13 +159,19 @@ pub fn submit(
     })
 }
 
-pub fn plugin_check(config: &Config, file: &Path) -> anyhow::Result<()> {
+/// Validates a plugin offline; with `snapshot` (also `plugin prepare`) it
+/// makes the pre-initialised snapshot a worker on this machine will reuse,
+/// and the self-test runs on an instance made from it.
+pub fn plugin_check(config: &Config, file: Option<&Path>, snapshot: bool) -> anyhow::Result<()> {
     let mut source = config.plugin.source();
-    source.plugin = Some(file.to_path_buf());
-    let engine = Arc::new(source.engine(config.limits.limits())?);
+    if let Some(file) = file {
+        source.plugin = Some(file.to_path_buf());
+    }
+    let policy = if snapshot { SnapshotPolicy::Create } else { SnapshotPolicy::UseExisting };
+    let engine = Arc::new(source.engine(config.limits.limits(), policy)?);
     let loaded = source.load(&engine)?;
     let registry =
-        Registry::with_options(engine, loaded, Some(file.to_path_buf()), std::time::Duration::ZERO, config.pipeline.plugin_options())?;
+        Registry::with_options(engine, loaded, source.plugin.clone(), std::time::Duration::ZERO, config.pipeline.plugin_options())?;
     let status = crate::registry::VersionStatus::from(&*registry.current());
     let info = &registry.current().info;
     let out = serde_json::json!({
@@ -151,14 +181,22 @@ pub fn plugin_check(config: &Config, file: &Path) -> anyhow::Result<()> {
         "labels": info.labels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "max_tokens": info.limits.max_tokens,
         "max_batch": info.limits.max_batch,
+        "snapshot": status.snapshot,
     });
     println!("{out}");
     Ok(())
 }
 
-pub fn plugin_admin(admin: &str, method: hyper::Method, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<()> {
+pub fn plugin_admin(
+    config: &Config,
+    admin: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let token = crate::admin::token(&config.worker).context("the admin endpoint needs the worker's token")?;
     runtime()?.block_on(async {
-        let (status, value) = crate::admin::call(admin, method, path, body)
+        let (status, value) = crate::admin::call(admin, &token, method, path, body)
             .await
             .with_context(|| format!("calling the worker's admin endpoint at {admin}"))?;
         println!("{value}");

@@ -10,97 +10,11 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde_json::Value;
 
+use super::keys::{Key, KEYS};
 use super::model::Config;
-
-/// Every environment variable starts with this; a key `section.name` is
-/// read from `LLMA_SENTIMENT_SECTION_NAME`.
-pub const ENV_PREFIX: &str = "LLMA_SENTIMENT_";
 
 /// Names the file of the TOML layer (`--config` wins).
 pub const CONFIG_FILE_ENV: &str = "LLMA_SENTIMENT_CONFIG";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Str,
-    Int,
-    Float,
-    Bool,
-}
-
-/// One configuration key: its path in the TOML file, its type (so an
-/// environment value is read as what the key holds: `CLICKHOUSE_PASSWORD=007`
-/// stays the string "007") and the older environment names it also answers to.
-#[derive(Debug, Clone, Copy)]
-pub struct Key {
-    pub path: &'static str,
-    pub kind: Kind,
-    pub aliases: &'static [&'static str],
-}
-
-const fn key(path: &'static str, kind: Kind, aliases: &'static [&'static str]) -> Key {
-    Key { path, kind, aliases }
-}
-
-/// Every key of [`Config`] (a test checks the two agree).
-pub const KEYS: &[Key] = &[
-    key("log.filter", Kind::Str, &["LLMA_SENTIMENT_LOG"]),
-    key("log.format", Kind::Str, &[]),
-    key("temporal.address", Kind::Str, &["TEMPORAL_ADDRESS"]),
-    key("temporal.namespace", Kind::Str, &["TEMPORAL_NAMESPACE"]),
-    key("temporal.task_queue", Kind::Str, &["LLMA_SENTIMENT_TASK_QUEUE"]),
-    key("workflow.execution_timeout_secs", Kind::Int, &[]),
-    key("workflow.start_to_close_secs", Kind::Int, &[]),
-    key("workflow.schedule_to_close_secs", Kind::Int, &[]),
-    key("workflow.heartbeat_timeout_secs", Kind::Int, &[]),
-    key("workflow.max_attempts", Kind::Int, &[]),
-    key("workflow.retry_initial_interval_secs", Kind::Int, &[]),
-    key("workflow.retry_max_interval_secs", Kind::Int, &[]),
-    key("clickhouse.url", Kind::Str, &["CLICKHOUSE_URL"]),
-    key("clickhouse.user", Kind::Str, &["CLICKHOUSE_USER"]),
-    key("clickhouse.password", Kind::Str, &["CLICKHOUSE_PASSWORD"]),
-    key("clickhouse.database", Kind::Str, &["CLICKHOUSE_DATABASE"]),
-    key("clickhouse.table", Kind::Str, &["LLMA_SENTIMENT_TABLE"]),
-    key("clickhouse.validation", Kind::Str, &[]),
-    key("plugin.path", Kind::Str, &["LLMA_SENTIMENT_PLUGIN"]),
-    key("plugin.dir", Kind::Str, &[]),
-    key("plugin.model_dir", Kind::Str, &["LLMA_SENTIMENT_MODEL_DIR", "POSTHOG_SENTIMENT_MODEL_CACHE"]),
-    key("plugin.cache_dir", Kind::Str, &["LLMA_SENTIMENT_CACHE_DIR"]),
-    key("plugin.compile_cache", Kind::Bool, &[]),
-    key("plugin.poll_ms", Kind::Int, &[]),
-    key("plugin.rollback_grace_secs", Kind::Int, &["LLMA_SENTIMENT_ROLLBACK_GRACE_SECS"]),
-    key("pipeline.max_messages", Kind::Int, &["LLMA_SENTIMENT_MAX_MESSAGES"]),
-    key("pipeline.max_chars", Kind::Int, &["LLMA_SENTIMENT_MAX_CHARS"]),
-    key("pipeline.truncation", Kind::Str, &[]),
-    key("pipeline.head_chars", Kind::Int, &[]),
-    key("pipeline.neutral_margin", Kind::Float, &[]),
-    key("pipeline.aggregation", Kind::Str, &[]),
-    key("pipeline.event_schema", Kind::Str, &[]),
-    key("pipeline.evaluation_id", Kind::Str, &[]),
-    key("pipeline.evaluation_name", Kind::Str, &[]),
-    key("pipeline.emit_empty", Kind::Bool, &[]),
-    key("pipeline.store_text", Kind::Bool, &[]),
-    key("pipeline.batch_size", Kind::Int, &["LLMA_SENTIMENT_BATCH_SIZE"]),
-    key("pipeline.result_cache_mb", Kind::Int, &["LLMA_SENTIMENT_RESULT_CACHE_MB"]),
-    key("limits.call_deadline_base_ms", Kind::Int, &[]),
-    key("limits.call_deadline_per_text_ms", Kind::Int, &[]),
-    key("limits.load_deadline_ms", Kind::Int, &[]),
-    key("limits.fuel_base", Kind::Int, &[]),
-    key("limits.fuel_per_token", Kind::Int, &[]),
-    key("limits.load_fuel", Kind::Int, &[]),
-    key("limits.memory_bytes", Kind::Int, &[]),
-    key("worker.max_concurrent_activities", Kind::Int, &["LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES"]),
-    key("worker.instances", Kind::Int, &["LLMA_SENTIMENT_INSTANCES"]),
-    key("worker.grace_period_secs", Kind::Int, &["LLMA_SENTIMENT_GRACE_PERIOD_SECS"]),
-    key("worker.admin_addr", Kind::Str, &["LLMA_SENTIMENT_ADMIN_ADDR"]),
-    key("worker.metrics_addr", Kind::Str, &["LLMA_SENTIMENT_METRICS_ADDR"]),
-];
-
-impl Key {
-    /// `LLMA_SENTIMENT_` + the path in upper case, dots as underscores.
-    pub fn env(&self) -> String {
-        format!("{ENV_PREFIX}{}", self.path.replace('.', "_").to_ascii_uppercase())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -157,7 +71,9 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         inner: Serialized::defaults(Value::Object(sources.flags.clone())),
         metadata: Metadata::named("command-line flag(s)").interpolater(|_, keys: &[&str]| flag_for(&keys.join("."))),
     });
-    let config: Config = figment.extract()?;
+    // Environment and flag values are text: the typed model reads "3" as a
+    // number where it wants one and `CLICKHOUSE_PASSWORD=007` as the string it is.
+    let config: Config = figment.extract_lossy()?;
     config.validate()?;
     Ok(config)
 }
@@ -216,19 +132,12 @@ impl EnvLayer {
                 .chain(key.aliases.iter().copied())
                 .find_map(|name| lookup(name).map(|v| (name.to_string(), v)));
             let Some((name, raw)) = found else { continue };
-            let value = match key.kind {
-                Kind::Str => Value::String(raw.to_string()),
-                // A value that does not parse stays a string, and the key's
-                // type check reports it with the variable's name.
-                Kind::Int => raw.trim().parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.into())),
-                Kind::Float => raw.trim().parse::<f64>().ok().filter(|x| x.is_finite()).map(Value::from).unwrap_or_else(|| Value::String(raw.into())),
-                Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "on" => Value::Bool(true),
-                    "0" | "false" | "no" | "off" => Value::Bool(false),
-                    _ => Value::String(raw.into()),
-                },
+            let value = if key.paths {
+                Value::Array(std::env::split_paths(raw).map(|p| Value::String(p.to_string_lossy().into_owned())).collect())
+            } else {
+                Value::String(raw.trim().to_string())
             };
-            let (section, field) = key.path.split_once('.').expect("key paths are section.name");
+            let (section, field) = key.split();
             let entry = values.entry(section.to_string()).or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(map) = entry {
                 map.insert(field.to_string(), value);
@@ -256,10 +165,27 @@ impl Provider for EnvLayer {
     }
 }
 
+/// A leaf of the config as JSON (`None` for an unset optional key).
+fn leaf<'a>(config: &'a Value, key: &Key) -> Option<&'a Value> {
+    let (section, field) = key.split();
+    config.get(section)?.get(field).filter(|v| !v.is_null())
+}
+
 impl Config {
-    /// Checks values serde cannot: ranges, addresses, identifiers.
+    /// Checks values serde cannot: the ranges of [`KEYS`], addresses,
+    /// identifiers, and the keys that bound one another.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
+        let values = serde_json::to_value(self).map_err(|e| ConfigError::Invalid { key: "config", reason: e.to_string() })?;
+        for key in KEYS {
+            let (Some((min, max)), Some(value)) = (key.range, leaf(&values, key)) else { continue };
+            let n = value.as_u64().unwrap_or(u64::MAX);
+            if n < min || n > max {
+                let reason =
+                    if max == u64::MAX { format!("must be at least {min}") } else { format!("must be between {min} and {max}") };
+                return Err(ConfigError::Invalid { key: key.path, reason });
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid("log.filter", "not a tracing filter (e.g. `info` or `llma_sentiment=debug,warn`)");
         }
@@ -272,26 +198,6 @@ impl Config {
             }
         }
         let w = &self.workflow;
-        for (key, value) in [
-            ("workflow.execution_timeout_secs", w.execution_timeout_secs),
-            ("workflow.start_to_close_secs", w.start_to_close_secs),
-            ("workflow.schedule_to_close_secs", w.schedule_to_close_secs),
-            ("workflow.heartbeat_timeout_secs", w.heartbeat_timeout_secs),
-            ("workflow.max_attempts", w.max_attempts as u64),
-            ("workflow.retry_initial_interval_secs", w.retry_initial_interval_secs),
-            ("pipeline.max_messages", self.pipeline.max_messages as u64),
-            ("pipeline.max_chars", self.pipeline.max_chars as u64),
-            ("pipeline.batch_size", self.pipeline.batch_size as u64),
-            ("limits.call_deadline_base_ms", self.limits.call_deadline_base_ms),
-            ("limits.load_deadline_ms", self.limits.load_deadline_ms),
-            ("limits.fuel_base", self.limits.fuel_base),
-            ("limits.load_fuel", self.limits.load_fuel),
-            ("limits.memory_bytes", self.limits.memory_bytes),
-        ] {
-            if value == 0 {
-                return invalid(key, "must be at least 1");
-            }
-        }
         if w.retry_max_interval_secs < w.retry_initial_interval_secs {
             return invalid("workflow.retry_max_interval_secs", "must not be below workflow.retry_initial_interval_secs");
         }
@@ -305,18 +211,19 @@ impl Config {
         if self.pipeline.evaluation_id.trim().is_empty() {
             return invalid("pipeline.evaluation_id", "must not be empty");
         }
-        if self.worker.max_concurrent_activities == Some(0) {
-            return invalid("worker.max_concurrent_activities", "must be at least 1");
-        }
-        if self.worker.instances == Some(0) {
-            return invalid("worker.instances", "must be at least 1");
+        if let Some(url) = self.cache.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            if let Err(e) = crate::cache::redis::check_url(url) {
+                return Err(ConfigError::Invalid { key: "cache.redis_url", reason: e.to_string() });
+            }
         }
         if let Err(e) = self.clickhouse.sink_config().validate() {
-            let key = match e.to_string() {
-                m if m.contains("user must") => "clickhouse.user",
-                m if m.contains("table") && !m.contains("url") => "clickhouse.table",
-                m if m.contains("database") && !m.contains("url") => "clickhouse.database",
-                _ => "clickhouse.url",
+            use crate::sink::SinkField;
+            let key = match e.field() {
+                Some(SinkField::User) => "clickhouse.user",
+                Some(SinkField::Database) => "clickhouse.database",
+                Some(SinkField::Table) => "clickhouse.table",
+                // The retry and timeout settings are the model's own constants.
+                Some(SinkField::Url) | Some(SinkField::Retries) | None => "clickhouse.url",
             };
             return Err(ConfigError::Invalid { key, reason: e.to_string() });
         }
@@ -324,13 +231,17 @@ impl Config {
     }
 
     /// The config as TOML, with the ClickHouse password (and any credentials
-    /// in its URL) replaced by `<redacted>`.
+    /// in its URL or the Redis URL) replaced by `<redacted>`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         if shown.clickhouse.password.is_some() {
             shown.clickhouse.password = Some("<redacted>".into());
         }
         shown.clickhouse.url = crate::sink::redact_url(&shown.clickhouse.url);
+        shown.cache.redis_url = shown.cache.redis_url.as_deref().map(crate::sink::redact_url);
+        if shown.worker.admin_token.is_some() {
+            shown.worker.admin_token = Some(super::Secret::new("<redacted>"));
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render the config as TOML: {e}\n"))
     }
 }
@@ -363,10 +274,14 @@ mod tests {
         all.plugin.dir = Some("d".into());
         all.plugin.model_dir = Some("m".into());
         all.plugin.cache_dir = Some("c".into());
+        all.cache.redis_url = Some("redis://127.0.0.1:1".into());
         all.worker.max_concurrent_activities = Some(1);
         all.worker.instances = Some(1);
         all.worker.admin_addr = Some("127.0.0.1:1".parse().unwrap());
+        all.worker.admin_token = Some(super::super::Secret::new("t"));
+        all.worker.admin_token_file = Some("t".into());
         all.worker.metrics_addr = Some("127.0.0.1:2".parse().unwrap());
+        all.worker.identity = Some("w1".into());
         let mut fields = Vec::new();
         leaves(&serde_json::to_value(&all).unwrap(), "", &mut fields);
         let mut keys: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
@@ -431,24 +346,112 @@ mod tests {
         assert!(e.contains("log.format"), "{e}");
     }
 
+    /// The README's config table: one row per key (test-only keys aside),
+    /// its second cell the key's environment names and flag as [`KEYS`] has them.
     #[test]
-    fn readme_documents_every_key_and_env_name() {
+    fn readme_config_table_is_the_keys_table() {
         let readme = include_str!("../../../README.md");
-        for key in KEYS {
-            assert!(readme.contains(&format!("`{}`", key.path)), "README lacks key {}", key.path);
-            assert!(readme.contains(&format!("`{}`", key.env())), "README lacks {}", key.env());
-            for alias in key.aliases {
-                assert!(readme.contains(&format!("`{alias}`")), "README lacks alias {alias}");
+        let section = &readme[readme.find("### Configuration").unwrap()..readme.find("### Metrics").unwrap()];
+        let mut rows = std::collections::BTreeMap::new();
+        for line in section.lines() {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            if let Some(path) = cells[0].strip_prefix("| `").and_then(|c| c.strip_suffix('`')) {
+                if path.contains('.') && cells.len() >= 3 {
+                    assert!(rows.insert(path.to_string(), cells[1].to_string()).is_none(), "README lists {path} twice");
+                }
             }
         }
+        for key in KEYS.iter().filter(|k| !k.test_only) {
+            let mut cell = format!("`{}`", key.env());
+            if !key.aliases.is_empty() {
+                let aliases: Vec<String> = key.aliases.iter().map(|a| format!("`{a}`")).collect();
+                cell += &format!(" ({})", aliases.join(", "));
+            }
+            if let Some(flag) = key.flag {
+                cell += &format!(", `--{}`", flag.long);
+            }
+            assert_eq!(rows.remove(key.path).as_deref(), Some(cell.as_str()), "README row of {}", key.path);
+        }
+        assert!(rows.is_empty(), "README rows for keys that do not exist: {rows:?}");
+    }
+
+    #[test]
+    fn durations_and_counts_out_of_range_name_their_key() {
+        for (var, value, key) in [
+            ("LLMA_SENTIMENT_PLUGIN_POLL_MS", "18446744073709551615", "plugin.poll_ms"),
+            ("LLMA_SENTIMENT_WORKFLOW_START_TO_CLOSE_SECS", "99999999999", "workflow.start_to_close_secs"),
+            ("LLMA_SENTIMENT_LIMITS_CALL_DEADLINE_PER_TEXT_MS", "18446744073709551615", "limits.call_deadline_per_text_ms"),
+            ("LLMA_SENTIMENT_WORKER_GRACE_PERIOD_SECS", "18446744073709551615", "worker.grace_period_secs"),
+            ("LLMA_SENTIMENT_PIPELINE_BATCH_SIZE", "0", "pipeline.batch_size"),
+            ("LLMA_SENTIMENT_INSTANCES", "0", "worker.instances"),
+            ("LLMA_SENTIMENT_PROGRESS_SECS", "18446744073709551615", "progress.secs"),
+        ] {
+            match load(&Sources { env: env(&[(var, value)]), ..Default::default() }) {
+                Err(ConfigError::Invalid { key: k, reason }) => {
+                    assert_eq!(k, key, "{var}={value}: {reason}");
+                    assert!(reason.starts_with("must be"), "{reason}");
+                }
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+        // The largest allowed values load, and their deadlines add up without overflow.
+        let year_ms = (365 * 24 * 3600 * 1000u64).to_string();
+        let c = load(&Sources {
+            env: env(&[
+                ("LLMA_SENTIMENT_LIMITS_CALL_DEADLINE_BASE_MS", year_ms.as_str()),
+                ("LLMA_SENTIMENT_LIMITS_CALL_DEADLINE_PER_TEXT_MS", year_ms.as_str()),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.limits.limits().classify_deadline(u32::MAX as usize) > std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn sink_errors_name_their_key_by_field() {
+        for (set, key) in [
+            (("clickhouse", "table", "a.b"), "clickhouse.table"),
+            (("clickhouse", "database", "bad-db"), "clickhouse.database"),
+            (("clickhouse", "user", ""), "clickhouse.user"),
+            // Words in the value do not decide the key.
+            (("clickhouse", "url", "ftp://table.database.example"), "clickhouse.url"),
+        ] {
+            let mut flags = serde_json::Map::new();
+            flags.insert(set.0.into(), serde_json::json!({ set.1: set.2 }));
+            match load(&Sources { flags, ..Default::default() }) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{set:?}"),
+                other => panic!("{set:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_dirs_read_from_the_environment_like_path() {
+        let c = load(&Sources { env: env(&[("LLMA_SENTIMENT_WORKER_ADMIN_ALLOWED_DIRS", "/a/b:/c")]), ..Default::default() }).unwrap();
+        assert_eq!(c.worker.admin_allowed_dirs, vec![PathBuf::from("/a/b"), PathBuf::from("/c")]);
+    }
+
+    #[test]
+    fn redis_url_comes_from_redis_url_is_checked_and_never_shown() {
+        let c = load(&Sources { env: env(&[("REDIS_URL", "redis://:hunter2@127.0.0.1:6390/2")]), ..Default::default() }).unwrap();
+        assert_eq!(c.cache.redis_url.as_deref(), Some("redis://:hunter2@127.0.0.1:6390/2"));
+        assert_eq!((c.cache.redis_ttl_secs, c.cache.redis_timeout_ms), (86400, 50));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.to_redacted_toml().contains("hunter2"), "{}", c.to_redacted_toml());
+        let e = load(&Sources { env: env(&[("REDIS_URL", "http://127.0.0.1:1")]), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("cache.redis_url"), "{e}");
+        let off = load(&Sources { env: env(&[("REDIS_URL", "")]), ..Default::default() }).unwrap();
+        assert!(off.cache.redis_settings().is_none());
     }
 
     #[test]
     fn redacted_toml_hides_the_password_and_reads_back() {
         let mut c = Config::default();
         c.clickhouse.password = Some("hunter2".into());
+        c.worker.admin_token = Some(super::super::Secret::new("admin-hunter3"));
         let shown = c.to_redacted_toml();
-        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("admin-hunter3"), "{shown}");
+        assert!(!format!("{c:?}").contains("admin-hunter3"));
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(!format!("{c:?}").contains("hunter2"));
         let back: Config = toml::from_str(&shown).unwrap();

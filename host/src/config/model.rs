@@ -21,11 +21,19 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub plugin: PluginConfig,
     pub pipeline: PipelineConfig,
+    pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub worker: WorkerConfig,
+    pub backfill: BackfillConfig,
+    pub progress: ProgressOptions,
+    pub admin: AdminConfig,
+    /// Test-only fault switches: compiled only with the `fault-injection`
+    /// feature, which the tests enable and no shipped binary has.
+    #[cfg(feature = "fault-injection")]
+    pub faults: FaultsConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// JSON when stderr is not a terminal, pretty when it is.
@@ -126,7 +134,7 @@ impl WorkflowConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validation {
     #[default]
@@ -222,6 +230,10 @@ pub struct PluginConfig {
     pub poll_ms: u64,
     /// How long the previous version stays loaded for `plugin rollback`.
     pub rollback_grace_secs: u64,
+    /// Worker: `use-existing` starts instances from a snapshot `plugin prepare`
+    /// made, `create` makes one at start and activation (minutes per plugin and
+    /// model on small machines, before serving), `off` never uses one.
+    pub snapshots: crate::engine::SnapshotPolicy,
 }
 
 impl Default for PluginConfig {
@@ -234,6 +246,8 @@ impl Default for PluginConfig {
             compile_cache: true,
             poll_ms: 1000,
             rollback_grace_secs: 600,
+            // Making a snapshot blocks start for minutes: only on request.
+            snapshots: crate::engine::SnapshotPolicy::UseExisting,
         }
     }
 }
@@ -372,9 +386,58 @@ impl PipelineConfig {
             },
         }
     }
+}
 
-    pub fn result_cache(&self) -> crate::result_cache::ResultCache {
-        crate::result_cache::ResultCache::with_megabytes(self.result_cache_mb)
+/// The shared (Redis) tier of the result cache; the in-process tier's size
+/// is `pipeline.result_cache_mb`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `redis://[user:password@]host:port[/db]`; no shared tier when unset.
+    /// Never logged with its credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// How long Redis keeps a result.
+    pub redis_ttl_secs: u64,
+    /// Per Redis call; a slower answer counts as an error and the lookup goes on without it.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        // 24 h, as PostHog's on-demand sentiment cache.
+        CacheConfig { redis_url: None, redis_ttl_secs: 24 * 3600, redis_timeout_ms: 50 }
+    }
+}
+
+impl std::fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("redis_url", &self.redis_url.as_deref().map(crate::sink::redact_url))
+            .field("redis_ttl_secs", &self.redis_ttl_secs)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .finish()
+    }
+}
+
+impl CacheConfig {
+    pub fn redis_settings(&self) -> Option<crate::cache::RedisSettings> {
+        let url = self.redis_url.as_ref().filter(|u| !u.trim().is_empty())?;
+        Some(crate::cache::RedisSettings {
+            url: url.clone(),
+            ttl: Duration::from_secs(self.redis_ttl_secs),
+            timeout: Duration::from_millis(self.redis_timeout_ms),
+        })
+    }
+}
+
+impl Config {
+    /// Both tiers of the result cache as configured (the Redis tier starts
+    /// connecting in the background).
+    pub fn result_cache(&self) -> Result<crate::cache::ResultCache, crate::cache::redis::RedisTierError> {
+        let memory = crate::cache::MemoryTier::with_megabytes(self.pipeline.result_cache_mb);
+        let shared = self.cache.redis_settings().map(|s| crate::cache::RedisTier::new(&s)).transpose()?;
+        Ok(crate::cache::ResultCache::from_tiers(memory, shared))
     }
 }
 
@@ -436,14 +499,65 @@ pub struct WorkerConfig {
     /// Admin endpoint (plugin status/activate/rollback); off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_addr: Option<SocketAddr>,
+    /// Let the admin endpoint bind an address other than loopback.
+    pub admin_allow_remote: bool,
+    /// The admin endpoint's bearer token; never logged nor printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// A file holding the admin token (used when `admin_token` is unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Directories, besides `plugin.dir`, the admin endpoint may activate
+    /// plugins and models from.
+    pub admin_allowed_dirs: Vec<PathBuf>,
     /// `/metrics`, `/healthz`, `/readyz`; off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<SocketAddr>,
+    /// The identity Temporal shows for this worker; `llma-sentiment@<host>:<pid>` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Exit (status 70) when the watchdog finds the worker stuck, so that a
+    /// supervisor restarts it; off: only `/readyz` and `/metrics` say so.
+    pub exit_when_stuck: bool,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { max_concurrent_activities: None, instances: None, grace_period_secs: 30, admin_addr: None, metrics_addr: None }
+        WorkerConfig {
+            max_concurrent_activities: None,
+            instances: None,
+            grace_period_secs: 30,
+            admin_addr: None,
+            admin_allow_remote: false,
+            admin_token: None,
+            admin_token_file: None,
+            admin_allowed_dirs: Vec::new(),
+            metrics_addr: None,
+            identity: None,
+            exit_when_stuck: true,
+        }
+    }
+}
+
+/// A credential: serialised as itself (the config file holds it), shown as
+/// `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -467,4 +581,76 @@ impl WorkerConfig {
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
     }
+
+    pub fn identity(&self) -> String {
+        self.identity.clone().filter(|i| !i.trim().is_empty()).unwrap_or_else(crate::worker::default_identity)
+    }
+}
+
+/// `analyze --output clickhouse`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Rows per INSERT.
+    pub insert_batch_size: usize,
+    /// Write a partial batch once it is this old.
+    pub flush_interval_secs: u64,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig { insert_batch_size: 1000, flush_interval_secs: 5 }
+    }
+}
+
+impl BackfillConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_secs(self.flush_interval_secs)
+    }
+}
+
+/// Progress of `analyze` and `submit` on stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgressOptions {
+    pub mode: crate::progress::ProgressMode,
+    /// Plain mode: a line every this many items (0: only by time).
+    pub every: u64,
+    /// Plain mode: a line at least this often (seconds) while items complete.
+    pub secs: u64,
+}
+
+impl Default for ProgressOptions {
+    fn default() -> Self {
+        let d = crate::progress::ProgressConfig::default();
+        ProgressOptions { mode: d.mode, every: d.every, secs: d.interval.as_secs() }
+    }
+}
+
+impl ProgressOptions {
+    pub fn config(&self) -> crate::progress::ProgressConfig {
+        crate::progress::ProgressConfig { mode: self.mode, every: self.every, interval: Duration::from_secs(self.secs) }
+    }
+}
+
+/// The admin client (`plugin activate|rollback|status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The worker's admin endpoint.
+    pub url: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { url: "http://127.0.0.1:9464".into() }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Fail every first activity attempt after its insert succeeded.
+    pub fail_first_attempt_after_insert: bool,
 }

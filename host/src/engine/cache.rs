@@ -2,8 +2,8 @@
 //!
 //! Compiling the 20+ MB plugin with Cranelift takes ~12 s; loading the
 //! compiled artifact takes ~30 ms. An artifact is only valid for the same
-//! wasmtime build and engine `Config`, so the key covers both, plus the
-//! component's own bytes.
+//! wasmtime build, engine `Config` and CPU features, so the key covers all
+//! three, plus the component's own bytes.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,18 @@ impl Hasher for ShaHasher {
     }
 }
 
+/// A hasher already fed with everything a compiled artifact depends on
+/// besides its input: the wasmtime build and engine `Config` (wasmtime's
+/// compatibility hash) and the CPU features of this host (Cranelift compiles
+/// for the features it detects, so an artifact made on an AVX-512 machine
+/// must not be loaded from a cache dir shared with an AVX2 one).
+pub(super) fn engine_fingerprint(engine: &Engine) -> Sha256 {
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(super::cpu::features().as_bytes());
+    h.0
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -42,11 +54,15 @@ impl CompileCache {
         CompileCache { dir }
     }
 
+    /// Where artifacts (and snapshots, beside them) are kept.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     pub fn key(engine: &Engine, wasm: &[u8]) -> String {
-        let mut h = ShaHasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut h);
-        h.0.update(wasm);
-        hex::encode(h.0.finalize())
+        let mut h = engine_fingerprint(engine);
+        h.update(wasm);
+        hex::encode(h.finalize())
     }
 
     fn path(&self, key: &str) -> Option<PathBuf> {
@@ -81,12 +97,41 @@ impl CompileCache {
     }
 }
 
-/// Writes to a temporary file and renames it, so a concurrent reader or a
-/// crash never sees half an artifact.
+/// Writes to a uniquely named temporary file beside `path` and renames it
+/// over `path`, so a concurrent reader or a crash never sees half an
+/// artifact, and two writers (threads or processes) never share a temp file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"), std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let mut tmp = tempfile::Builder::new().prefix(".artifact-").suffix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_writers_of_one_artifact_never_leave_a_torn_or_stray_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.cwasm");
+        std::thread::scope(|s| {
+            for i in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomically(path, &vec![i; 256 * 1024]).unwrap();
+                    }
+                });
+            }
+        });
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 256 * 1024);
+        assert!(bytes.iter().all(|b| *b == bytes[0]), "one writer's bytes only");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.cwasm")], "no temp file left behind");
+    }
 }

@@ -151,6 +151,26 @@ impl ContractBindings {
         }
     }
 
+    /// A snapshot instance's model is already in its memory: it only answers `info`.
+    pub fn info(&self, store: &mut Store<HostState>) -> Call<PluginInfo> {
+        match self {
+            ContractBindings::V1_0(b) => Ok(b.llma_sentiment_sentiment().call_info(store)?.map(Into::into).map_err(Into::into)),
+            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_info(store),
+        }
+    }
+
+    /// The bindings of an instance made without a pre-instance (the snapshot step).
+    pub fn of_instance(
+        contract: Contract,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<ContractBindings> {
+        Ok(match contract {
+            Contract::V1_0 => ContractBindings::V1_0(v1_0::Plugin::new(store, instance)?),
+            Contract::V1_1 => ContractBindings::V1_1(bindings::PluginV1_1::new(store, instance)?),
+        })
+    }
+
     /// 1.0 has no truncation mode: the caller checked that `tail` is asked.
     pub fn extract(&self, store: &mut Store<HostState>, ai_input_json: &str, options: Extraction) -> Call<Vec<UserMessage>> {
         match self {

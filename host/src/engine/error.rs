@@ -1,72 +1,21 @@
 use super::bindings::PluginError;
 
-/// Why a plugin instance stopped: each kind means something different to an
-/// operator (see the README's troubleshooting section).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TrapKind {
-    /// The call ran past its epoch (wall-clock) deadline: a hang.
-    Deadline,
-    /// The call used up its fuel budget: runaway computation.
-    OutOfFuel,
-    /// The guest recursed past the wasm stack limit.
-    StackOverflow,
-    /// The guest tried to grow memory past the per-instance cap.
-    MemoryLimit,
-    /// The guest panicked or aborted (`unreachable`).
-    Panic,
-    /// The guest accessed memory out of bounds (a bug, or its shadow stack overflowed).
-    MemoryFault,
-    /// The owner interrupted the call (activity cancelled, shutdown).
-    Cancelled,
-    /// Any other trap (bad memory access, ...).
-    Other,
-}
+pub use crate::outcome::TrapKind;
 
-impl TrapKind {
-    pub const ALL: [TrapKind; 8] = [
-        TrapKind::Deadline,
-        TrapKind::OutOfFuel,
-        TrapKind::StackOverflow,
-        TrapKind::MemoryLimit,
-        TrapKind::Panic,
-        TrapKind::MemoryFault,
-        TrapKind::Cancelled,
-        TrapKind::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrapKind::Deadline => "deadline",
-            TrapKind::OutOfFuel => "out_of_fuel",
-            TrapKind::StackOverflow => "stack_overflow",
-            TrapKind::MemoryLimit => "memory_limit",
-            TrapKind::Panic => "panic",
-            TrapKind::MemoryFault => "memory_fault",
-            TrapKind::Cancelled => "cancelled",
-            TrapKind::Other => "other",
-        }
+/// Which [`TrapKind`] a wasmtime error is.
+pub(crate) fn trap_kind_of(err: &wasmtime::Error) -> TrapKind {
+    use wasmtime::Trap;
+    if err.downcast_ref::<super::instance::Interrupted>().is_some() {
+        return TrapKind::Cancelled;
     }
-
-    pub(crate) fn classify(err: &wasmtime::Error) -> TrapKind {
-        use wasmtime::Trap;
-        if err.downcast_ref::<super::instance::Interrupted>().is_some() {
-            return TrapKind::Cancelled;
-        }
-        match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => TrapKind::Deadline,
-            Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
-            Some(Trap::StackOverflow) => TrapKind::StackOverflow,
-            Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
-            Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
-            _ if format!("{err:#}").contains("forcing trap when growing memory") => TrapKind::MemoryLimit,
-            _ => TrapKind::Other,
-        }
-    }
-}
-
-impl std::fmt::Display for TrapKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TrapKind::Deadline,
+        Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
+        Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
+        Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
+        _ if format!("{err:#}").contains("forcing trap when growing memory") => TrapKind::MemoryLimit,
+        _ => TrapKind::Other,
     }
 }
 

@@ -19,21 +19,66 @@ pub struct HostState {
     call_deadline: Instant,
     /// Set by the owner to stop the call in flight (activity cancelled).
     interrupt: Option<Arc<AtomicBool>>,
+    /// The owner's own deadline (the activity attempt's): no call runs past it.
+    cap: Option<Instant>,
 }
 
-/// The error a call ends with when its owner interrupted it.
+/// The error a call ends with when its owner interrupted it, or its owner's
+/// deadline passed (not the plugin's fault: not a trap to skip or retry on).
 #[derive(Debug, thiserror::Error)]
-#[error("plugin call interrupted by its caller")]
-pub struct Interrupted;
+#[error("plugin call interrupted: {0}")]
+pub struct Interrupted(&'static str);
+
+/// Sets an interrupt flag when dropped: whoever holds it (an activity
+/// future) stops the plugin call running for it on a blocking thread as soon
+/// as it is dropped or cancelled, within one epoch tick.
+#[derive(Debug)]
+pub struct InterruptOnDrop(Arc<AtomicBool>);
+
+impl InterruptOnDrop {
+    pub fn new() -> InterruptOnDrop {
+        InterruptOnDrop(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// The flag to hand to [`InstanceSlot::set_interrupt`].
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
+    /// Interrupts now, without waiting for the drop.
+    pub fn interrupt(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for InterruptOnDrop {
+    fn default() -> Self {
+        InterruptOnDrop::new()
+    }
+}
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
 
 /// Runs on every epoch tick of a call in flight: the deadline is wall time,
-/// and an interrupt stops the call within one tick.
+/// and an interrupt or the owner's deadline stops the call within one tick.
 fn on_epoch(ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
     let state = ctx.data();
     if state.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
-        return Err(wasmtime::Error::new(Interrupted));
+        return Err(wasmtime::Error::new(Interrupted("by its caller")));
     }
-    if Instant::now() >= state.call_deadline {
+    let now = Instant::now();
+    if state.cap.is_some_and(|cap| now >= cap) {
+        return Err(wasmtime::Error::new(Interrupted("the caller's deadline passed")));
+    }
+    if now >= state.call_deadline {
         return Err(Trap::Interrupt.into());
     }
     Ok(UpdateDeadline::Continue(1))
@@ -45,17 +90,52 @@ impl WasiView for HostState {
     }
 }
 
-/// The sandbox: the model directory read-only, nothing else. No env, no
-/// args, no stdio, no sockets or name lookups.
-fn sandbox(model_dir: &Path) -> Result<WasiCtx, EngineError> {
+/// The sandbox: the model directory read-only (when the instance must load
+/// it), nothing else. No env, no args, no stdio, no sockets or name lookups.
+fn sandbox(model_dir: Option<&Path>) -> Result<WasiCtx, EngineError> {
     let mut b = WasiCtxBuilder::new();
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
-    b.preopened_dir(model_dir, GUEST_MODEL_DIR, FsPerms::ReadOnly).map_err(|e| EngineError::ModelDir {
-        path: model_dir.display().to_string(),
-        reason: format!("cannot preopen: {e:#}"),
-    })?;
+    if let Some(model_dir) = model_dir {
+        b.preopened_dir(model_dir, GUEST_MODEL_DIR, FsPerms::ReadOnly).map_err(|e| EngineError::ModelDir {
+            path: model_dir.display().to_string(),
+            reason: format!("cannot preopen: {e:#}"),
+        })?;
+    }
     Ok(b.build())
+}
+
+impl HostState {
+    /// A store's state under `limits`, its first call due within the load budget.
+    pub(super) fn new(limits: &Limits, model_dir: Option<&Path>) -> Result<HostState, EngineError> {
+        Ok(HostState {
+            wasi: sandbox(model_dir)?,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(limits.max_instances)
+                .tables(limits.max_tables)
+                .memories(limits.max_memories)
+                .trap_on_grow_failure(true)
+                .build(),
+            call_deadline: super::limits::deadline_after(limits.load_deadline),
+            interrupt: None,
+            cap: None,
+        })
+    }
+
+    /// A store under `limits` and the load budget (fuel and deadline).
+    pub(super) fn store(engine: &wasmtime::Engine, limits: &Limits, model_dir: Option<&Path>) -> Result<Store<HostState>, EngineError> {
+        let mut store = Store::new(engine, HostState::new(limits, model_dir)?);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(on_epoch);
+        // An engine without fuel metering (`EngineOptions::fuel`) has no fuel to set.
+        if store.get_fuel().is_ok() {
+            store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        }
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
 }
 
 /// A live plugin instance with its model loaded. After a trap it is
@@ -71,30 +151,17 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub(super) fn new(pre: &ContractPre, model_dir: &Path, limits: Limits) -> Result<Instance, EngineError> {
-        let state = HostState {
-            wasi: sandbox(model_dir)?,
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(limits.max_instances)
-                .tables(limits.max_tables)
-                .memories(limits.max_memories)
-                .trap_on_grow_failure(true)
-                .build(),
-            call_deadline: Instant::now() + limits.load_deadline,
-            interrupt: None,
-        };
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_callback(on_epoch);
-        store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        store.set_epoch_deadline(1);
+    /// An instance that loads its model from `model_dir`, or (`None`) one
+    /// made from a snapshot whose memory already holds it: that one sees no
+    /// directory at all and only answers `info`.
+    pub(super) fn new(pre: &ContractPre, model_dir: Option<&Path>, limits: Limits) -> Result<Instance, EngineError> {
+        let mut store = HostState::store(pre.engine(), &limits, model_dir)?;
         let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        let info = bindings
-            .load(&mut store, GUEST_MODEL_DIR)
-            .map_err(|e| trapped("load", &e))?
-            .map_err(|error| EngineError::Plugin { call: "load", error })?;
+        let (call, outcome) = match model_dir {
+            Some(_) => ("load", bindings.load(&mut store, GUEST_MODEL_DIR)),
+            None => ("info", bindings.info(&mut store)),
+        };
+        let info = outcome.map_err(|e| trapped(call, &e))?.map_err(|error| EngineError::Plugin { call, error })?;
         Ok(Instance { store, bindings, info, limits, poisoned: None, last_fuel: 0 })
     }
 
@@ -117,6 +184,11 @@ impl Instance {
         self.store.data_mut().interrupt = flag;
     }
 
+    /// No call starts or runs past `cap` (each call's own budget still applies).
+    pub fn set_deadline(&mut self, cap: Option<Instant>) {
+        self.store.data_mut().cap = cap;
+    }
+
     /// Runs one guest call under `deadline` and `fuel`; a trap poisons the instance.
     fn call<R>(
         &mut self,
@@ -128,16 +200,25 @@ impl Instance {
         if let Some(kind) = self.poisoned {
             return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
         }
-        self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
-        self.store.data_mut().call_deadline = Instant::now() + deadline;
+        let now = Instant::now();
+        let cap = self.store.data().cap;
+        if cap.is_some_and(|c| now >= c) {
+            return Err(EngineError::Trapped { call: name, kind: TrapKind::Cancelled, detail: "the caller's deadline passed before the call".into() });
+        }
+        let metered = self.store.get_fuel().is_ok();
+        if metered {
+            self.store.set_fuel(fuel).map_err(|e| trapped(name, &e))?;
+        }
+        let own = super::limits::deadline_after(deadline);
+        self.store.data_mut().call_deadline = cap.map_or(own, |c| c.min(own));
         self.store.set_epoch_deadline(1);
         let result = f(&self.bindings, &mut self.store);
-        self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        self.last_fuel = if metered { fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)) } else { 0 };
         result.map_err(|e| {
             let err = trapped(name, &e);
             self.poisoned = err.trap_kind();
             if let Some(kind) = self.poisoned {
-                crate::metrics::record_trap(kind);
+                crate::metrics::record_trap(kind.as_str());
             }
             err
         })
@@ -189,8 +270,8 @@ impl Instance {
     }
 }
 
-fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
-    EngineError::Trapped { call, kind: TrapKind::classify(e), detail: format!("{e:#}") }
+pub(super) fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
+    EngineError::Trapped { call, kind: super::error::trap_kind_of(e), detail: format!("{e:#}") }
 }
 
 /// Owns at most one instance of a plugin and replaces it when a trap poisoned
@@ -199,11 +280,20 @@ pub struct InstanceSlot {
     plugin: Arc<Plugin>,
     instance: Option<Instance>,
     interrupt: Option<Arc<AtomicBool>>,
+    cap: Option<Instant>,
 }
 
 impl InstanceSlot {
     pub fn new(plugin: Arc<Plugin>) -> Self {
-        InstanceSlot { plugin, instance: None, interrupt: None }
+        InstanceSlot { plugin, instance: None, interrupt: None, cap: None }
+    }
+
+    /// Calls made through this slot never run past `cap` (the caller's deadline).
+    pub fn set_deadline(&mut self, cap: Option<Instant>) {
+        self.cap = cap;
+        if let Some(i) = self.instance.as_mut() {
+            i.set_deadline(cap);
+        }
     }
 
     /// Calls made through this slot stop when `flag` is set.
@@ -213,8 +303,10 @@ impl InstanceSlot {
 
     pub fn clear_interrupt(&mut self) {
         self.interrupt = None;
+        self.cap = None;
         if let Some(i) = self.instance.as_mut() {
             i.set_interrupt(None);
+            i.set_deadline(None);
         }
     }
 
@@ -236,6 +328,7 @@ impl InstanceSlot {
         };
         let instance = self.instance.insert(instance);
         instance.set_interrupt(self.interrupt.clone());
+        instance.set_deadline(self.cap);
         Ok(instance)
     }
 }

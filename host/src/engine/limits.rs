@@ -50,11 +50,19 @@ impl Default for Limits {
 
 impl Limits {
     pub(crate) fn classify_deadline(&self, texts: usize) -> Duration {
-        self.call_deadline_base + self.call_deadline_per_text * texts as u32
+        let texts = u32::try_from(texts).unwrap_or(u32::MAX);
+        self.call_deadline_base.saturating_add(self.call_deadline_per_text.saturating_mul(texts))
     }
 
     pub(crate) fn classify_fuel(&self, texts: usize, max_tokens: u32) -> u64 {
         let per_text = self.fuel_per_token.saturating_mul(max_tokens as u64);
         self.fuel_base.saturating_add(per_text.saturating_mul(texts as u64))
     }
+}
+
+/// `now + d`, held at a far point instead of overflowing (the config caps
+/// durations at a year; this keeps a hand-built `Limits` from panicking).
+pub(crate) fn deadline_after(d: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600))).unwrap_or(now)
 }

@@ -1,15 +1,20 @@
 //! The wasmtime side: one `PluginEngine` per process (engine, epoch ticker,
-//! compile cache), one `Plugin` per plugin version (compiled and
-//! pre-instantiated once), and `Instance`s whose every call runs under an
-//! epoch deadline and a fuel budget. A trapped instance is poisoned and must
-//! be replaced; `InstanceSlot` does that for its owner.
+//! compile cache, snapshots), one `Plugin` per plugin version (compiled,
+//! pre-initialised when it can be, and pre-instantiated once), and
+//! `Instance`s whose every call runs under an epoch deadline and a fuel
+//! budget. A trapped instance is poisoned and must be replaced;
+//! `InstanceSlot` does that for its owner. Callers ask for a plugin and get
+//! one whose instances come ready; how (snapshot or model load) is the
+//! engine's business, reported in `Plugin::readiness`.
 
 mod bindings;
 mod cache;
 mod contract;
+pub mod cpu;
 mod error;
 mod instance;
 mod limits;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -25,8 +30,9 @@ pub use bindings::{
 pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache};
 pub use error::{EngineError, TrapKind};
-pub use instance::{HostState, Instance, InstanceSlot};
+pub use instance::{HostState, Instance, InstanceSlot, InterruptOnDrop};
 pub use limits::Limits;
+pub use snapshot::{Fallback, SnapshotPolicy};
 
 /// The newest WIT interface version this host speaks; a plugin of another
 /// major version is refused, one of an older minor serves what it has.
@@ -40,27 +46,55 @@ pub fn version_label(info: &PluginInfo, wasm_sha256: &str) -> String {
 /// Guest path of the read-only model directory.
 pub const GUEST_MODEL_DIR: &str = "/model";
 
+/// How a `PluginEngine` is set up; the defaults are the worker's.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    pub snapshots: SnapshotPolicy,
+    /// Meter fuel (catches runaway computation); the budgets are in `Limits`.
+    pub fuel: bool,
+    /// Epoch interruption: the wall-clock deadline and cancellation.
+    pub epoch: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: true }
+    }
+}
+
 pub struct PluginEngine {
     engine: Engine,
     limits: Limits,
+    options: EngineOptions,
     cache: CompileCache,
     ticker: EpochTicker,
 }
 
 impl PluginEngine {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        Self::with_options(limits, cache_dir, EngineOptions::default())
+    }
+
+    pub fn with_options(limits: Limits, cache_dir: Option<PathBuf>, options: EngineOptions) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.consume_fuel(true);
-        config.epoch_interruption(true);
+        config.consume_fuel(options.fuel);
+        config.epoch_interruption(options.epoch);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // A snapshot's heap is one memory image up to the memory cap, so
+        // instances map it copy-on-write instead of copying it in.
+        config.memory_guaranteed_dense_image_size(limits.memory_bytes as u64);
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let ticker = EpochTicker::start(engine.clone(), limits.epoch_tick)?;
-        Ok(PluginEngine { engine, limits, cache: CompileCache::new(cache_dir), ticker })
+        Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir), ticker })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     pub fn wasmtime(&self) -> &Engine {
@@ -74,29 +108,79 @@ impl PluginEngine {
         self.load_plugin(&wasm, model_dir)
     }
 
+    /// A plugin whose instances come ready: from a pre-initialised snapshot
+    /// (made now if the policy allows and none is cached), else by loading
+    /// the model in each instance.
     pub fn load_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {
         let model_dir = check_model_dir(model_dir)?;
         let started = Instant::now();
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, wasm)?;
         let compile_time = started.elapsed();
+        let wasm_sha256 = sha256_hex(wasm);
+        let model_identity = model_identity(&model_dir);
+        let key = snapshot::key(&self.engine, &wasm_sha256, &model_identity);
+        let made = snapshot::load_or_create(snapshot::Request {
+            engine: &self.engine,
+            policy: self.options.snapshots,
+            dir: self.cache.dir(),
+            compile_cache: &self.cache,
+            wasm,
+            plain: &component,
+            model_dir: &model_dir,
+            key: &key,
+            limits: &self.limits,
+        });
+        let (component, readiness) = match made {
+            Ok(s) => {
+                crate::metrics::record_snapshot(if s.created { "created" } else { "reused" });
+                tracing::info!(
+                    path = %s.path.display(),
+                    created = s.created,
+                    ms = s.took.as_millis() as u64,
+                    file_mb = s.file_bytes >> 20,
+                    "plugin instances start from a pre-initialised snapshot"
+                );
+                let readiness =
+                    Readiness::Snapshot { path: s.path, created: s.created, took: s.took, file_bytes: s.file_bytes };
+                (s.component, readiness)
+            }
+            Err(why) => {
+                crate::metrics::record_snapshot_fallback(why.reason());
+                if why.is_failure() {
+                    tracing::warn!(reason = %why, "no plugin snapshot: every instance loads the model itself");
+                } else {
+                    tracing::debug!(reason = %why, "no plugin snapshot");
+                }
+                (component, Readiness::Load(why))
+            }
+        };
         let mut linker: Linker<HostState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         let contract = Contract::of(&component, &self.engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
         let pre = contract::ContractPre::new(contract, pre)?;
-        let model_identity = model_identity(&model_dir);
         Ok(Plugin {
             pre,
             contract,
             model_identity,
             model_dir,
             limits: self.limits.clone(),
-            wasm_sha256: sha256_hex(wasm),
+            wasm_sha256,
             from_cache,
             compile_time,
+            readiness,
             _epochs: self.ticker.token.clone(),
         })
     }
+}
+
+/// How a plugin's instances get their model.
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    /// Mapped from a pre-initialised snapshot (`created` now or cached).
+    Snapshot { path: PathBuf, created: bool, took: Duration, file_bytes: u64 },
+    /// Each instance loads the model itself, for this reason.
+    Load(Fallback),
 }
 
 fn check_model_dir(dir: &Path) -> Result<PathBuf, EngineError> {
@@ -113,12 +197,15 @@ fn check_model_dir(dir: &Path) -> Result<PathBuf, EngineError> {
     Ok(dir)
 }
 
+/// The files of a model bundle that determine its results.
+pub const MODEL_FILES: [&str; 4] = ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"];
+
 /// Names the model files a plugin loads: their directory, sizes and
 /// modification times. Cheap (no hashing of a ~500 MB model), and changes
 /// when a bundle is replaced in place.
 fn model_identity(dir: &Path) -> String {
     let mut id = dir.display().to_string();
-    for file in ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"] {
+    for file in MODEL_FILES {
         let meta = std::fs::metadata(dir.join(file)).ok();
         let len = meta.as_ref().map_or(0, |m| m.len());
         let mtime = meta
@@ -146,6 +233,8 @@ pub struct Plugin {
     pub from_cache: bool,
     /// Time to compile, or to load the cached artifact.
     pub compile_time: Duration,
+    /// Snapshot or model load, and why.
+    pub readiness: Readiness,
     /// Keeps the epoch ticker running while instances may exist.
     _epochs: Arc<()>,
 }
@@ -155,9 +244,15 @@ impl Plugin {
         &self.model_dir
     }
 
-    /// A new instance with its model loaded (`load` runs under the load budget).
+    pub fn from_snapshot(&self) -> bool {
+        matches!(self.readiness, Readiness::Snapshot { .. })
+    }
+
+    /// A new instance with its model loaded: mapped from the snapshot, or
+    /// loaded by the instance under the load budget.
     pub fn instantiate(&self) -> Result<Instance, EngineError> {
-        Instance::new(&self.pre, &self.model_dir, self.limits.clone())
+        let model_dir = (!self.from_snapshot()).then_some(self.model_dir.as_path());
+        Instance::new(&self.pre, model_dir, self.limits.clone())
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::error::SinkError;
+use super::error::{ConfigProblem, SinkError, SinkField};
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8123";
 pub const DEFAULT_USER: &str = "default";
@@ -100,32 +100,34 @@ pub fn redact_url(url: &str) -> String {
 impl SinkConfig {
     /// Rejects settings that cannot work; called by `ClickHouseSink::connect`.
     pub fn validate(&self) -> Result<(), SinkError> {
-        validate_identifier("database", &self.database)?;
-        validate_identifier("table", &self.table)?;
-        let rest = self.url.strip_prefix("http://").ok_or_else(|| {
-            SinkError::Config(format!("url {:?} must start with http:// (TLS is not built in)", redact_url(&self.url)))
-        })?;
+        let problem = |field, message: &str| Err(SinkError::Config(ConfigProblem::new(field, message)));
+        identifier(SinkField::Database, "database", &self.database)?;
+        identifier(SinkField::Table, "table", &self.table)?;
+        let Some(rest) = self.url.strip_prefix("http://") else {
+            let message = format!("url {:?} must start with http:// (TLS is not built in)", redact_url(&self.url));
+            return problem(SinkField::Url, &message);
+        };
         let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
         if authority.is_empty() {
-            return Err(SinkError::Config("url has no host".into()));
+            return problem(SinkField::Url, "url has no host");
         }
         if authority.contains('@') {
-            return Err(SinkError::Config("url must not contain credentials: set user and password instead".into()));
+            return problem(SinkField::Url, "url must not contain credentials: set user and password instead");
         }
         if self.user.is_empty() {
-            return Err(SinkError::Config("user must not be empty".into()));
+            return problem(SinkField::User, "user must not be empty");
         }
         if self.insert_attempts == 0 {
-            return Err(SinkError::Config("insert_attempts must be at least 1".into()));
+            return problem(SinkField::Retries, "insert_attempts must be at least 1");
         }
         if self.max_buffer_rows == 0 {
-            return Err(SinkError::Config("max_buffer_rows must be at least 1".into()));
+            return problem(SinkField::Retries, "max_buffer_rows must be at least 1");
         }
         if self.initial_backoff > self.max_backoff {
-            return Err(SinkError::Config("initial_backoff must not exceed max_backoff".into()));
+            return problem(SinkField::Retries, "initial_backoff must not exceed max_backoff");
         }
         if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
-            return Err(SinkError::Config("timeouts must be positive".into()));
+            return problem(SinkField::Retries, "timeouts must be positive");
         }
         Ok(())
     }
@@ -158,14 +160,19 @@ impl SinkConfig {
 /// Database and table names must be non-empty `[A-Za-z0-9_]`, at most
 /// [`MAX_IDENTIFIER_LEN`] characters. They are also backquoted when used.
 pub fn validate_identifier(what: &str, name: &str) -> Result<(), SinkError> {
+    identifier(SinkField::Table, what, name)
+}
+
+fn identifier(field: SinkField, what: &str, name: &str) -> Result<(), SinkError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_IDENTIFIER_LEN
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(SinkError::Config(format!(
-            "{what} name {name:?} is not a valid identifier (1-{MAX_IDENTIFIER_LEN} characters of [A-Za-z0-9_])"
+        Err(SinkError::Config(ConfigProblem::new(
+            field,
+            format!("{what} name {name:?} is not a valid identifier (1-{MAX_IDENTIFIER_LEN} characters of [A-Za-z0-9_])"),
         )))
     }
 }

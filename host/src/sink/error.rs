@@ -55,11 +55,36 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// The setting of a [`super::SinkConfig`] a configuration error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkField {
+    Url,
+    User,
+    Database,
+    Table,
+    /// Attempts, backoffs, timeouts, rows per INSERT.
+    Retries,
+}
+
+/// What is wrong with a [`super::SinkConfig`], and which setting it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigProblem {
+    pub field: SinkField,
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub fn new(field: SinkField, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem { field, message: message.into() }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The configuration cannot work (bad identifier, URL, limits). Final.
     #[error("invalid ClickHouse sink configuration: {0}")]
-    Config(String),
+    Config(ConfigProblem),
     /// An event cannot be represented in the table (nothing was written). Final.
     #[error("event {uuid} cannot be written: {reason}")]
     InvalidEvent { uuid: Uuid, reason: String },
@@ -85,6 +110,14 @@ impl SinkError {
         match self {
             SinkError::ClickHouse { kind, .. } => kind.is_retryable(),
             SinkError::Config(_) | SinkError::InvalidEvent { .. } => false,
+        }
+    }
+
+    /// For a configuration error, the setting it is about.
+    pub fn field(&self) -> Option<SinkField> {
+        match self {
+            SinkError::Config(p) => Some(p.field),
+            _ => None,
         }
     }
 
@@ -352,7 +385,7 @@ mod tests {
             Failure { kind: ErrorKind::Schema, code: Some(60), message: "Code: 60".into() }.into_error("insert", 1, 5);
         assert!(!e.is_retryable());
         assert_eq!(e.code(), Some(60));
-        assert!(!SinkError::Config("x".into()).is_retryable());
+        assert!(!SinkError::Config(ConfigProblem::new(SinkField::Url, "x")).is_retryable());
         assert!(!SinkError::InvalidEvent { uuid: Uuid::nil(), reason: "x".into() }.is_retryable());
     }
 

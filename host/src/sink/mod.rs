@@ -28,23 +28,22 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use chrono::Utc;
 use uuid::Uuid;
 
 pub use client::SinkStats;
 pub use config::{
     redact_url, validate_identifier, SinkConfig, DEFAULT_DATABASE, DEFAULT_TABLE, DEFAULT_URL, DEFAULT_USER,
 };
-pub use error::{ErrorKind, SinkError};
+pub use error::{ConfigProblem, ErrorKind, SinkError, SinkField};
 pub use schema::{
-    create_database_sql, create_table_sql, sentiment_uuid_for, table_ref, ServerVersion, StoredEvent, COLUMNS,
-    VALIDATION_MIN_VERSION,
+    create_database_sql, create_table_sql, table_ref, ServerVersion, StoredEvent, COLUMNS, VALIDATION_MIN_VERSION,
 };
+pub use crate::event::sentiment_uuid_for;
 
-use crate::event::SentimentEvent;
+use crate::event::{EventTime, SentimentEvent};
 use client::{build_client, with_retry, Counters};
 use error::Failure;
-use schema::{event_timestamp, EventRow, WAIT_FOR_ASYNC_INSERT_MIN_VERSION};
+use schema::{EventRow, WAIT_FOR_ASYNC_INSERT_MIN_VERSION};
 
 /// Column names and types the table must have (as `system.columns` spells them).
 const EXPECTED_COLUMNS: [(&str, &str); 8] = [
@@ -249,25 +248,22 @@ impl ClickHouseSink {
 
     /// Writes `events` and returns once the server acknowledged every row.
     ///
-    /// All events are checked first (timestamp parses and fits `DateTime`):
-    /// an invalid one fails the call with `InvalidEvent` before anything is
-    /// sent. Rows go out in INSERTs of at most `max_buffer_rows` rows; each
-    /// INSERT is retried on retryable failures (see the module docs). On error,
-    /// earlier chunks may be written: calling again with the same events is
-    /// safe (same uuids, collapsed by the engine).
+    /// Every row is built first (the events' times were range-checked when
+    /// they were made, see `EventTime`): one that cannot be built fails the
+    /// call with `InvalidEvent` before anything is sent. Rows go out in
+    /// INSERTs of at most `max_buffer_rows` rows; each INSERT is retried on
+    /// retryable failures (see the module docs). On error, earlier chunks may
+    /// be written: calling again with the same events is safe (same uuids,
+    /// collapsed by the engine).
     pub async fn insert(&self, events: &[SentimentEvent]) -> Result<(), SinkError> {
         if events.is_empty() {
             return Ok(());
         }
-        for event in events {
-            event_timestamp(event)?;
-        }
         let inner = &*self.inner;
-        let created_at = Utc::now();
+        let created_at = EventTime::now();
+        let all_rows = events.iter().map(|e| EventRow::from_event(e, created_at)).collect::<Result<Vec<_>, _>>()?;
         let wait_for_async = inner.version.at_least(WAIT_FOR_ASYNC_INSERT_MIN_VERSION);
-        for chunk in events.chunks(inner.config.max_buffer_rows) {
-            let rows = chunk.iter().map(|e| EventRow::from_event(e, created_at)).collect::<Result<Vec<_>, _>>()?;
-            let rows = &rows[..];
+        for rows in all_rows.chunks(inner.config.max_buffer_rows) {
             let client = &inner.client;
             let table = inner.table.as_str();
             let timeout = inner.config.request_timeout;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::config::quote_identifier;
 use super::error::SinkError;
-use crate::event::{parse_timestamp, SentimentEvent, SENTIMENT_UUID_NAMESPACE};
+use crate::event::{EventTime, SentimentEvent};
 
 /// Oldest server on which the client's schema validation is turned on when
 /// `SinkConfig::validation` is `None` (it needs `RowBinaryWithNamesAndTypes`
@@ -105,33 +105,11 @@ pub(crate) struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Range of `DateTime` (seconds since the epoch in a UInt32).
-fn datetime_in_range(t: &DateTime<Utc>) -> bool {
-    (0..=u32::MAX as i64).contains(&t.timestamp())
-}
-
-/// `t` without its fraction of a second: what a `DateTime` column stores.
-pub fn to_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
-}
-
-/// Parses and range-checks an event's timestamp, truncated to whole seconds.
-pub(crate) fn event_timestamp(event: &SentimentEvent) -> Result<DateTime<Utc>, SinkError> {
-    let t = parse_timestamp(&event.timestamp).ok_or_else(|| SinkError::InvalidEvent {
-        uuid: event.uuid,
-        reason: format!("timestamp {:?} is not an RFC 3339 time", event.timestamp),
-    })?;
-    if !datetime_in_range(&t) {
-        return Err(SinkError::InvalidEvent {
-            uuid: event.uuid,
-            reason: format!("timestamp {:?} is outside the DateTime range 1970..2106", event.timestamp),
-        });
-    }
-    Ok(to_seconds(t))
-}
-
 impl EventRow {
-    pub(crate) fn from_event(event: &SentimentEvent, created_at: DateTime<Utc>) -> Result<EventRow, SinkError> {
+    /// The event's typed fields as they are: its time was range-checked
+    /// where it entered (see [`EventTime`]); only the properties are
+    /// serialised, to the one JSON text stored.
+    pub(crate) fn from_event(event: &SentimentEvent, created_at: EventTime) -> Result<EventRow, SinkError> {
         let properties = serde_json::to_string(&event.properties).map_err(|e| SinkError::InvalidEvent {
             uuid: event.uuid,
             reason: format!("properties do not serialize: {e}"),
@@ -140,11 +118,11 @@ impl EventRow {
             uuid: event.uuid,
             event: event.event.to_string(),
             properties,
-            timestamp: event_timestamp(event)?,
+            timestamp: event.timestamp.whole_seconds(),
             team_id: event.team_id,
             distinct_id: event.distinct_id.clone(),
             person_id: event.person_id,
-            created_at: to_seconds(created_at),
+            created_at: created_at.whole_seconds(),
         })
     }
 }
@@ -186,12 +164,6 @@ impl StoredEvent {
     }
 }
 
-/// The sentiment event uuid of a generation: mirrors
-/// `GenerationEvent::sentiment_uuid` (a unit test keeps the two equal).
-pub fn sentiment_uuid_for(generation_uuid: Uuid) -> Uuid {
-    Uuid::new_v5(&SENTIMENT_UUID_NAMESPACE, generation_uuid.hyphenated().to_string().as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,33 +198,32 @@ mod tests {
     }
 
     fn event(ts: &str) -> SentimentEvent {
-        let mut p = Map::new();
-        p.insert("$ai_sentiment_label".into(), json!("positive"));
-        SentimentEvent {
-            event: crate::event::SENTIMENT_EVENT,
-            uuid: Uuid::from_u128(7),
-            distinct_id: "d".into(),
-            team_id: 3,
-            timestamp: ts.into(),
-            person_id: None,
-            properties: p,
-        }
+        let raw = json!({"uuid": "0190b6a5-0000-7000-8000-000000000001", "team_id": 3, "distinct_id": "d",
+                         "timestamp": ts, "properties": {"$ai_input": "hi"}});
+        let g = crate::event::GenerationEvent::parse(&raw).unwrap();
+        let overall = crate::engine::OverallResult {
+            label: crate::engine::Label::Positive,
+            score: 0.5,
+            scores: crate::engine::Scores { negative: 0.25, neutral: 0.25, positive: 0.5 },
+            messages: Vec::new(),
+        };
+        let producer = crate::event::Producer { model: "m".into(), plugin_version: "v".into() };
+        SentimentEvent::build(&g, &overall, &producer, EventTime::now())
     }
 
     #[test]
     fn rows_from_events() {
-        let now = Utc::now();
-        let r = EventRow::from_event(&event("2026-11-01T10:00:00.123456Z"), now).unwrap();
-        assert_eq!(r.timestamp, parse_timestamp("2026-11-01T10:00:00Z").unwrap());
-        assert_eq!(r.properties, r#"{"$ai_sentiment_label":"positive"}"#);
+        let now = EventTime::new(Utc::now()).unwrap();
+        let e = event("2026-11-01T10:00:00.123456Z");
+        let r = EventRow::from_event(&e, now).unwrap();
+        assert_eq!(r.timestamp, crate::event::parse_timestamp("2026-11-01T10:00:00Z").unwrap());
+        assert_eq!(r.properties, serde_json::to_string(&e.properties).unwrap());
+        assert!(r.properties.starts_with(r#"{"$ai_trace_id":null,"$ai_session_id":null,"$ai_parent_id":"#), "{}", r.properties);
+        assert!(r.properties.contains(r#""$ai_sentiment_label":"positive","$ai_sentiment_score":0.5,"#), "{}", r.properties);
         assert_eq!(r.event, "$ai_sentiment");
-        assert_eq!(r.created_at.timestamp(), now.timestamp());
+        assert_eq!(r.uuid, e.uuid);
+        assert_eq!(r.created_at.timestamp(), now.utc().timestamp());
         assert_eq!(r.created_at.timestamp_subsec_nanos(), 0);
-        for bad in ["yesterday", "1969-12-31T23:59:59Z", "2107-01-01T00:00:00Z"] {
-            let err = EventRow::from_event(&event(bad), now).unwrap_err();
-            assert!(matches!(err, SinkError::InvalidEvent { .. }), "{bad}: {err}");
-            assert!(!err.is_retryable());
-        }
     }
 
     #[test]
@@ -260,6 +231,6 @@ mod tests {
         let raw = json!({"uuid": "0190b6a5-0000-7000-8000-000000000001", "team_id": 2, "distinct_id": "u1",
                          "properties": {"$ai_input": "hi"}});
         let g = crate::event::GenerationEvent::parse(&raw).unwrap();
-        assert_eq!(sentiment_uuid_for(g.uuid), g.sentiment_uuid());
+        assert_eq!(crate::event::sentiment_uuid_for(g.uuid), g.sentiment_uuid());
     }
 }

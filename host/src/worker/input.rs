@@ -1,9 +1,16 @@
 //! The workflow input as producers send it: one event, or a batch.
 
 use serde_json::Value;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_common::protos::{ENCODING_PAYLOAD_KEY, JSON_ENCODING_VAL};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
+    #[error("workflow input is not one JSON payload (encoding {0:?})")]
+    NotJsonPayload(String),
+    #[error("workflow input is not JSON: {0}")]
+    NotJson(String),
     #[error("workflow input is not a JSON object")]
     NotAnObject,
     #[error("workflow input has neither `event_data` (an object) nor `events` (a list)")]
@@ -21,6 +28,30 @@ pub enum WorkflowInput {
 }
 
 impl WorkflowInput {
+    /// Decodes the input as Temporal delivered it. The workflow and the
+    /// activity take it undecoded (`RawValue`) and only this decodes it,
+    /// leniently (see [`crate::jsonl`]): the SDK's own strict decoding would
+    /// fail on a lone surrogate escape, and in the workflow task Temporal
+    /// retries that failure until the execution times out.
+    pub fn decode(raw: &RawValue) -> Result<WorkflowInput, InputError> {
+        let [payload] = raw.payloads.as_slice() else {
+            return Err(InputError::NotJsonPayload(format!("{} payloads", raw.payloads.len())));
+        };
+        let encoding = payload.metadata.get(ENCODING_PAYLOAD_KEY).map(|e| String::from_utf8_lossy(e).into_owned()).unwrap_or_default();
+        if encoding != JSON_ENCODING_VAL {
+            return Err(InputError::NotJsonPayload(encoding));
+        }
+        let value: Value = crate::jsonl::from_slice(&payload.data).map_err(|e| InputError::NotJson(e.to_string()))?;
+        WorkflowInput::parse(&value)
+    }
+
+    /// A workflow input of JSON text as it is (`submit` forwards events as
+    /// they were read, without decoding and re-encoding them).
+    pub fn payload(json: Vec<u8>) -> RawValue {
+        let metadata = [(ENCODING_PAYLOAD_KEY.to_string(), JSON_ENCODING_VAL.as_bytes().to_vec())].into_iter().collect();
+        RawValue::new(vec![Payload { metadata, data: json, external_payloads: vec![] }])
+    }
+
     pub fn parse(input: &Value) -> Result<WorkflowInput, InputError> {
         let obj = input.as_object().ok_or(InputError::NotAnObject)?;
         if let Some(events) = obj.get("events") {
@@ -32,7 +63,7 @@ impl WorkflowInput {
         match obj.get("event_data") {
             Some(e @ Value::Object(_)) => Ok(WorkflowInput::Single(e.clone())),
             // Some producers JSON-encode the event.
-            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Some(Value::String(s)) => match crate::jsonl::from_str::<Value>(s) {
                 Ok(e @ Value::Object(_)) => Ok(WorkflowInput::Single(e)),
                 _ => Err(InputError::NoEvents),
             },
@@ -68,6 +99,15 @@ mod tests {
         assert_eq!(WorkflowInput::parse(&json!({"events": {}})), Err(InputError::EventsNotAList));
     }
 
+    #[test]
+    fn a_lone_surrogate_in_the_payload_is_decoded_as_a_replacement_character() {
+        let raw = WorkflowInput::payload(br#"{"event_data":{"uuid":"x","properties":{"$ai_input":[{"role":"user","content":"\ud800 I hate this"}]}}}"#.to_vec());
+        let WorkflowInput::Single(event) = WorkflowInput::decode(&raw).unwrap() else { panic!("one event") };
+        assert_eq!(event["properties"]["$ai_input"][0]["content"], "\u{FFFD} I hate this");
+        assert!(matches!(WorkflowInput::decode(&WorkflowInput::payload(b"{nope".to_vec())), Err(InputError::NotJson(_))));
+        assert!(matches!(WorkflowInput::decode(&RawValue::empty()), Err(InputError::NotJsonPayload(_))));
+    }
+
     /// PostHog's `SentimentClassificationInput` dataclass as the Temporal SDKs
     /// send it (`json/plain`): `{"events": [...]}` (batch version) or
     /// `{"event_data": {...}}` (first version), each event a raw
@@ -89,6 +129,7 @@ mod tests {
         let parsed = crate::event::GenerationEvent::parse(&batch.events()[0]).unwrap();
         assert_eq!(parsed.team_id, 2);
         assert!(parsed.timestamp.is_some());
-        assert!(parsed.properties.contains_key("$ai_input"));
+        assert!(parsed.ai_input.is_some(), "$ai_input is read");
+        assert!(parsed.ai_input_json().unwrap().starts_with("[{\"role\": \"user\""), "the text as it came");
     }
 }

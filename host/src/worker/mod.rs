@@ -1,9 +1,11 @@
 //! The Temporal side: the worker that polls the task queue, and the starter.
 
 mod activity;
+pub mod deadline;
 mod input;
 pub mod rollout;
 mod submit;
+pub mod watchdog;
 mod workflow;
 
 use std::sync::Arc;
@@ -13,16 +15,29 @@ use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-pub use activity::{ClassificationSummary, EventOutcome, HeartbeatDetails, SentimentActivities};
+pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentActivities};
+pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};
-pub use submit::{dry_run, submit, SubmitOptions, SubmitReport};
+pub use submit::{dry_run, submit, SubmitOptions, SubmitReport, DEFAULT_BATCH_MAX_BYTES};
+pub use watchdog::Watchdog;
 pub use workflow::*;
 
 use crate::config::TemporalConfig;
 
+/// `llma-sentiment@<host>:<pid>`: distinct for every process of a task queue.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    format!("llma-sentiment@{host}:{}", std::process::id())
+}
+
 pub async fn connect(temporal: &TemporalConfig) -> anyhow::Result<Client> {
+    connect_as(temporal, &default_identity()).await
+}
+
+pub async fn connect_as(temporal: &TemporalConfig, identity: &str) -> anyhow::Result<Client> {
     let url = temporal.url().with_context(|| format!("TEMPORAL_ADDRESS {:?} is not host:port", temporal.address))?;
-    let options = ConnectionOptions::new(url).identity(format!("llma-sentiment@{}", std::process::id())).build();
+    let options = ConnectionOptions::new(url).identity(identity.to_string()).build();
     let connection = Connection::connect(options).await.with_context(|| format!("connecting to Temporal at {}", temporal.address))?;
     Ok(Client::new(connection, ClientOptions::new(temporal.namespace.clone()).build())?)
 }
@@ -32,6 +47,7 @@ pub struct WorkerSetup {
     /// Activity slots (tasks run at once); may exceed the plugin instances.
     pub concurrency: usize,
     pub grace_period: std::time::Duration,
+    pub identity: String,
 }
 
 /// Polls until SIGTERM/SIGINT, then stops polling, lets in-flight
@@ -39,7 +55,7 @@ pub struct WorkerSetup {
 /// writes what it classified before returning), and returns.
 pub async fn run(temporal: &TemporalConfig, setup: WorkerSetup) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("Temporal runtime")?;
-    let client = connect(temporal).await?;
+    let client = connect_as(temporal, &setup.identity).await?;
     let options = WorkerOptions::new(temporal.task_queue.clone())
         .register_workflow::<SentimentWorkflow>()?
         .register_activities(setup.activities)
@@ -53,7 +69,7 @@ pub async fn run(temporal: &TemporalConfig, setup: WorkerSetup) -> anyhow::Resul
         tracing::info!("shutdown requested: no new tasks, finishing in-flight work");
         shutdown();
     });
-    tracing::info!(task_queue = %temporal.task_queue, namespace = %temporal.namespace, address = %temporal.address, "worker polling");
+    tracing::info!(task_queue = %temporal.task_queue, namespace = %temporal.namespace, address = %temporal.address, identity = %setup.identity, "worker polling");
     worker.run().await.context("worker stopped with an error")?;
     tracing::info!("worker stopped");
     Ok(())
@@ -92,8 +108,9 @@ pub fn activities(
     pool: Arc<crate::pool::InstancePool>,
     sink: Arc<crate::sink::ClickHouseSink>,
     options: crate::pipeline::PipelineOptions,
-    cache: Arc<crate::result_cache::ResultCache>,
-    fail_first_attempt_after_insert: bool,
+    cache: Arc<crate::cache::ResultCache>,
+    watchdog: Arc<Watchdog>,
+    faults: Faults,
 ) -> SentimentActivities {
-    SentimentActivities { registry, pool, sink, options, cache, fail_first_attempt_after_insert }
+    SentimentActivities { registry, pool, sink, options, cache, watchdog, faults }
 }

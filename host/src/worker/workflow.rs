@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::Value;
+use temporalio_common::data_converters::RawValue;
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
@@ -85,7 +85,8 @@ pub struct SentimentWorkflow;
 #[workflow_methods]
 impl SentimentWorkflow {
     #[run(name = "llma-run-sentiment-classification")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: Value) -> WorkflowResult<ClassificationSummary> {
+    /// The input goes to the activity undecoded (see `WorkflowInput::decode`).
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: RawValue) -> WorkflowResult<ClassificationSummary> {
         let summary = ctx.execute_activity(SentimentActivities::classify, input, activity_options()).await?;
         Ok(summary)
     }

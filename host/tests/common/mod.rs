@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ops;
+pub mod redis;
 pub mod services;
 pub mod stack;
 
@@ -59,11 +60,17 @@ pub fn load(engine: &PluginEngine, wasm: &PathBuf, model: &PathBuf) -> Arc<Plugi
 /// (embedded plugin and model unless `args` name others), `stdin` piped in:
 /// (success, stdout, stderr).
 pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    cli_env(args, &[], stdin.as_bytes())
+}
+
+/// [`cli`] with extra environment variables and any bytes on stdin.
+pub fn cli_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (bool, String, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let cwd = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_llma-sentiment"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd.path())
         .env("LLMA_SENTIMENT_CACHE_DIR", cache_dir())
         .env_remove("LLMA_SENTIMENT_PLUGIN")
@@ -74,7 +81,7 @@ pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -86,24 +93,38 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn clickhouse_script() -> PathBuf {
-    repo_root().join("scripts/clickhouse.sh")
-}
-
-fn run_clickhouse_script(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let out = std::process::Command::new("bash")
-        .arg(clickhouse_script())
+/// Runs `scripts/NAME` (a server helper: install, start DIR, stop DIR); its output if it succeeded.
+pub fn try_script(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg(repo_root().join("scripts").join(name))
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .expect("run scripts/clickhouse.sh");
-    assert!(
-        out.status.success(),
-        "scripts/clickhouse.sh {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"))
+}
+
+/// [`try_script`], asserting it succeeded.
+pub fn script(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = try_script(name, args);
+    assert!(out.status.success(), "scripts/{name} {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     out
+}
+
+/// Starts `cmd` in its own process group with stdin closed and its output
+/// appended to `log` (a server restarted on the ports and data it had).
+pub fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let file = std::fs::OpenOptions::new().append(true).create(true).open(log).expect("log file");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
+}
+
+fn run_clickhouse_script(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    script("clickhouse.sh", args)
 }
 
 /// `scripts/clickhouse.sh install`, once per test binary.
@@ -157,7 +178,6 @@ impl ClickHouseServer {
     /// script's `start` would pick new ports), and waits until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none() && !self.dir().join("pid").exists(), "server is still running");
-        use std::os::unix::process::CommandExt;
         let dir = self.dir.path();
         let mut cmd = match std::env::var_os("CLICKHOUSE_SERVER_BIN") {
             Some(bin) => std::process::Command::new(bin),
@@ -170,15 +190,7 @@ impl ClickHouseServer {
                 c
             }
         };
-        let log = std::fs::OpenOptions::new().append(true).create(true).open(dir.join("log/stdout.log")).expect("log");
-        let child = cmd
-            .arg(format!("--config-file={}", dir.join("config.xml").display()))
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("spawn clickhouse-server");
+        let child = spawn_logged(cmd.arg(format!("--config-file={}", dir.join("config.xml").display())), &dir.join("log/stdout.log"));
         // So that `stop` (and drop) find it.
         std::fs::write(dir.join("pid"), child.id().to_string()).expect("pid file");
         self.child = Some(child);
@@ -211,12 +223,7 @@ impl ClickHouseServer {
 
 impl Drop for ClickHouseServer {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(clickhouse_script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .output();
+        try_script("clickhouse.sh", &["stop".as_ref(), self.dir.path().as_os_str()]);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

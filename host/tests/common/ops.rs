@@ -9,11 +9,20 @@ use serde_json::Value;
 
 /// GET `path` from `addr`; (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http(addr, "GET", path, &[], "")
+}
+
+/// One HTTP/1.1 request with extra `headers` and `body`; (status code, body).
+/// Waits at most two minutes for the answer.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
     let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    // A server may answer and close before reading a body it refuses: keep what arrived.
+    let _ = s.read_to_string(&mut raw);
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, body.to_string())

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::repo_root;
 
 fn parse_env(stdout: &str) -> HashMap<String, String> {
     stdout
@@ -26,14 +25,7 @@ pub struct TemporalServer {
 impl TemporalServer {
     pub fn start() -> TemporalServer {
         let dir = tempfile::Builder::new().prefix("llma-temporal-").tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/temporal.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/temporal.sh");
-        assert!(out.status.success(), "temporal.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = super::script("temporal.sh", &["start".as_ref(), dir.path().as_os_str()]);
         let env = parse_env(&String::from_utf8_lossy(&out.stdout));
         TemporalServer {
             address: env.get("TEMPORAL_ADDRESS").expect("TEMPORAL_ADDRESS").clone(),
@@ -74,12 +66,7 @@ impl TemporalServer {
 
 impl Drop for TemporalServer {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("scripts/temporal.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output();
+        super::try_script("temporal.sh", &["stop".as_ref(), self.dir.path().as_os_str()]);
     }
 }
 
@@ -122,8 +109,11 @@ impl WorkerProcess {
             .spawn()
             .expect("spawn worker");
         let w = WorkerProcess { child, log, _dir: dir };
-        // A plugin build not in the compile cache compiles cold first.
-        w.wait_for_log("worker polling", Duration::from_secs(300));
+        // A plugin build not in the compile cache compiles cold first, and a
+        // plugin + model without a snapshot gets one made before the worker
+        // polls (measured up to ~3 min each on 2 loaded cores; two workers
+        // starting at once make theirs in parallel): generous on purpose.
+        w.wait_for_log("worker polling", Duration::from_secs(900));
         w
     }
 
@@ -141,6 +131,20 @@ impl WorkerProcess {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -40,9 +40,29 @@ impl Stack {
         WorkerProcess::start(&env, &[])
     }
 
+    /// Stops background merges of the events table, so raw row counts stay
+    /// what was inserted (a merge collapses duplicates at any moment).
+    pub fn stop_merges(&self) {
+        let sink = self.sink();
+        block(sink.client().query(&format!("SYSTEM STOP MERGES {}", sink.table())).execute()).expect("SYSTEM STOP MERGES");
+    }
+
     pub fn sink(&self) -> ClickHouseSink {
         let config = SinkConfig { url: self.ch.url.clone(), ..SinkConfig::default() };
         block(ClickHouseSink::connect(config)).expect("sink connects")
+    }
+
+    /// `llma-sentiment submit ARGS FILE` of `input` as it is (any bytes); its stdout lines.
+    pub fn submit_raw(&self, input: &[u8], args: &[&str]) -> Vec<Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        std::fs::write(&file, input).unwrap();
+        let mut all = vec!["submit", "--id-prefix", "t"];
+        all.extend_from_slice(args);
+        all.push(file.to_str().unwrap());
+        let out = run_bin(&all, &self.env(), None);
+        assert!(out.status.success(), "submit: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     /// `llma-sentiment submit` of `events` (one workflow each, or one batch).

@@ -3,17 +3,18 @@
 //!
 //! Every property runs `LLMA_FUZZ_CASES` cases (256 by default, so `make
 //! test` stays fast; `make reliability` runs 100_000) and prints how many
-//! cases ran, how long they took and the process's peak memory. With
+//! cases ran, how many failed, how long they took and the process's peak
+//! memory. With
 //! `LLMA_RELIABILITY_REPORT=FILE` set, each property also appends a row to
 //! FILE for the reliability table. The generic JSON strategies live here
 //! too; each suite keeps its own texts and keys.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::strategy::BoxedStrategy;
+use proptest::strategy::{BoxedStrategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
@@ -35,38 +36,133 @@ pub fn max_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Prints the figures of one property (and appends its reliability row).
-pub fn report(name: &str, cases: u64, elapsed: Duration) {
+/// Prints the figures of one property and appends its reliability row:
+/// the cases run, how many failed, and the first failure (shrunk) if any.
+pub fn report(name: &str, cases: u64, failures: u64, first_failure: Option<&str>, elapsed: Duration) {
     let rss = max_rss_mb();
     let rate = cases as f64 / elapsed.as_secs_f64().max(1e-9);
-    println!("fuzz {name}: {cases} cases in {:.1} s ({rate:.0} cases/s), max RSS {rss:.0} MB", elapsed.as_secs_f64());
+    println!(
+        "fuzz {name}: {cases} cases, {failures} failed, in {:.1} s ({rate:.0} cases/s), max RSS {rss:.0} MB",
+        elapsed.as_secs_f64()
+    );
     if let Some(path) = std::env::var_os("LLMA_RELIABILITY_REPORT") {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open report");
-        let line = format!("fuzz {name} ({:.1} s)\t{cases}\t0\t-\t-\t{rss:.0}\n", elapsed.as_secs_f64());
+        // One line per row: the note keeps only the first line of the input, bounded.
+        let note: String = first_failure
+            .map(|f| format!("first failure: {}", f.replace(['\t', '\n'], " ")))
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        let line = format!("fuzz {name} ({:.1} s)\t{cases}\t{failures}\t-\t-\t{rss:.0}\t{note}\n", elapsed.as_secs_f64());
         f.write_all(line.as_bytes()).expect("write report");
     }
 }
 
-/// Runs `test` on `LLMA_FUZZ_CASES` values of `strategy`; panics with the
-/// shrunk failing input on the first failure. Nothing is persisted to disk.
+thread_local! {
+    /// Set while this thread runs a fuzz case: its panics are counted, not printed.
+    static IN_CASE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Wraps the panic hook once so that a panicking case does not print (the
+/// first failure is reported shrunk); other panics print as before.
+fn quiet_panics_in_cases() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CASE.with(|c| c.get()) {
+                previous(info)
+            }
+        }));
+    });
+}
+
+/// Why one case failed (an error it returned or a panic), if it did.
+fn run_case<V>(test: &impl Fn(V) -> Result<(), TestCaseError>, value: V) -> Option<String> {
+    IN_CASE.with(|c| c.set(true));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| test(value)));
+    IN_CASE.with(|c| c.set(false));
+    match outcome {
+        Ok(Ok(())) | Ok(Err(TestCaseError::Reject(_))) => None,
+        Ok(Err(TestCaseError::Fail(reason))) => Some(reason.to_string()),
+        Err(panic) => Some(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into()),
+        ),
+    }
+}
+
+/// What running a property found.
+#[derive(Debug)]
+pub struct Outcome {
+    pub cases: u64,
+    pub failures: u64,
+    /// The first failing case, shrunk: its reason and input.
+    pub first_failure: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Runs `test` on `cases` values of `strategy`, counting every failing case
+/// (a returned failure or a panic) instead of stopping at the first; the
+/// first is shrunk to a minimal input. Nothing is persisted to disk.
+pub fn run<S: Strategy>(strategy: &S, cases: u32, test: impl Fn(S::Value) -> Result<(), TestCaseError>) -> Outcome
+where
+    S::Value: std::fmt::Debug,
+{
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let started = Instant::now();
+    let (mut ran, mut failures) = (0u64, 0u64);
+    let mut first: Option<String> = None;
+    quiet_panics_in_cases();
+    for _ in 0..cases {
+        let mut tree = strategy.new_tree(&mut runner).unwrap_or_else(|e| panic!("cannot generate a case: {e}"));
+        ran += 1;
+        let Some(mut reason) = run_case(&test, tree.current()) else { continue };
+        failures += 1;
+        if first.is_none() {
+            // proptest's own shrinking: simplify while the case fails,
+            // complicate (and test again) when a simplification passed.
+            let mut minimal = tree.current();
+            if tree.simplify() {
+                for _ in 0..MAX_SHRINK_STEPS {
+                    match run_case(&test, tree.current()) {
+                        Some(r) => {
+                            reason = r;
+                            minimal = tree.current();
+                            if !tree.simplify() {
+                                break;
+                            }
+                        }
+                        None if !tree.complicate() => break,
+                        None => {}
+                    }
+                }
+            }
+            first = Some(format!("{reason}; input: {minimal:?}"));
+        }
+    }
+    Outcome { cases: ran, failures, first_failure: first, elapsed: started.elapsed() }
+}
+
+/// Runs the property `name` on `LLMA_FUZZ_CASES` cases ([`run`]), reports
+/// its figures (the failures too), then panics if any case failed.
 pub fn fuzz<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
 where
     S::Value: std::fmt::Debug,
 {
-    let config = Config { cases: fuzz_cases(), failure_persistence: None, max_shrink_iters: 2048, ..Config::default() };
-    let mut runner = TestRunner::new(config);
-    let ran = AtomicU64::new(0);
-    let started = Instant::now();
-    let result = runner.run(&strategy, |v| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        test(v)
-    });
-    let elapsed = started.elapsed();
-    if let Err(e) = result {
-        panic!("fuzz {name} failed: {e}");
+    let o = run(&strategy, fuzz_cases(), test);
+    report(name, o.cases, o.failures, o.first_failure.as_deref(), o.elapsed);
+    if let Some(first) = o.first_failure {
+        panic!("fuzz {name}: {} of {} cases failed; first (shrunk): {first}", o.failures, o.cases);
     }
-    report(name, ran.load(Ordering::Relaxed), elapsed);
 }
+
+/// Bound of the shrinking of the first failure.
+const MAX_SHRINK_STEPS: u32 = 2048;
 
 /// JSON numbers: the integer extremes, any finite float, and the zeros.
 pub fn json_number() -> BoxedStrategy<Value> {
@@ -91,4 +187,25 @@ pub fn any_json(text: BoxedStrategy<String>, key: BoxedStrategy<String>) -> Boxe
         ]
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failing_case_is_counted_and_the_first_is_shrunk() {
+        // Fails from 1000 up, odd values by panicking.
+        let o = run(&any::<u32>(), 400, |v| match v {
+            0..1000 => Ok(()),
+            v if v % 2 == 1 => panic!("panics on {v}"),
+            v => Err(TestCaseError::fail(format!("fails on {v}"))),
+        });
+        assert_eq!(o.cases, 400);
+        assert!((200..=400).contains(&o.failures), "{o:?}");
+        let first = o.first_failure.unwrap();
+        assert!(first.ends_with("input: 1000") && first.starts_with("fails on 1000"), "shrunk to the boundary: {first}");
+        let passing = run(&any::<u32>(), 100, |_| Ok(()));
+        assert_eq!((passing.cases, passing.failures, passing.first_failure), (100, 0, None));
+    }
 }

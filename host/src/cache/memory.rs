@@ -1,67 +1,23 @@
-//! Per-message results shared by every task of a process, keyed by what
-//! determines them: the plugin build, the model, and the exact (truncated)
-//! text. `$ai_input` re-sends every earlier message of a conversation, so most
-//! messages of a generation were classified by an earlier one.
+//! The in-process tier: a byte-bounded LRU of per-message results shared by
+//! every task of a process.
 //!
-//! Bounded by bytes (LRU): the weight of an entry is its text plus a fixed
+//! Bounded by bytes: the weight of an entry is its text plus a fixed
 //! overhead, so a few long pasted documents cannot crowd out the memory budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::engine::{MessageResult, Plugin, PluginInfo};
+use super::CacheScope;
+use crate::engine::MessageResult;
 
 /// Bytes an entry costs beyond its text: the key and value structs, the
 /// LRU's node and hash-table slot (measured order of magnitude, not exact).
 pub const ENTRY_OVERHEAD_BYTES: usize = 96;
 
-/// What a cached result is valid for: one plugin build running one model.
-/// Two versions with different component bytes or different model files
-/// never share entries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheScope(Arc<str>);
-
-impl CacheScope {
-    pub fn of(plugin: &Plugin, info: &PluginInfo) -> CacheScope {
-        CacheScope::from_parts(&plugin.wasm_sha256, &info.version, &info.model_name, &plugin.model_identity)
-    }
-
-    pub fn from_parts(wasm_sha256: &str, plugin_version: &str, model_name: &str, model_identity: &str) -> CacheScope {
-        CacheScope(format!("{wasm_sha256}|{plugin_version}|{model_name}|{model_identity}").into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     scope: CacheScope,
     text: Box<str>,
-}
-
-/// Counters and occupancy, readable at any time (for metrics).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub insertions: u64,
-    pub evictions: u64,
-    pub entries: u64,
-    pub bytes: u64,
-    pub capacity_bytes: u64,
-}
-
-impl CacheStats {
-    pub fn hit_rate(&self) -> f64 {
-        let lookups = self.hits + self.misses;
-        if lookups == 0 {
-            0.0
-        } else {
-            self.hits as f64 / lookups as f64
-        }
-    }
 }
 
 struct Lru {
@@ -71,7 +27,7 @@ struct Lru {
 
 /// A byte-bounded LRU of per-message results; capacity 0 disables it (every
 /// lookup misses, nothing is stored).
-pub struct ResultCache {
+pub struct MemoryTier {
     lru: Option<Mutex<Lru>>,
     capacity_bytes: usize,
     hits: AtomicU64,
@@ -84,9 +40,9 @@ fn weight(text: &str) -> usize {
     text.len() + ENTRY_OVERHEAD_BYTES
 }
 
-impl ResultCache {
-    pub fn new(capacity_bytes: usize) -> ResultCache {
-        ResultCache {
+impl MemoryTier {
+    pub fn new(capacity_bytes: usize) -> MemoryTier {
+        MemoryTier {
             lru: (capacity_bytes > 0).then(|| Mutex::new(Lru { map: lru::LruCache::unbounded(), bytes: 0 })),
             capacity_bytes,
             hits: AtomicU64::new(0),
@@ -97,8 +53,8 @@ impl ResultCache {
     }
 
     /// Capacity in MiB, as the `LLMA_SENTIMENT_RESULT_CACHE_MB` knob gives it.
-    pub fn with_megabytes(mb: u64) -> ResultCache {
-        ResultCache::new(usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
+    pub fn with_megabytes(mb: u64) -> MemoryTier {
+        MemoryTier::new(usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -118,8 +74,12 @@ impl ResultCache {
         });
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::record_cache(found.is_some());
         found
+    }
+
+    /// The result for `text` without counting a lookup.
+    pub fn peek(&self, scope: &CacheScope, text: &str) -> Option<MessageResult> {
+        self.lock().and_then(|mut lru| lru.map.get(&Key { scope: scope.clone(), text: text.into() }).copied())
     }
 
     pub fn insert(&self, scope: &CacheScope, text: &str, result: MessageResult) {
@@ -140,9 +100,9 @@ impl ResultCache {
         }
     }
 
-    pub fn stats(&self) -> CacheStats {
+    pub fn stats(&self) -> MemoryStats {
         let (entries, bytes) = self.lock().map(|l| (l.map.len() as u64, l.bytes as u64)).unwrap_or((0, 0));
-        CacheStats {
+        MemoryStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             insertions: self.insertions.load(Ordering::Relaxed),
@@ -154,10 +114,22 @@ impl ResultCache {
     }
 }
 
-impl Default for ResultCache {
+/// The tier's counters and occupancy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub insertions: u64,
+    pub evictions: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+impl Default for MemoryTier {
     /// 64 MiB: ~300k short messages, or ~30k at the 2000-character cap.
     fn default() -> Self {
-        ResultCache::with_megabytes(64)
+        MemoryTier::with_megabytes(64)
     }
 }
 
@@ -180,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_stored_result_is_found_and_counted() {
-        let cache = ResultCache::new(1 << 20);
+        let cache = MemoryTier::new(1 << 20);
         let s = scope("a");
         assert!(cache.get(&s, "hi").is_none());
         cache.insert(&s, "hi", r(Label::Positive, 0.9));
@@ -192,7 +164,7 @@ mod tests {
 
     #[test]
     fn scopes_never_share_entries() {
-        let cache = ResultCache::new(1 << 20);
+        let cache = MemoryTier::new(1 << 20);
         cache.insert(&scope("a"), "hi", r(Label::Positive, 0.9));
         assert!(cache.get(&scope("b"), "hi").is_none());
         assert!(cache.get(&CacheScope::from_parts("a", "0.1.0", "m", "other-dir"), "hi").is_none());
@@ -202,7 +174,7 @@ mod tests {
     #[test]
     fn evicts_least_recently_used_by_bytes() {
         let per = 10 + ENTRY_OVERHEAD_BYTES;
-        let cache = ResultCache::new(3 * per);
+        let cache = MemoryTier::new(3 * per);
         let s = scope("a");
         for t in ["aaaaaaaaa0", "aaaaaaaaa1", "aaaaaaaaa2"] {
             cache.insert(&s, t, r(Label::Neutral, 0.5));
@@ -224,14 +196,14 @@ mod tests {
 
     #[test]
     fn a_text_larger_than_the_cache_is_not_stored() {
-        let cache = ResultCache::new(50);
+        let cache = MemoryTier::new(50);
         cache.insert(&scope("a"), &"x".repeat(100), r(Label::Neutral, 0.5));
         assert_eq!(cache.stats().entries, 0);
     }
 
     #[test]
     fn zero_capacity_disables_the_cache() {
-        let cache = ResultCache::with_megabytes(0);
+        let cache = MemoryTier::with_megabytes(0);
         assert!(!cache.is_enabled());
         cache.insert(&scope("a"), "hi", r(Label::Positive, 0.9));
         assert!(cache.get(&scope("a"), "hi").is_none());

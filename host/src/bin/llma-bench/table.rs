@@ -1,0 +1,538 @@
+//! The report: one markdown table per bundle from the JSON every runtime
+//! printed.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::measure::read_json;
+use crate::overhead::VARIANTS;
+
+pub struct TableCtx<'a> {
+    pub cores: usize,
+    pub quick: bool,
+    pub cold_compile: Option<f64>,
+    pub plugin_bytes: usize,
+    pub load_start: &'a str,
+    pub load_end: &'a str,
+    pub cpu_features: &'a str,
+    pub vectors: &'a str,
+}
+
+fn pct(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn median(values: &[f64]) -> f64 {
+    pct(values, 0.5)
+}
+
+/// Wall times of the calls of a grid cell, or empty.
+fn cell_times(run: &Value, tokens: usize, batch: usize) -> Vec<f64> {
+    cell_series(run, tokens, batch, "times")
+}
+
+/// CPU times of the calls of a grid cell, or empty.
+fn cell_cpu(run: &Value, tokens: usize, batch: usize) -> Vec<f64> {
+    cell_series(run, tokens, batch, "cpu")
+}
+
+fn cell_series(run: &Value, tokens: usize, batch: usize, key: &str) -> Vec<f64> {
+    run["grid"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["tokens"].as_u64() == Some(tokens as u64) && c["batch"].as_u64() == Some(batch as u64))
+        .and_then(|c| c[key].as_array())
+        .map(|t| t.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
+fn fmt_ms(s: f64) -> String {
+    if !s.is_finite() {
+        return "–".into();
+    }
+    let ms = s * 1e3;
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+fn fmt_s(s: f64) -> String {
+    if s.is_finite() {
+        format!("{s:.2} s")
+    } else {
+        "–".into()
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if !r.is_finite() {
+        "–".into()
+    } else if r >= 10.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if !r.is_finite() {
+        "–".into()
+    } else if r >= 100.0 {
+        format!("{r:.0}")
+    } else if r >= 10.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+fn mb(bytes: f64) -> String {
+    if bytes.is_finite() {
+        format!("{:.0} MB", bytes / 1e6)
+    } else {
+        "–".into()
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Forward-pass FLOPs of a RoBERTa/BERT-shaped bundle for `batch` sequences
+/// of `tokens` (matmuls only: projections, FFN, attention scores and mix).
+fn flops(config: &Value, tokens: usize, batch: usize) -> Option<f64> {
+    let layers = config["num_hidden_layers"].as_f64()?;
+    let h = config["hidden_size"].as_f64()?;
+    let inter = config["intermediate_size"].as_f64()?;
+    let l = tokens as f64;
+    let per_layer = 2.0 * (4.0 * h * h + 2.0 * h * inter) * l + 2.0 * 2.0 * l * l * h;
+    Some(batch as f64 * layers * per_layer)
+}
+
+/// Per-sequence cost model of one runtime, from its grid: seconds per
+/// sequence at `tokens` (clamped to the grid, linear in between) in a call
+/// of `n` sequences (interpolated between the batch-1 and batch-8 cells).
+struct CostModel {
+    points: Vec<(f64, f64, f64)>, // tokens, s/seq at batch 1, s/seq at batch 8
+}
+
+impl CostModel {
+    fn of(run: &Value, lengths: &[usize]) -> Option<CostModel> {
+        let mut points = Vec::new();
+        for &l in lengths {
+            let b1 = median(&cell_cpu(run, l, 1));
+            let b8 = median(&cell_cpu(run, l, 8)) / 8.0;
+            if !b1.is_finite() || !b8.is_finite() {
+                return None;
+            }
+            points.push((l as f64, b1, b8));
+        }
+        (!points.is_empty()).then_some(CostModel { points })
+    }
+
+    fn per_seq(&self, tokens: f64, n: f64) -> f64 {
+        let p = &self.points;
+        let t = tokens.clamp(p[0].0, p[p.len() - 1].0);
+        let i = p.iter().position(|q| q.0 >= t).unwrap_or(p.len() - 1);
+        let (lo, hi) = if i == 0 { (p[0], p[0]) } else { (p[i - 1], p[i]) };
+        let f = if hi.0 > lo.0 { (t - lo.0) / (hi.0 - lo.0) } else { 0.0 };
+        let b1 = lo.1 + (hi.1 - lo.1) * f;
+        let b8 = lo.2 + (hi.2 - lo.2) * f;
+        let w = ((n - 1.0) / 7.0).clamp(0.0, 1.0);
+        b1 + (b8 - b1) * w
+    }
+
+    /// Seconds to run the calls of a shape histogram {"n,len": count}.
+    fn seconds(&self, shapes: &Value) -> f64 {
+        shapes
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, count)| {
+                let (n, l) = k.split_once(',').unwrap_or(("1", "1"));
+                let (n, l): (f64, f64) = (n.parse().unwrap_or(1.0), l.parse().unwrap_or(1.0));
+                n * self.per_seq(l, n) * count.as_f64().unwrap_or(0.0)
+            })
+            .sum()
+    }
+}
+
+pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String> {
+    let (wasm, native, ort1, ort_all) = (&all["wasm"], &all["native"], &all["ort1"], &all["ort_all"]);
+    let config = read_json(&model.join("config.json")).unwrap_or(Value::Null);
+    let weights = std::fs::metadata(model.join("model.onnx")).map(|m| m.len() as f64).unwrap_or(f64::NAN);
+    let stats = &ort1["stats"];
+    let lengths: Vec<usize> = {
+        let mut l: Vec<usize> = wasm["grid"].as_array().into_iter().flatten().filter_map(|c| c["tokens"].as_u64()).map(|t| t as usize).collect();
+        l.sort();
+        l.dedup();
+        l
+    };
+    let cols = [wasm, native, ort1, ort_all];
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut row = |name: String, cells: [String; 4], ratio: String| {
+        let [a, b, c, d] = cells;
+        rows.push([name, a, b, c, d, ratio]);
+    };
+
+    // Latency per sequence.
+    for &l in &lengths {
+        for batch in [1usize, 8] {
+            let v: Vec<(f64, f64, f64, usize)> = cols
+                .iter()
+                .map(|r| {
+                    let (t, c) = (cell_times(r, l, batch), cell_cpu(r, l, batch));
+                    let b = batch as f64;
+                    (median(&t) / b, pct(&t, 0.99) / b, median(&c) / b, t.len())
+                })
+                .collect();
+            if v[0].3 == 0 && v[2].3 == 0 {
+                continue;
+            }
+            let cell = |(p50, p99, cpu, n): (f64, f64, f64, usize)| {
+                if n == 0 {
+                    "–".into()
+                } else {
+                    format!("{} / {}; cpu {} (n={n})", fmt_ms(p50), fmt_ms(p99), fmt_ms(cpu))
+                }
+            };
+            row(
+                format!("latency {l} tok, batch {batch}: ms/seq wall p50 / p99; CPU p50"),
+                [cell(v[0]), cell(v[1]), cell(v[2]), cell(v[3])],
+                format!("{} (wall {})", fmt_ratio(v[0].2 / v[2].2), fmt_ratio(v[0].0 / v[2].0)),
+            );
+        }
+    }
+    // Throughput of the arithmetic.
+    if let Some(f) = flops(&config, 128, 8) {
+        let g: Vec<f64> = cols.iter().map(|r| f / median(&cell_cpu(r, 128, 8)) / 1e9).collect();
+        row(
+            "GFLOP/s at 128 tok x 8 (matmul FLOPs / CPU p50; ORT all: per CPU-second)".into(),
+            [fmt_rate(g[0]), fmt_rate(g[1]), fmt_rate(g[2]), fmt_rate(g[3])],
+            fmt_ratio(g[0] / g[2]),
+        );
+    }
+    let fuel_cell = wasm["grid"].as_array().into_iter().flatten().find(|c| c["tokens"] == 128 && c["batch"] == 8);
+    if let Some(c) = fuel_cell {
+        row("fuel per token at 128 tok x 8".into(), [format!("{:.2e}", num(&c["fuel"]) / 1024.0), "–".into(), "–".into(), "–".into()], "".into());
+    }
+    for c in wasm["overhead"].as_array().into_iter().flatten() {
+        // The fastest of n interleaved calls: the least disturbed by other load.
+        let best = |k: &str| pct(&c[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>()).unwrap_or_default(), 0.0);
+        let times: Vec<f64> = VARIANTS.iter().map(|(name, _, _)| best(name)).collect();
+        let none = times[VARIANTS.len() - 1];
+        let n = c["none"].as_array().map_or(0, Vec::len);
+        let names: Vec<&str> = VARIANTS.iter().map(|v| v.0).collect();
+        row(
+            format!("limits cost, {} tok x {}: {} (CPU ms/call, best of {n} interleaved)", c["tokens"], c["batch"], names.join(" / ")),
+            [times.iter().map(|t| fmt_ms(*t)).collect::<Vec<_>>().join(" / "), "–".into(), "–".into(), "–".into()],
+            format!(
+                "over none: {}",
+                names.iter().zip(&times).take(VARIANTS.len() - 1).map(|(k, t)| format!("{k} {:+.1}%", (t / none - 1.0) * 100.0)).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+
+    // The stream.
+    let per_core = |r: &Value, threads: f64| num(&r["stream"]["messages"]) / num(&r["stream"]["wall"]) / threads;
+    let rates = [per_core(wasm, 1.0), per_core(native, 1.0), per_core(ort1, 1.0), per_core(ort_all, ctx.cores as f64)];
+    row(
+        "stream sample: messages/s per core (wall; ORT all threads ÷ cores)".into(),
+        rates.map(fmt_rate),
+        fmt_ratio(rates[0] / rates[2]),
+    );
+    let per_cpu = |r: &Value| num(&r["stream"]["messages"]) / num(&r["stream"]["cpu"]);
+    let cpu_rates = [per_cpu(wasm), per_cpu(native), per_cpu(ort1), per_cpu(ort_all)];
+    row("stream sample: messages per CPU-second".into(), cpu_rates.map(fmt_rate), fmt_ratio(cpu_rates[0] / cpu_rates[2]));
+    let how = ["analyze(), length-bucketed batches of 8, no result cache", "batches of 8 in order", "1 message at a time", "1 message at a time"];
+    row(
+        "stream sample: generations / messages classified".into(),
+        std::array::from_fn(|i| format!("{} / {} ({})", cols[i]["stream"]["generations"], cols[i]["stream"]["messages"], how[i])),
+        "".into(),
+    );
+    let ws = &stats["stream"];
+    let whole = &wasm["whole_stream"];
+    if whole.is_object() {
+        // The seed's cost per message does not depend on repeats: its rate on
+        // the sample (1 generation in K of this stream) is its rate here.
+        let ours_wall = num(&whole["messages"]) / num(&whole["wall"]);
+        let ours_cpu = num(&whole["messages"]) / num(&whole["cpu"]);
+        let seed_wall = per_core(ort1, 1.0);
+        let seed_cpu = per_cpu(ort1);
+        row(
+            "WHOLE stream, ours = result cache + length bucketing (as the worker runs; cache empty at start): messages/s per core (wall); per CPU-second".into(),
+            [
+                format!("{} ; {} ({} messages, {} generations)", fmt_rate(ours_wall), fmt_rate(ours_cpu), whole["messages"], whole["generations"]),
+                "–".into(),
+                format!("{} ; {} (sample rate, 1 at a time)", fmt_rate(seed_wall), fmt_rate(seed_cpu)),
+                "–".into(),
+            ],
+            format!("{} (wall {})", fmt_ratio(ours_cpu / seed_cpu), fmt_ratio(ours_wall / seed_wall)),
+        );
+        let lookups = num(&whole["cache_hits"]) + num(&whole["cache_misses"]);
+        row(
+            "WHOLE stream: result cache hits / lookups (hit rate); evictions; bytes used / capacity".into(),
+            [
+                format!(
+                    "{} / {} ({:.1}%); {}; {} / {}",
+                    whole["cache_hits"],
+                    lookups,
+                    num(&whole["cache_hits"]) / lookups * 100.0,
+                    whole["cache_evictions"],
+                    mb(num(&whole["cache_bytes"])),
+                    mb(num(&whole["cache_capacity"]))
+                ),
+                "–".into(),
+                "no cache".into(),
+                "–".into(),
+            ],
+            "".into(),
+        );
+    }
+    let cache = &wasm["cache"];
+    let hit = 1.0 - num(&cache["unique"]) / num(&cache["messages"]);
+    row(
+        "whole stream: generations / user messages / distinct texts".into(),
+        [
+            format!("{} / {} / {} (plugin extract)", cache["generations"], cache["messages"], cache["unique"]),
+            "–".into(),
+            format!("{} / {} / {} (Python extract)", ws["generations"], ws["messages"], ws["unique_messages"]),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    row(
+        "whole stream: exact-text cache hit rate, messages / tokens".into(),
+        [format!("{:.1}%", hit * 100.0), "–".into(), format!("{:.1}% / {:.1}%", num(&ws["hit_rate"]) * 100.0, num(&ws["token_hit_rate"]) * 100.0), "–".into()],
+        "".into(),
+    );
+    row(
+        "whole stream: tokens/message p50 / p90 / p99 / max; share < 40".into(),
+        [
+            "–".into(),
+            "–".into(),
+            format!(
+                "{} / {} / {} / {}; {:.0}%",
+                ws["tokens_p50"],
+                ws["tokens_p90"],
+                ws["tokens_p99"],
+                ws["tokens_max"],
+                num(&ws["under_40"]) * 100.0
+            ),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    let padded = &ws["padded_tokens"];
+    let real = num(&padded["seed"]);
+    let waste = |k: &str, base: &str| (num(&padded[k]) / num(&padded[base]) - 1.0) * 100.0;
+    row(
+        "whole stream: padding waste, tokens run / real tokens run - 1 (no cache; with cache: of the misses)".into(),
+        [
+            format!(
+                "no cache: in order {:.0}%, sorted by tokens in 8s {:.0}%, bucketed by chars (ours) {:.1}%, same rule on tokens {:.1}%; cache: in order {:.1}%, by chars (ours) {:.1}%, by tokens {:.1}%",
+                waste("asis", "seed"),
+                waste("bucket", "seed"),
+                waste("char_bucket", "distinct"),
+                waste("token_bucket", "distinct"),
+                waste("cache", "cache_real"),
+                waste("cache_char_bucket", "cache_real"),
+                waste("cache_bucket", "cache_real"),
+            ),
+            "–".into(),
+            "0% (1 at a time)".into(),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    row(
+        "whole stream: tokens run / all real tokens".into(),
+        [
+            format!(
+                "as is {:.2}; bucketed {:.2}; cache {:.3}; cache+bucketed (ours) {:.3}",
+                num(&padded["asis"]) / real,
+                num(&padded["char_bucket"]) / real,
+                num(&padded["cache"]) / real,
+                num(&padded["cache_char_bucket"]) / real
+            ),
+            "–".into(),
+            "1.00 (no cache, no padding)".into(),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    // Estimates from the measured grids (calibrated on the measured sample).
+    if let (Some(ours), Some(seed)) = (CostModel::of(wasm, &lengths), CostModel::of(ort1, &lengths)) {
+        let sample_shapes = &stats["sample"]["shapes"];
+        let k_ours = num(&wasm["stream"]["cpu"]) / ours.seconds(&sample_shapes["char_bucket"]);
+        let k_seed = num(&ort1["stream"]["cpu"]) / seed.seconds(&sample_shapes["seed"]);
+        let msgs = num(&ws["messages"]);
+        let seed_rate = msgs / (k_seed * seed.seconds(&ws["shapes"]["seed"]));
+        for (label, key) in [
+            ("as it stands", "asis"),
+            ("+ sorting by tokens, batches of 8", "bucket"),
+            ("+ length bucketing (the pipeline, no cache)", "char_bucket"),
+            ("+ exact-text cache", "cache"),
+            ("+ cache + bucketing by tokens", "cache_bucket"),
+            ("+ cache + bucketing by chars (the pipeline)", "cache_char_bucket"),
+        ] {
+            let rate = msgs / (k_ours * ours.seconds(&ws["shapes"][key]));
+            row(
+                format!("estimate, whole stream, ours {label}: messages per CPU-second"),
+                [fmt_rate(rate), "–".into(), fmt_rate(seed_rate), "–".into()],
+                fmt_ratio(rate / seed_rate),
+            );
+        }
+        row(
+            "estimate calibration (measured sample / cost model)".into(),
+            [format!("{k_ours:.2}"), "–".into(), format!("{k_seed:.2}"), "–".into()],
+            "".into(),
+        );
+    }
+
+    // Cold start.
+    row(
+        "component compile (Cranelift, cold cache)".into(),
+        [ctx.cold_compile.map(fmt_s).unwrap_or_else(|| "cached (quick)".into()), "–".into(), "–".into(), "–".into()],
+        "".into(),
+    );
+    row(
+        "cached artifact load (fresh process)".into(),
+        [
+            format!("{}{}", fmt_s(num(&wasm["artifact_load_seconds"])), if wasm["from_cache"] == true { "" } else { " (NOT cached)" }),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    let made = &all["snapshot_made"];
+    let weights_mb = mb(weights);
+    row(
+        "snapshot creation (pre-initialise + compile + store; once per plugin, model, machine)".into(),
+        [
+            match made["fallback"].as_str() {
+                Some(why) => format!("none: {why}"),
+                None if made["created"] == true => format!("{}; file {} (weights {weights_mb})", fmt_s(num(&made["seconds"])), mb(num(&made["file_bytes"]))),
+                None => format!("was cached (quick); file {} (weights {weights_mb})", mb(num(&made["file_bytes"]))),
+            },
+            "–".into(),
+            "–".into(),
+            "–".into(),
+        ],
+        format!("file / weights {}", fmt_ratio(num(&made["file_bytes"]) / weights)),
+    );
+    let snap = &wasm["snapshot"];
+    row(
+        "instance ready from the cached snapshot, fresh process: digest check + map; first instance + info".into(),
+        [
+            match snap["fallback"].as_str() {
+                Some(why) => format!("NO SNAPSHOT: {why}"),
+                None => format!("{}; {}", fmt_s(num(&snap["seconds"])), fmt_s(num(&wasm["load_seconds"]))),
+            },
+            "–".into(),
+            "–".into(),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    let mem = &wasm["instances_memory"];
+    let pss_of = |n: &str| num(&mem["with"][n]["Pss"]) - num(&mem["before"]["Pss"]);
+    let (p1, p2, p4) = (pss_of("1"), pss_of("2"), pss_of("4"));
+    row(
+        format!("PSS of 1 / 2 / 4 ready instances (one classify each), above the process; / weights ({weights_mb})"),
+        [
+            format!(
+                "{} / {} / {}; {} / {} / {}; per further instance {}",
+                mb(p1),
+                mb(p2),
+                mb(p4),
+                fmt_ratio(p1 / weights),
+                fmt_ratio(p2 / weights),
+                fmt_ratio(p4 / weights),
+                fmt_ratio((p4 - p1) / 3.0 / weights)
+            ),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+        ],
+        "".into(),
+    );
+    let loads = cols.map(|r| (num(&r["load_seconds"]), num(&r["load_cpu"])));
+    row(
+        "instantiate + model ready (ours: from the snapshot; native: load + optimise; ORT: session): wall; CPU".into(),
+        loads.map(|(w, c)| format!("{}; cpu {}", fmt_s(w), fmt_s(c))),
+        format!("{} (wall {})", fmt_ratio(loads[0].1 / loads[2].1), fmt_ratio(loads[0].0 / loads[2].0)),
+    );
+    row(
+        "warm start: process start to instance ready".into(),
+        [fmt_s(num(&wasm["warm_start_seconds"])), "–".into(), "–".into(), "–".into()],
+        "".into(),
+    );
+    // Memory.
+    let base = |r: &Value| if r["rss_before_instance"].is_object() { num(&r["rss_before_instance"]["VmRSS"]) } else { num(&r["rss_start"]["VmRSS"]) };
+    let loaded = cols.map(|r| num(&r["rss_loaded"]["VmRSS"]) - base(r));
+    let end = cols.map(|r| num(&r["rss_end"]["VmRSS"]) - base(r));
+    let peak = cols.map(|r| num(&r["rss_end"]["VmHWM"]) - base(r));
+    row("RSS per instance after load (above process baseline)".into(), loaded.map(mb), fmt_ratio(loaded[0] / loaded[2]));
+    row("RSS per instance at the end (after grid + stream; wasm memory never shrinks)".into(), end.map(mb), fmt_ratio(end[0] / end[2]));
+    row("peak RSS per instance (load, grid up to 512 x 8, stream)".into(), peak.map(mb), fmt_ratio(peak[0] / peak[2]));
+    row(
+        format!("peak RSS per instance / weights ({})", mb(weights)),
+        peak.map(|p| fmt_ratio(p / weights)),
+        "".into(),
+    );
+
+    let mut s = String::new();
+    use std::fmt::Write as _;
+    writeln!(s, "### {} ({})", wasm["model_name"].as_str().unwrap_or("?"), model.display())?;
+    writeln!(
+        s,
+        "cores: {}, {} ({}); plugin {} ({:.1} MB, {}); ONNX Runtime {}; {}; load average before {} / after {} (the machine is shared: other developers' builds and tests run meanwhile)",
+        ctx.cores,
+        ctx.vectors,
+        ctx.cpu_features,
+        wasm["plugin_version"].as_str().unwrap_or("?"),
+        ctx.plugin_bytes as f64 / 1e6,
+        "wasm32-wasip2 +simd128",
+        ort1["version"].as_str().unwrap_or("?"),
+        if ctx.quick { "QUICK run (few reps)" } else { "full run" },
+        ctx.load_start.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        ctx.load_end.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )?;
+    let meta = &all["meta"];
+    writeln!(
+        s,
+        "stream: seed {}, {} traces, {} generations, {} user messages; timed sample: 1 generation in {} ({} generations)",
+        meta["seed"], meta["traces"], meta["generations"], meta["user_messages"], meta["sample_stride"], meta["sample_generations"]
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| measure | ours: tract in wasm (fuel+epoch) | native tract | seed: ORT 1 thread | ORT all threads | ours / seed |")?;
+    writeln!(s, "|---|---|---|---|---|---|")?;
+    for r in &rows {
+        writeln!(s, "| {} |", r.join(" | "))?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "ours / seed: tract in wasm over ORT 1 thread (times and memory: lower is better; rates: higher is better). \
+         Latency includes tokenization; batch 8 is the call time / 8; p99 of n calls is close to their maximum; \
+         the ratio is on CPU time (single-threaded runtimes: the calling thread's), which other load on a shared machine \
+         disturbs far less than wall time. Estimates apply each runtime's measured CPU cost per sequence (grid, interpolated) \
+         to the whole stream's batch shapes, scaled by the calibration factor measured on the sample (sample CPU time / model). \
+         The machine is shared: compare ratios, not absolute times."
+    )?;
+    Ok(s)
+}
+

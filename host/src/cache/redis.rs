@@ -1,0 +1,476 @@
+//! The shared tier: results in a Redis every worker of a task queue uses, so
+//! the generations of one conversation find each other's results whichever
+//! worker they land on.
+//!
+//! Stored: key `llma-sentiment:v1:<scope digest>:<sha256 of the text>`,
+//! value 13 bytes (label index, then the negative, neutral and positive
+//! scores as little-endian f32), with a TTL. No message text leaves the
+//! process. The label is stored, not re-derived from the scores: which label
+//! a message gets is the plugin's rule.
+//!
+//! Best effort, never in the way: every call has a short timeout (and never
+//! outlasts the caller's deadline); a failure, a timeout or a value that
+//! does not decode counts as an error, the lookup goes on without L2, and
+//! L2 is left alone for a moment ([`PAUSE_AFTER_ERROR`]). The connection is
+//! made in the background: a worker starts while Redis is down and uses it
+//! once it answers. State changes (available / unavailable) are logged once
+//! each.
+//!
+//! Callers are synchronous (the pipeline runs on blocking threads): each
+//! call runs on this tier's own small runtime and the caller waits for it
+//! with a timeout, so it never needs (or blocks) the caller's runtime.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+use super::CacheScope;
+use crate::engine::{Label, MessageResult, Scores};
+
+/// How long L2 is skipped after a failed call: a Redis that is down or slow
+/// costs at most one timeout per pause, per process.
+pub const PAUSE_AFTER_ERROR: Duration = Duration::from_secs(1);
+/// How long one background connection attempt may take (it never delays a lookup).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Between failed connection attempts.
+const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+const KEY_PREFIX: &str = "llma-sentiment:v1:";
+const VALUE_LEN: usize = 13;
+
+/// Where the shared tier is and how it is used (from `cache.*`).
+#[derive(Clone, PartialEq)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]`; never logged with its credentials.
+    pub url: String,
+    pub ttl: Duration,
+    /// Per call (lookup or write), connection wait included.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &crate::sink::redact_url(&self.url))
+            .field("ttl", &self.ttl)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisTierError {
+    #[error("cache.redis_url {url}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot start the Redis client's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Checks a URL without connecting (for config validation).
+pub fn check_url(url: &str) -> Result<(), RedisTierError> {
+    ::redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| RedisTierError::Url { url: crate::sink::redact_url(url), reason: e.to_string() })
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisStats {
+    /// Texts Redis answered with a result, and without.
+    pub hits: u64,
+    pub misses: u64,
+    /// Calls that failed, timed out or answered garbage.
+    pub errors: u64,
+    pub available: bool,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Connecting,
+    Ready(ConnectionManager),
+    Down { retry_at: Instant },
+}
+
+/// Why a call did not work, as `/metrics` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Timeout,
+    Unavailable,
+    Garbage,
+    Server,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 4] = [ErrorKind::Timeout, ErrorKind::Unavailable, ErrorKind::Garbage, ErrorKind::Server];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Garbage => "garbage",
+            ErrorKind::Server => "server",
+        }
+    }
+
+    fn of(e: &::redis::RedisError) -> ErrorKind {
+        if e.is_timeout() {
+            ErrorKind::Timeout
+        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+            ErrorKind::Unavailable
+        } else if matches!(e.kind(), ::redis::ErrorKind::TypeError | ::redis::ErrorKind::ParseError) {
+            ErrorKind::Garbage
+        } else {
+            ErrorKind::Server
+        }
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+struct State {
+    conn: watch::Sender<Conn>,
+    health: AtomicU8,
+    paused_until: Mutex<Option<Instant>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    /// The URL without credentials, for logs.
+    target: String,
+}
+
+impl State {
+    fn set_health(&self, up: bool, reason: &str) {
+        let new = if up { UP } else { DOWN };
+        if self.health.swap(new, Ordering::SeqCst) == new {
+            return;
+        }
+        crate::metrics::set_redis_available(up);
+        if up {
+            tracing::info!(redis = %self.target, "Redis result cache available: using the shared tier");
+        } else {
+            tracing::warn!(redis = %self.target, reason, "Redis result cache unavailable: in-process cache only until it answers again");
+        }
+    }
+
+    fn count_error(&self, kind: ErrorKind) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::record_redis_error(kind.as_str());
+    }
+
+    fn failed(&self, kind: ErrorKind, reason: &str) {
+        self.count_error(kind);
+        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + PAUSE_AFTER_ERROR);
+        self.set_health(false, &format!("{}: {reason}", kind.as_str()));
+    }
+}
+
+/// The Redis tier. Cheap to share (`&self` everywhere); see the module docs.
+pub struct RedisTier {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    client: ::redis::Client,
+    state: Arc<State>,
+    ttl_secs: u64,
+    timeout: Duration,
+}
+
+impl RedisTier {
+    /// Starts connecting in the background and returns at once.
+    pub fn new(settings: &RedisSettings) -> Result<RedisTier, RedisTierError> {
+        let client = ::redis::Client::open(settings.url.as_str()).map_err(|e| RedisTierError::Url {
+            url: crate::sink::redact_url(&settings.url),
+            reason: e.to_string(),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("llma-redis")
+            .enable_all()
+            .build()
+            .map_err(RedisTierError::Runtime)?;
+        let state = Arc::new(State {
+            conn: watch::Sender::new(Conn::Down { retry_at: Instant::now() }),
+            health: AtomicU8::new(UNKNOWN),
+            paused_until: Mutex::new(None),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            target: crate::sink::redact_url(&settings.url),
+        });
+        let tier = RedisTier {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            client,
+            state,
+            ttl_secs: settings.ttl.as_secs().max(1),
+            timeout: settings.timeout,
+        };
+        tier.reconnect_if_due();
+        Ok(tier)
+    }
+
+    pub fn stats(&self) -> RedisStats {
+        let s = &self.state;
+        RedisStats {
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            available: s.health.load(Ordering::SeqCst) == UP,
+        }
+    }
+
+    /// Whether the last call (or connection attempt) worked.
+    pub fn is_available(&self) -> bool {
+        self.state.health.load(Ordering::SeqCst) == UP
+    }
+
+    /// The key of one text: no text, only digests.
+    pub fn key(scope: &CacheScope, text: &str) -> String {
+        format!("{KEY_PREFIX}{}:{}", &scope.shared_id()[..32], crate::engine::sha256_hex(text.as_bytes()))
+    }
+
+    /// Results for `texts` (one MGET), or `None` when L2 cannot answer in time.
+    pub fn get_many(&self, scope: &CacheScope, texts: &[&str], deadline: Option<Instant>) -> Option<Vec<Option<MessageResult>>> {
+        let until = self.call_deadline(deadline)?;
+        let mut conn = self.connection(until)?;
+        let keys: Vec<String> = texts.iter().map(|t| RedisTier::key(scope, t)).collect();
+        let values = self.run(until, async move {
+            ::redis::cmd("MGET").arg(&keys).query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await
+        });
+        let values = match values {
+            None => return self.timed_out(),
+            Some(Err(e)) => {
+                self.state.failed(ErrorKind::of(&e), &e.to_string());
+                return None;
+            }
+            Some(Ok(v)) if v.len() != texts.len() => {
+                self.state.failed(ErrorKind::Garbage, &format!("MGET of {} keys answered {} values", texts.len(), v.len()));
+                return None;
+            }
+            Some(Ok(v)) => v,
+        };
+        let mut garbage = 0usize;
+        let results: Vec<Option<MessageResult>> = values
+            .into_iter()
+            .map(|v| {
+                let v = v?;
+                let decoded = decode(&v);
+                garbage += decoded.is_none() as usize;
+                decoded
+            })
+            .collect();
+        let hits = results.iter().filter(|r| r.is_some()).count() as u64;
+        self.state.hits.fetch_add(hits, Ordering::Relaxed);
+        self.state.misses.fetch_add(texts.len() as u64 - hits, Ordering::Relaxed);
+        if garbage > 0 {
+            // Counted, and those texts are classified again (and rewritten).
+            self.state.count_error(ErrorKind::Garbage);
+            tracing::debug!(values = garbage, "Redis held values that do not decode: treated as misses");
+        } else {
+            self.state.set_health(true, "");
+        }
+        Some(results)
+    }
+
+    /// Writes `entries` with the TTL (one pipelined round trip); a failure
+    /// is counted and otherwise ignored.
+    pub fn set_many(&self, scope: &CacheScope, entries: &[(&str, MessageResult)], deadline: Option<Instant>) {
+        let Some(until) = self.call_deadline(deadline) else { return };
+        let Some(mut conn) = self.connection(until) else { return };
+        let mut pipe = ::redis::pipe();
+        for (text, result) in entries {
+            pipe.cmd("SET").arg(RedisTier::key(scope, text)).arg(&encode(result)[..]).arg("EX").arg(self.ttl_secs).ignore();
+        }
+        match self.run(until, async move { pipe.query_async::<()>(&mut conn).await }) {
+            None => {
+                self.timed_out::<()>();
+            }
+            Some(Err(e)) => self.state.failed(ErrorKind::of(&e), &e.to_string()),
+            Some(Ok(())) => self.state.set_health(true, ""),
+        }
+    }
+
+    fn timed_out<T>(&self) -> Option<T> {
+        self.state.failed(ErrorKind::Timeout, &format!("no answer within {:?}", self.timeout));
+        None
+    }
+
+    /// When the call must be over, or `None` when L2 is paused after an
+    /// error or the caller has no time left.
+    fn call_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let now = Instant::now();
+        let paused = self.state.paused_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| now < t);
+        if paused {
+            return None;
+        }
+        let until = deadline.map_or(now + self.timeout, |d| d.min(now + self.timeout));
+        (until > now).then_some(until)
+    }
+
+    fn reconnect_if_due(&self) {
+        let now = Instant::now();
+        let due = self.state.conn.send_if_modified(|c| match c {
+            Conn::Down { retry_at } if now >= *retry_at => {
+                *c = Conn::Connecting;
+                true
+            }
+            _ => false,
+        });
+        if !due {
+            return;
+        }
+        let (client, state) = (self.client.clone(), self.state.clone());
+        // The manager reconnects by itself once it exists; its own retries
+        // stay short because every call is bounded by our timeout anyway.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        self.handle.spawn(async move {
+            let next = match tokio::time::timeout(CONNECT_TIMEOUT * 2, ConnectionManager::new_with_config(client, config)).await {
+                Ok(Ok(manager)) => {
+                    state.set_health(true, "");
+                    Conn::Ready(manager)
+                }
+                Ok(Err(e)) => {
+                    state.count_error(ErrorKind::of(&e));
+                    state.set_health(false, &format!("connect: {e}"));
+                    Conn::Down { retry_at: Instant::now() + RECONNECT_INTERVAL }
+                }
+                Err(_) => {
+                    state.count_error(ErrorKind::Timeout);
+                    state.set_health(false, "connect: timed out");
+                    Conn::Down { retry_at: Instant::now() + RECONNECT_INTERVAL }
+                }
+            };
+            state.conn.send_replace(next);
+        });
+    }
+
+    /// The connection, waiting for one being made until `until` at most.
+    fn connection(&self, until: Instant) -> Option<ConnectionManager> {
+        self.reconnect_if_due();
+        let current = self.state.conn.borrow().clone();
+        match current {
+            Conn::Ready(m) => Some(m),
+            Conn::Down { .. } => None,
+            Conn::Connecting => {
+                let mut rx = self.state.conn.subscribe();
+                self.run(until, async move {
+                    let c = rx.wait_for(|c| !matches!(c, Conn::Connecting)).await.ok()?.clone();
+                    match c {
+                        Conn::Ready(m) => Some(m),
+                        _ => None,
+                    }
+                })
+                .flatten()
+            }
+        }
+    }
+
+    /// Runs `fut` on the tier's runtime; `None` if it is not done by `until`
+    /// (it is then dropped there).
+    fn run<T: Send + 'static>(&self, until: Instant, fut: impl Future<Output = T> + Send + 'static) -> Option<T> {
+        let limit = until.saturating_duration_since(Instant::now());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            if let Ok(v) = tokio::time::timeout(limit, fut).await {
+                let _ = tx.send(v);
+            }
+        });
+        // The task ends itself at `limit`; the margin only covers scheduling.
+        rx.recv_timeout(limit + Duration::from_millis(5)).ok()
+    }
+}
+
+impl Drop for RedisTier {
+    fn drop(&mut self) {
+        // May be dropped inside another runtime, where a blocking shutdown panics.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn label_index(label: Label) -> u8 {
+    match label {
+        Label::Negative => 0,
+        Label::Neutral => 1,
+        Label::Positive => 2,
+    }
+}
+
+pub fn encode(r: &MessageResult) -> [u8; VALUE_LEN] {
+    let mut out = [0u8; VALUE_LEN];
+    out[0] = label_index(r.label);
+    for (i, v) in [r.scores.negative, r.scores.neutral, r.scores.positive].into_iter().enumerate() {
+        out[1 + 4 * i..5 + 4 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// `None` unless `v` is exactly what [`encode`] writes: a known label and
+/// three probabilities.
+pub fn decode(v: &[u8]) -> Option<MessageResult> {
+    if v.len() != VALUE_LEN {
+        return None;
+    }
+    let f = |i: usize| f32::from_le_bytes(v[1 + 4 * i..5 + 4 * i].try_into().expect("4 bytes"));
+    let scores = Scores { negative: f(0), neutral: f(1), positive: f(2) };
+    if [scores.negative, scores.neutral, scores.positive].iter().any(|s| !(0.0..=1.0).contains(s)) {
+        return None;
+    }
+    let label = match v[0] {
+        0 => Label::Negative,
+        1 => Label::Neutral,
+        2 => Label::Positive,
+        _ => return None,
+    };
+    let score = match label {
+        Label::Negative => scores.negative,
+        Label::Neutral => scores.neutral,
+        Label::Positive => scores.positive,
+    };
+    Some(MessageResult { label, score, scores })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_garbage_is_rejected() {
+        let r = MessageResult { label: Label::Neutral, score: 0.5, scores: Scores { negative: 0.2, neutral: 0.5, positive: 0.3 } };
+        let back = decode(&encode(&r)).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{r:?}"));
+        assert!(decode(b"").is_none());
+        assert!(decode(b"hello world!!").is_none(), "13 bytes of text");
+        let mut bad = encode(&r);
+        bad[0] = 7;
+        assert!(decode(&bad).is_none(), "unknown label");
+        let mut nan = encode(&r);
+        nan[1..5].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(decode(&nan).is_none(), "NaN score");
+        assert!(decode(&[encode(&r).as_slice(), b"x"].concat()).is_none(), "trailing byte");
+    }
+
+    #[test]
+    fn keys_hold_digests_only() {
+        let scope = CacheScope::from_parts("sha", "0.1.0", "m", "dir");
+        let k = RedisTier::key(&scope, "I love this secret text");
+        assert!(k.starts_with(KEY_PREFIX), "{k}");
+        assert!(!k.contains("love") && !k.contains("dir"), "{k}");
+        assert_eq!(k.len(), KEY_PREFIX.len() + 32 + 1 + 64);
+        assert_ne!(k, RedisTier::key(&CacheScope::from_parts("sha2", "0.1.0", "m", "dir"), "I love this secret text"));
+    }
+
+    #[test]
+    fn settings_debug_hides_the_password() {
+        let s = RedisSettings { url: "redis://:hunter2@127.0.0.1:6379".into(), ttl: Duration::from_secs(1), timeout: Duration::from_millis(50) };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,247 @@
+//! Every key of the typed [`Config`](super::Config), once: its path, the
+//! older environment names it also answers to, its command-line flag, the
+//! range it must stay in, and its help text. The model gives each key its
+//! type and default; from this table come the environment layer, the flags
+//! (`clap` arguments built from it) and the range checks, and tests hold
+//! it, the model and the README's config table to each other.
+
+/// Every environment variable starts with this; a key `section.name` is
+/// read from `LLMA_SENTIMENT_SECTION_NAME`.
+pub const ENV_PREFIX: &str = "LLMA_SENTIMENT_";
+
+/// Which subcommands take a key's flag (see `cli`); `Global` ones work with
+/// every subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Global,
+    Temporal,
+    ClickHouse,
+    Worker,
+    /// `analyze --output clickhouse`.
+    Backfill,
+    /// `analyze` and `submit`.
+    Progress,
+    /// The admin client (`plugin activate|rollback|status`).
+    Admin,
+    /// The shared result cache: `analyze` and the worker.
+    Cache,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagKind {
+    /// `--flag VALUE`.
+    Value,
+    /// `--flag` alone sets the key to `false` (`--no-compile-cache`).
+    SetsFalse,
+    /// `--flag` alone sets the key to `true` (`--emit-empty`).
+    SetsTrue,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    pub group: Group,
+    pub long: &'static str,
+    pub kind: FlagKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// `section.name`, as in the TOML file.
+    pub path: &'static str,
+    /// Older environment names, tried after the canonical one, in order.
+    pub aliases: &'static [&'static str],
+    pub flag: Option<Flag>,
+    /// Inclusive bounds of a numeric key, checked after loading: durations
+    /// are bounded so that no deadline arithmetic can overflow.
+    pub range: Option<(u64, u64)>,
+    pub help: &'static str,
+    /// Only in builds with the `fault-injection` feature (tests); not in the
+    /// README.
+    pub test_only: bool,
+    /// A list of paths; in the environment separated by `:` like `$PATH`.
+    pub paths: bool,
+}
+
+impl Key {
+    const fn new(path: &'static str, help: &'static str) -> Key {
+        Key { path, aliases: &[], flag: None, range: None, help, test_only: false, paths: false }
+    }
+
+    const fn alias(self, aliases: &'static [&'static str]) -> Key {
+        Key { aliases, ..self }
+    }
+
+    const fn flag(self, group: Group, long: &'static str) -> Key {
+        Key { flag: Some(Flag { group, long, kind: FlagKind::Value }), ..self }
+    }
+
+    const fn switch_off(self, group: Group, long: &'static str) -> Key {
+        Key { flag: Some(Flag { group, long, kind: FlagKind::SetsFalse }), ..self }
+    }
+
+    const fn path_list(self) -> Key {
+        Key { paths: true, ..self }
+    }
+
+    const fn switch_on(self, group: Group, long: &'static str) -> Key {
+        Key { flag: Some(Flag { group, long, kind: FlagKind::SetsTrue }), ..self }
+    }
+
+    const fn range(self, min: u64, max: u64) -> Key {
+        Key { range: Some((min, max)), ..self }
+    }
+
+    /// `LLMA_SENTIMENT_` + the path in upper case, dots as underscores.
+    pub fn env(&self) -> String {
+        format!("{ENV_PREFIX}{}", self.path.replace('.', "_").to_ascii_uppercase())
+    }
+
+    /// The section and the field.
+    pub fn split(&self) -> (&'static str, &'static str) {
+        self.path.split_once('.').expect("key paths are section.name")
+    }
+}
+
+const YEAR_SECS: u64 = 365 * 24 * 3600;
+const YEAR_MS: u64 = YEAR_SECS * 1000;
+const ANY: u64 = u64::MAX;
+
+use Group::*;
+
+/// Every key of [`Config`](super::Config) (a test checks the two agree).
+pub const KEYS: &[Key] = &[
+    Key::new("log.filter", "Log filter (tracing `EnvFilter` syntax); logs go to stderr.").alias(&["LLMA_SENTIMENT_LOG"]).flag(Global, "log"),
+    Key::new("log.format", "Log format: auto (json unless stderr is a terminal), json or pretty.").flag(Global, "log-format"),
+    Key::new("temporal.address", "Temporal frontend, host:port.").alias(&["TEMPORAL_ADDRESS"]).flag(Temporal, "temporal-address"),
+    Key::new("temporal.namespace", "Temporal namespace.").alias(&["TEMPORAL_NAMESPACE"]).flag(Temporal, "temporal-namespace"),
+    Key::new("temporal.task_queue", "Task queue (production: llm-analytics-task-queue).")
+        .alias(&["LLMA_SENTIMENT_TASK_QUEUE"])
+        .flag(Temporal, "task-queue"),
+    Key::new("workflow.execution_timeout_secs", "Execution timeout `submit` sets.").range(1, YEAR_SECS),
+    Key::new("workflow.start_to_close_secs", "One activity attempt.").range(1, YEAR_SECS),
+    Key::new("workflow.schedule_to_close_secs", "All activity attempts.").range(1, YEAR_SECS),
+    Key::new("workflow.heartbeat_timeout_secs", "Activity heartbeat timeout.").range(1, YEAR_SECS),
+    Key::new("workflow.max_attempts", "Activity attempts.").range(1, u32::MAX as u64),
+    Key::new("workflow.retry_initial_interval_secs", "First retry backoff.").range(1, YEAR_SECS),
+    Key::new("workflow.retry_max_interval_secs", "Longest retry backoff.").range(1, YEAR_SECS),
+    Key::new("clickhouse.url", "ClickHouse HTTP interface (no credentials in it).").alias(&["CLICKHOUSE_URL"]).flag(ClickHouse, "clickhouse-url"),
+    Key::new("clickhouse.user", "ClickHouse user.").alias(&["CLICKHOUSE_USER"]).flag(ClickHouse, "clickhouse-user"),
+    Key::new("clickhouse.password", "Never logged nor printed (prefer the environment: flags show in `ps`).")
+        .alias(&["CLICKHOUSE_PASSWORD"])
+        .flag(ClickHouse, "clickhouse-password"),
+    Key::new("clickhouse.database", "ClickHouse database.").alias(&["CLICKHOUSE_DATABASE"]).flag(ClickHouse, "clickhouse-database"),
+    Key::new("clickhouse.table", "Events table.").alias(&["LLMA_SENTIMENT_TABLE"]).flag(ClickHouse, "clickhouse-table"),
+    Key::new("clickhouse.validation", "Schema validation of inserts: auto (off for servers too old to support it), on or off.")
+        .flag(ClickHouse, "clickhouse-validation"),
+    Key::new("plugin.path", "Plugin component (.wasm); the embedded default when unset.").alias(&["LLMA_SENTIMENT_PLUGIN"]).flag(Global, "plugin"),
+    Key::new("plugin.dir", "Serve the newest `*.wasm` of this directory and switch when a newer one appears (or on SIGHUP). Overrides --plugin.")
+        .flag(Worker, "plugin-dir"),
+    Key::new("plugin.model_dir", "Model bundle directory (model.onnx, tokenizer.json, config.json); the embedded default when unset.")
+        .alias(&["LLMA_SENTIMENT_MODEL_DIR", "POSTHOG_SENTIMENT_MODEL_CACHE"])
+        .flag(Global, "model"),
+    Key::new("plugin.cache_dir", "Where compiled components and the unpacked default model are cached; the user cache dir when unset.")
+        .alias(&["LLMA_SENTIMENT_CACHE_DIR"])
+        .flag(Global, "cache-dir"),
+    Key::new("plugin.compile_cache", "Cache compiled components on disk; --no-compile-cache compiles on every start.")
+        .switch_off(Global, "no-compile-cache"),
+    Key::new("plugin.poll_ms", "How often the plugin directory is polled, ms.").flag(Worker, "plugin-poll-ms").range(0, YEAR_MS),
+    Key::new("plugin.rollback_grace_secs", "How long the previous plugin version stays loaded for `plugin rollback`.")
+        .alias(&["LLMA_SENTIMENT_ROLLBACK_GRACE_SECS"])
+        .flag(Worker, "rollback-grace-secs")
+        .range(0, YEAR_SECS),
+    Key::new(
+        "plugin.snapshots",
+        "Worker: use-existing (instances start from a snapshot `plugin prepare` made, else load the model), create (make one at start and activation: minutes per plugin and model on small machines) or off.",
+    ),
+    Key::new("pipeline.max_messages", "Keep the last N user messages of a generation.")
+        .alias(&["LLMA_SENTIMENT_MAX_MESSAGES"])
+        .flag(Global, "max-messages")
+        .range(1, u32::MAX as u64),
+    Key::new("pipeline.max_chars", "Keep the last N characters of each message.")
+        .alias(&["LLMA_SENTIMENT_MAX_CHARS"])
+        .flag(Global, "max-chars")
+        .range(1, u32::MAX as u64),
+    Key::new("pipeline.truncation", "How a message longer than max_chars is cut: tail (the seed: its last max_chars characters) or head-tail (PostHog 2026: head_chars + \"\\n...\\n\" + the rest from its end).")
+        .flag(Global, "truncation"),
+    Key::new("pipeline.head_chars", "head-tail: characters kept from the start (0: tail only).").flag(Global, "head-chars").range(0, u32::MAX as u64),
+    Key::new("pipeline.neutral_margin", "A positive or negative label within this margin of neutral becomes neutral (PostHog: 0.15); 0 is off.")
+        .flag(Global, "neutral-margin"),
+    Key::new("pipeline.aggregation", "How message results make a generation's: worst (the seed) or mean (PostHog 2026).").flag(Global, "aggregation"),
+    Key::new("pipeline.event_schema", "Which event a generation becomes: sentiment ($ai_sentiment, the seed) or evaluation ($ai_evaluation, PostHog 2026).")
+        .flag(Global, "event-schema"),
+    Key::new("pipeline.evaluation_id", "$ai_evaluation_id of evaluation events."),
+    Key::new("pipeline.evaluation_name", "$ai_evaluation_name of evaluation events."),
+    Key::new("pipeline.emit_empty", "Write a neutral event (score 0, no messages) for a generation without user messages instead of skipping it.")
+        .switch_on(Global, "emit-empty"),
+    Key::new("pipeline.store_text", "Keep each classified text (as cut) in its message entry; off: events hold no user text.")
+        .switch_on(Global, "store-text"),
+    Key::new("pipeline.batch_size", "Texts per classify call (capped by the plugin's own limit).")
+        .alias(&["LLMA_SENTIMENT_BATCH_SIZE"])
+        .flag(Global, "batch-size")
+        .range(1, ANY),
+    Key::new("pipeline.result_cache_mb", "Per-message result cache shared by all tasks, MiB; 0 disables it.")
+        .alias(&["LLMA_SENTIMENT_RESULT_CACHE_MB"])
+        .flag(Global, "result-cache-mb")
+        .range(0, 1 << 30),
+    Key::new("cache.redis_url", "Shared result cache (L2 behind the in-process one), redis://[user:password@]host:port[/db]; off when unset; never logged with its credentials (prefer $REDIS_URL when it holds a password: flags show in `ps`).")
+        .alias(&["REDIS_URL"])
+        .flag(Cache, "redis-url"),
+    Key::new("cache.redis_ttl_secs", "How long Redis keeps a result.").range(1, YEAR_SECS),
+    Key::new("cache.redis_timeout_ms", "Per Redis call; a slower answer counts as an error and the lookup goes on without it, ms.").range(1, YEAR_MS),
+    Key::new("limits.call_deadline_base_ms", "Wall-clock allowance of every plugin call, ms.").range(1, YEAR_MS),
+    Key::new("limits.call_deadline_per_text_ms", "Extra allowance per text of a classify batch, ms.").range(0, YEAR_MS),
+    Key::new("limits.load_deadline_ms", "Wall-clock allowance of the model load, ms.").range(1, YEAR_MS),
+    Key::new("limits.fuel_base", "Fuel of every plugin call.").range(1, ANY),
+    Key::new("limits.fuel_per_token", "Extra fuel per token of the model's longest text, per text.").range(0, ANY),
+    Key::new("limits.load_fuel", "Fuel of the model load.").range(1, ANY),
+    Key::new("limits.memory_bytes", "Linear memory cap per plugin instance, bytes.").range(1, ANY),
+    Key::new("worker.max_concurrent_activities", "Activities run at once; they wait for a plugin instance when all are busy (4 per instance when unset).")
+        .alias(&["LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES"])
+        .flag(Worker, "max-concurrent-activities")
+        .range(1, ANY),
+    Key::new("worker.instances", "Warm plugin instances, each with its model loaded (one per core when unset).")
+        .alias(&["LLMA_SENTIMENT_INSTANCES"])
+        .flag(Worker, "instances")
+        .range(1, ANY),
+    Key::new("worker.grace_period_secs", "After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.")
+        .alias(&["LLMA_SENTIMENT_GRACE_PERIOD_SECS"])
+        .flag(Worker, "grace-period-secs")
+        .range(0, YEAR_SECS),
+    Key::new("worker.admin_addr", "Admin endpoint (plugin status/activate/rollback, /healthz), e.g. 127.0.0.1:9464; off when unset; loopback only unless worker.admin_allow_remote; needs worker.admin_token or worker.admin_token_file.")
+        .alias(&["LLMA_SENTIMENT_ADMIN_ADDR"])
+        .flag(Worker, "admin-addr"),
+    Key::new("worker.admin_allow_remote", "Let the admin endpoint bind a non-loopback address."),
+    Key::new("worker.admin_token", "The admin endpoint's bearer token (16+ characters); never logged nor printed; the CLI's `plugin` commands send it.")
+        .alias(&["LLMA_SENTIMENT_ADMIN_TOKEN"]),
+    Key::new("worker.admin_token_file", "A file holding the admin token, used when worker.admin_token is unset.")
+        .alias(&["LLMA_SENTIMENT_ADMIN_TOKEN_FILE"]),
+    Key::new("worker.admin_allowed_dirs", "Directories, besides plugin.dir, the admin endpoint activates plugins and models from (`:`-separated in the environment).")
+        .path_list(),
+    Key::new("worker.metrics_addr", "Metrics and health endpoint (/metrics, /healthz, /readyz), e.g. 127.0.0.1:9465; off when unset.")
+        .alias(&["LLMA_SENTIMENT_METRICS_ADDR"])
+        .flag(Worker, "metrics-addr"),
+    Key::new("worker.identity", "The identity Temporal shows for this worker (llma-sentiment@HOST:PID when unset).").flag(Worker, "identity"),
+    Key::new("worker.exit_when_stuck", "Exit (status 70) when the watchdog finds the worker stuck, so that a supervisor restarts it; false: only /readyz and /metrics say so."),
+    Key::new("backfill.insert_batch_size", "`analyze --output clickhouse`: rows per INSERT.")
+        .alias(&["LLMA_SENTIMENT_INSERT_BATCH_SIZE"])
+        .flag(Backfill, "insert-batch-size")
+        .range(1, ANY),
+    Key::new("backfill.flush_interval_secs", "`analyze --output clickhouse`: write a partial batch once it is this old.")
+        .alias(&["LLMA_SENTIMENT_FLUSH_INTERVAL_SECS"])
+        .flag(Backfill, "flush-interval-secs")
+        .range(0, YEAR_SECS),
+    Key::new("progress.mode", "Progress on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain or off.")
+        .alias(&["LLMA_SENTIMENT_PROGRESS"])
+        .flag(Progress, "progress"),
+    Key::new("progress.every", "Plain progress: a line every N items (0: only by time).").flag(Progress, "progress-every"),
+    Key::new("progress.secs", "Plain progress: a line at least every N seconds.").flag(Progress, "progress-secs").range(0, YEAR_SECS),
+    Key::new("admin.url", "The worker's admin endpoint, for `plugin activate|rollback|status`.").flag(Admin, "admin-url"),
+    #[cfg(feature = "fault-injection")]
+    Key { test_only: true, ..Key::new("faults.fail_first_attempt_after_insert", "Fail every first activity attempt after its insert.") }
+        .alias(&["LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT"]),
+];
+
+/// The key at `path`.
+pub fn key(path: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.path == path)
+}
