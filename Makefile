@@ -9,6 +9,9 @@ SHELL := /bin/bash
 # target dir, so two checkouts never overwrite each other's binaries.
 export CARGO_BUILD_BUILD_DIR ?= /var/cache/llma-sentiment/target
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
+# The plugins' build scripts rebuild them when the checkout changes (their
+# artifacts in the shared build dir would otherwise pass for another's).
+export LLMA_CHECKOUT_DIR := $(CURDIR)
 export LLMA_VENV ?= /var/cache/llma-sentiment/venv
 PY := $(LLMA_VENV)/bin/python
 MODELS := $(CURDIR)/build/models
@@ -74,9 +77,12 @@ analyze: build
 	$(BIN) analyze samples/events.jsonl
 
 # The main job: real Temporal + ClickHouse on free loopback ports, the worker,
-# the sample events in, $ai_sentiment rows out; everything stopped afterwards.
+# the sample events in, sentiment rows out; everything stopped afterwards.
+# PROFILE=seed (the defaults) or PROFILE=posthog-2026 (profiles/*.toml).
+PROFILE ?= seed
 run: build
-	scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
+	@test -f profiles/$(PROFILE).toml || { echo "no profile profiles/$(PROFILE).toml (seed, posthog-2026)" >&2; exit 2; }
+	LLMA_SENTIMENT_CONFIG=$(CURDIR)/profiles/$(PROFILE).toml scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
 
 # Release builds of the plugin (always release) and the host, which embeds the
 # default plugin and model. A cold release build of the host takes ~20 min on

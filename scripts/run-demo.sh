@@ -2,7 +2,8 @@
 # The main job, end to end on real servers (run under scripts/with-services.sh,
 # which exports TEMPORAL_ADDRESS, CLICKHOUSE_URL, CLICKHOUSE_TCP_PORT):
 # migrate, start the worker, submit the sample events, wait for the
-# workflows, print the `$ai_sentiment` rows, stop the worker.
+# workflows, print the sentiment rows (`$ai_sentiment` or `$ai_evaluation`, as
+# the profile in LLMA_SENTIMENT_CONFIG says) and one trace's sentiment, stop the worker.
 set -euo pipefail
 
 BIN="${1:?usage: $0 BIN [EVENTS_FILE]}"
@@ -43,10 +44,16 @@ stop_worker
 trap - EXIT
 echo "== worker stopped (SIGTERM); its log: $LOG"
 
-echo "== \$ai_sentiment rows in ClickHouse (FINAL)"
+echo "== profile: ${LLMA_SENTIMENT_CONFIG:-defaults (seed)}"
+"$BIN" config | sed -n '/^\[pipeline\]/,/^$/p'
+
+echo "== sentiment rows in ClickHouse (FINAL)"
 clickhouse-client --host 127.0.0.1 --port "$CLICKHOUSE_TCP_PORT" --query "
 SELECT
-    visitParamExtractString(properties, '\$ai_generation_event_uuid') AS generation,
+    event,
+    if(event = '\$ai_evaluation',
+       visitParamExtractString(properties, '\$ai_target_event_id'),
+       visitParamExtractString(properties, '\$ai_generation_event_uuid')) AS generation,
     team_id,
     distinct_id,
     timestamp,
@@ -54,6 +61,10 @@ SELECT
     round(visitParamExtractFloat(properties, '\$ai_sentiment_score'), 3) AS score,
     visitParamExtractString(properties, '\$ai_sentiment_model') AS model
 FROM events FINAL
-WHERE event = '\$ai_sentiment'
+WHERE event IN ('\$ai_sentiment', '\$ai_evaluation')
 ORDER BY timestamp, generation
 FORMAT PrettyCompactMonoBlock"
+
+TRACE=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["properties"]["$ai_trace_id"])' "$EVENTS")
+echo "== sentiment of trace $TRACE, computed when read (llma-sentiment trace)"
+"$BIN" trace "$TRACE" --format table

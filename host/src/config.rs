@@ -20,8 +20,9 @@ pub use load::{load, ConfigError, Sources, CONFIG_FILE_ENV};
 #[cfg(feature = "fault-injection")]
 pub use model::FaultsConfig;
 pub use model::{
-    AdminConfig, BackfillConfig, CacheConfig, ClickHouseConfig, Config, LimitsConfig, LogConfig, LogFormat, PipelineConfig, PluginConfig,
-    ProgressOptions, Secret, TemporalConfig, Validation, WorkerConfig, WorkflowConfig, ACTIVITIES_PER_INSTANCE,
+    AdminConfig, AggregationMode, BackfillConfig, CacheConfig, ClickHouseConfig, Config, EventSchema, LimitsConfig, LogConfig,
+    LogFormat, PipelineConfig, PluginConfig, ProgressOptions, Secret, TemporalConfig, TruncationMode, Validation, WorkerConfig,
+    WorkflowConfig, ACTIVITIES_PER_INSTANCE,
 };
 
 /// Flag values by section, as the flag layer of [`load`] takes them.
@@ -123,7 +124,7 @@ impl<G: FlagGroups> Args for FlagArgs<G> {
                     .action(ArgAction::Set)
                     .value_parser(clap::value_parser!(String))
                     .help(format!("{}{}", key.help, default_note(key))),
-                FlagKind::SetsFalse => arg.action(ArgAction::SetTrue).help(key.help),
+                FlagKind::SetsFalse | FlagKind::SetsTrue => arg.action(ArgAction::SetTrue).help(key.help),
             };
             cmd = cmd.arg(arg);
         }
@@ -142,6 +143,7 @@ impl<G: FlagGroups> FromArgMatches for FlagArgs<G> {
             let value = match flag.kind {
                 FlagKind::Value => matches.get_one::<String>(key.path).map(|v| Value::String(v.clone())),
                 FlagKind::SetsFalse => matches.get_flag(key.path).then_some(Value::Bool(false)),
+                FlagKind::SetsTrue => matches.get_flag(key.path).then_some(Value::Bool(true)),
             };
             if let Some(value) = value {
                 given.push((key, value));

@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod pool;
 pub mod progress;
+pub mod query;
 pub mod registry;
 pub mod single_flight;
 pub mod sink;

@@ -8,9 +8,11 @@ mod driver;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use crate::engine::{EngineError, ExtractOptions, Instance, InstanceSlot, MessageResult, PluginError, TrapKind};
+use chrono::Utc;
+
 use crate::cache::{CacheScope, FlightKey, ResultCache};
-use crate::event::{EventTime, GenerationEvent, Producer, SentimentEvent, SkipReason};
+use crate::engine::{EngineError, Instance, InstanceSlot, MessageResult, PluginError, PluginOptions, TrapKind};
+use crate::event::{ClassifiedMessage, EventOptions, EventTime, GenerationEvent, Producer, SentimentEvent, SkipReason};
 use crate::single_flight::{Claim, Leader, Waited};
 
 /// How long a task waiting for another's result waits between heartbeats.
@@ -18,10 +20,12 @@ const FOLLOW_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub use driver::{classify_event, Attempt, Cancelled, Driver, EventOutcome, Failure, Outcome, Summary};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PipelineOptions {
-    pub max_messages: u32,
-    pub max_chars: u32,
+    /// Extraction and labelling rules, passed to the plugin as they are.
+    pub plugin: PluginOptions,
+    /// The schema and contents of the events written.
+    pub events: EventOptions,
     /// Texts per `classify` call (capped by the plugin's own limit).
     pub batch_size: usize,
     /// Classify shortest texts first so that batches pad little (results
@@ -36,7 +40,13 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        PipelineOptions { max_messages: 50, max_chars: 2000, batch_size: 8, bucket_by_length: true, skip_trapping_messages: false }
+        PipelineOptions {
+            plugin: PluginOptions::default(),
+            events: EventOptions::default(),
+            batch_size: 8,
+            bucket_by_length: true,
+            skip_trapping_messages: false,
+        }
     }
 }
 
@@ -90,6 +100,11 @@ pub fn analyze(
 /// distinct text once) are classified shortest first in batches, so that a
 /// batch pads little, and stored in `cache`. Results are aggregated in
 /// message order whatever order they were computed in.
+///
+/// The cache holds what `classify` returned for the exact text as cut: an
+/// extraction option that changes the cut changes the key, and the label
+/// options (margin, rule) apply afterwards, in `aggregate`, so results are
+/// shared across them without changing any label.
 pub fn analyze_cached(
     slot: &mut InstanceSlot,
     generation: &GenerationEvent,
@@ -97,14 +112,14 @@ pub fn analyze_cached(
     cache: Option<&ResultCache>,
     mut progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<Analysis, PipelineError> {
+    let started = Utc::now();
     let ai_input = match generation.ai_input_json() {
         Ok(json) => json,
-        Err(reason) => return Ok(Analysis::Skipped(reason)),
+        Err(reason) => return nothing_to_classify(slot, generation, options, reason, started),
     };
     let plugin = slot.plugin().clone();
     let instance = slot.get()?;
-    let extract_options = ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars };
-    let messages = match instance.extract(&ai_input, extract_options) {
+    let messages = match instance.extract(&ai_input, options.plugin.extraction) {
         Ok(m) => m,
         // serde_json read or wrote `ai_input`, so the plugin cannot find it
         // malformed unless it disagrees about JSON: nothing to classify.
@@ -112,11 +127,11 @@ pub fn analyze_cached(
         Err(e) => return Err(e.into()),
     };
     if messages.is_empty() {
-        return Ok(Analysis::Skipped(SkipReason::NoUserMessages));
+        return nothing_to_classify(slot, generation, options, SkipReason::NoUserMessages, started);
     }
     let batch = options.batch_size.clamp(1, instance.info().limits.max_batch.max(1) as usize);
     let scope = cache.map(|_| CacheScope::of(&plugin, instance.info()));
-    let texts: Vec<String> = messages.into_iter().map(|m| m.text).collect();
+    let (indices, texts): (Vec<u32>, Vec<String>) = messages.into_iter().map(|m| (m.index, m.text)).unzip();
     let total = texts.len();
     let mut results: Vec<Option<MessageResult>> = vec![None; total];
     let mut done = 0usize;
@@ -241,7 +256,9 @@ pub fn analyze_cached(
         return Ok(Analysis::Skipped(SkipReason::PluginTrapped));
     }
 
-    let results: Vec<MessageResult> = results.into_iter().flatten().collect();
+    // The messages that have a result (the others trapped), in message order.
+    let (kept, results): (Vec<usize>, Vec<MessageResult>) =
+        results.into_iter().enumerate().filter_map(|(i, r)| r.map(|r| (i, r))).unzip();
     if results.len() + trapped != total {
         return Err(PipelineError::Engine(EngineError::Plugin {
             call: "classify",
@@ -250,13 +267,42 @@ pub fn analyze_cached(
     }
     let sha = slot.plugin().wasm_sha256.clone();
     let instance = slot.get()?;
-    let overall = instance.aggregate(&results)?.ok_or(PipelineError::Engine(EngineError::Plugin {
+    let overall = instance.aggregate(&results, options.plugin.labelling)?.ok_or(PipelineError::Engine(EngineError::Plugin {
         call: "aggregate",
         error: PluginError::InvalidArgument("no overall result for a non-empty list".into()),
     }))?;
-    let mut event = SentimentEvent::build(generation, &overall, &producer(instance, &sha), EventTime::now());
+    if overall.messages.len() != kept.len() {
+        return Err(PipelineError::Engine(EngineError::Plugin {
+            call: "aggregate",
+            error: PluginError::InvalidArgument(format!("{} message results for {} messages", overall.messages.len(), kept.len())),
+        }));
+    }
+    let classified: Vec<ClassifiedMessage> = kept
+        .iter()
+        .zip(&overall.messages)
+        .map(|(&i, r)| ClassifiedMessage { index: indices[i], text: texts[i].clone(), result: *r })
+        .collect();
+    let producer = producer(instance, &sha);
+    let mut event = SentimentEvent::build(generation, &overall, &classified, &producer, EventTime::now(), started, &options.events);
     event.properties.skipped_messages = (trapped > 0).then_some(trapped);
     Ok(Analysis::Sentiment(Box::new(event)))
+}
+
+/// A generation with no user message: a skip, or with `emit_empty` (and a
+/// generation event whose input has nothing to classify) PostHog's defaulted event.
+fn nothing_to_classify(
+    slot: &mut InstanceSlot,
+    generation: &GenerationEvent,
+    options: &PipelineOptions,
+    reason: SkipReason,
+    started: chrono::DateTime<Utc>,
+) -> Result<Analysis, PipelineError> {
+    if !options.events.emit_empty || !matches!(reason, SkipReason::NoAiInput | SkipReason::NoUserMessages) {
+        return Ok(Analysis::Skipped(reason));
+    }
+    let sha = slot.plugin().wasm_sha256.clone();
+    let producer = producer(slot.get()?, &sha);
+    Ok(Analysis::Sentiment(Box::new(SentimentEvent::empty(generation, &producer, EventTime::now(), started, &options.events))))
 }
 
 /// Records `result` (`None`: the text trapped) for each message it answers,

@@ -14,11 +14,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::engine::{EngineError, InstanceSlot, Plugin, PluginEngine, PluginInfo};
+use crate::engine::{EngineError, InstanceSlot, Plugin, PluginEngine, PluginInfo, PluginOptions};
 
 /// Texts every new version must classify before it serves traffic.
 pub const CANARY_TEXTS: [&str; 4] =
     ["I love this, thank you!", "this is broken and I hate it", "what time is the meeting", ""];
+
+/// An `$ai_input` every new version must extract from with the configured
+/// options: two user messages, one longer than any cut.
+fn canary_input() -> String {
+    let long = format!("{} {}", "tell me more about the weather".repeat(100), CANARY_TEXTS[1]);
+    serde_json::json!([{"role": "user", "content": CANARY_TEXTS[0]}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": long}])
+        .to_string()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SwapError {
@@ -28,6 +36,8 @@ pub enum SwapError {
     SelfTest(String),
     #[error("plugin interface {found} is not compatible with the host's {expected}")]
     IncompatibleInterface { found: String, expected: String },
+    #[error("plugin {plugin} cannot serve the configured pipeline options: {reason}")]
+    UnsupportedOptions { plugin: String, reason: String },
     #[error("no previous version to roll back to (none loaded, or its grace period ended)")]
     NoPrevious,
 }
@@ -46,9 +56,9 @@ pub struct PluginVersion {
 }
 
 impl PluginVersion {
-    fn new(seq: u64, plugin: Arc<Plugin>, source: Option<PathBuf>) -> Result<Self, SwapError> {
+    fn new(seq: u64, plugin: Arc<Plugin>, source: Option<PathBuf>, options: &PluginOptions) -> Result<Self, SwapError> {
         let started = Instant::now();
-        let (info, slot) = validate(&plugin)?;
+        let (info, slot) = validate(&plugin, options)?;
         Ok(PluginVersion { seq, plugin, info, source, validated_in: started.elapsed(), warm: Mutex::new(Some(slot)) })
     }
 
@@ -95,12 +105,17 @@ impl From<&PluginVersion> for VersionStatus {
     }
 }
 
-/// Checks a freshly loaded version end to end; returns its info and the
+/// Checks a freshly loaded version end to end, with the pipeline options it
+/// will serve (an option its interface version lacks, or one the plugin
+/// refuses, fails here, before it serves anything); returns its info and the
 /// instance the self-test ran on.
-pub fn validate(plugin: &Arc<Plugin>) -> Result<(PluginInfo, InstanceSlot), SwapError> {
+pub fn validate(plugin: &Arc<Plugin>, options: &PluginOptions) -> Result<(PluginInfo, InstanceSlot), SwapError> {
     let mut slot = InstanceSlot::new(plugin.clone());
     let instance = slot.get()?;
     let info = instance.info().clone();
+    if let Some(reason) = options.unsupported_by(plugin.contract) {
+        return Err(SwapError::UnsupportedOptions { plugin: format!("{} {}", info.name, info.version), reason });
+    }
     let major = |v: &str| v.split('.').next().unwrap_or("").to_string();
     if major(&info.interface_version) != major(crate::engine::INTERFACE_VERSION) {
         return Err(SwapError::IncompatibleInterface {
@@ -124,6 +139,9 @@ pub fn validate(plugin: &Arc<Plugin>) -> Result<(PluginInfo, InstanceSlot), Swap
             return Err(SwapError::SelfTest(format!("score {} of {text:?} is not its top class", r.score)));
         }
     }
+    let refused = |e: EngineError| SwapError::UnsupportedOptions { plugin: format!("{} {}", info.name, info.version), reason: e.to_string() };
+    instance.extract(&canary_input(), options.extraction).map_err(refused)?;
+    instance.aggregate(&results, options.labelling).map_err(refused)?;
     Ok((info, slot))
 }
 
@@ -134,6 +152,8 @@ struct Previous {
 
 pub struct Registry {
     engine: Arc<PluginEngine>,
+    /// What every version must serve (checked at activation).
+    options: PluginOptions,
     current: RwLock<Arc<PluginVersion>>,
     previous: Mutex<Option<Previous>>,
     /// Serialises activations (held while one compiles and validates, for
@@ -146,12 +166,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Validates `plugin` as the first version.
+    /// Validates `plugin` as the first version, for the seed's options.
     pub fn new(engine: Arc<PluginEngine>, plugin: Arc<Plugin>, source: Option<PathBuf>, grace: Duration) -> Result<Self, SwapError> {
-        let first = Arc::new(PluginVersion::new(1, plugin, source)?);
+        Registry::with_options(engine, plugin, source, grace, PluginOptions::default())
+    }
+
+    /// Validates `plugin` as the first version; every version activated
+    /// later must serve `options` too.
+    pub fn with_options(
+        engine: Arc<PluginEngine>,
+        plugin: Arc<Plugin>,
+        source: Option<PathBuf>,
+        grace: Duration,
+        options: PluginOptions,
+    ) -> Result<Self, SwapError> {
+        let first = Arc::new(PluginVersion::new(1, plugin, source, &options)?);
         crate::metrics::record_plugin_active(&first.label(), &first.info.model_name, false);
         Ok(Registry {
             engine,
+            options,
             current: RwLock::new(first),
             previous: Mutex::new(None),
             activating: Mutex::new(1),
@@ -194,7 +227,7 @@ impl Registry {
             .engine
             .load_plugin(wasm, &model_dir)
             .map_err(SwapError::from)
-            .and_then(|plugin| PluginVersion::new(*seq + 1, Arc::new(plugin), source))
+            .and_then(|plugin| PluginVersion::new(*seq + 1, Arc::new(plugin), source, &self.options))
             .inspect_err(|_| crate::metrics::record_plugin_rejected())?;
         let version = Arc::new(version);
         *seq += 1;

@@ -3,36 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::{json, Value};
 
-fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
-    cli_env(args, &[], stdin.as_bytes())
-}
+use common::{cli, cli_env};
 
 fn cli_bytes(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
     cli_env(args, &[], stdin)
-}
-
-fn cli_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (bool, String, String) {
-    let cwd = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llma-sentiment"))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(cwd.path())
-        .env("LLMA_SENTIMENT_CACHE_DIR", common::cache_dir())
-        .env_remove("LLMA_SENTIMENT_PLUGIN")
-        .env_remove("LLMA_SENTIMENT_MODEL_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn lines(out: &str) -> Vec<Value> {

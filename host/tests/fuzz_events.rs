@@ -419,8 +419,9 @@ fn check_accepted(g: &GenerationEvent) -> Result<(), TestCaseError> {
     prop_assert_eq!(su.get_version_num(), 5);
     prop_assert_ne!(su, g.uuid);
     let producer = Producer { model: "m".into(), plugin_version: "0.1.0".into() };
-    let now = EventTime::new(Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap()).unwrap();
-    let s = SentimentEvent::build(g, &overall(), &producer, now);
+    let started = Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap();
+    let now = EventTime::new(started).unwrap();
+    let s = SentimentEvent::build(g, &overall(), &[], &producer, now, started, &llma_sentiment::event::EventOptions::default());
     prop_assert_eq!(s.uuid, su);
     prop_assert_eq!(s.team_id, g.team_id);
     prop_assert_eq!(&s.distinct_id, &g.distinct_id);

@@ -188,7 +188,7 @@ fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classi
     let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
     let (_engine, mut slot, _model) = slot_with(limits);
     let before_last = PipelineOptions::default();
-    let last = PipelineOptions { skip_trapping_messages: true, ..before_last };
+    let last = PipelineOptions { skip_trapping_messages: true, ..before_last.clone() };
     let mixed = generation("hello|spin|fine");
 
     // Before the last attempt a trap fails the generation, retryably.

@@ -8,7 +8,7 @@ use crate::types;
 
 wit_bindgen::generate!({
     world: "preinit-plugin",
-    path: "../wit",
+    path: "../wit/sentiment.wit",
 });
 
 use exports::llma::sentiment::sentiment as wit;
@@ -100,10 +100,16 @@ impl wit::Guest for Component {
     }
 
     fn extract(ai_input_json: String, options: wit::ExtractOptions) -> Result<Vec<wit::UserMessage>, wit::Error> {
-        let options = types::ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars };
-        crate::extract::extract_json(&ai_input_json, options)
-            .map(|ms| ms.into_iter().map(|m| wit::UserMessage { index: m.index, text: m.text }).collect())
-            .map_err(|e| wit::Error::InvalidInput(e.to_string()))
+        let options = types::ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars, truncation: types::Truncation::Tail };
+        extract(&ai_input_json, options)
+    }
+
+    fn extract_with(ai_input_json: String, options: wit::Extraction) -> Result<Vec<wit::UserMessage>, wit::Error> {
+        let truncation = match options.truncation {
+            wit::Truncation::Tail => types::Truncation::Tail,
+            wit::Truncation::HeadTail(head_chars) => types::Truncation::HeadTail { head_chars },
+        };
+        extract(&ai_input_json, types::ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars, truncation })
     }
 
     fn classify(texts: Vec<String>) -> Result<Vec<wit::MessageResult>, wit::Error> {
@@ -118,17 +124,42 @@ impl wit::Guest for Component {
     fn aggregate(results: Vec<wit::MessageResult>) -> Option<wit::OverallResult> {
         let plain: Vec<types::MessageResult> = results
             .iter()
-            .map(|m| types::MessageResult {
-                label: from_label(m.label),
-                score: m.score,
-                scores: types::Scores { negative: m.scores.negative, neutral: m.scores.neutral, positive: m.scores.positive },
-            })
+            .map(|m| types::MessageResult { label: from_label(m.label), score: m.score, scores: from_scores(m.scores) })
             .collect();
-        crate::aggregate::aggregate(&plain).map(|o| wit::OverallResult {
-            label: label(o.label),
-            score: o.score,
-            scores: scores(o.scores),
-            messages: o.messages.into_iter().map(message_result).collect(),
+        crate::aggregate::aggregate(&plain).map(overall_result)
+    }
+
+    fn aggregate_with(scores: Vec<wit::Scores>, options: wit::Labelling) -> Result<Option<wit::OverallResult>, wit::Error> {
+        let rule = match options.rule {
+            wit::AggregationRule::Worst => types::AggregationRule::Worst,
+            wit::AggregationRule::Mean => types::AggregationRule::Mean,
+        };
+        let plain: Vec<types::Scores> = scores.into_iter().map(from_scores).collect();
+        crate::aggregate::aggregate_with(&plain, types::Labelling { neutral_margin: options.neutral_margin, rule })
+            .map(|o| o.map(overall_result))
+            .map_err(|e| wit::Error::InvalidArgument(e.to_string()))
+    }
+}
+
+fn extract(ai_input_json: &str, options: types::ExtractOptions) -> Result<Vec<wit::UserMessage>, wit::Error> {
+    use crate::extract::ExtractError;
+    crate::extract::extract_json(ai_input_json, options)
+        .map(|ms| ms.into_iter().map(|m| wit::UserMessage { index: m.index, text: m.text }).collect())
+        .map_err(|e| match e {
+            ExtractError::NotJson(_) => wit::Error::InvalidInput(e.to_string()),
+            ExtractError::InvalidOptions(_) => wit::Error::InvalidArgument(e.to_string()),
         })
+}
+
+fn from_scores(s: wit::Scores) -> types::Scores {
+    types::Scores { negative: s.negative, neutral: s.neutral, positive: s.positive }
+}
+
+fn overall_result(o: types::OverallResult) -> wit::OverallResult {
+    wit::OverallResult {
+        label: label(o.label),
+        score: o.score,
+        scores: scores(o.scores),
+        messages: o.messages.into_iter().map(message_result).collect(),
     }
 }

@@ -9,22 +9,26 @@
 
 use serde_json::Value;
 
-use crate::types::{ExtractOptions, UserMessage};
+use crate::types::{ExtractOptions, Truncation, UserMessage, HEAD_TAIL_SEPARATOR};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExtractError {
     #[error("$ai_input is not valid JSON: {0}")]
     NotJson(String),
+    #[error("extraction options: {0}")]
+    InvalidOptions(String),
 }
 
 /// Extracts from `$ai_input` given as JSON text (what the host holds).
 pub fn extract_json(ai_input_json: &str, options: ExtractOptions) -> Result<Vec<UserMessage>, ExtractError> {
+    options.check().map_err(ExtractError::InvalidOptions)?;
     let value: Value = serde_json::from_str(ai_input_json).map_err(|e| ExtractError::NotJson(e.to_string()))?;
     Ok(extract(&value, options))
 }
 
 /// Extracts from an already parsed `$ai_input`. Shapes that hold no user
 /// message (numbers, null, assistant-only lists...) give an empty list.
+/// `options` are taken as they are (`extract_json` checks them first).
 pub fn extract(ai_input: &Value, options: ExtractOptions) -> Vec<UserMessage> {
     let mut messages = match ai_input {
         Value::String(s) => match decode_embedded(s) {
@@ -48,9 +52,35 @@ pub fn extract(ai_input: &Value, options: ExtractOptions) -> Vec<UserMessage> {
         messages.drain(..messages.len() - keep);
     }
     for m in &mut messages {
-        truncate_to_last_chars(&mut m.text, options.max_chars as usize);
+        cut(&mut m.text, options.max_chars as usize, options.truncation);
     }
     messages
+}
+
+/// Cuts `text` to at most `max_chars` characters as `truncation` says.
+pub fn cut(text: &mut String, max_chars: usize, truncation: Truncation) {
+    match truncation {
+        Truncation::HeadTail { head_chars } if head_chars > 0 => keep_head_and_tail(text, max_chars, head_chars as usize),
+        _ => truncate_to_last_chars(text, max_chars),
+    }
+}
+
+/// PostHog's cut: the first `head_chars` characters, the separator, and the
+/// last `max_chars - head_chars - 5`, so the result has exactly `max_chars`
+/// characters; shorter texts stay whole.
+fn keep_head_and_tail(text: &mut String, max_chars: usize, head_chars: usize) {
+    let count = text.chars().count();
+    if count <= max_chars {
+        return;
+    }
+    let tail_chars = max_chars.saturating_sub(head_chars + HEAD_TAIL_SEPARATOR.chars().count());
+    let byte_at = |chars: usize| text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i);
+    let (head_end, tail_start) = (byte_at(head_chars), byte_at(count - tail_chars));
+    let mut out = String::with_capacity(head_end + HEAD_TAIL_SEPARATOR.len() + text.len() - tail_start);
+    out.push_str(&text[..head_end]);
+    out.push_str(HEAD_TAIL_SEPARATOR);
+    out.push_str(&text[tail_start..]);
+    *text = out;
 }
 
 /// Properties stored as strings carry `$ai_input` as JSON text of a list (or
@@ -234,8 +264,74 @@ mod tests {
     #[test]
     fn options_change_the_limits() {
         let input = json!([{"role": "user", "content": "abcdef"}, {"role": "user", "content": "ghij"}]);
-        let got = extract(&input, ExtractOptions { max_messages: 1, max_chars: 3 });
+        let got = extract(&input, ExtractOptions { max_messages: 1, max_chars: 3, truncation: Truncation::Tail });
         assert_eq!(got, vec![UserMessage { index: 1, text: "hij".into() }]);
+    }
+
+    fn posthog(head_chars: u32) -> ExtractOptions {
+        ExtractOptions { max_messages: 1, max_chars: 1000, truncation: Truncation::HeadTail { head_chars } }
+    }
+
+    fn cut_with(text: &str, options: ExtractOptions) -> String {
+        let mut out = extract_json(&json!(text).to_string(), options).unwrap();
+        assert_eq!(out.len(), 1);
+        out.pop().unwrap().text
+    }
+
+    #[test]
+    fn last_message_only_keeps_its_index() {
+        let input = json!([
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "answer"},
+            {"role": "user", "content": "last"},
+            {"role": "assistant", "content": "bye"}
+        ]);
+        assert_eq!(extract(&input, posthog(300)), vec![UserMessage { index: 2, text: "last".into() }]);
+    }
+
+    #[test]
+    fn head_tail_keeps_exactly_max_chars_and_whole_texts_up_to_it() {
+        let exact = "x".repeat(1000);
+        assert_eq!(cut_with(&exact, posthog(300)), exact, "exactly max_chars stays whole");
+        // One over: 300 head + separator + 695 tail, and nothing else.
+        let over: String = (0..1001).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let got = cut_with(&over, posthog(300));
+        assert_eq!(got.chars().count(), 1000);
+        let chars: Vec<char> = over.chars().collect();
+        let head: String = chars[..300].iter().collect();
+        let tail: String = chars[1001 - 695..].iter().collect();
+        assert_eq!(got, format!("{head}\n...\n{tail}"));
+    }
+
+    #[test]
+    fn head_tail_never_splits_a_code_point_at_either_cut() {
+        // Characters of 2, 3 and 4 bytes sit on both sides of both cuts.
+        let text = format!("{}é€{}😀é{}", "a".repeat(299), "b".repeat(1000), "c".repeat(693));
+        let got = cut_with(&text, posthog(300));
+        assert_eq!(got.chars().count(), 1000);
+        let (head, tail) = got.split_once("\n...\n").unwrap();
+        assert_eq!(head, format!("{}é", "a".repeat(299)));
+        assert_eq!(tail, format!("😀é{}", "c".repeat(693)));
+        let emoji = "😀".repeat(1500);
+        let got = cut_with(&emoji, posthog(300));
+        assert_eq!(got, format!("{}\n...\n{}", "😀".repeat(300), "😀".repeat(695)));
+    }
+
+    #[test]
+    fn head_chars_zero_is_the_tail_cut() {
+        let text = format!("{}END", "x".repeat(1500));
+        let got = cut_with(&text, posthog(0));
+        assert_eq!(got, format!("{}END", "x".repeat(997)));
+        let tail = ExtractOptions { truncation: Truncation::Tail, ..posthog(0) };
+        assert_eq!(got, cut_with(&text, tail));
+    }
+
+    #[test]
+    fn a_head_that_leaves_no_tail_is_refused() {
+        let options = ExtractOptions { max_messages: 1, max_chars: 10, truncation: Truncation::HeadTail { head_chars: 5 } };
+        assert!(matches!(extract_json("\"hi\"", options), Err(ExtractError::InvalidOptions(_))));
+        let options = ExtractOptions { truncation: Truncation::HeadTail { head_chars: 4 }, ..options };
+        assert_eq!(cut_with("0123456789ab", options), "0123\n...\nb");
     }
 
     #[test]

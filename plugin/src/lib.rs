@@ -14,4 +14,4 @@ mod component;
 mod preinit;
 
 /// The WIT interface version this plugin implements.
-pub const INTERFACE_VERSION: &str = "1.0.0";
+pub const INTERFACE_VERSION: &str = "1.1.0";

@@ -120,14 +120,65 @@ pub struct UserMessage {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// How a text longer than `max_chars` characters is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncation {
+    /// Its last `max_chars` characters (the seed's rule).
+    #[default]
+    Tail,
+    /// Its first `head_chars` characters, [`HEAD_TAIL_SEPARATOR`], and its
+    /// last `max_chars - head_chars - 5`; `head_chars = 0` is `Tail`.
+    HeadTail { head_chars: u32 },
+}
+
+/// Between the head and the tail of a head+tail cut (5 characters).
+pub const HEAD_TAIL_SEPARATOR: &str = "\n...\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractOptions {
     pub max_messages: u32,
     pub max_chars: u32,
+    pub truncation: Truncation,
 }
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { max_messages: 50, max_chars: 2000 }
+        ExtractOptions { max_messages: 50, max_chars: 2000, truncation: Truncation::Tail }
     }
+}
+
+impl ExtractOptions {
+    /// Options the extraction cannot honour, as a reason.
+    pub fn check(&self) -> Result<(), String> {
+        match self.truncation {
+            Truncation::HeadTail { head_chars } if head_chars > 0 => {
+                let sep = HEAD_TAIL_SEPARATOR.chars().count() as u64;
+                if u64::from(head_chars) + sep >= u64::from(self.max_chars) {
+                    return Err(format!(
+                        "head-tail: head_chars {head_chars} + {sep} separator characters leave no tail within max_chars {}",
+                        self.max_chars
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How per-message scores make a generation's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AggregationRule {
+    /// The worst label wins; score and scores of its most confident message.
+    #[default]
+    Worst,
+    /// Mean scores; label their argmax after the margin rule.
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Labelling {
+    /// A polar top class within this margin of neutral is neutral; 0 is off.
+    pub neutral_margin: f64,
+    pub rule: AggregationRule,
 }

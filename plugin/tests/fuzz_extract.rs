@@ -247,9 +247,9 @@ fn ai_input() -> BoxedStrategy<Value> {
 fn options() -> BoxedStrategy<ExtractOptions> {
     prop_oneof![
         4 => Just(ExtractOptions::default()),
-        3 => (0u32..60, 0u32..3000).prop_map(|(m, c)| ExtractOptions { max_messages: m, max_chars: c }),
+        3 => (0u32..60, 0u32..3000).prop_map(|(m, c)| ExtractOptions { max_messages: m, max_chars: c, ..ExtractOptions::default() }),
         1 => (prop::sample::select(vec![0u32, 1, u32::MAX]), prop::sample::select(vec![0u32, 1, 2, u32::MAX]))
-            .prop_map(|(m, c)| ExtractOptions { max_messages: m, max_chars: c }),
+            .prop_map(|(m, c)| ExtractOptions { max_messages: m, max_chars: c, ..ExtractOptions::default() }),
     ]
     .boxed()
 }
@@ -490,6 +490,8 @@ fn fuzz_extract_json_text_gives_messages_or_a_typed_error() {
                 prop_assert!(serde_json::from_str::<Value>(&text).is_err(), "valid JSON rejected: {msg}");
                 prop_assert!(!msg.is_empty());
             }
+            // The strategy draws tail cuts only, which are always valid.
+            Err(e @ ExtractError::InvalidOptions(_)) => return Err(TestCaseError::fail(format!("{e} for {options:?}"))),
         }
         Ok(())
     });

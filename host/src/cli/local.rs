@@ -7,15 +7,17 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::engine::{ExtractOptions, InstanceSlot};
+use crate::engine::InstanceSlot;
 use crate::pipeline::{Attempt, Driver, Failure, Outcome, Summary};
 
-fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
+pub(super) fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
     let source = config.plugin.source();
     // One-shot commands use a snapshot a worker or `plugin prepare` made;
     // making one would cost more than the one load it saves.
     let engine = source.engine(config.limits.limits(), crate::engine::SnapshotPolicy::UseExisting)?;
     let plugin = source.load(&engine)?;
+    // As at a worker's activation: options the plugin's interface lacks stop here.
+    config.pipeline.plugin_options().check(plugin.contract)?;
     Ok((engine, InstanceSlot::new(plugin)))
 }
 
@@ -30,8 +32,7 @@ pub fn extract(args: &Config) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("reading $ai_input from stdin")?;
     let (_engine, mut slot) = slot(args)?;
-    let options = ExtractOptions { max_messages: args.pipeline.max_messages, max_chars: args.pipeline.max_chars };
-    let messages = slot.get()?.extract(&crate::jsonl::replace_lone_surrogates(input.trim()), options)?;
+    let messages = slot.get()?.extract(&crate::jsonl::replace_lone_surrogates(input.trim()), args.pipeline.plugin_options().extraction)?;
     let out: Vec<Value> = messages.into_iter().map(|m| json!({"index": m.index, "text": m.text})).collect();
     print_line(&mut std::io::stdout().lock(), &Value::Array(out))
 }

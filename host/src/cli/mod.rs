@@ -2,11 +2,12 @@
 
 mod backfill;
 mod local;
+mod overall;
 mod service;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
     AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, Sources, SubmitFlags,
@@ -38,7 +39,7 @@ impl Cli {
         let mut flags = Flags::default();
         self.global.apply(&mut flags);
         match &self.command {
-            Command::Migrate { flags: f } => f.apply(&mut flags),
+            Command::Migrate { flags: f } | Command::Trace { flags: f, .. } | Command::Session { flags: f, .. } => f.apply(&mut flags),
             Command::Analyze { flags: f, .. } => f.apply(&mut flags),
             Command::Worker { flags: f } => f.apply(&mut flags),
             Command::Config { flags: f } => f.apply(&mut flags),
@@ -49,7 +50,7 @@ impl Cli {
                 }
                 PluginAction::Check { .. } | PluginAction::Prepare { .. } => {}
             },
-            Command::Extract | Command::Classify { .. } | Command::Info => {}
+            Command::Extract | Command::Classify { .. } | Command::Info | Command::Aggregate { .. } => {}
         }
         flags
     }
@@ -75,6 +76,30 @@ pub enum Command {
         output: AnalyzeOutput,
         #[command(flatten)]
         flags: FlagArgs<AnalyzeFlags>,
+    },
+    /// Read per-message scores (`[{"negative":..,"neutral":..,"positive":..}, ...]`) on
+    /// stdin; print the overall result of the plugin's own aggregation.
+    Aggregate {
+        /// The aggregation rule [default: pipeline.aggregation]; the margin is `--neutral-margin`.
+        #[arg(long, value_enum)]
+        rule: Option<crate::config::AggregationMode>,
+    },
+    /// Sentiment of a trace: its stored events (either schema), the latest per
+    /// generation, every message through the `mean` rule with the configured margin.
+    Trace {
+        trace_id: String,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        flags: FlagArgs<MigrateFlags>,
+    },
+    /// Sentiment of a session (`$ai_session_id` / `$session_id`), computed like `trace`.
+    Session {
+        session_id: String,
+        #[command(flatten)]
+        read: ReadArgs,
+        #[command(flatten)]
+        flags: FlagArgs<MigrateFlags>,
     },
     /// Print the plugin's and model's info.
     Info,
@@ -120,7 +145,30 @@ pub enum Command {
         /// Workflows started (and awaited) at once.
         #[arg(long, default_value_t = 16)]
         parallelism: usize,
+        /// Start workflows only for generations whose uuid is in this rollout
+        /// (PostHog's rule: md5 of the uuid, first 8 hex digits, % 10000 / 100 < P).
+        #[arg(long, default_value_t = 100.0, value_parser = percent)]
+        rollout_percent: f64,
+        /// Print `{"uuid":...,"start":true|false}` per event without contacting Temporal.
+        #[arg(long)]
+        dry_run: bool,
     },
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage in 0..=100")),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: overall::ReadFormat,
+    /// Only this team's events.
+    #[arg(long)]
+    pub team_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -179,6 +227,13 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             local::analyze(&config, file.as_deref(), output, &config.progress.config())
         }
         Command::Info => local::info(&config),
+        Command::Aggregate { rule } => overall::aggregate(&config, *rule),
+        Command::Trace { trace_id, read, .. } => {
+            overall::read(&config, crate::query::Scope::Trace(trace_id.clone()), read.team_id, read.format)
+        }
+        Command::Session { session_id, read, .. } => {
+            overall::read(&config, crate::query::Scope::Session(session_id.clone()), read.team_id, read.format)
+        }
         Command::Config { .. } => {
             print!("{}", config.to_redacted_toml());
             Ok(())
@@ -199,7 +254,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Status { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { .. } => service::worker(&config),
-        Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, .. } => {
+        Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, rollout_percent, dry_run, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),
                 batch: *batch,
@@ -208,7 +263,11 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 id_prefix: id_prefix.clone(),
                 parallelism: *parallelism,
                 execution_timeout: config.workflow.execution_timeout(),
+                rollout_percent: *rollout_percent,
             };
+            if *dry_run {
+                return service::submit_dry_run(file.as_deref(), &options);
+            }
             service::submit(&config.temporal, file.as_deref(), options, &config.progress.config())
         }
     }

@@ -16,7 +16,7 @@ use crate::worker::{self, SubmitOptions, WorkerSetup};
 /// How long the endpoints may take to answer requests in flight at shutdown.
 const SERVER_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
@@ -54,7 +54,7 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
-        Registry::new(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace())
+        Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
             .context("the plugin failed its validation")?,
     );
     let instances = args.instances();
@@ -123,6 +123,25 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     })
 }
 
+/// Opens FILE, or stdin for `None` / `-`.
+fn open_input(file: Option<&Path>) -> anyhow::Result<Box<dyn std::io::BufRead + Send>> {
+    Ok(match file {
+        Some(p) if p != Path::new("-") => {
+            Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?))
+        }
+        _ => Box::new(BufReader::new(std::io::stdin())),
+    })
+}
+
+pub fn submit_dry_run(file: Option<&Path>, options: &SubmitOptions) -> anyhow::Result<()> {
+    let report = worker::dry_run(open_input(file)?, options, std::io::stdout().lock())?;
+    eprintln!(
+        "dry run: {} would start, {} not in the {}% rollout, {} unreadable",
+        report.started, report.not_in_rollout, options.rollout_percent, report.start_errors
+    );
+    Ok(())
+}
+
 pub fn submit(
     temporal: &TemporalConfig,
     file: Option<&Path>,
@@ -131,17 +150,10 @@ pub fn submit(
 ) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let client = worker::connect(temporal).await?;
-        let stdout = std::io::stdout();
-        let input: Box<dyn std::io::BufRead + Send> = match file {
-            Some(p) if p != Path::new("-") => {
-                Box::new(BufReader::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?))
-            }
-            _ => Box::new(BufReader::new(std::io::stdin())),
-        };
-        let report = worker::submit(&client, input, &options, stdout.lock(), progress).await?;
+        let report = worker::submit(&client, open_input(file)?, &options, std::io::stdout().lock(), progress).await?;
         eprintln!(
-            "submitted: {} started, {} not started, {} completed, {} failed",
-            report.started, report.start_errors, report.completed, report.failed
+            "submitted: {} started, {} not started, {} completed, {} failed, {} not in the rollout",
+            report.started, report.start_errors, report.completed, report.failed, report.not_in_rollout
         );
         Ok(())
     })
@@ -158,7 +170,8 @@ pub fn plugin_check(config: &Config, file: Option<&Path>, snapshot: bool) -> any
     let policy = if snapshot { SnapshotPolicy::Create } else { SnapshotPolicy::UseExisting };
     let engine = Arc::new(source.engine(config.limits.limits(), policy)?);
     let loaded = source.load(&engine)?;
-    let registry = Registry::new(engine, loaded, source.plugin.clone(), std::time::Duration::ZERO)?;
+    let registry =
+        Registry::with_options(engine, loaded, source.plugin.clone(), std::time::Duration::ZERO, config.pipeline.plugin_options())?;
     let status = crate::registry::VersionStatus::from(&*registry.current());
     let info = &registry.current().info;
     let out = serde_json::json!({

@@ -33,6 +33,8 @@ pub enum FlagKind {
     Value,
     /// `--flag` alone sets the key to `false` (`--no-compile-cache`).
     SetsFalse,
+    /// `--flag` alone sets the key to `true` (`--emit-empty`).
+    SetsTrue,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +81,10 @@ impl Key {
 
     const fn path_list(self) -> Key {
         Key { paths: true, ..self }
+    }
+
+    const fn switch_on(self, group: Group, long: &'static str) -> Key {
+        Key { flag: Some(Flag { group, long, kind: FlagKind::SetsTrue }), ..self }
     }
 
     const fn range(self, min: u64, max: u64) -> Key {
@@ -155,6 +161,20 @@ pub const KEYS: &[Key] = &[
         .alias(&["LLMA_SENTIMENT_MAX_CHARS"])
         .flag(Global, "max-chars")
         .range(1, u32::MAX as u64),
+    Key::new("pipeline.truncation", "How a message longer than max_chars is cut: tail (the seed: its last max_chars characters) or head-tail (PostHog 2026: head_chars + \"\\n...\\n\" + the rest from its end).")
+        .flag(Global, "truncation"),
+    Key::new("pipeline.head_chars", "head-tail: characters kept from the start (0: tail only).").flag(Global, "head-chars").range(0, u32::MAX as u64),
+    Key::new("pipeline.neutral_margin", "A positive or negative label within this margin of neutral becomes neutral (PostHog: 0.15); 0 is off.")
+        .flag(Global, "neutral-margin"),
+    Key::new("pipeline.aggregation", "How message results make a generation's: worst (the seed) or mean (PostHog 2026).").flag(Global, "aggregation"),
+    Key::new("pipeline.event_schema", "Which event a generation becomes: sentiment ($ai_sentiment, the seed) or evaluation ($ai_evaluation, PostHog 2026).")
+        .flag(Global, "event-schema"),
+    Key::new("pipeline.evaluation_id", "$ai_evaluation_id of evaluation events."),
+    Key::new("pipeline.evaluation_name", "$ai_evaluation_name of evaluation events."),
+    Key::new("pipeline.emit_empty", "Write a neutral event (score 0, no messages) for a generation without user messages instead of skipping it.")
+        .switch_on(Global, "emit-empty"),
+    Key::new("pipeline.store_text", "Keep each classified text (as cut) in its message entry; off: events hold no user text.")
+        .switch_on(Global, "store-text"),
     Key::new("pipeline.batch_size", "Texts per classify call (capped by the plugin's own limit).")
         .alias(&["LLMA_SENTIMENT_BATCH_SIZE"])
         .flag(Global, "batch-size")

@@ -204,6 +204,13 @@ impl Config {
         if w.schedule_to_close_secs < w.start_to_close_secs {
             return invalid("workflow.schedule_to_close_secs", "must not be below workflow.start_to_close_secs");
         }
+        // Margin and head+tail limits are the plugin's to check (at activation).
+        if !self.pipeline.neutral_margin.is_finite() {
+            return invalid("pipeline.neutral_margin", "must be a number");
+        }
+        if self.pipeline.evaluation_id.trim().is_empty() {
+            return invalid("pipeline.evaluation_id", "must not be empty");
+        }
         if let Some(url) = self.cache.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
             if let Err(e) = crate::cache::redis::check_url(url) {
                 return Err(ConfigError::Invalid { key: "cache.redis_url", reason: e.to_string() });

@@ -271,13 +271,57 @@ impl PluginConfig {
     }
 }
 
+/// How a text longer than `pipeline.max_chars` is cut (the plugin cuts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TruncationMode {
+    /// The last `max_chars` characters (the seed).
+    #[default]
+    Tail,
+    /// The first `head_chars`, "\n...\n", the last `max_chars - head_chars - 5` (PostHog 2026).
+    HeadTail,
+}
+
+/// How per-message results make a generation's (the plugin applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregationMode {
+    /// The worst label wins (the seed).
+    #[default]
+    Worst,
+    /// The mean of the messages' scores (PostHog 2026).
+    Mean,
+}
+
+pub use crate::event::EventSchema;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Keep the last N user messages of a generation.
     pub max_messages: u32,
-    /// Keep the last N characters of each message.
+    /// Keep N characters of each message.
     pub max_chars: u32,
+    /// How a longer text is cut: `tail` or `head-tail`.
+    pub truncation: TruncationMode,
+    /// `head-tail`: characters kept from the start (0 cuts the tail only).
+    pub head_chars: u32,
+    /// A polar label within this margin of neutral becomes neutral; 0 is off.
+    pub neutral_margin: f64,
+    /// `worst` or `mean`.
+    pub aggregation: AggregationMode,
+    /// `sentiment` (`$ai_sentiment`) or `evaluation` (`$ai_evaluation`).
+    pub event_schema: EventSchema,
+    /// `$ai_evaluation_id` of evaluation events.
+    pub evaluation_id: String,
+    /// `$ai_evaluation_name` of evaluation events.
+    pub evaluation_name: String,
+    /// Write a neutral event (score 0, no messages) for a generation without
+    /// user messages instead of skipping it.
+    pub emit_empty: bool,
+    /// Keep each classified text (as cut) in its message entry. Off: events
+    /// hold no user text (privacy).
+    pub store_text: bool,
     /// Texts per classify call (capped by the plugin's own limit).
     pub batch_size: usize,
     /// Per-message result cache shared by all tasks of a process, MiB; 0 disables it.
@@ -287,20 +331,61 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         let d = crate::pipeline::PipelineOptions::default();
-        PipelineConfig { max_messages: d.max_messages, max_chars: d.max_chars, batch_size: d.batch_size, result_cache_mb: 64 }
+        PipelineConfig {
+            max_messages: d.plugin.extraction.max_messages,
+            max_chars: d.plugin.extraction.max_chars,
+            truncation: TruncationMode::Tail,
+            head_chars: 300,
+            neutral_margin: 0.0,
+            aggregation: AggregationMode::Worst,
+            event_schema: d.events.schema,
+            evaluation_id: d.events.evaluation_id,
+            evaluation_name: d.events.evaluation_name,
+            emit_empty: d.events.emit_empty,
+            store_text: d.events.store_text,
+            batch_size: d.batch_size,
+            result_cache_mb: 64,
+        }
     }
 }
 
 impl PipelineConfig {
     pub fn options(&self) -> crate::pipeline::PipelineOptions {
         crate::pipeline::PipelineOptions {
-            max_messages: self.max_messages,
-            max_chars: self.max_chars,
+            plugin: self.plugin_options(),
+            events: crate::event::EventOptions {
+                schema: self.event_schema,
+                evaluation_id: self.evaluation_id.clone(),
+                evaluation_name: self.evaluation_name.clone(),
+                emit_empty: self.emit_empty,
+                store_text: self.store_text,
+            },
             batch_size: self.batch_size,
             ..Default::default()
         }
     }
 
+    /// What the plugin is asked to apply (passed through as it is).
+    pub fn plugin_options(&self) -> crate::engine::PluginOptions {
+        use crate::engine::{AggregationRule, Extraction, Labelling, PluginOptions, Truncation};
+        PluginOptions {
+            extraction: Extraction {
+                max_messages: self.max_messages,
+                max_chars: self.max_chars,
+                truncation: match self.truncation {
+                    TruncationMode::Tail => Truncation::Tail,
+                    TruncationMode::HeadTail => Truncation::HeadTail(self.head_chars),
+                },
+            },
+            labelling: Labelling {
+                neutral_margin: self.neutral_margin,
+                rule: match self.aggregation {
+                    AggregationMode::Worst => AggregationRule::Worst,
+                    AggregationMode::Mean => AggregationRule::Mean,
+                },
+            },
+        }
+    }
 }
 
 /// The shared (Redis) tier of the result cache; the in-process tier's size

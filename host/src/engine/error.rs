@@ -38,6 +38,9 @@ pub enum EngineError {
     Trapped { call: &'static str, kind: TrapKind, detail: String },
     #[error("plugin `{call}` failed: {error}")]
     Plugin { call: &'static str, error: PluginError },
+    /// An option the plugin's interface version cannot honour.
+    #[error("plugin cannot honour the options: {0}")]
+    Unsupported(String),
 }
 
 impl EngineError {

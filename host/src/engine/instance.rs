@@ -7,7 +7,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, ExtractOptions, MessageResult, OverallResult, PluginInfo, UserMessage};
+use super::bindings::{self, Extraction, Labelling, MessageResult, OverallResult, PluginInfo, Scores, UserMessage};
+use super::contract::{Contract, ContractBindings, ContractPre, PluginOptions};
 use super::{EngineError, Limits, Plugin, TrapKind, GUEST_MODEL_DIR};
 
 pub struct HostState {
@@ -148,7 +149,7 @@ impl HostState {
 /// poisoned: every further call fails until the owner replaces it.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: bindings::Plugin,
+    bindings: ContractBindings,
     info: PluginInfo,
     limits: Limits,
     poisoned: Option<TrapKind>,
@@ -160,13 +161,12 @@ impl Instance {
     /// An instance that loads its model from `model_dir`, or (`None`) one
     /// made from a snapshot whose memory already holds it: that one sees no
     /// directory at all and only answers `info`.
-    pub(super) fn new(pre: &bindings::PluginPre<HostState>, model_dir: Option<&Path>, limits: Limits) -> Result<Instance, EngineError> {
+    pub(super) fn new(pre: &ContractPre, model_dir: Option<&Path>, limits: Limits) -> Result<Instance, EngineError> {
         let mut store = HostState::store(pre.engine(), &limits, model_dir)?;
         let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        let api = bindings.llma_sentiment_sentiment();
         let (call, outcome) = match model_dir {
-            Some(_) => ("load", api.call_load(&mut store, GUEST_MODEL_DIR)),
-            None => ("info", api.call_info(&mut store)),
+            Some(_) => ("load", bindings.load(&mut store, GUEST_MODEL_DIR)),
+            None => ("info", bindings.info(&mut store)),
         };
         let info = outcome.map_err(|e| trapped(call, &e))?.map_err(|error| EngineError::Plugin { call, error })?;
         Ok(Instance { store, bindings, info, limits, poisoned: None, last_fuel: 0 })
@@ -174,6 +174,11 @@ impl Instance {
 
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    /// The interface version this instance's component exports.
+    pub fn contract(&self) -> Contract {
+        self.bindings.contract()
     }
 
     pub fn poisoned(&self) -> Option<TrapKind> {
@@ -197,7 +202,7 @@ impl Instance {
         name: &'static str,
         deadline: Duration,
         fuel: u64,
-        f: impl FnOnce(&bindings::Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&ContractBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, EngineError> {
         if let Some(kind) = self.poisoned {
             return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
@@ -226,10 +231,11 @@ impl Instance {
         })
     }
 
-    pub fn extract(&mut self, ai_input_json: &str, options: ExtractOptions) -> Result<Vec<UserMessage>, EngineError> {
+    pub fn extract(&mut self, ai_input_json: &str, options: Extraction) -> Result<Vec<UserMessage>, EngineError> {
+        PluginOptions { extraction: options, labelling: Labelling::default() }.check(self.contract())?;
         // Extraction is linear in the input; budget it like one text.
         let (deadline, fuel) = (self.limits.classify_deadline(1), self.limits.classify_fuel(1, self.info.limits.max_tokens));
-        self.call("extract", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_extract(s, ai_input_json, options))?
+        self.call("extract", deadline, fuel, |b, s| b.extract(s, ai_input_json, options))?
             .map_err(|error| EngineError::Plugin { call: "extract", error })
     }
 
@@ -238,7 +244,7 @@ impl Instance {
         let fuel = self.limits.classify_fuel(texts.len(), self.info.limits.max_tokens);
         let started = Instant::now();
         let results = self
-            .call("classify", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_classify(s, texts))?
+            .call("classify", deadline, fuel, |b, s| b.classify(s, texts))?
             .map_err(|error| EngineError::Plugin { call: "classify", error })?;
         if results.len() != texts.len() {
             return Err(EngineError::Plugin {
@@ -250,9 +256,24 @@ impl Instance {
         Ok(results)
     }
 
-    pub fn aggregate(&mut self, results: &[MessageResult]) -> Result<Option<OverallResult>, EngineError> {
+    /// Labels and aggregates per-message results by `labelling` (the
+    /// plugin's rules; a 1.0 plugin knows only the seed's).
+    pub fn aggregate(&mut self, results: &[MessageResult], labelling: Labelling) -> Result<Option<OverallResult>, EngineError> {
+        PluginOptions { extraction: Extraction::default(), labelling }.check(self.contract())?;
         let (deadline, fuel) = (self.limits.call_deadline_base, self.limits.fuel_base);
-        self.call("aggregate", deadline, fuel, |b, s| b.llma_sentiment_sentiment().call_aggregate(s, results))
+        self.call("aggregate", deadline, fuel, |b, s| b.aggregate(s, results, labelling))?
+            .map_err(|error| EngineError::Plugin { call: "aggregate", error })
+    }
+
+    /// Labels bare per-message scores and aggregates them (what `aggregate`,
+    /// `trace` and `session` hand the plugin): interface 1.1 only.
+    pub fn aggregate_scores(&mut self, scores: &[Scores], labelling: Labelling) -> Result<Option<OverallResult>, EngineError> {
+        if self.contract() < Contract::V1_1 {
+            return Err(EngineError::Unsupported(format!("aggregating bare scores needs interface 1.1; the plugin exports {}", self.contract())));
+        }
+        let (deadline, fuel) = (self.limits.call_deadline_base, self.limits.fuel_base);
+        self.call("aggregate", deadline, fuel, |b, s| b.aggregate_scores(s, scores, labelling))?
+            .map_err(|error| EngineError::Plugin { call: "aggregate", error })
     }
 }
 

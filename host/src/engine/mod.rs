@@ -9,6 +9,7 @@
 
 mod bindings;
 mod cache;
+mod contract;
 pub mod cpu;
 mod error;
 mod instance;
@@ -23,17 +24,19 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 pub use bindings::{
-    ExtractOptions, Label, MessageResult, OverallResult, PluginError, PluginInfo, PluginLimits, Scores, UserMessage,
+    AggregationRule, ExtractOptions, Extraction, Label, Labelling, MessageResult, OverallResult, PluginError, PluginInfo,
+    PluginLimits, Scores, Truncation, UserMessage,
 };
+pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache};
 pub use error::{EngineError, TrapKind};
 pub use instance::{HostState, Instance, InstanceSlot, InterruptOnDrop};
 pub use limits::Limits;
 pub use snapshot::{Fallback, SnapshotPolicy};
 
-/// The WIT interface version this host speaks; a plugin of another major
-/// version is refused.
-pub const INTERFACE_VERSION: &str = "1.0.0";
+/// The newest WIT interface version this host speaks; a plugin of another
+/// major version is refused, one of an older minor serves what it has.
+pub const INTERFACE_VERSION: &str = "1.1.0";
 
 /// How events and logs name a plugin build: its version and build hash.
 pub fn version_label(info: &PluginInfo, wasm_sha256: &str) -> String {
@@ -153,10 +156,12 @@ impl PluginEngine {
         };
         let mut linker: Linker<HostState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        let contract = Contract::of(&component, &self.engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
-        let pre = bindings::PluginPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
+        let pre = contract::ContractPre::new(contract, pre)?;
         Ok(Plugin {
             pre,
+            contract,
             model_identity,
             model_dir,
             limits: self.limits.clone(),
@@ -214,7 +219,9 @@ fn model_identity(dir: &Path) -> String {
 
 /// One plugin version, compiled and linked; instantiating it is cheap.
 pub struct Plugin {
-    pre: bindings::PluginPre<HostState>,
+    pre: contract::ContractPre,
+    /// The interface version the component exports.
+    pub contract: Contract,
     model_dir: PathBuf,
     limits: Limits,
     /// Identifies the plugin build (SHA-256 of the component bytes).

@@ -25,7 +25,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
-use super::bindings;
+use super::contract::{Contract, ContractBindings};
 use super::cache::{engine_fingerprint, write_atomically, CompileCache};
 use super::instance::{trapped, HostState};
 use super::{EngineError, Limits};
@@ -272,8 +272,9 @@ fn preinitialise(engine: &Engine, cache: &CompileCache, wasm: &[u8], model_dir: 
     init.call(&mut store, ()).map_err(|e| Fallback::Wizer(trapped("wizer-initialize", &e).to_string()))?;
     // What the snapshot instances will answer: a model that did not load
     // makes no snapshot.
-    let api = bindings::Plugin::new(&mut store, &instance).map_err(|e| wizer_err("bindings", &e))?;
-    match api.llma_sentiment_sentiment().call_info(&mut store) {
+    let contract = Contract::of(&component, engine).map_err(|e| Fallback::Wizer(e.to_string()))?;
+    let api = ContractBindings::of_instance(contract, &mut store, &instance).map_err(|e| wizer_err("bindings", &e))?;
+    match api.info(&mut store) {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => return Err(Fallback::InitFailed(EngineError::Plugin { call: "info", error }.to_string())),
         Err(e) => return Err(Fallback::Wizer(trapped("info", &e).to_string())),

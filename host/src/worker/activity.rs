@@ -105,7 +105,7 @@ impl SentimentActivities {
         // Nothing below outlives the attempt: classification stops at
         // `work_until`, the insert at `write_until`.
         let deadline = AttemptDeadline::new(info.deadline, super::workflow::activity_timeouts().start_to_close);
-        let mut driver = Driver::new(self.options, attempt, true);
+        let mut driver = Driver::new(self.options.clone(), attempt, true);
         let input = WorkflowInput::decode(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();
         // The whole task runs on the version that was current when it
@@ -138,7 +138,7 @@ impl SentimentActivities {
             };
             let uuid = generation.uuid;
             let span = tracing::info_span!("event", workflow_id, event_uuid = %uuid, team_id = generation.team_id);
-            let options = *driver.options();
+            let options = driver.options().clone();
             let result = self
                 .classify_one(&ctx, &version, options, generation, index, total, driver.summary(), deadline.work_until)
                 .instrument(span.clone())

@@ -3,6 +3,7 @@
 mod activity;
 pub mod deadline;
 mod input;
+pub mod rollout;
 mod submit;
 pub mod watchdog;
 mod workflow;
@@ -17,7 +18,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentActivities};
 pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};
-pub use submit::{submit, SubmitOptions, DEFAULT_BATCH_MAX_BYTES};
+pub use submit::{dry_run, submit, SubmitOptions, SubmitReport, DEFAULT_BATCH_MAX_BYTES};
 pub use watchdog::Watchdog;
 pub use workflow::*;
 

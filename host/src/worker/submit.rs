@@ -34,6 +34,9 @@ pub struct SubmitOptions {
     pub parallelism: usize,
     /// The workflow execution timeout (the seed's 10 minutes by default).
     pub execution_timeout: std::time::Duration,
+    /// Start workflows only for generations in this rollout (see
+    /// `rollout`); 100 starts every event as before.
+    pub rollout_percent: f64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -42,6 +45,55 @@ pub struct SubmitReport {
     pub start_errors: usize,
     pub completed: usize,
     pub failed: usize,
+    /// Events left out by the rollout percentage.
+    pub not_in_rollout: usize,
+}
+
+/// Whether an event starts a workflow under `percent`: a full rollout
+/// starts everything (an event without a uuid then fails in the workflow,
+/// as before); a partial one only generations whose uuid passes the rule.
+pub fn starts(event: &Value, percent: f64) -> bool {
+    percent >= 100.0 || super::rollout::event_uuid(event).is_some_and(|u| super::rollout::in_rollout(u, percent))
+}
+
+/// `submit --dry-run`: one `{"uuid": ..., "start": true|false}` line per
+/// event (and an error line per unreadable one); contacts nothing.
+pub fn dry_run(input: impl BufRead, options: &SubmitOptions, mut out: impl std::io::Write) -> anyhow::Result<SubmitReport> {
+    let mut report = SubmitReport::default();
+    for (n, event) in read_events(input)? {
+        match event {
+            Ok(event) => {
+                let start = starts(&event, options.rollout_percent);
+                if start {
+                    report.started += 1;
+                } else {
+                    report.not_in_rollout += 1;
+                }
+                writeln!(out, "{}", json!({"uuid": super::rollout::event_uuid(&event), "start": start}))?;
+            }
+            Err(e) => {
+                report.start_errors += 1;
+                writeln!(out, "{}", json!({"line": n, "error": e}))?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Non-empty lines as JSON, numbered from 1; a line that is not UTF-8 or
+/// not JSON is its error.
+fn read_events(input: impl BufRead) -> anyhow::Result<Vec<(usize, Result<Value, String>)>> {
+    let mut events = Vec::new();
+    for line in crate::jsonl::lines(input) {
+        let (n, text) = line?;
+        let event = match text {
+            Ok(t) if t.trim().is_empty() => continue,
+            Ok(t) => crate::jsonl::from_str::<Value>(&t).map_err(|e| format!("line {n}: not JSON: {e}")),
+            Err(e) => Err(format!("line {n}: {e}")),
+        };
+        events.push((n, event));
+    }
+    Ok(events)
 }
 
 fn workflow_id(prefix: &str, event: &Value, line: usize) -> String {
@@ -57,6 +109,8 @@ enum Job {
     Start { id: String, input: Vec<u8> },
     /// A line that cannot become a workflow.
     Unreadable { line: usize, error: String },
+    /// An event the rollout leaves out.
+    NotInRollout { uuid: Option<String> },
 }
 
 /// `{"events": [` ... `]}` with the events' text as read.
@@ -124,6 +178,12 @@ fn read_jobs(input: impl BufRead, options: &SubmitOptions, jobs: &tokio::sync::m
                 continue;
             }
         };
+        if !starts(&event, options.rollout_percent) {
+            if !send(Job::NotInRollout { uuid: super::rollout::event_uuid(&event).map(|u| u.to_string()) }) {
+                return Ok(());
+            }
+            continue;
+        }
         let event_json = text.trim();
         let job = if options.batch {
             let full = if batch.fits(event_json) { None } else { batch.finish(&options.id_prefix) };
@@ -168,6 +228,7 @@ pub async fn submit(
         .map(|job| async move {
             let (id, input) = match job {
                 Job::Unreadable { line, error } => return json!({"line": line, "status": "not_started", "error": error}),
+                Job::NotInRollout { uuid } => return json!({"uuid": uuid, "status": "not_in_rollout"}),
                 Job::Start { id, input } => (id, input),
             };
             let start = WorkflowStartOptions::new(options.task_queue.clone(), id.clone())
@@ -191,6 +252,7 @@ pub async fn submit(
     while let Some(line) = results.next().await {
         match line["status"].as_str() {
             Some("not_started") => report.start_errors += 1,
+            Some("not_in_rollout") => report.not_in_rollout += 1,
             Some("started") => report.started += 1,
             Some("completed") => {
                 report.started += 1;
@@ -225,6 +287,7 @@ mod tests {
             id_prefix: "p".into(),
             parallelism: 1,
             execution_timeout: std::time::Duration::from_secs(1),
+            rollout_percent: 100.0,
         }
     }
 
@@ -243,7 +306,7 @@ mod tests {
         jobs.iter()
             .filter_map(|j| match j {
                 Job::Start { input, .. } => Some(crate::jsonl::from_slice(input).unwrap()),
-                Job::Unreadable { .. } => None,
+                Job::Unreadable { .. } | Job::NotInRollout { .. } => None,
             })
             .collect()
     }
@@ -268,7 +331,7 @@ mod tests {
             .iter()
             .filter_map(|j| match j {
                 Job::Start { id, .. } => Some(id.as_str()),
-                Job::Unreadable { .. } => None,
+                Job::Unreadable { .. } | Job::NotInRollout { .. } => None,
             })
             .collect();
         assert_eq!(ids, ["p-a", "p-b"]);

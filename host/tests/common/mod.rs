@@ -56,6 +56,36 @@ pub fn load(engine: &PluginEngine, wasm: &PathBuf, model: &PathBuf) -> Arc<Plugi
     Arc::new(engine.load_plugin_file(wasm, model).expect("plugin loads"))
 }
 
+/// Runs the `llma-sentiment` binary of this build from an empty directory
+/// (embedded plugin and model unless `args` name others), `stdin` piped in:
+/// (success, stdout, stderr).
+pub fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    cli_env(args, &[], stdin.as_bytes())
+}
+
+/// [`cli`] with extra environment variables and any bytes on stdin.
+pub fn cli_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llma-sentiment"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(cwd.path())
+        .env("LLMA_SENTIMENT_CACHE_DIR", cache_dir())
+        .env_remove("LLMA_SENTIMENT_PLUGIN")
+        .env_remove("LLMA_SENTIMENT_MODEL_DIR")
+        .env_remove("LLMA_SENTIMENT_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 // ---- Throwaway ClickHouse servers (scripts/clickhouse.sh) for sink tests ----
 
 /// The repository root (the host crate's parent).

@@ -12,7 +12,9 @@
 
 #![cfg(target_arch = "wasm32")]
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+// Built against the frozen 1.0 contract on purpose: the host's tests use it
+// as the plugin that has none of 1.1's options.
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit/v1.0/sentiment.wit" });
 
 use exports::llma::sentiment::sentiment::*;
 
