@@ -219,7 +219,12 @@ fn the_profiles_load_from_config_alone_and_the_readme_shows_posthogs() {
 
 use llma_sentiment::event::{EventOptions, EventSchema, GenerationEvent};
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
-use llma_sentiment::result_cache::ResultCache;
+use llma_sentiment::cache::ResultCache;
+
+/// An event's properties as they are stored.
+fn props(e: &llma_sentiment::event::SentimentEvent) -> serde_json::Value {
+    serde_json::to_value(&e.properties).unwrap()
+}
 
 fn generation(ai_input: serde_json::Value) -> GenerationEvent {
     GenerationEvent::parse(&json!({
@@ -268,13 +273,13 @@ fn label_options_share_cached_results_without_their_labels_and_a_new_cut_is_a_ne
     assert_eq!((cache.stats().misses, cache.stats().hits), (2, 2), "label options do not change the cache key");
     let uncached = event_of(run(&mut slot, &g, &wide, None));
     let without_time = |e: &llma_sentiment::event::SentimentEvent| {
-        let mut p = e.properties.clone();
-        p.remove("$ai_evaluation_start_time");
+        let mut p = props(e);
+        p.as_object_mut().unwrap().remove("$ai_evaluation_start_time");
         p
     };
     assert_eq!(without_time(&cached), without_time(&uncached));
     // Each message labelled by the margin rule from its own scores, not the seed's label.
-    for (i, m) in cached.properties["$ai_sentiment_messages"].as_object().unwrap() {
+    for (i, m) in props(&cached)["$ai_sentiment_messages"].as_object().unwrap() {
         let p = |k: &str| m["scores"][k].as_f64().unwrap();
         let (top, p_top) = [("negative", p("negative")), ("neutral", p("neutral")), ("positive", p("positive"))]
             .into_iter()
@@ -283,7 +288,7 @@ fn label_options_share_cached_results_without_their_labels_and_a_new_cut_is_a_ne
         let want = if top != "neutral" && gap <= margin { "neutral" } else { top };
         assert_eq!(m["label"], want, "message {i}: {m}");
     }
-    assert_eq!(first.properties["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(props(&first)["$ai_sentiment_messages"].as_array().map(Vec::len), Some(2));
 
     // A head+tail cut changes the long text: one new key; the short text is the same.
     let cut = PipelineOptions {
@@ -306,14 +311,14 @@ fn emit_empty_writes_the_defaulted_event_and_store_text_keeps_the_cut_text() {
     let options = PipelineOptions { events: evaluation.clone(), ..PipelineOptions::default() };
     let empty = event_of(run(&mut slot, &no_user, &options, None));
     assert_eq!(empty.event, "$ai_evaluation");
-    let p = &empty.properties;
+    let p = &props(&empty);
     assert_eq!((p["$ai_sentiment_label"].as_str(), p["$ai_sentiment_score"].as_f64()), (Some("neutral"), Some(0.0)));
     assert_eq!(p["$ai_sentiment_message_count"], 0);
     assert_eq!(p["$ai_sentiment_messages"], json!({}));
     assert_eq!(p["$ai_evaluation_reasoning"], "Classified 0 user message(s) as neutral");
     // `$ai_input` missing entirely: the same default; another event kind: still a skip.
     let mut no_input = no_user.clone();
-    no_input.properties.remove("$ai_input");
+    no_input.ai_input = None;
     assert!(matches!(run(&mut slot, &no_input, &options, None), Analysis::Sentiment(_)));
     let mut other = no_user.clone();
     other.event = "$pageview".into();
@@ -322,7 +327,8 @@ fn emit_empty_writes_the_defaulted_event_and_store_text_keeps_the_cut_text() {
     let g = generation(json!([{"role": "user", "content": "first"}, {"role": "user", "content": "x".repeat(1500)}]));
     let posthog_cut = PipelineOptions { plugin: posthog(), events: evaluation, ..PipelineOptions::default() };
     let e = event_of(run(&mut slot, &g, &posthog_cut, None));
-    let m = &e.properties["$ai_sentiment_messages"]["1"];
+    let p = props(&e);
+    let m = &p["$ai_sentiment_messages"]["1"];
     assert_eq!(m["text"], format!("{}\n...\n{}", "x".repeat(300), "x".repeat(695)));
     let scores = &m["scores"];
     assert!(scores["negative"].is_number() && scores["neutral"].is_number() && scores["positive"].is_number(), "{m}");

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use common::ClickHouseServer;
 use llma_sentiment::engine::Label;
 use llma_sentiment::event::{
-    EventTime, GenerationEvent, MessageSentiment, SentimentEvent, SentimentProperties, SentimentScores, SENTIMENT_EVENT,
+    EventTime, GenerationEvent, MessageSentiment, Messages, SentimentTarget, Target, SentimentEvent, SentimentProperties, SentimentScores, SENTIMENT_EVENT,
 };
 use llma_sentiment::sink::{sentiment_uuid_for, ClickHouseSink, ErrorKind, SinkConfig, SinkError, StoredEvent};
 
@@ -42,19 +42,22 @@ fn sentiment_event(team_id: i64, seed: u64, i: u64) -> SentimentEvent {
     }
     let g = GenerationEvent::parse(&raw).expect("generation parses");
     let properties = SentimentProperties {
-        trace_id: json!(format!("trace-{i}")),
-        session_id: Value::Null,
-        parent_id: g.uuid.to_string(),
-        generation_uuid: g.uuid,
+        target: Target::Sentiment(SentimentTarget {
+            trace_id: json!(format!("trace-{i}")),
+            session_id: Value::Null,
+            parent_id: g.uuid.to_string(),
+            generation_uuid: g.uuid,
+        }),
         label: [Label::Negative, Label::Neutral, Label::Positive][(i % 3) as usize],
         score: 0.5 + (i % 50) as f32 / 100.0,
         scores: SentimentScores { negative: 0.1, neutral: 0.2, positive: 0.7 },
         model: "tiny 🌍 \"model\"\n\ttab \\ back ' quote".into(),
         plugin_version: "0.1.0".into(),
-        messages: vec![
-            MessageSentiment { label: Label::Positive, score: 0.9 },
-            MessageSentiment { label: Label::Neutral, score: 0.4 },
-        ],
+        messages: Messages::List(vec![
+            MessageSentiment { label: Label::Positive, score: 0.9, scores: None, text: None },
+            MessageSentiment { label: Label::Neutral, score: 0.4, scores: None, text: None },
+        ]),
+        message_count: None,
         skipped_messages: None,
     };
     SentimentEvent {

@@ -208,7 +208,7 @@ mod tests {
             messages: Vec::new(),
         };
         let producer = crate::event::Producer { model: "m".into(), plugin_version: "v".into() };
-        SentimentEvent::build(&g, &overall, &producer, EventTime::now())
+        SentimentEvent::build(&g, &overall, &[], &producer, EventTime::now(), chrono::Utc::now(), &Default::default())
     }
 
     #[test]

@@ -319,7 +319,7 @@ mod tests {
             .iter()
             .filter_map(|j| match j {
                 Job::Unreadable { line, error } => Some((*line, error.clone())),
-                Job::Start { .. } => None,
+                Job::Start { .. } | Job::NotInRollout { .. } => None,
             })
             .collect();
         assert_eq!(errors.len(), 2);
