@@ -258,23 +258,27 @@ fn sigterm_during_a_batch_finishes_the_work_and_exits_cleanly() {
     assert_eq!(block(sink.count_final(Some(42))).unwrap(), 400);
 }
 
+/// A worker serving the hostile plugin (it needs no model: an empty bundle
+/// directory, kept alive with the worker).
+fn hostile_worker(stack: &Stack, extra_env: &[(&str, &str)]) -> (tempfile::TempDir, common::services::WorkerProcess) {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let hostile = common::hostile_wasm();
+    let mut env = vec![("LLMA_SENTIMENT_PLUGIN", hostile.to_str().unwrap()), ("LLMA_SENTIMENT_MODEL_DIR", model.path().to_str().unwrap())];
+    env.extend_from_slice(extra_env);
+    let worker = stack.worker(&env);
+    (model, worker)
+}
+
 /// A message that traps the sandbox fails attempt 1 (retryably, the instance
 /// replaced); attempt 2 skips that message, classifies the rest and writes
 /// the event once. Nothing is retried beyond the policy's 2 attempts.
 #[test]
 fn a_message_that_traps_is_retried_once_then_skipped() {
     let stack = Stack::start();
-    let model = tempfile::tempdir().unwrap();
-    for f in ["model.onnx", "tokenizer.json", "config.json"] {
-        std::fs::write(model.path().join(f), b"{}").unwrap();
-    }
-    let hostile = common::hostile_wasm();
-    let _worker = stack.worker(&[
-        ("LLMA_SENTIMENT_PLUGIN", hostile.to_str().unwrap()),
-        ("LLMA_SENTIMENT_MODEL_DIR", model.path().to_str().unwrap()),
-        ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"),
-        ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0"),
-    ]);
+    let (_model, _worker) = hostile_worker(&stack, &[("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")]);
     // The hostile plugin reads "a|b" as two user messages; "spin" loops forever.
     let mut mixed = event("unused");
     mixed["properties"]["$ai_input"] = json!("hello|spin|fine");
@@ -314,19 +318,15 @@ fn a_message_that_traps_is_retried_once_then_skipped() {
 #[test]
 fn a_plugin_call_never_outlives_its_activity_attempt() {
     let stack = Stack::start();
-    let model = tempfile::tempdir().unwrap();
-    for f in ["model.onnx", "tokenizer.json", "config.json"] {
-        std::fs::write(model.path().join(f), b"{}").unwrap();
-    }
-    let hostile = common::hostile_wasm();
-    let _worker = stack.worker(&[
-        ("LLMA_SENTIMENT_PLUGIN", hostile.to_str().unwrap()),
-        ("LLMA_SENTIMENT_MODEL_DIR", model.path().to_str().unwrap()),
-        ("LLMA_SENTIMENT_LIMITS_CALL_DEADLINE_BASE_MS", "600000"),
-        ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "1000000000000000"),
-        ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0"),
-        ("LLMA_SENTIMENT_WORKFLOW_START_TO_CLOSE_SECS", "10"),
-    ]);
+    let (_model, _worker) = hostile_worker(
+        &stack,
+        &[
+            ("LLMA_SENTIMENT_LIMITS_CALL_DEADLINE_BASE_MS", "600000"),
+            ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "1000000000000000"),
+            ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0"),
+            ("LLMA_SENTIMENT_WORKFLOW_START_TO_CLOSE_SECS", "10"),
+        ],
+    );
     let mut spin = event("unused");
     spin["properties"]["$ai_input"] = json!("spin");
     let started = std::time::Instant::now();
