@@ -168,6 +168,14 @@ pub enum AiInput {
 }
 
 impl AiInput {
+    /// As a value: read once from text, a value as it is.
+    fn as_value(&self) -> Option<Cow<'_, Value>> {
+        match self {
+            AiInput::Value(v) => Some(Cow::Borrowed(v)),
+            AiInput::Text(t) => serde_json::from_str::<Value>(t.get()).ok().map(Cow::Owned),
+        }
+    }
+
     /// The JSON text the plugin's `extract` takes.
     pub fn json(&self) -> Cow<'_, str> {
         match self {
@@ -178,15 +186,6 @@ impl AiInput {
 }
 
 /// Equal when they hold the same JSON (text compares as text first).
-impl AiInput {
-    fn as_value(&self) -> Option<Cow<'_, Value>> {
-        match self {
-            AiInput::Value(v) => Some(Cow::Borrowed(v)),
-            AiInput::Text(t) => serde_json::from_str::<Value>(t.get()).ok().map(Cow::Owned),
-        }
-    }
-}
-
 impl PartialEq for AiInput {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
