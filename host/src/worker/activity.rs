@@ -120,7 +120,7 @@ impl SentimentActivities {
                 // missed): the attempt must end before Temporal gives up on it.
                 tracing::warn!(workflow_id, event_index = index, left = total - index, "the attempt's deadline is near: not classifying the rest");
                 for rest in index..total {
-                    let uuid = input.events()[rest].get("uuid").and_then(|u| u.as_str()).and_then(|u| uuid::Uuid::parse_str(u).ok());
+                    let uuid = super::rollout::event_uuid(&input.events()[rest]).and_then(|u| uuid::Uuid::parse_str(u).ok());
                     driver.record(rest, uuid, &Outcome::Failed(Failure::new("the attempt's deadline was reached before this event", true)));
                 }
                 break;
