@@ -10,7 +10,7 @@
 //! copy-on-write (`Component::deserialize_file` + `memory_init_cow`), so they
 //! start with the model loaded and share its pages.
 //!
-//! A snapshot file comes with a sidecar digest (length and SHA-256) written
+//! A snapshot file comes with a sidecar digest (length and XXH3-128) written
 //! after it: a file without one, or that does not match it, is deleted and
 //! rebuilt, never loaded. Whatever fails here, the caller falls back to the
 //! ordinary load path and says why (`Fallback`).
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
@@ -33,7 +33,7 @@ use super::{EngineError, Limits};
 /// The export `wizer-initialize` (see the `preinit-plugin` world).
 const INIT_EXPORT: &str = "wizer-initialize";
 /// Changes whenever what a snapshot holds or how it is made changes.
-const FORMAT: &str = "llma-snapshot/1";
+const FORMAT: &str = "llma-snapshot/2";
 
 /// Whether the engine makes snapshots, only uses those already made, or
 /// neither.
@@ -122,13 +122,17 @@ pub fn key(engine: &Engine, wasm_sha256: &str, model_identity: &str) -> String {
 }
 
 fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{key}.snapshot.cwasm")), dir.join(format!("{key}.snapshot.sha256")))
+    (dir.join(format!("{key}.snapshot.cwasm")), dir.join(format!("{key}.snapshot.digest")))
 }
 
-/// `len sha256` of a file, streamed (a snapshot is about the model's size).
+/// `len xxh3-128` of a file, streamed. The digest guards against a torn or
+/// damaged file, not against someone who can write the cache dir (they
+/// could write the sidecar too), and it is read on every start: a snapshot
+/// file spans the model's heap (1.6 GB for RoBERTa-base), which SHA-256
+/// takes over a second to read and XXH3 a fraction of that.
 fn digest_of(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
+    let mut h = twox_hash::XxHash3_128::new();
     let mut buf = vec![0u8; 8 << 20];
     let mut len = 0u64;
     loop {
@@ -137,9 +141,9 @@ fn digest_of(path: &Path) -> std::io::Result<String> {
             break;
         }
         len += n as u64;
-        h.update(&buf[..n]);
+        h.write(&buf[..n]);
     }
-    Ok(format!("{len} {}", hex::encode(h.finalize())))
+    Ok(format!("{len} {:032x}", h.finish_128()))
 }
 
 /// Checks a cached snapshot against its digest and maps it. `Ok(None)` when
@@ -230,12 +234,13 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     let compiled = engine.precompile_component(&snapshot_wasm).map_err(|e| Fallback::Store(format!("compile: {e:#}")))?;
     drop(snapshot_wasm);
     let file_bytes = compiled.len() as u64;
-    let digest = format!("{file_bytes} {}", hex::encode(Sha256::digest(&compiled)));
     // The digest goes last: a crash in between leaves a file without one,
     // which the next load deletes.
     let _ = std::fs::remove_file(&sidecar);
     write_atomically(&file, &compiled).map_err(|e| Fallback::Store(format!("write {}: {e}", file.display())))?;
     drop(compiled);
+    // The digest of what reached the disk.
+    let digest = digest_of(&file).map_err(|e| Fallback::Store(format!("read back {}: {e}", file.display())))?;
     write_atomically(&sidecar, digest.as_bytes()).map_err(|e| Fallback::Store(format!("write {}: {e}", sidecar.display())))?;
     // Mapped from the file, so instances share its pages.
     match open_cached(engine, &file, &sidecar) {
