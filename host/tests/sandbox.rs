@@ -6,17 +6,21 @@ use std::time::{Duration, Instant};
 
 use std::ops::ControlFlow;
 
-use llma_sentiment::engine::{EngineError, InstanceSlot, Limits, TrapKind};
+use llma_sentiment::engine::{EngineError, EngineOptions, InstanceSlot, Limits, PluginEngine, TrapKind};
 use llma_sentiment::event::{GenerationEvent, SkipReason};
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
 use serde_json::json;
 
 fn slot_with(limits: Limits) -> (llma_sentiment::engine::PluginEngine, InstanceSlot, tempfile::TempDir) {
+    slot_on(common::engine(limits))
+}
+
+/// The hostile plugin on `engine`, with a model directory it never reads.
+fn slot_on(engine: llma_sentiment::engine::PluginEngine) -> (llma_sentiment::engine::PluginEngine, InstanceSlot, tempfile::TempDir) {
     let model = tempfile::tempdir().unwrap();
     for f in ["model.onnx", "tokenizer.json", "config.json"] {
         std::fs::write(model.path().join(f), b"{}").unwrap();
     }
-    let engine = common::engine(limits);
     let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
     (engine, InstanceSlot::new(plugin), model)
 }
@@ -56,9 +60,25 @@ fn deadline_only(deadline: Duration) -> Limits {
     }
 }
 
+/// The worker's engine meters fuel and has no epoch checks: the deadline is
+/// checked each time the call yields on fuel.
 #[test]
-fn a_spinning_guest_is_stopped_by_the_epoch_deadline() {
-    let (_e, mut slot, _m) = slot_with(deadline_only(Duration::from_millis(300)));
+fn a_spinning_guest_is_stopped_by_its_wall_clock_deadline() {
+    let (_e, slot, _m) = slot_with(deadline_only(Duration::from_millis(300)));
+    stopped_by_the_deadline(slot);
+}
+
+/// An engine with epoch interruption and no fuel (the other way to have a
+/// deadline) stops it the same way, on its ticker.
+#[test]
+fn without_fuel_epoch_interruption_stops_a_spinning_guest_at_its_deadline() {
+    let options = EngineOptions { fuel: false, epoch: true, ..EngineOptions::default() };
+    let engine = PluginEngine::with_options(deadline_only(Duration::from_millis(300)), Some(common::cache_dir().join("compiled")), options).unwrap();
+    let (_e, slot, _m) = slot_on(engine);
+    stopped_by_the_deadline(slot);
+}
+
+fn stopped_by_the_deadline(mut slot: InstanceSlot) {
     let _traps = trapping();
     let before = traps_counted(TrapKind::Deadline);
     let started = Instant::now();
@@ -104,6 +124,7 @@ fn cancelling_a_call_in_flight_stops_it_as_cancelled() {
     assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
     // Generous (the deadline is 60 s): stopped by the cancel, not by a limit.
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    eprintln!("stopped {:?} after the cancel", started.elapsed().saturating_sub(Duration::from_millis(300)));
     assert_eq!(traps_counted(TrapKind::Cancelled) - before, 1.0);
     slot.clear_interrupt();
     assert_recovers(&mut slot);

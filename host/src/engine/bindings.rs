@@ -7,6 +7,8 @@ mod v1_1 {
         world: "plugin",
         path: "../wit/sentiment.wit",
         additional_derives: [PartialEq],
+        // Async calls, so a call can yield on fuel (see `instance::drive`).
+        exports: { default: async },
     });
 }
 
@@ -16,6 +18,7 @@ pub(super) mod v1_0 {
         world: "plugin",
         path: "../wit/v1.0/sentiment.wit",
         additional_derives: [PartialEq],
+        exports: { default: async },
     });
 
     pub use exports::llma::sentiment::sentiment as api;

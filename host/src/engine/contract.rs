@@ -144,18 +144,18 @@ impl ContractBindings {
         }
     }
 
-    pub fn load(&self, store: &mut Store<HostState>, model_dir: &str) -> Call<PluginInfo> {
+    pub async fn load(&self, store: &mut Store<HostState>, model_dir: &str) -> Call<PluginInfo> {
         match self {
-            ContractBindings::V1_0(b) => Ok(b.llma_sentiment_sentiment().call_load(store, model_dir)?.map(Into::into).map_err(Into::into)),
-            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_load(store, model_dir),
+            ContractBindings::V1_0(b) => Ok(b.llma_sentiment_sentiment().call_load(store, model_dir).await?.map(Into::into).map_err(Into::into)),
+            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_load(store, model_dir).await,
         }
     }
 
     /// A snapshot instance's model is already in its memory: it only answers `info`.
-    pub fn info(&self, store: &mut Store<HostState>) -> Call<PluginInfo> {
+    pub async fn info(&self, store: &mut Store<HostState>) -> Call<PluginInfo> {
         match self {
-            ContractBindings::V1_0(b) => Ok(b.llma_sentiment_sentiment().call_info(store)?.map(Into::into).map_err(Into::into)),
-            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_info(store),
+            ContractBindings::V1_0(b) => Ok(b.llma_sentiment_sentiment().call_info(store).await?.map(Into::into).map_err(Into::into)),
+            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_info(store).await,
         }
     }
 
@@ -172,46 +172,46 @@ impl ContractBindings {
     }
 
     /// 1.0 has no truncation mode: the caller checked that `tail` is asked.
-    pub fn extract(&self, store: &mut Store<HostState>, ai_input_json: &str, options: Extraction) -> Call<Vec<UserMessage>> {
+    pub async fn extract(&self, store: &mut Store<HostState>, ai_input_json: &str, options: Extraction) -> Call<Vec<UserMessage>> {
         match self {
             ContractBindings::V1_0(b) => {
                 let options = v1_0::api::ExtractOptions { max_messages: options.max_messages, max_chars: options.max_chars };
-                let messages = b.llma_sentiment_sentiment().call_extract(store, ai_input_json, options)?;
+                let messages = b.llma_sentiment_sentiment().call_extract(store, ai_input_json, options).await?;
                 Ok(messages.map(|ms| ms.into_iter().map(Into::into).collect()).map_err(Into::into))
             }
-            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_extract_with(store, ai_input_json, options),
+            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_extract_with(store, ai_input_json, options).await,
         }
     }
 
-    pub fn classify(&self, store: &mut Store<HostState>, texts: &[String]) -> Call<Vec<MessageResult>> {
+    pub async fn classify(&self, store: &mut Store<HostState>, texts: &[String]) -> Call<Vec<MessageResult>> {
         match self {
             ContractBindings::V1_0(b) => {
-                let results = b.llma_sentiment_sentiment().call_classify(store, texts)?;
+                let results = b.llma_sentiment_sentiment().call_classify(store, texts).await?;
                 Ok(results.map(|rs| rs.into_iter().map(Into::into).collect()).map_err(Into::into))
             }
-            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_classify(store, texts),
+            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_classify(store, texts).await,
         }
     }
 
     /// 1.0 has only the seed's rules: the caller checked that they are asked.
-    pub fn aggregate(&self, store: &mut Store<HostState>, results: &[MessageResult], labelling: Labelling) -> Call<Option<OverallResult>> {
+    pub async fn aggregate(&self, store: &mut Store<HostState>, results: &[MessageResult], labelling: Labelling) -> Call<Option<OverallResult>> {
         match self {
             ContractBindings::V1_0(b) => {
                 let old: Vec<v1_0::api::MessageResult> = results.iter().map(|r| (*r).into()).collect();
-                Ok(Ok(b.llma_sentiment_sentiment().call_aggregate(store, &old)?.map(Into::into)))
+                Ok(Ok(b.llma_sentiment_sentiment().call_aggregate(store, &old).await?.map(Into::into)))
             }
             ContractBindings::V1_1(b) => {
                 let scores: Vec<Scores> = results.iter().map(|r| r.scores).collect();
-                b.llma_sentiment_sentiment().call_aggregate_with(store, &scores, labelling)
+                b.llma_sentiment_sentiment().call_aggregate_with(store, &scores, labelling).await
             }
         }
     }
 
     /// 1.0 only aggregates results it labelled itself (the caller checks).
-    pub fn aggregate_scores(&self, store: &mut Store<HostState>, scores: &[Scores], labelling: Labelling) -> Call<Option<OverallResult>> {
+    pub async fn aggregate_scores(&self, store: &mut Store<HostState>, scores: &[Scores], labelling: Labelling) -> Call<Option<OverallResult>> {
         match self {
             ContractBindings::V1_0(_) => Ok(Err(PluginError::InvalidArgument("interface 1.0 has no aggregate-with".into()))),
-            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_aggregate_with(store, scores, labelling),
+            ContractBindings::V1_1(b) => b.llma_sentiment_sentiment().call_aggregate_with(store, scores, labelling).await,
         }
     }
 }

@@ -1,6 +1,9 @@
+use std::future::Future;
+use std::ops::AsyncFnOnce;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -74,21 +77,80 @@ impl Drop for InterruptOnDrop {
     }
 }
 
-/// Runs on every epoch tick of a call in flight: the deadline is wall time,
-/// and an interrupt or the owner's deadline stops the call within one tick.
+/// Fuel between two points where a call in flight yields to `drive`, which
+/// then checks its deadlines and interrupt. Calls burn ~3e10 fuel a second
+/// in the model's kernels and ~1e9 in a tight guest loop, so this is a check
+/// every few milliseconds, and well within a second even for a spinning guest.
+const YIELD_FUEL: u64 = 50_000_000;
+
+/// What ends a call in flight, read before it starts: while it runs the
+/// store is the call's.
+struct Stop {
+    interrupt: Option<Arc<AtomicBool>>,
+    cap: Option<Instant>,
+    deadline: Instant,
+}
+
+impl Stop {
+    fn of(state: &HostState) -> Stop {
+        Stop { interrupt: state.interrupt.clone(), cap: state.cap, deadline: state.call_deadline }
+    }
+
+    /// The error the call ends with if it must end now: an interrupt, the
+    /// owner's deadline, or its own deadline (wall time).
+    fn check(&self) -> wasmtime::Result<()> {
+        if self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            return Err(wasmtime::Error::new(Interrupted("by its caller")));
+        }
+        let now = Instant::now();
+        if self.cap.is_some_and(|cap| now >= cap) {
+            return Err(wasmtime::Error::new(CallerDeadline));
+        }
+        if now >= self.deadline {
+            return Err(Trap::Interrupt.into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs on every epoch tick of a call in flight (engines with epoch
+/// interruption on).
 fn on_epoch(ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
-    let state = ctx.data();
-    if state.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
-        return Err(wasmtime::Error::new(Interrupted("by its caller")));
-    }
-    let now = Instant::now();
-    if state.cap.is_some_and(|cap| now >= cap) {
-        return Err(wasmtime::Error::new(CallerDeadline));
-    }
-    if now >= state.call_deadline {
-        return Err(Trap::Interrupt.into());
-    }
+    Stop::of(ctx.data()).check()?;
     Ok(UpdateDeadline::Continue(1))
+}
+
+/// Runs a guest call to its end on this thread. With fuel metering the call
+/// yields every `YIELD_FUEL` (the store's async yield interval), and between
+/// two slices `stop` is checked: a call that must end is dropped, which
+/// unwinds the guest (the caller then poisons the instance, as for a trap).
+/// This is how the deadline and cancellation work without epoch checks,
+/// whose load and compare at every loop header cost more than fuel's
+/// counter. Nothing else in a call waits (the sandbox's only I/O is the
+/// model directory, read on this thread), so a pending poll is a yield.
+fn drive<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &Stop) -> wasmtime::Result<T> {
+    let mut call = std::pin::pin!(call);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        match call.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => stop.check()?,
+        }
+    }
+}
+
+/// Runs `f` on a store made by `HostState::store` (no `Instance` around it:
+/// the snapshot step), yielding on fuel and stopping at the store's deadline
+/// like any call.
+pub(super) fn run_under_limits<R>(
+    store: &mut Store<HostState>,
+    f: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    if store.get_fuel().is_ok() {
+        store.fuel_async_yield_interval(Some(YIELD_FUEL))?;
+    }
+    let stop = Stop::of(store.data());
+    drive(f(store), &stop)
 }
 
 impl WasiView for HostState {
@@ -102,6 +164,8 @@ impl WasiView for HostState {
 fn sandbox(model_dir: Option<&Path>) -> Result<WasiCtx, EngineError> {
     let mut b = WasiCtxBuilder::new();
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    // File reads run on the calling thread: `drive` has no reactor.
+    b.allow_blocking_current_thread(true);
     b.socket_addr_check(|_, _| Box::pin(async { false }));
     if let Some(model_dir) = model_dir {
         b.preopened_dir(model_dir, GUEST_MODEL_DIR, FsPerms::ReadOnly).map_err(|e| EngineError::ModelDir {
@@ -165,8 +229,8 @@ impl Instance {
         let mut store = HostState::store(pre.engine(), &limits, model_dir)?;
         let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         let (call, outcome) = match model_dir {
-            Some(_) => ("load", bindings.load(&mut store, GUEST_MODEL_DIR)),
-            None => ("info", bindings.info(&mut store)),
+            Some(_) => ("load", run_under_limits(&mut store, async |s| bindings.load(s, GUEST_MODEL_DIR).await)),
+            None => ("info", run_under_limits(&mut store, async |s| bindings.info(s).await)),
         };
         let info = outcome.map_err(|e| trapped(call, &e))?.map_err(|error| EngineError::Plugin { call, error })?;
         Ok(Instance { store, bindings, info, limits, poisoned: None, last_fuel: 0 })
@@ -202,7 +266,7 @@ impl Instance {
         name: &'static str,
         deadline: Duration,
         fuel: u64,
-        f: impl FnOnce(&ContractBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&ContractBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, EngineError> {
         if let Some(kind) = self.poisoned {
             return Err(EngineError::Trapped { call: name, kind, detail: "instance was poisoned by an earlier trap".into() });
@@ -219,7 +283,8 @@ impl Instance {
         let own = super::limits::deadline_after(deadline);
         self.store.data_mut().call_deadline = cap.map_or(own, |c| c.min(own));
         self.store.set_epoch_deadline(1);
-        let result = f(&self.bindings, &mut self.store);
+        let stop = Stop::of(self.store.data());
+        let result = drive(f(&self.bindings, &mut self.store), &stop);
         self.last_fuel = if metered { fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)) } else { 0 };
         result.map_err(|e| {
             let err = trapped(name, &e);
@@ -235,7 +300,7 @@ impl Instance {
         PluginOptions { extraction: options, labelling: Labelling::default() }.check(self.contract())?;
         // Extraction is linear in the input; budget it like one text.
         let (deadline, fuel) = (self.limits.classify_deadline(1), self.limits.classify_fuel(1, self.info.limits.max_tokens));
-        self.call("extract", deadline, fuel, |b, s| b.extract(s, ai_input_json, options))?
+        self.call("extract", deadline, fuel, async |b, s| b.extract(s, ai_input_json, options).await)?
             .map_err(|error| EngineError::Plugin { call: "extract", error })
     }
 
@@ -244,7 +309,7 @@ impl Instance {
         let fuel = self.limits.classify_fuel(texts.len(), self.info.limits.max_tokens);
         let started = Instant::now();
         let results = self
-            .call("classify", deadline, fuel, |b, s| b.classify(s, texts))?
+            .call("classify", deadline, fuel, async |b, s| b.classify(s, texts).await)?
             .map_err(|error| EngineError::Plugin { call: "classify", error })?;
         if results.len() != texts.len() {
             return Err(EngineError::Plugin {
@@ -261,7 +326,7 @@ impl Instance {
     pub fn aggregate(&mut self, results: &[MessageResult], labelling: Labelling) -> Result<Option<OverallResult>, EngineError> {
         PluginOptions { extraction: Extraction::default(), labelling }.check(self.contract())?;
         let (deadline, fuel) = (self.limits.call_deadline_base, self.limits.fuel_base);
-        self.call("aggregate", deadline, fuel, |b, s| b.aggregate(s, results, labelling))?
+        self.call("aggregate", deadline, fuel, async |b, s| b.aggregate(s, results, labelling).await)?
             .map_err(|error| EngineError::Plugin { call: "aggregate", error })
     }
 
@@ -272,7 +337,7 @@ impl Instance {
             return Err(EngineError::Unsupported(format!("aggregating bare scores needs interface 1.1; the plugin exports {}", self.contract())));
         }
         let (deadline, fuel) = (self.limits.call_deadline_base, self.limits.fuel_base);
-        self.call("aggregate", deadline, fuel, |b, s| b.aggregate_scores(s, scores, labelling))?
+        self.call("aggregate", deadline, fuel, async |b, s| b.aggregate_scores(s, scores, labelling).await)?
             .map_err(|error| EngineError::Plugin { call: "aggregate", error })
     }
 }

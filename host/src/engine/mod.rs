@@ -50,15 +50,19 @@ pub const GUEST_MODEL_DIR: &str = "/model";
 #[derive(Debug, Clone, Copy)]
 pub struct EngineOptions {
     pub snapshots: SnapshotPolicy,
-    /// Meter fuel (catches runaway computation); the budgets are in `Limits`.
+    /// Meter fuel: catches runaway computation (the budgets are in
+    /// `Limits`), and calls yield on it, which is where their wall-clock
+    /// deadline, their owner's deadline and cancellation are checked.
     pub fuel: bool,
-    /// Epoch interruption: the wall-clock deadline and cancellation.
+    /// Epoch interruption as well (off in the worker): the same checks on a
+    /// ticker, for an engine without fuel. Its check at every loop header
+    /// cost more than fuel's (see README "Benchmarks").
     pub epoch: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: true }
+        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: false }
     }
 }
 
@@ -85,7 +89,7 @@ impl PluginEngine {
         // instances map it copy-on-write instead of copying it in.
         config.memory_guaranteed_dense_image_size(limits.memory_bytes as u64);
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone(), limits.epoch_tick)?;
+        let ticker = if options.epoch { EpochTicker::start(engine.clone(), limits.epoch_tick)? } else { EpochTicker::none() };
         Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir), ticker })
     }
 
@@ -263,6 +267,11 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
+    /// An engine without epoch interruption has nothing to tick.
+    fn none() -> Self {
+        EpochTicker { token: Arc::new(()) }
+    }
+
     fn start(engine: Engine, tick: Duration) -> Result<Self, EngineError> {
         let token = Arc::new(());
         let weak: Weak<()> = Arc::downgrade(&token);
