@@ -68,7 +68,7 @@ bench: build $(if $(BENCH_QUICK),,bench-model)
 # One package set and all targets, exactly what `cargo test` builds: cargo
 # unifies dependency features per invocation, so building anything narrower
 # would compile the large dependencies (wasmtime, tract, temporal) twice.
-CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment -p llma-proc-stats
+CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment -p llma-proc-stats -p llma-sparse-file
 
 build: plugins models
 	cargo build $(CARGO_PKGS) --all-targets

@@ -100,25 +100,13 @@ impl CompileCache {
 /// Writes to a uniquely named temporary file beside `path` and renames it
 /// over `path`, so a concurrent reader or a crash never sees half an
 /// artifact, and two writers (threads or processes) never share a temp file.
-///
-/// All-zero blocks are left as holes: a snapshot's memory image spans the
-/// load's whole heap, two thirds of it zeroed garbage, and reads of a hole
-/// return zeros all the same.
+/// All-zero blocks are left as holes (a snapshot's memory image is mostly
+/// zeroed garbage).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom, Write};
-    const BLOCK: usize = 64 << 10;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".artifact-").suffix(".tmp").tempfile_in(dir)?;
-    let file = tmp.as_file_mut();
-    for block in bytes.chunks(BLOCK) {
-        if block.iter().all(|b| *b == 0) {
-            file.seek(SeekFrom::Current(block.len() as i64))?;
-        } else {
-            file.write_all(block)?;
-        }
-    }
-    file.set_len(bytes.len() as u64)?;
+    llma_sparse_file::write_sparse(tmp.as_file_mut(), bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -15,7 +15,6 @@
 //! rebuilt, never loaded. Whatever fails here, the caller falls back to the
 //! ordinary load path and says why (`Fallback`).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -125,73 +124,10 @@ fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{key}.snapshot.cwasm")), dir.join(format!("{key}.snapshot.digest")))
 }
 
-/// `len xxh3-128` of a file's content. The digest guards against a torn or
-/// damaged file, not against someone who can write the cache dir (they
-/// could write the sidecar too), and it is computed on every start: a
-/// snapshot file spans the model's whole heap (1.6 GB for RoBERTa-base, two
-/// thirds of it holes), so it is a fast hash, and holes are hashed as the
-/// zeros they read as without reading them (the digest does not depend on
-/// where the filesystem put holes).
+/// `len xxh3-128` of a snapshot file, computed on every start (see
+/// `llma_sparse_file::digest`: fast, holes not read).
 fn digest_of(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    // One sequential pass over what is on disk (a cold page cache is the slow case).
-    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
-    let mut h = twox_hash::XxHash3_128::new();
-    let mut buf = vec![0u8; 8 << 20];
-    let zeros = vec![0u8; 8 << 20];
-    let mut at = 0u64;
-    for (start, end) in data_ranges(&file, len) {
-        feed(&mut h, &zeros, start - at);
-        file.seek(SeekFrom::Start(start))?;
-        let mut left = end - start;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while it was read"));
-            }
-            h.write(&buf[..n]);
-            left -= n as u64;
-        }
-        at = end;
-    }
-    feed(&mut h, &zeros, len - at);
-    Ok(format!("{len} {:032x}", h.finish_128()))
-}
-
-fn feed(h: &mut twox_hash::XxHash3_128, zeros: &[u8], mut n: u64) {
-    while n > 0 {
-        let k = zeros.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-        h.write(&zeros[..k]);
-        n -= k as u64;
-    }
-}
-
-/// The ranges of `file` that hold data (`SEEK_DATA`/`SEEK_HOLE`); the whole
-/// file where the filesystem cannot tell.
-fn data_ranges(file: &std::fs::File, len: u64) -> Vec<(u64, u64)> {
-    use rustix::fs::{seek, SeekFrom as At};
-    let mut ranges = Vec::new();
-    let mut at = 0u64;
-    while at < len {
-        let start = match seek(file, At::Data(at)) {
-            Ok(start) => start.min(len),
-            // ENXIO: no data after `at`.
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return vec![(0, len)],
-        };
-        let end = match seek(file, At::Hole(start)) {
-            Ok(end) => end.min(len),
-            Err(_) => return vec![(0, len)],
-        };
-        if end <= start {
-            return vec![(0, len)];
-        }
-        ranges.push((start, end));
-        at = end;
-    }
-    ranges
+    llma_sparse_file::digest(path)
 }
 
 /// Checks a cached snapshot against its digest and maps it. `Ok(None)` when
@@ -400,27 +336,6 @@ mod tests {
         let (out, left) = damaged(|_, _| {});
         assert!(reason(out).contains("wasmtime refused"));
         assert!(!left);
-    }
-
-    #[test]
-    fn the_digest_reads_holes_as_zeros_and_covers_every_byte() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut content = vec![0u8; 5 << 20];
-        content[(1 << 20)..(1 << 20) + 100_000].fill(0xab);
-        let n = content.len();
-        content[n - 10..].fill(7);
-        let (dense, sparse) = (dir.path().join("dense"), dir.path().join("sparse"));
-        std::fs::write(&dense, &content).unwrap();
-        write_atomically(&sparse, &content).unwrap();
-        assert!(std::fs::metadata(&sparse).unwrap().blocks() * 512 < n as u64 / 2, "write_atomically leaves zero blocks as holes");
-        let d = digest_of(&dense).unwrap();
-        assert_eq!(d, digest_of(&sparse).unwrap(), "holes hash as the zeros they read as");
-        assert!(d.starts_with(&format!("{n} ")));
-        // A byte changed inside what is a hole in the sparse copy.
-        content[3 << 20] = 1;
-        std::fs::write(&dense, &content).unwrap();
-        assert_ne!(d, digest_of(&dense).unwrap());
     }
 
     #[test]

@@ -100,6 +100,23 @@ enum Worker {
     /// sample stream, whole-stream extraction, limits cost. Prints JSON.
     #[command(hide = true)]
     WasmWorker(WorkerArgs),
+    /// (internal) A fresh process getting one instance ready from the cached
+    /// snapshot, then one call. Prints JSON.
+    #[command(hide = true)]
+    ReadyProbe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub(crate) struct ProbeArgs {
+    #[arg(long)]
+    plugin: PathBuf,
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    cache_dir: PathBuf,
+    /// Drop the snapshot files from the page cache first.
+    #[arg(long)]
+    evict: bool,
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -139,6 +156,11 @@ fn main() -> anyhow::Result<()> {
     match args.worker {
         Some(Worker::WasmWorker(w)) => {
             let out = worker::wasm_worker(&w)?;
+            println!("{out}");
+            Ok(())
+        }
+        Some(Worker::ReadyProbe(p)) => {
+            let out = worker::ready_probe(&p)?;
             println!("{out}");
             Ok(())
         }

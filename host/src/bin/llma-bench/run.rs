@@ -122,7 +122,19 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             c.args(["--overhead-reps", "0"]);
         }
         let wasm_out = run_json(&mut c, "wasm-worker")?;
-        let all = json!({"meta": meta, "ort1": ort1, "ort_all": ort_all, "native": native_out, "wasm": wasm_out, "snapshot_made": snapshot});
+        // Two more fresh starts: from disk (the file evicted from the page cache), then from the page cache.
+        let probe = |evict: bool| -> anyhow::Result<Value> {
+            let mut c = Command::new("/proc/self/exe");
+            c.arg("ready-probe")
+                .args(["--plugin", &plugin.display().to_string(), "--model", &model.display().to_string()])
+                .args(["--cache-dir", &cache_dir.display().to_string()]);
+            if evict {
+                c.arg("--evict");
+            }
+            run_json(&mut c, "ready-probe")
+        };
+        let ready = json!({"cold": probe(true)?, "warm": probe(false)?});
+        let all = json!({"meta": meta, "ort1": ort1, "ort_all": ort_all, "native": native_out, "wasm": wasm_out, "snapshot_made": snapshot, "ready": ready});
         std::fs::write(inputs.join("results.json"), serde_json::to_vec_pretty(&all)?)?;
         reports.push((model, all));
     }

@@ -447,6 +447,30 @@ pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String
         ],
         "".into(),
     );
+    for (key, what) in [("cold", "from disk: the file dropped from the page cache first"), ("warm", "from the page cache")] {
+        let probe = &all["ready"][key];
+        if probe.is_null() {
+            continue;
+        }
+        row(
+            format!("instance ready from the cached snapshot, fresh process, {what}: process start to ready; first call"),
+            [
+                match probe["snapshot"]["fallback"].as_str() {
+                    Some(why) => format!("NO SNAPSHOT: {why}"),
+                    None => format!(
+                        "{} (digest check + map {}); first call {}",
+                        fmt_s(num(&probe["ready_seconds"])),
+                        fmt_s(num(&probe["snapshot"]["seconds"])),
+                        fmt_s(num(&probe["first_call_seconds"]))
+                    ),
+                },
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ],
+            "".into(),
+        );
+    }
     let mem = &wasm["instances_memory"];
     let pss_of = |n: &str| num(&mem["with"][n]["Pss"]) - num(&mem["before"]["Pss"]);
     let (p1, p2, p4) = (pss_of("1"), pss_of("2"), pss_of("4"));
@@ -518,7 +542,7 @@ pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String
         meta["seed"], meta["traces"], meta["generations"], meta["user_messages"], meta["sample_stride"], meta["sample_generations"]
     )?;
     writeln!(s)?;
-    writeln!(s, "| measure | ours: tract in wasm (fuel+epoch) | native tract | seed: ORT 1 thread | ORT all threads | ours / seed |")?;
+    writeln!(s, "| measure | ours: tract in wasm (the worker's limits: fuel, deadline on its yields) | native tract | seed: ORT 1 thread | ORT all threads | ours / seed |")?;
     writeln!(s, "|---|---|---|---|---|---|")?;
     for r in &rows {
         writeln!(s, "| {} |", r.join(" | "))?;

@@ -14,7 +14,7 @@ use llma_sentiment::cache::ResultCache;
 use serde_json::{json, Value};
 
 use crate::measure::{grid_texts, log, pss, read_events, rss, thread_cpu, timed_calls};
-use crate::WorkerArgs;
+use crate::{ProbeArgs, WorkerArgs};
 
 /// PSS of this process with 1, 2 and 4 ready instances (each has run one
 /// classify, so its activations are in), above the process before the first.
@@ -150,3 +150,40 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     }))
 }
 
+
+/// `ready-probe`: a fresh process that only gets one instance ready from the
+/// cached snapshot, the way a worker starts. With `evict`, the snapshot files
+/// are dropped from the page cache first (`POSIX_FADV_DONTNEED`), so the
+/// figure is a start from disk; without, from the page cache.
+pub fn ready_probe(p: &ProbeArgs) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    if p.evict {
+        for entry in std::fs::read_dir(&p.cache_dir)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".snapshot.cwasm") {
+                let file = std::fs::File::open(entry.path())?;
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+            }
+        }
+    }
+    let evicted = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let wasm = std::fs::read(&p.plugin).with_context(|| format!("reading {}", p.plugin.display()))?;
+    let options = EngineOptions { snapshots: SnapshotPolicy::UseExisting, ..EngineOptions::default() };
+    let engine = PluginEngine::with_options(Limits::default(), Some(p.cache_dir.clone()), options)?;
+    let plugin = Arc::new(engine.load_plugin(&wasm, &p.model)?);
+    let snapshot = match &plugin.readiness {
+        Readiness::Snapshot { took, .. } => json!({"seconds": took.as_secs_f64()}),
+        Readiness::Load(why) => json!({"fallback": why.to_string()}),
+    };
+    let t = Instant::now();
+    let mut slot = InstanceSlot::new(plugin.clone());
+    slot.get()?;
+    let instance = t.elapsed().as_secs_f64();
+    let ready = started.elapsed().as_secs_f64();
+    let texts = vec!["a short message to time the first call".to_string()];
+    let t = Instant::now();
+    slot.get()?.classify(&texts)?;
+    let first_call = t.elapsed().as_secs_f64();
+    log(format!("wasm: ready probe (evicted first: {}): ready {ready:.3}s after start, first call {first_call:.3}s", p.evict));
+    Ok(json!({"evicted": p.evict, "evict_seconds": evicted, "snapshot": snapshot, "instance_seconds": instance, "ready_seconds": ready, "first_call_seconds": first_call}))
+}
