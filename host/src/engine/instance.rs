@@ -41,7 +41,7 @@ pub struct CallerDeadline;
 
 /// Sets an interrupt flag when dropped: whoever holds it (an activity
 /// future) stops the plugin call running for it on a blocking thread as soon
-/// as it is dropped or cancelled, within one epoch tick.
+/// as it is dropped or cancelled, at the call's next fuel yield.
 #[derive(Debug)]
 pub struct InterruptOnDrop(Arc<AtomicBool>);
 
@@ -249,7 +249,7 @@ impl Instance {
         self.poisoned
     }
 
-    /// While `flag` is set, any call in flight stops within one epoch tick
+    /// While `flag` is set, any call in flight stops at its next fuel yield (or epoch tick)
     /// (and poisons the instance, like any trap).
     pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
         self.store.data_mut().interrupt = flag;

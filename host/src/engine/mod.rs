@@ -1,8 +1,8 @@
-//! The wasmtime side: one `PluginEngine` per process (engine, epoch ticker,
-//! compile cache, snapshots), one `Plugin` per plugin version (compiled,
+//! The wasmtime side: one `PluginEngine` per process (engine, compile
+//! cache, snapshots), one `Plugin` per plugin version (compiled,
 //! pre-initialised when it can be, and pre-instantiated once), and
-//! `Instance`s whose every call runs under an epoch deadline and a fuel
-//! budget. A trapped instance is poisoned and must be replaced;
+//! `Instance`s whose every call runs under a fuel budget and a wall-clock
+//! deadline (checked where the call yields on fuel). A trapped instance is poisoned and must be replaced;
 //! `InstanceSlot` does that for its owner. Callers ask for a plugin and get
 //! one whose instances come ready; how (snapshot or model load) is the
 //! engine's business, reported in `Plugin::readiness`.
