@@ -32,7 +32,7 @@ use super::{EngineError, Limits};
 /// The export `wizer-initialize` (see the `preinit-plugin` world).
 const INIT_EXPORT: &str = "wizer-initialize";
 /// Changes whenever what a snapshot holds or how it is made changes.
-const FORMAT: &str = "llma-snapshot/2";
+const FORMAT: &str = "llma-snapshot/3";
 
 /// Whether the engine makes snapshots, only uses those already made, or
 /// neither.

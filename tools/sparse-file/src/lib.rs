@@ -2,15 +2,15 @@
 //! the load's whole heap, and most of it is freed memory the plugin zeroed.
 //! They are written with all-zero blocks left as holes (reads of a hole
 //! return zeros, and it costs no disk), and their content digest reads only
-//! the data: holes are hashed as the zeros they read as, so the digest does
-//! not depend on where the filesystem put holes.
+//! the data: holes count as the zeros they read as, so the digest does not
+//! depend on where the filesystem put holes.
 //!
 //! A crate of its own so that it is optimised in dev builds too (the
 //! workspace optimises dependencies, not its own members' code): the hashing
 //! is inlined into its caller, and the tests and benchmarks run dev builds.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use twox_hash::XxHash3_128;
@@ -31,42 +31,38 @@ pub fn write_sparse(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
     file.set_len(bytes.len() as u64)
 }
 
-/// `"<len> <xxh3-128 hex>"` of the file's content. It guards against a torn
-/// or damaged file, not against someone who can write next to it.
-pub fn digest(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    // One sequential pass over what is on disk (a cold page cache is the slow case).
-    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
-    let mut h = XxHash3_128::new();
-    let mut buf = vec![0u8; 8 << 20];
-    let zeros = vec![0u8; 8 << 20];
-    let mut at = 0u64;
-    for (start, end) in data_ranges(&file, len) {
-        feed_zeros(&mut h, &zeros, start - at);
-        file.seek(SeekFrom::Start(start))?;
-        let mut left = end - start;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank while it was read"));
-            }
-            h.write(&buf[..n]);
-            left -= n as u64;
-        }
-        at = end;
-    }
-    feed_zeros(&mut h, &zeros, len - at);
-    Ok(format!("{len} {:032x}", h.finish_128()))
-}
+/// Granularity of `digest`: each chunk of the file is hashed on its own.
+const CHUNK: usize = 1 << 20;
 
-fn feed_zeros(h: &mut XxHash3_128, zeros: &[u8], mut n: u64) {
-    while n > 0 {
-        let k = zeros.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-        h.write(&zeros[..k]);
-        n -= k as u64;
+/// `"<len> <xxh3-128 hex>"` of the file's content: the hash of the file's
+/// length and of the XXH3-128 of each `CHUNK` of it, in order. A chunk that
+/// lies in a hole is known to be zeros and is not read; the others are
+/// hashed from a mapping of the file, without a copy. It guards against a
+/// torn or damaged file, not against someone who can write next to it; the
+/// file must not be truncated while it is hashed (the host only ever renames
+/// and unlinks these files).
+pub fn digest(path: &Path) -> std::io::Result<String> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let ranges = data_ranges(&file, len);
+    // SAFETY: read-only mapping of a file nobody truncates (see above).
+    let map = if len == 0 { None } else { Some(unsafe { memmap2::Mmap::map(&file)? }) };
+    let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+    if let Some(map) = &map {
+        let _ = map.advise(memmap2::Advice::Sequential);
     }
+    let zero_chunk = XxHash3_128::oneshot(&vec![0u8; CHUNK]);
+    let mut h = XxHash3_128::new();
+    h.write(&len.to_le_bytes());
+    let mut data = ranges.iter().peekable();
+    for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+        let (start, end) = ((i * CHUNK) as u64, (i * CHUNK + chunk.len()) as u64);
+        while data.next_if(|(_, e)| *e <= start).is_some() {}
+        let in_a_hole = chunk.len() == CHUNK && !data.peek().is_some_and(|(s, _)| *s < end);
+        let hash = if in_a_hole { zero_chunk } else { XxHash3_128::oneshot(chunk) };
+        h.write(&hash.to_le_bytes());
+    }
+    Ok(format!("{len} {:032x}", h.finish_128()))
 }
 
 /// The ranges of `file` that hold data (`SEEK_DATA`/`SEEK_HOLE`); the whole
@@ -133,5 +129,8 @@ mod tests {
         let zeros = dir.path().join("z2");
         std::fs::write(&zeros, vec![0u8; 3 * BLOCK + 17]).unwrap();
         assert_eq!(digest(&path).unwrap(), digest(&zeros).unwrap());
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(digest(&empty).unwrap().starts_with("0 "));
     }
 }
