@@ -218,13 +218,13 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     let compiled = engine.precompile_component(&snapshot_wasm).map_err(|e| Fallback::Store(format!("compile: {e:#}")))?;
     drop(snapshot_wasm);
     let file_bytes = compiled.len() as u64;
+    let digest = llma_sparse_file::digest_bytes(&compiled);
     // The digest goes last: a crash in between leaves a file without one,
-    // which the next load deletes.
+    // which the next load deletes. Mapping the file below checks what
+    // reached the disk against it.
     let _ = std::fs::remove_file(&sidecar);
     write_atomically(&file, &compiled).map_err(|e| Fallback::Store(format!("write {}: {e}", file.display())))?;
     drop(compiled);
-    // The digest of what reached the disk.
-    let digest = digest_of(&file).map_err(|e| Fallback::Store(format!("read back {}: {e}", file.display())))?;
     write_atomically(&sidecar, digest.as_bytes()).map_err(|e| Fallback::Store(format!("write {}: {e}", sidecar.display())))?;
     // Mapped from the file, so instances share its pages.
     match open_cached(engine, &file, &sidecar) {

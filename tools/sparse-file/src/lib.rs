@@ -51,18 +51,32 @@ pub fn digest(path: &Path) -> std::io::Result<String> {
     if let Some(map) = &map {
         let _ = map.advise(memmap2::Advice::Sequential);
     }
+    let mut data = ranges.iter().peekable();
+    Ok(chunked_digest(bytes, |start, end| {
+        while data.next_if(|(_, e)| *e <= start).is_some() {}
+        !data.peek().is_some_and(|(s, _)| *s < end)
+    }))
+}
+
+/// What `digest` gives for a file holding `bytes`, computed from memory (a
+/// file about to be written).
+pub fn digest_bytes(bytes: &[u8]) -> String {
+    chunked_digest(bytes, |_, _| false)
+}
+
+/// The digest over `bytes`; `in_a_hole(start, end)` says a full chunk is
+/// known to be zeros, so it is not read.
+fn chunked_digest(bytes: &[u8], mut in_a_hole: impl FnMut(u64, u64) -> bool) -> String {
     let zero_chunk = XxHash3_128::oneshot(&vec![0u8; CHUNK]);
     let mut h = XxHash3_128::new();
-    h.write(&len.to_le_bytes());
-    let mut data = ranges.iter().peekable();
+    h.write(&(bytes.len() as u64).to_le_bytes());
     for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
         let (start, end) = ((i * CHUNK) as u64, (i * CHUNK + chunk.len()) as u64);
-        while data.next_if(|(_, e)| *e <= start).is_some() {}
-        let in_a_hole = chunk.len() == CHUNK && !data.peek().is_some_and(|(s, _)| *s < end);
-        let hash = if in_a_hole { zero_chunk } else { XxHash3_128::oneshot(chunk) };
+        let hole = chunk.len() == CHUNK && in_a_hole(start, end);
+        let hash = if hole { zero_chunk } else { XxHash3_128::oneshot(chunk) };
         h.write(&hash.to_le_bytes());
     }
-    Ok(format!("{len} {:032x}", h.finish_128()))
+    format!("{} {:032x}", bytes.len(), h.finish_128())
 }
 
 /// The ranges of `file` that hold data (`SEEK_DATA`/`SEEK_HOLE`); the whole
@@ -111,6 +125,7 @@ mod tests {
         assert!(std::fs::metadata(&sparse).unwrap().blocks() * 512 < n as u64 / 2, "zero blocks were left as holes");
         let d = digest(&dense).unwrap();
         assert_eq!(d, digest(&sparse).unwrap());
+        assert_eq!(d, digest_bytes(&content), "the digest from memory is the file's");
         assert!(d.starts_with(&format!("{n} ")));
         // One byte changed where the sparse copy has a hole; one byte cut off.
         content[3 << 20] = 1;
