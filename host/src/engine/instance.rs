@@ -6,25 +6,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use llma_wasi_host::HostState;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Store, StoreContextMut, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::bindings::{self, Extraction, Labelling, MessageResult, OverallResult, PluginInfo, Scores, UserMessage};
 use super::contract::{Contract, ContractBindings, ContractPre, PluginOptions};
 use super::{EngineError, Limits, Plugin, TrapKind, GUEST_MODEL_DIR};
-
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    /// When the call in flight must stop.
-    call_deadline: Instant,
-    /// Set by the owner to stop the call in flight (activity cancelled).
-    interrupt: Option<Arc<AtomicBool>>,
-    /// The owner's own deadline (the activity attempt's): no call runs past it.
-    cap: Option<Instant>,
-}
 
 /// The error a call ends with when its owner interrupted it (not the
 /// plugin's fault: not a trap to skip or retry on).
@@ -139,7 +128,7 @@ fn drive<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &Stop) -> was
     }
 }
 
-/// Runs `f` on a store made by `HostState::store` (no `Instance` around it:
+/// Runs `f` on a store made by `new_store` (no `Instance` around it:
 /// the snapshot step), yielding on fuel and stopping at the store's deadline
 /// like any call.
 pub(super) fn run_under_limits<R>(
@@ -151,12 +140,6 @@ pub(super) fn run_under_limits<R>(
     }
     let stop = Stop::of(store.data());
     drive(f(store), &stop)
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
 }
 
 /// The sandbox: the model directory read-only (when the instance must load
@@ -176,37 +159,35 @@ fn sandbox(model_dir: Option<&Path>) -> Result<WasiCtx, EngineError> {
     Ok(b.build())
 }
 
-impl HostState {
-    /// A store's state under `limits`, its first call due within the load budget.
-    pub(super) fn new(limits: &Limits, model_dir: Option<&Path>) -> Result<HostState, EngineError> {
-        Ok(HostState {
-            wasi: sandbox(model_dir)?,
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(limits.max_instances)
-                .tables(limits.max_tables)
-                .memories(limits.max_memories)
-                .trap_on_grow_failure(true)
-                .build(),
-            call_deadline: super::limits::deadline_after(limits.load_deadline),
-            interrupt: None,
-            cap: None,
-        })
-    }
+/// A store's state under `limits`, its first call due within the load budget.
+fn host_state(limits: &Limits, model_dir: Option<&Path>) -> Result<HostState, EngineError> {
+    Ok(HostState {
+        wasi: sandbox(model_dir)?,
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(limits.max_instances)
+            .tables(limits.max_tables)
+            .memories(limits.max_memories)
+            .trap_on_grow_failure(true)
+            .build(),
+        call_deadline: super::limits::deadline_after(limits.load_deadline),
+        interrupt: None,
+        cap: None,
+    })
+}
 
-    /// A store under `limits` and the load budget (fuel and deadline).
-    pub(super) fn store(engine: &wasmtime::Engine, limits: &Limits, model_dir: Option<&Path>) -> Result<Store<HostState>, EngineError> {
-        let mut store = Store::new(engine, HostState::new(limits, model_dir)?);
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_callback(on_epoch);
-        // An engine without fuel metering (`EngineOptions::fuel`) has no fuel to set.
-        if store.get_fuel().is_ok() {
-            store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
-        }
-        store.set_epoch_deadline(1);
-        Ok(store)
+/// A store under `limits` and the load budget (fuel and deadline).
+pub(super) fn new_store(engine: &wasmtime::Engine, limits: &Limits, model_dir: Option<&Path>) -> Result<Store<HostState>, EngineError> {
+    let mut store = Store::new(engine, host_state(limits, model_dir)?);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_callback(on_epoch);
+    // An engine without fuel metering (`EngineOptions::fuel`) has no fuel to set.
+    if store.get_fuel().is_ok() {
+        store.set_fuel(limits.load_fuel).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
     }
+    store.set_epoch_deadline(1);
+    Ok(store)
 }
 
 /// A live plugin instance with its model loaded. After a trap it is
@@ -226,7 +207,7 @@ impl Instance {
     /// made from a snapshot whose memory already holds it: that one sees no
     /// directory at all and only answers `info`.
     pub(super) fn new(pre: &ContractPre, model_dir: Option<&Path>, limits: Limits) -> Result<Instance, EngineError> {
-        let mut store = HostState::store(pre.engine(), &limits, model_dir)?;
+        let mut store = new_store(pre.engine(), &limits, model_dir)?;
         let bindings = pre.instantiate(&mut store).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         let (call, outcome) = match model_dir {
             Some(_) => ("load", run_under_limits(&mut store, async |s| bindings.load(s, GUEST_MODEL_DIR).await)),

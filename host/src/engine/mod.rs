@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 pub use bindings::{
@@ -30,7 +29,8 @@ pub use bindings::{
 pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache};
 pub use error::{EngineError, TrapKind};
-pub use instance::{HostState, Instance, InstanceSlot, InterruptOnDrop};
+pub use instance::{Instance, InstanceSlot, InterruptOnDrop};
+pub use llma_wasi_host::HostState;
 pub use limits::Limits;
 pub use snapshot::{Fallback, SnapshotPolicy};
 
@@ -158,8 +158,7 @@ impl PluginEngine {
                 (component, Readiness::Load(why))
             }
         };
-        let mut linker: Linker<HostState> = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        let linker = llma_wasi_host::linker(&self.engine).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
         let contract = Contract::of(&component, &self.engine)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
         let pre = contract::ContractPre::new(contract, pre)?;

@@ -20,13 +20,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::Engine;
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use super::contract::{Contract, ContractBindings};
 use super::cache::{engine_fingerprint, write_atomically, CompileCache};
-use super::instance::{trapped, HostState};
+use super::instance::{new_store, trapped};
 use super::{EngineError, Limits};
 
 /// The export `wizer-initialize` (see the `preinit-plugin` world).
@@ -248,9 +248,8 @@ fn preinitialise(engine: &Engine, cache: &CompileCache, wasm: &[u8], model_dir: 
     // plugin's, so another model for the same plugin skips this compile.
     let (component, _) = cache.load_or_compile(engine, &instrumented).map_err(|e| wizer_err("compile the instrumented component", &e))?;
     drop(instrumented);
-    let mut linker: Linker<HostState> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| wizer_err("link WASI", &e))?;
-    let mut store = HostState::store(engine, limits, Some(model_dir)).map_err(|e| Fallback::Wizer(e.to_string()))?;
+    let linker = llma_wasi_host::linker(engine).map_err(|e| wizer_err("link WASI", &e))?;
+    let mut store = new_store(engine, limits, Some(model_dir)).map_err(|e| Fallback::Wizer(e.to_string()))?;
     // The snapshot reads the whole heap through the guest-to-host channel,
     // far past its default 128 MiB allowance.
     store.set_hostcall_fuel(usize::MAX);

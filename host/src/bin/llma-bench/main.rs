@@ -29,6 +29,7 @@
 //! uses the small bundles, fewer repetitions and a persistent compile cache:
 //! a smoke run.
 
+mod compare;
 mod measure;
 mod overhead;
 mod run;
@@ -104,6 +105,9 @@ enum Worker {
     /// snapshot, then one call. Prints JSON.
     #[command(hide = true)]
     ReadyProbe(ProbeArgs),
+    /// Per-sequence CPU of several plugin builds, calls interleaved (kernel
+    /// and compiler-flag work). Prints JSON.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -162,6 +166,10 @@ fn main() -> anyhow::Result<()> {
         Some(Worker::ReadyProbe(p)) => {
             let out = worker::ready_probe(&p)?;
             println!("{out}");
+            Ok(())
+        }
+        Some(Worker::Compare(c)) => {
+            println!("{}", compare::compare(&c)?);
             Ok(())
         }
         None => run::run(&args.run),

@@ -1,0 +1,80 @@
+//! `compare`: several builds of the plugin on one bundle, calls interleaved
+//! round by round so that machine noise hits every build alike; per-sequence
+//! thread CPU time of each, and its ratio to the first. For deciding between
+//! kernels or compiler flags without a full `make bench` (a fresh load per
+//! build, no snapshot: the calls are what is compared).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, SnapshotPolicy};
+use serde_json::{json, Value};
+
+use crate::measure::{grid_texts, log, thread_cpu};
+
+#[derive(Debug, clap::Args, Clone)]
+pub(crate) struct CompareArgs {
+    /// Plugin builds to compare (the first is the reference).
+    #[arg(long = "plugin", required = true)]
+    plugins: Vec<PathBuf>,
+    #[arg(long)]
+    model: PathBuf,
+    /// Directory holding grid.json (written by `make bench`).
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Compile cache for the builds.
+    #[arg(long)]
+    cache_dir: PathBuf,
+    /// Cells, TOKENSxBATCH.
+    #[arg(long, value_delimiter = ',', default_value = "16x1,128x1")]
+    cells: Vec<String>,
+    /// Rounds per cell (one call of every build per round).
+    #[arg(long, default_value_t = 8)]
+    rounds: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
+    let engine = PluginEngine::with_options(
+        Limits::default(),
+        Some(a.cache_dir.clone()),
+        EngineOptions { snapshots: SnapshotPolicy::Off, ..EngineOptions::default() },
+    )?;
+    let mut slots = Vec::new();
+    for path in &a.plugins {
+        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.model)?));
+        slot.get()?;
+        slots.push(slot);
+    }
+    let grid = grid_texts(&a.inputs)?;
+    let mut cells = Vec::new();
+    for cell in &a.cells {
+        let (len, batch) = cell.split_once('x').context("a cell is TOKENSxBATCH")?;
+        let (len, batch): (usize, usize) = (len.parse()?, batch.parse()?);
+        let (_, texts) = grid.iter().find(|(l, _)| *l == len).with_context(|| format!("grid.json has no {len}-token texts"))?;
+        let texts = &texts[..batch.min(texts.len())];
+        for slot in &mut slots {
+            slot.get()?.classify(texts)?;
+        }
+        let mut series = vec![Vec::new(); slots.len()];
+        for _ in 0..a.rounds {
+            for (slot, s) in slots.iter_mut().zip(&mut series) {
+                let c = thread_cpu();
+                slot.get()?.classify(texts)?;
+                s.push((thread_cpu() - c) / texts.len() as f64);
+            }
+        }
+        let medians: Vec<f64> = series.into_iter().map(median).collect();
+        for (path, m) in a.plugins.iter().zip(&medians) {
+            log(format!("{len} tokens x {batch}: {:.4} s per sequence ({:.3}x the first), {}", m, m / medians[0], path.display()));
+        }
+        cells.push(json!({"tokens": len, "batch": batch, "per_sequence_cpu": medians}));
+    }
+    Ok(json!({"plugins": a.plugins, "cells": cells}))
+}

@@ -1,0 +1,43 @@
+//! What a plugin instance's store holds, and the linker that gives it WASI.
+//!
+//! This lives apart from the host crate for one reason: wasmtime-wasi's
+//! glue (every host function, and the copy of each byte a guest reads into
+//! its memory) is generic over the store's state, so it is compiled in the
+//! crate that names that state. Compiled into the host crate at dev-build
+//! opt-level 0, those copies took over half of a 500 MB model load (5 of
+//! 9 s); here the dev profile optimises them like any dependency. The
+//! sandbox's policy (what the WASI context allows, the limits, how a call
+//! stops) stays in the host's engine.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    /// When the call in flight must stop.
+    pub call_deadline: Instant,
+    /// Set by the owner to stop the call in flight (activity cancelled).
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// The owner's own deadline (the activity attempt's): no call runs past it.
+    pub cap: Option<Instant>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A linker with WASI (preview 2) for stores holding a [`HostState`].
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
