@@ -16,6 +16,8 @@ pub struct PluginSource {
     pub cache_dir: Option<PathBuf>,
     /// Disables the compiled-component cache.
     pub no_compile_cache: bool,
+    /// Disk the compiled-component cache may take (`None`: the engine's default).
+    pub cache_budget_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,10 @@ impl PluginSource {
     /// (neither without the compile cache); `snapshots` says whether this
     /// command may spend the time to make a snapshot.
     pub fn engine(&self, limits: Limits, snapshots: SnapshotPolicy) -> Result<PluginEngine, SourceError> {
-        let options = EngineOptions { snapshots, ..EngineOptions::default() };
+        let mut options = EngineOptions { snapshots, ..EngineOptions::default() };
+        if let Some(budget) = self.cache_budget_bytes {
+            options.cache_budget_bytes = budget;
+        }
         Ok(PluginEngine::with_options(limits, self.compile_cache_dir(), options)?)
     }
 

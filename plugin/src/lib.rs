@@ -10,6 +10,8 @@ pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+#[cfg(all(feature = "experimental-gemm", target_arch = "wasm32", target_feature = "simd128"))]
+mod kernel;
 #[cfg(target_arch = "wasm32")]
 mod preinit;
 

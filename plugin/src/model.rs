@@ -159,6 +159,10 @@ impl Classifier {
             .iter()
             .position(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name) == "logits")
             .unwrap_or(0);
+        // tract picks its kernels while optimising: the experimental GEMM
+        // kernel must be linked in by then.
+        #[cfg(all(feature = "experimental-gemm", target_arch = "wasm32", target_feature = "simd128"))]
+        std::hint::black_box(crate::kernel::gemm_name());
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())

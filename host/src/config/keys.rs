@@ -144,6 +144,12 @@ pub const KEYS: &[Key] = &[
         .flag(Global, "cache-dir"),
     Key::new("plugin.compile_cache", "Cache compiled components on disk; --no-compile-cache compiles on every start.")
         .switch_off(Global, "no-compile-cache"),
+    Key::new(
+        "plugin.cache_budget_mb",
+        "Disk the compiled components and snapshots may take, MiB; the least recently used go first (a RoBERTa-base snapshot takes ~570).",
+    )
+    .flag(Global, "cache-budget-mb")
+    .range(0, 1 << 30),
     Key::new("plugin.poll_ms", "How often the plugin directory is polled, ms.").flag(Worker, "plugin-poll-ms").range(0, YEAR_MS),
     Key::new("plugin.rollback_grace_secs", "How long the previous plugin version stays loaded for `plugin rollback`.")
         .alias(&["LLMA_SENTIMENT_ROLLBACK_GRACE_SECS"])

@@ -226,6 +226,8 @@ pub struct PluginConfig {
     pub cache_dir: Option<PathBuf>,
     /// Cache compiled components on disk (off: compile on every start).
     pub compile_cache: bool,
+    /// Disk the compiled components and snapshots may take, MiB.
+    pub cache_budget_mb: u64,
     /// How often the plugin directory is polled.
     pub poll_ms: u64,
     /// How long the previous version stays loaded for `plugin rollback`.
@@ -244,6 +246,7 @@ impl Default for PluginConfig {
             model_dir: None,
             cache_dir: None,
             compile_cache: true,
+            cache_budget_mb: crate::engine::DEFAULT_CACHE_BUDGET_BYTES >> 20,
             poll_ms: 1000,
             rollback_grace_secs: 600,
             // Making a snapshot blocks start for minutes: only on request.
@@ -259,6 +262,7 @@ impl PluginConfig {
             model_dir: self.model_dir.clone(),
             cache_dir: self.cache_dir.clone(),
             no_compile_cache: !self.compile_cache,
+            cache_budget_bytes: Some(self.cache_budget_mb.saturating_mul(1 << 20)),
         }
     }
 

@@ -4,9 +4,21 @@
 //! compiled artifact takes ~30 ms. An artifact is only valid for the same
 //! wasmtime build, engine `Config` and CPU features, so the key covers all
 //! three, plus the component's own bytes.
+//!
+//! Every plugin version adds an artifact (~75 MB) and, per model, a snapshot
+//! (RoBERTa-base: ~570 MB on disk), so the cache has a budget: whenever an
+//! entry is written, the least recently used ones (by the time their files
+//! were last written or loaded) are removed until the rest fits. A running
+//! instance keeps its mapping of a removed file; another process that wanted
+//! it compiles or snapshots again.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::hash::{Hash, Hasher};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -14,9 +26,14 @@ use wasmtime::Engine;
 
 use super::EngineError;
 
+/// Disk the cache may take by default: artifacts and snapshots of about a
+/// dozen plugin versions or models of RoBERTa-base's size.
+pub const DEFAULT_BUDGET_BYTES: u64 = 8 << 30;
+
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    budget_bytes: u64,
 }
 
 /// Feeds std's `Hash` into SHA-256 so the key does not depend on the
@@ -49,9 +66,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl CompileCache {
-    /// `None` disables caching (every load compiles).
-    pub fn new(dir: Option<PathBuf>) -> Self {
-        CompileCache { dir }
+    /// `None` disables caching (every load compiles); the cache's files
+    /// take at most `budget_bytes` of disk (allocated blocks: snapshots are
+    /// sparse), beyond the entry just written.
+    pub fn new(dir: Option<PathBuf>, budget_bytes: u64) -> Self {
+        CompileCache { dir, budget_bytes }
     }
 
     /// Where artifacts (and snapshots, beside them) are kept.
@@ -80,20 +99,104 @@ impl CompileCache {
                 // compatibility hash (part of the key); wasmtime also checks
                 // the header and refuses a mismatched artifact.
                 match unsafe { Component::deserialize_file(engine, &path) } {
-                    Ok(c) => return Ok((c, true)),
+                    Ok(c) => {
+                        mark_used(&path);
+                        return Ok((c, true));
+                    }
                     Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact"),
                 }
             }
         }
         let compiled = engine.precompile_component(wasm).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         if let Some(path) = self.path(&key) {
-            if let Err(e) = write_atomically(&path, &compiled) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
+            match write_atomically(&path, &compiled) {
+                Ok(()) => {
+                    self.prune(&[&key]);
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component"),
             }
         }
         // SAFETY: the bytes were produced just now by this engine.
         let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         Ok((component, false))
+    }
+}
+
+impl CompileCache {
+    /// Removes whole entries (every file of one key), least recently used
+    /// first, until the cache fits its budget; never those in `keep`, and
+    /// never a file whose name is not `<key>.…` with a 64-hex-digit key (the
+    /// directory may be shared). Returns the number of entries removed.
+    pub fn prune(&self, keep: &[&str]) -> usize {
+        let Some(dir) = &self.dir else { return 0 };
+        let Ok(listing) = std::fs::read_dir(dir) else { return 0 };
+        // key -> (bytes on disk, newest use, files)
+        let mut entries: HashMap<String, (u64, SystemTime, Vec<PathBuf>)> = HashMap::new();
+        for file in listing.flatten() {
+            let name = file.file_name();
+            let Some((key, _)) = name.to_str().and_then(|n| n.split_once('.')) else { continue };
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Ok(meta) = file.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let entry = entries.entry(key.to_string()).or_insert((0, UNIX_EPOCH, Vec::new()));
+            entry.0 += meta.blocks() * 512;
+            entry.1 = entry.1.max(meta.modified().unwrap_or(UNIX_EPOCH));
+            entry.2.push(file.path());
+        }
+        let mut total: u64 = entries.values().map(|e| e.0).sum();
+        let mut oldest_first: Vec<_> = entries.into_iter().filter(|(key, _)| !keep.contains(&key.as_str())).collect();
+        oldest_first.sort_by_key(|(_, (_, used, _))| *used);
+        let mut removed = 0;
+        for (key, (bytes, _, files)) in oldest_first {
+            if total <= self.budget_bytes {
+                break;
+            }
+            for file in files {
+                let _ = std::fs::remove_file(file);
+            }
+            total = total.saturating_sub(bytes);
+            removed += 1;
+            tracing::info!(key = %key, bytes, budget = self.budget_bytes, "removed the least recently used compile cache entry");
+        }
+        removed
+    }
+}
+
+/// Cranelift's result per function, kept while one plugin is compiled into
+/// its forms (as it is, instrumented for the snapshot, and the snapshot: the
+/// same functions each time), so that each function is compiled once. In
+/// memory, and emptied when the load is done (`clear`): the entries amount to
+/// the plugin's whole machine code.
+#[derive(Debug, Default)]
+pub(super) struct FunctionCache(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned().map(Cow::Owned)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_vec(), value);
+        true
+    }
+}
+
+impl FunctionCache {
+    pub(super) fn clear(&self) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+        map.shrink_to_fit();
+    }
+}
+
+/// Records that a cached file was just used: pruning goes by this time.
+pub(super) fn mark_used(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
     }
 }
 
@@ -134,5 +237,49 @@ mod tests {
         assert!(bytes.iter().all(|b| *b == bytes[0]), "one writer's bytes only");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.cwasm")], "no temp file left behind");
+    }
+
+    fn key(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn file(dir: &Path, name: &str, mib: usize, age_secs: u64) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![0x5a; mib << 20]).unwrap();
+        let when = SystemTime::now() - std::time::Duration::from_secs(age_secs);
+        std::fs::File::options().append(true).open(&path).unwrap().set_modified(when).unwrap();
+        path
+    }
+
+    #[test]
+    fn pruning_removes_whole_entries_least_recently_used_first_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (k1, k2, k3, k4) = (key(1), key(2), key(3), key(4));
+        let oldest = file(d, &format!("{k1}.cwasm"), 1, 400);
+        let snapshot = file(d, &format!("{k2}.snapshot.cwasm"), 2, 300);
+        let sidecar = file(d, &format!("{k2}.snapshot.digest"), 0, 300);
+        let used = file(d, &format!("{k3}.cwasm"), 1, 500);
+        let newest = file(d, &format!("{k4}.cwasm"), 1, 10);
+        let foreign = file(d, "notes.cwasm", 1, 1000);
+        let short = file(d, "abc.cwasm", 1, 1000);
+        // The oldest by write time, but loaded just now.
+        mark_used(&used);
+
+        // 5 MiB of entries against 3.5 MiB: k1 is the least recently used
+        // but kept, so k2 goes, with both its files.
+        let cache = CompileCache::new(Some(d.to_path_buf()), 7 << 19);
+        assert_eq!(cache.prune(&[&k1]), 1);
+        assert!(oldest.exists() && !snapshot.exists() && !sidecar.exists());
+        assert_eq!(cache.prune(&[]), 0, "within the budget: nothing more");
+        // 3 MiB against 2.5: the least recently used goes, not k3 (written
+        // first, used last).
+        let smaller = CompileCache::new(Some(d.to_path_buf()), 5 << 19);
+        assert_eq!(smaller.prune(&[]), 1);
+        assert!(!oldest.exists() && used.exists() && newest.exists());
+        assert!(foreign.exists() && short.exists(), "files not named by a key are never touched");
+
+        let none = CompileCache::new(None, 0);
+        assert_eq!(none.prune(&[]), 0);
     }
 }

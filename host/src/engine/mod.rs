@@ -27,7 +27,7 @@ pub use bindings::{
     PluginLimits, Scores, Truncation, UserMessage,
 };
 pub use contract::{Contract, PluginOptions};
-pub use cache::{sha256_hex, write_atomically, CompileCache};
+pub use cache::{sha256_hex, write_atomically, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_CACHE_BUDGET_BYTES};
 pub use error::{EngineError, TrapKind};
 pub use instance::{Instance, InstanceSlot, InterruptOnDrop};
 pub use llma_wasi_host::HostState;
@@ -58,11 +58,14 @@ pub struct EngineOptions {
     /// ticker, for an engine without fuel. Its check at every loop header
     /// cost more than fuel's (see README "Benchmarks").
     pub epoch: bool,
+    /// Disk the compile cache (artifacts and snapshots) may take; the least
+    /// recently used entries go when a new one would pass it.
+    pub cache_budget_bytes: u64,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: false }
+        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: false, cache_budget_bytes: cache::DEFAULT_BUDGET_BYTES }
     }
 }
 
@@ -71,6 +74,7 @@ pub struct PluginEngine {
     limits: Limits,
     options: EngineOptions,
     cache: CompileCache,
+    functions: Arc<cache::FunctionCache>,
     ticker: EpochTicker,
 }
 
@@ -88,9 +92,11 @@ impl PluginEngine {
         // A snapshot's heap is one memory image up to the memory cap, so
         // instances map it copy-on-write instead of copying it in.
         config.memory_guaranteed_dense_image_size(limits.memory_bytes as u64);
+        let functions = Arc::new(cache::FunctionCache::default());
+        config.enable_incremental_compilation(functions.clone()).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let ticker = if options.epoch { EpochTicker::start(engine.clone(), limits.epoch_tick)? } else { EpochTicker::none() };
-        Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir), ticker })
+        Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir, options.cache_budget_bytes), functions, ticker })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -116,6 +122,12 @@ impl PluginEngine {
     /// (made now if the policy allows and none is cached), else by loading
     /// the model in each instance.
     pub fn load_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {
+        let plugin = self.prepare_plugin(wasm, model_dir);
+        self.functions.clear();
+        plugin
+    }
+
+    fn prepare_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {
         let model_dir = check_model_dir(model_dir)?;
         let started = Instant::now();
         let (component, from_cache) = self.cache.load_or_compile(&self.engine, wasm)?;

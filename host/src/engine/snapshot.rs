@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 use wasmtime::component::Component;
 use wasmtime::Engine;
-use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
+use wasmtime_wizer::Wizer;
 
 use super::contract::{Contract, ContractBindings};
-use super::cache::{engine_fingerprint, write_atomically, CompileCache};
+use super::cache::{engine_fingerprint, mark_used, write_atomically, CompileCache};
 use super::instance::{new_store, trapped};
 use super::{EngineError, Limits};
 
@@ -144,7 +144,11 @@ fn open_cached(engine: &Engine, file: &Path, sidecar: &Path) -> Result<Option<(C
             // (part of the key), and it matches the digest written after it;
             // wasmtime also checks its header.
             match unsafe { Component::deserialize_file(engine, file) } {
-                Ok(c) => return Ok(Some((c, actual.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)))),
+                Ok(c) => {
+                    mark_used(file);
+                    mark_used(sidecar);
+                    return Ok(Some((c, actual.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0))));
+                }
                 Err(e) => format!("wasmtime refused it: {e:#}"),
             }
         }
@@ -226,6 +230,7 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     write_atomically(&file, &compiled).map_err(|e| Fallback::Store(format!("write {}: {e}", file.display())))?;
     drop(compiled);
     write_atomically(&sidecar, digest.as_bytes()).map_err(|e| Fallback::Store(format!("write {}: {e}", sidecar.display())))?;
+    compile_cache.prune(&[key, &CompileCache::key(engine, wasm)]);
     // Mapped from the file, so instances share its pages.
     match open_cached(engine, &file, &sidecar) {
         Ok(Some((component, _))) => Ok(Snapshot { component, path: file, created: true, took: started.elapsed(), file_bytes }),
@@ -272,8 +277,7 @@ fn preinitialise(engine: &Engine, cache: &CompileCache, wasm: &[u8], model_dir: 
     if store.get_fuel().is_ok() {
         store.set_fuel(limits.load_fuel).map_err(|e| wizer_err("fuel", &e))?;
     }
-    let snapshot = futures::executor::block_on(wizer.snapshot_component(&cx, &mut WasmtimeWizerComponent { store: &mut store, instance }))
-        .map_err(|e| wizer_err("snapshot", &e))?;
+    let snapshot = llma_wasi_host::snapshot(&wizer, &cx, &mut store, instance).map_err(|e| wizer_err("snapshot", &e))?;
     Ok(snapshot)
 }
 

@@ -1,20 +1,23 @@
-//! What a plugin instance's store holds, and the linker that gives it WASI.
+//! What a plugin instance's store holds, the linker that gives it WASI, and
+//! the snapshot of an instance's state.
 //!
 //! This lives apart from the host crate for one reason: wasmtime-wasi's
 //! glue (every host function, and the copy of each byte a guest reads into
-//! its memory) is generic over the store's state, so it is compiled in the
-//! crate that names that state. Compiled into the host crate at dev-build
-//! opt-level 0, those copies took over half of a 500 MB model load (5 of
-//! 9 s); here the dev profile optimises them like any dependency. The
-//! sandbox's policy (what the WASI context allows, the limits, how a call
-//! stops) stays in the host's engine.
+//! its memory) and wasmtime-wizer's snapshot (a scan of the whole heap) are
+//! generic over the store's state, so they are compiled in the crate that
+//! names that state. Compiled into the host crate at dev-build opt-level 0,
+//! the copies took over half of a 500 MB model load (5 of 9 s); here the dev
+//! profile optimises them like any dependency. The sandbox's policy (what
+//! the WASI context allows, the limits, how a call stops, when a snapshot is
+//! made) stays in the host's engine.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits};
+use wasmtime::component::{Instance, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits};
+use wasmtime_wizer::{ComponentContext, WasmtimeWizerComponent, Wizer};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub struct HostState {
@@ -40,4 +43,10 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Ok(linker)
+}
+
+/// The pre-initialised component of `instance` (its init export has run):
+/// `wizer` and `cx` are those that instrumented it.
+pub fn snapshot(wizer: &Wizer, cx: &ComponentContext<'_>, store: &mut Store<HostState>, instance: Instance) -> wasmtime::Result<Vec<u8>> {
+    futures::executor::block_on(wizer.snapshot_component(cx, &mut WasmtimeWizerComponent { store, instance }))
 }

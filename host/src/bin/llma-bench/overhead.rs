@@ -20,7 +20,7 @@ pub const VARIANTS: [(&str, bool, bool); 4] =
 fn variant_slot(w: &WorkerArgs, wasm: &[u8], fuel: bool, epoch: bool) -> anyhow::Result<(PluginEngine, InstanceSlot)> {
     // Loaded, not snapshotted: each variant's config would need a snapshot
     // of its own, and what is measured is the calls, not the start.
-    let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off };
+    let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
     let engine = PluginEngine::with_options(Limits::default(), Some(w.variant_cache_dir.clone()), options)?;
     let t = Instant::now();
     let plugin = engine.load_plugin(wasm, &w.model)?;
