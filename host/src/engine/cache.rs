@@ -120,9 +120,7 @@ impl CompileCache {
         let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         Ok((component, false))
     }
-}
 
-impl CompileCache {
     /// Removes whole entries (every file of one key), least recently used
     /// first, until the cache fits its budget; never those in `keep`, and
     /// never a file whose name is not `<key>.…` with a 64-hex-digit key (the

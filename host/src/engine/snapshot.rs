@@ -145,8 +145,8 @@ fn open_cached(engine: &Engine, file: &Path, sidecar: &Path) -> Result<Option<(C
             // wasmtime also checks its header.
             match unsafe { Component::deserialize_file(engine, file) } {
                 Ok(c) => {
+                    // An entry's use is its newest file's time: the sidecar need not be touched.
                     mark_used(file);
-                    mark_used(sidecar);
                     return Ok(Some((c, actual.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0))));
                 }
                 Err(e) => format!("wasmtime refused it: {e:#}"),
