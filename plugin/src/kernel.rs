@@ -1,19 +1,31 @@
-//! An f32 matrix-multiply kernel for tract, shaped for the engine that runs
-//! the plugin: an experiment behind the `experimental-gemm` feature, off in
-//! the shipped build (README "Sandbox and limits" has the measurements).
+//! The plugin's f32 matrix-multiply kernel for tract, shaped for the engine
+//! that runs the plugin (feature `plugin-gemm`, on by default; README
+//! "Sandbox and limits" has the measurements).
 //!
-//! Under wasmtime on x86-64 the guest's vector locals live in 16 registers.
-//! tract's `wasm_f32_8x8` keeps 16 accumulators, so 12 of them sit on the
-//! stack in its inner loop even without limits; with fuel or epochs, the
-//! check at every loop header can call into the runtime, which clobbers all
-//! vector registers, so every accumulator is stored and reloaded on every
-//! turn. This kernel keeps 8 accumulators (`H` = 2 v128 of A, 8 rows, by
-//! `NR` = 4 columns of B, broadcast from one v128 load with shuffles) and
-//! does `UNROLL` = 2 steps of k per turn: Cranelift emits a turn's loads
-//! first and its arithmetic after, so 2 steps (6 loaded vectors plus the 8
-//! accumulators) is what fits. Compiled, it takes 5.4 instructions per
-//! multiply against the 8x8's 6.0, and measured 5-10% faster per sequence on
-//! roberta-base-shape, within the noise of the machines it was measured on.
+//! Under wasmtime on x86-64 the guest's vector locals live in 16 registers,
+//! and the fuel check at every loop header has a slow path that calls into
+//! the runtime, which clobbers all of them: a value live across a loop
+//! header is stored and reloaded on every turn. tract's `wasm_f32_8x8` keeps
+//! 16 accumulators (12 on the stack even without limits) and does one step
+//! of k per turn. This kernel keeps 8 (`H` = 2 v128 of A, 8 rows, by `NR` = 4
+//! columns of B, broadcast from one v128 load with shuffles) and does
+//! `UNROLL` = 8 steps of k per turn, so the stack traffic the check forces
+//! is paid once per 8 steps.
+//!
+//! Each step ends in its own exit test (`left == u`), which also handles the
+//! remainder. That test is what keeps a step's arithmetic next to its loads:
+//! Cranelift places pure instructions where their value is first needed,
+//! and a branch that leaves the loop needs the accumulators as they are, so
+//! each step's products are computed before the next step's loads. Without
+//! it (one exit per turn) all of a turn's loads come first and its
+//! arithmetic after, every loaded vector stays live, and more than 2 steps
+//! per turn spill.
+//!
+//! Measured with `llma-bench compare` (interleaved, roberta-base-shape,
+//! fuel on): 0.73-0.78x tract's kernel per sequence at 128 tokens and
+//! 0.83-0.95x at 16. Tried and slower: B broadcast by `v128.load32_splat`
+//! (Cranelift lowers it to a scalar load, a move and a broadcast), an 8x6
+//! tile (12 accumulators), 16 steps per turn.
 //!
 //! The multiply and the add stay separate instructions: Cranelift lowers a
 //! fused multiply-add with its result tied to a multiplicand (a register
@@ -41,7 +53,7 @@ const LANES: usize = 4;
 const H: usize = 2;
 const MR: usize = H * LANES;
 const NR: usize = 4;
-const UNROLL: usize = 2;
+const UNROLL: usize = 8;
 
 static GEMM: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
     let mut kernel = DynKernel::<MR, NR, f32>::new(&format!("llma_f32_{MR}x{NR}"), run, f32::packing(MR), f32::packing(NR));
@@ -188,22 +200,30 @@ unsafe fn step(mut ab: Tile, a: *const f32, b: *const f32) -> Tile {
     ab
 }
 
-#[inline(never)]
-unsafe fn add_mat_mul(mut ab: Tile, k: usize, pa: *const f32, pb: *const f32) -> Tile {
-    let mut i = 0;
+/// Inlined into the kernel so that the tile is one of its locals: as a
+/// function of its own the tile crossed the call in linear memory, and with
+/// the exits below LLVM kept it there (a load and a store per product) once
+/// the tile or the turn grew.
+#[inline(always)]
+unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const f32) -> Tile {
+    let mut left = k;
     unsafe {
-        while i + UNROLL <= k {
-            for u in 0..UNROLL {
-                ab = step(ab, pa.add((i + u) * MR), pb.add((i + u) * NR));
+        loop {
+            macro_rules! steps {
+                ($($u:literal)*) => {$(
+                    if left == $u {
+                        return ab;
+                    }
+                    ab = step(ab, pa.add($u * MR), pb.add($u * NR));
+                )*};
             }
-            i += UNROLL;
-        }
-        while i < k {
-            ab = step(ab, pa.add(i * MR), pb.add(i * NR));
-            i += 1;
+            steps!(0 1 2 3 4 5 6 7);
+            const { assert!(UNROLL == 8, "steps! lists UNROLL steps") };
+            left -= UNROLL;
+            pa = pa.add(UNROLL * MR);
+            pb = pb.add(UNROLL * NR);
         }
     }
-    ab
 }
 
 unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {

@@ -10,7 +10,7 @@ pub mod types;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
-#[cfg(all(feature = "experimental-gemm", target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(feature = "plugin-gemm", target_arch = "wasm32", target_feature = "simd128"))]
 mod kernel;
 #[cfg(target_arch = "wasm32")]
 mod preinit;

@@ -159,9 +159,9 @@ impl Classifier {
             .iter()
             .position(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name) == "logits")
             .unwrap_or(0);
-        // tract picks its kernels while optimising: the experimental GEMM
+        // tract picks its kernels while optimising: the plugin's GEMM
         // kernel must be linked in by then.
-        #[cfg(all(feature = "experimental-gemm", target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(feature = "plugin-gemm", target_arch = "wasm32", target_feature = "simd128"))]
         std::hint::black_box(crate::kernel::gemm_name());
         let plan = model
             .into_optimized()

@@ -12,6 +12,7 @@ use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, 
 use serde_json::{json, Value};
 
 use crate::measure::{grid_texts, log, thread_cpu};
+use crate::overhead::VARIANTS;
 
 #[derive(Debug, clap::Args, Clone)]
 pub(crate) struct CompareArgs {
@@ -32,6 +33,10 @@ pub(crate) struct CompareArgs {
     /// Rounds per cell (one call of every build per round).
     #[arg(long, default_value_t = 8)]
     rounds: usize,
+    /// Limits each build runs under, named as in the limits table
+    /// (fuel+epoch, epoch, fuel, none): every build under every one.
+    #[arg(long, value_delimiter = ',', default_value = "fuel")]
+    limits: Vec<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -40,17 +45,20 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
-    let engine = PluginEngine::with_options(
-        Limits::default(),
-        Some(a.cache_dir.clone()),
-        EngineOptions { snapshots: SnapshotPolicy::Off, ..EngineOptions::default() },
-    )?;
+    let mut runs = Vec::new();
     let mut slots = Vec::new();
-    for path in &a.plugins {
-        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.model)?));
-        slot.get()?;
-        slots.push(slot);
+    for name in &a.limits {
+        let &(_, fuel, epoch) = VARIANTS.iter().find(|v| v.0 == name).with_context(|| format!("no limits named {name}"))?;
+        let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
+        // The engine is kept: it owns the epoch ticker its instances rely on.
+        let engine = Arc::new(PluginEngine::with_options(Limits::default(), Some(a.cache_dir.clone()), options)?);
+        for path in &a.plugins {
+            let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.model)?));
+            slot.get()?;
+            slots.push(slot);
+            runs.push((format!("{} ({name})", path.display()), engine.clone()));
+        }
     }
     let grid = grid_texts(&a.inputs)?;
     let mut cells = Vec::new();
@@ -71,10 +79,10 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
             }
         }
         let medians: Vec<f64> = series.into_iter().map(median).collect();
-        for (path, m) in a.plugins.iter().zip(&medians) {
-            log(format!("{len} tokens x {batch}: {:.4} s per sequence ({:.3}x the first), {}", m, m / medians[0], path.display()));
+        for ((run, _), m) in runs.iter().zip(&medians) {
+            log(format!("{len} tokens x {batch}: {:.4} s per sequence ({:.3}x the first), {run}", m, m / medians[0]));
         }
         cells.push(json!({"tokens": len, "batch": batch, "per_sequence_cpu": medians}));
     }
-    Ok(json!({"plugins": a.plugins, "cells": cells}))
+    Ok(json!({"runs": runs.iter().map(|r| &r.0).collect::<Vec<_>>(), "cells": cells}))
 }
