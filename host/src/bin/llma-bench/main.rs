@@ -33,6 +33,7 @@ mod compare;
 mod measure;
 mod overhead;
 mod run;
+mod swap;
 mod table;
 mod worker;
 
@@ -108,6 +109,10 @@ enum Worker {
     /// Per-sequence CPU of several plugin builds, calls interleaved (kernel
     /// and compiler-flag work). Prints JSON.
     Compare(compare::CompareArgs),
+    /// The whole stream on two task slots with another build of the plugin
+    /// activated a fifth of the way in: failed tasks, task times around the
+    /// activation, texts deduplicated in flight. Prints JSON.
+    SwapStream(swap::SwapArgs),
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -170,6 +175,10 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Worker::Compare(c)) => {
             println!("{}", compare::compare(&c)?);
+            Ok(())
+        }
+        Some(Worker::SwapStream(s)) => {
+            println!("{}", swap::swap_stream(&s)?);
             Ok(())
         }
         None => run::run(&args.run),

@@ -134,7 +134,13 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             run_json(&mut c, "ready-probe")
         };
         let ready = json!({"cold": probe(true)?, "warm": probe(false)?});
-        let all = json!({"meta": meta, "ort1": ort1, "ort_all": ort_all, "native": native_out, "wasm": wasm_out, "snapshot_made": snapshot, "ready": ready});
+        log(format!("{name}: the stream on two task slots, another plugin build activated during it"));
+        let mut c = Command::new("/proc/self/exe");
+        c.arg("swap-stream")
+            .args(["--plugin", &plugin.display().to_string(), "--model", &model.display().to_string()])
+            .args(["--inputs", &inputs.display().to_string(), "--cache-dir", &cache_dir.display().to_string()]);
+        let swap = run_json(&mut c, "swap-stream")?;
+        let all = json!({"meta": meta, "ort1": ort1, "ort_all": ort_all, "native": native_out, "wasm": wasm_out, "snapshot_made": snapshot, "ready": ready, "swap": swap});
         std::fs::write(inputs.join("results.json"), serde_json::to_vec_pretty(&all)?)?;
         reports.push((model, all));
     }

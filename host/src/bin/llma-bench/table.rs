@@ -300,6 +300,51 @@ pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String
             "".into(),
         );
     }
+    let swap = &all["swap"];
+    if swap.is_object() {
+        let act = &swap["activation"];
+        let made = match &act["snapshot"] {
+            s if s["created"] == true => format!("snapshot made in {:.1} s", num(&s["seconds"])),
+            s if s["fallback"].is_string() => format!("no snapshot: {}", s["fallback"]),
+            _ => "snapshot found".into(),
+        };
+        row(
+            "HOT SWAP during the whole stream, 2 task slots: tasks / FAILED / on the new version; activation (compile, snapshot, self-test)".into(),
+            [
+                format!(
+                    "{} / {} / {}; {:.1} s ({made}){}",
+                    swap["tasks"],
+                    swap["failed"],
+                    swap["on_new_version"],
+                    num(&act["seconds"]),
+                    act["error"].as_str().map(|e| format!(", FAILED: {e}")).unwrap_or_default()
+                ),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ],
+            "".into(),
+        );
+        let ph = |k: &str| {
+            let p = &swap[k];
+            format!("{} tasks, {} / {}", p["tasks"], fmt_ms(num(&p["wall_p50"])), fmt_ms(num(&p["wall_max"])))
+        };
+        row(
+            "hot swap: task wall p50 / max (ms) before / during / after the activation; first task on the new version".into(),
+            [
+                format!("{}; {}; {}; first {}", ph("before"), ph("during"), ph("after"), fmt_ms(num(&swap["first_on_new_version_wall"]))),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ],
+            "".into(),
+        );
+        row(
+            "hot swap run: texts two tasks had in flight at once, classified once (single-flight); cache hit rate".into(),
+            [format!("{}; {:.1}%", swap["deduplicated_in_flight"], num(&swap["cache_hit_rate"]) * 100.0), "–".into(), "–".into(), "–".into()],
+            "".into(),
+        );
+    }
     let cache = &wasm["cache"];
     let hit = 1.0 - num(&cache["unique"]) / num(&cache["messages"]);
     row(
