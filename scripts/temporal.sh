@@ -89,6 +89,18 @@ cmd_start() {
             sleep 0.2
         done
         if [ -n "$ready" ]; then
+            # The internal worker service binds its random port after the
+            # front end answers: a clash there (seen with the HTTP port)
+            # kills the server a moment later, so give it that moment.
+            sleep 1
+            if grep -q 'address already in use' "$dir/temporal.log"; then
+                kill -KILL "$pid" 2>/dev/null || true
+                ready=""
+            elif ! pid_alive "$pid"; then
+                ready=""
+            fi
+        fi
+        if [ -n "$ready" ]; then
             {
                 echo "TEMPORAL_ADDRESS=127.0.0.1:$grpc"
                 echo "TEMPORAL_NAMESPACE=default"

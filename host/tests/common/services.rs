@@ -108,7 +108,7 @@ impl WorkerProcess {
             .stderr(file)
             .spawn()
             .expect("spawn worker");
-        let w = WorkerProcess { child, log, _dir: dir };
+        let mut w = WorkerProcess { child, log, _dir: dir };
         // A plugin build not in the compile cache compiles cold first, and a
         // plugin + model without a snapshot gets one made before the worker
         // polls (measured up to ~3 min each on 2 loaded cores; two workers
@@ -121,9 +121,15 @@ impl WorkerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+    /// Fails at once if the worker exits first (it cannot say it later).
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.log_text().contains(needle) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.log_text();
+                assert!(log.contains(needle), "worker exited ({status}) before its log said {needle:?}:\n{log}");
+                return;
+            }
             assert!(Instant::now() < deadline, "worker log never said {needle:?}:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
