@@ -13,20 +13,15 @@ use serde_json::{json, Value};
 
 use crate::measure::{grid_texts, log, thread_cpu};
 use crate::overhead::VARIANTS;
+use crate::BundleArgs;
 
 #[derive(Debug, clap::Args, Clone)]
 pub(crate) struct CompareArgs {
     /// Plugin builds to compare (the first is the reference).
     #[arg(long = "plugin", required = true)]
     plugins: Vec<PathBuf>,
-    #[arg(long)]
-    model: PathBuf,
-    /// Directory holding grid.json (written by `make bench`).
-    #[arg(long)]
-    inputs: PathBuf,
-    /// Compile cache for the builds.
-    #[arg(long)]
-    cache_dir: PathBuf,
+    #[command(flatten)]
+    bundle: BundleArgs,
     /// Cells, TOKENSxBATCH.
     #[arg(long, value_delimiter = ',', default_value = "16x1,128x1")]
     cells: Vec<String>,
@@ -51,16 +46,16 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
         let &(_, fuel, epoch) = VARIANTS.iter().find(|v| v.0 == name).with_context(|| format!("no limits named {name}"))?;
         let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
         // The engine is kept: it owns the epoch ticker its instances rely on.
-        let engine = Arc::new(PluginEngine::with_options(Limits::default(), Some(a.cache_dir.clone()), options)?);
+        let engine = Arc::new(PluginEngine::with_options(Limits::default(), Some(a.bundle.cache_dir.clone()), options)?);
         for path in &a.plugins {
             let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.model)?));
+            let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.bundle.model)?));
             slot.get()?;
             slots.push(slot);
             runs.push((format!("{} ({name})", path.display()), engine.clone()));
         }
     }
-    let grid = grid_texts(&a.inputs)?;
+    let grid = grid_texts(&a.bundle.inputs)?;
     let mut cells = Vec::new();
     for cell in &a.cells {
         let (len, batch) = cell.split_once('x').context("a cell is TOKENSxBATCH")?;

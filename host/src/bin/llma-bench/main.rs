@@ -128,17 +128,26 @@ pub(crate) struct ProbeArgs {
     evict: bool,
 }
 
+/// The bundle a bench mode runs on: its model, the inputs `make bench`
+/// generated for it, and the compile cache.
+#[derive(Debug, clap::Args, Clone)]
+pub(crate) struct BundleArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Directory holding grid.json, sample.jsonl and stream.jsonl.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Compile cache (artifacts and snapshots).
+    #[arg(long)]
+    cache_dir: PathBuf,
+}
+
 #[derive(Debug, clap::Args, Clone)]
 pub(crate) struct WorkerArgs {
     #[arg(long)]
     plugin: PathBuf,
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long)]
-    inputs: PathBuf,
-    /// Compile cache holding the production engine's artifact.
-    #[arg(long)]
-    cache_dir: PathBuf,
+    #[command(flatten)]
+    bundle: BundleArgs,
     /// Compile cache for the engine variants of the overhead measurement.
     #[arg(long)]
     variant_cache_dir: PathBuf,

@@ -23,7 +23,7 @@ fn variant_slot(w: &WorkerArgs, wasm: &[u8], fuel: bool, epoch: bool) -> anyhow:
     let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
     let engine = PluginEngine::with_options(Limits::default(), Some(w.variant_cache_dir.clone()), options)?;
     let t = Instant::now();
-    let plugin = engine.load_plugin(wasm, &w.model)?;
+    let plugin = engine.load_plugin(wasm, &w.bundle.model)?;
     if !plugin.from_cache {
         log(format!("compiled the fuel={fuel} epoch={epoch} variant in {:.1}s (cached for later runs)", t.elapsed().as_secs_f64()));
     }
@@ -38,7 +38,7 @@ pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
     for (name, fuel, epoch) in VARIANTS {
         slots.push((name, variant_slot(w, wasm, fuel, epoch).with_context(|| format!("the {name} variant"))?));
     }
-    let grid = grid_texts(&w.inputs)?;
+    let grid = grid_texts(&w.bundle.inputs)?;
     let mut cells = Vec::new();
     for cell in &w.overhead_cells {
         let (len, batch) = cell.split_once('x').context("overhead cell is TOKENSxBATCH")?;

@@ -23,20 +23,16 @@ use serde_json::{json, Value};
 use wasm_encoder::{ComponentSection, CustomSection};
 
 use crate::measure::{log, read_events};
+use crate::BundleArgs;
 
 #[derive(Debug, clap::Args, Clone)]
 pub(crate) struct SwapArgs {
     #[arg(long)]
     plugin: PathBuf,
-    #[arg(long)]
-    model: PathBuf,
-    /// Directory holding stream.jsonl (written by `make bench`).
-    #[arg(long)]
-    inputs: PathBuf,
-    /// Compile cache (the first version's artifact and snapshot are reused;
-    /// the second build's are made during the run).
-    #[arg(long)]
-    cache_dir: PathBuf,
+    // The first version's artifact and snapshot are taken from its cache
+    // when there; the second build's are made during the run.
+    #[command(flatten)]
+    bundle: BundleArgs,
     /// Tasks running at once (and instances in the pool).
     #[arg(long, default_value_t = 2)]
     tasks: usize,
@@ -75,11 +71,11 @@ fn phase(tasks: &[&Task]) -> Value {
 
 pub fn swap_stream(a: &SwapArgs) -> anyhow::Result<Value> {
     let wasm = std::fs::read(&a.plugin).with_context(|| format!("reading {}", a.plugin.display()))?;
-    let events = read_events(&a.inputs.join("stream.jsonl"))?;
+    let events = read_events(&a.bundle.inputs.join("stream.jsonl"))?;
     anyhow::ensure!(!events.is_empty(), "stream.jsonl is empty");
     let options = EngineOptions { snapshots: SnapshotPolicy::Create, ..EngineOptions::default() };
-    let engine = Arc::new(PluginEngine::with_options(Limits::default(), Some(a.cache_dir.clone()), options)?);
-    let first = Arc::new(engine.load_plugin(&wasm, &a.model)?);
+    let engine = Arc::new(PluginEngine::with_options(Limits::default(), Some(a.bundle.cache_dir.clone()), options)?);
+    let first = Arc::new(engine.load_plugin(&wasm, &a.bundle.model)?);
     let registry = Arc::new(Registry::new(engine, first, Some(a.plugin.clone()), Duration::from_secs(3600))?);
     let pool = Arc::new(InstancePool::for_registry(a.tasks, &registry));
     pool.warm(&registry.current(), a.tasks)?;

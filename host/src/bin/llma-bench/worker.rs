@@ -41,8 +41,8 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     // The worker's engine: makes the snapshot if the cache has none (the
     // orchestrator made it, so here it is mapped from the cache).
     let options = EngineOptions { snapshots: SnapshotPolicy::Create, ..EngineOptions::default() };
-    let engine = PluginEngine::with_options(Limits::default(), Some(w.cache_dir.clone()), options)?;
-    let plugin = Arc::new(engine.load_plugin(&wasm, &w.model)?);
+    let engine = PluginEngine::with_options(Limits::default(), Some(w.bundle.cache_dir.clone()), options)?;
+    let plugin = Arc::new(engine.load_plugin(&wasm, &w.bundle.model)?);
     let from_cache = plugin.from_cache;
     let artifact_load = plugin.compile_time.as_secs_f64();
     let snapshot = match &plugin.readiness {
@@ -62,7 +62,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     ));
 
     let mut cells = Vec::new();
-    for (len, texts) in grid_texts(&w.inputs)? {
+    for (len, texts) in grid_texts(&w.bundle.inputs)? {
         for &batch in &w.batches {
             let texts = &texts[..batch.min(texts.len())];
             let t = Instant::now();
@@ -85,7 +85,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     // result cache (the sample holds one generation in K, so a cache would
     // hit far less than on the stream): the per-message cost, next to the
     // seed's on the very same messages.
-    let sample = read_events(&w.inputs.join("sample.jsonl"))?;
+    let sample = read_events(&w.bundle.inputs.join("sample.jsonl"))?;
     let options = PipelineOptions::default();
     let (mut generations, mut messages) = (0usize, 0usize);
     let (c0, t0) = (thread_cpu(), Instant::now());
@@ -100,7 +100,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
 
     // The whole stream as the worker runs it: result cache (default size,
     // empty at the start) + length bucketing, every generation in order.
-    let whole = read_events(&w.inputs.join("stream.jsonl"))?;
+    let whole = read_events(&w.bundle.inputs.join("stream.jsonl"))?;
     let cache = ResultCache::default();
     let (mut generations, mut messages) = (0usize, 0usize);
     let (c0, t0) = (thread_cpu(), Instant::now());
