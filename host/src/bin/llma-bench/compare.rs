@@ -11,7 +11,7 @@ use anyhow::Context;
 use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, SnapshotPolicy};
 use serde_json::{json, Value};
 
-use crate::measure::{grid_texts, log, thread_cpu};
+use crate::measure::{grid_texts, log, median, thread_cpu};
 use crate::overhead::VARIANTS;
 use crate::BundleArgs;
 
@@ -34,26 +34,21 @@ pub(crate) struct CompareArgs {
     limits: Vec<String>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
-    let mut runs = Vec::new();
-    let mut slots = Vec::new();
+    let (mut runs, mut slots, mut engines) = (Vec::new(), Vec::new(), Vec::new());
     for name in &a.limits {
         let &(_, fuel, epoch) = VARIANTS.iter().find(|v| v.0 == name).with_context(|| format!("no limits named {name}"))?;
         let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
-        // The engine is kept: it owns the epoch ticker its instances rely on.
-        let engine = Arc::new(PluginEngine::with_options(Limits::default(), Some(a.bundle.cache_dir.clone()), options)?);
+        let engine = PluginEngine::with_options(Limits::default(), Some(a.bundle.cache_dir.clone()), options)?;
         for path in &a.plugins {
             let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.bundle.model)?));
             slot.get()?;
             slots.push(slot);
-            runs.push((format!("{} ({name})", path.display()), engine.clone()));
+            runs.push(format!("{} ({name})", path.display()));
         }
+        // Kept while its instances run: it owns their epoch ticker.
+        engines.push(engine);
     }
     let grid = grid_texts(&a.bundle.inputs)?;
     let mut cells = Vec::new();
@@ -73,11 +68,11 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
                 s.push((thread_cpu() - c) / texts.len() as f64);
             }
         }
-        let medians: Vec<f64> = series.into_iter().map(median).collect();
-        for ((run, _), m) in runs.iter().zip(&medians) {
+        let medians: Vec<f64> = series.iter().map(|s| median(s)).collect();
+        for (run, m) in runs.iter().zip(&medians) {
             log(format!("{len} tokens x {batch}: {:.4} s per sequence ({:.3}x the first), {run}", m, m / medians[0]));
         }
         cells.push(json!({"tokens": len, "batch": batch, "per_sequence_cpu": medians}));
     }
-    Ok(json!({"runs": runs.iter().map(|r| &r.0).collect::<Vec<_>>(), "cells": cells}))
+    Ok(json!({"runs": runs, "cells": cells}))
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use llma_proc_stats::{Proc, Proportional, Resident};
+use llma_sentiment::engine::Readiness;
 use llma_sentiment::event::GenerationEvent;
 use serde_json::{json, Value};
 
@@ -12,6 +13,30 @@ use crate::WorkerArgs;
 
 pub fn log(msg: impl AsRef<str>) {
     eprintln!("[bench] {}", msg.as_ref());
+}
+
+/// The value at fraction `p` of `values` sorted (nearest rank), NaN if empty.
+pub fn pct(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    pct(values, 0.5)
+}
+
+/// How a plugin's instances get ready, as the results record it: from a
+/// snapshot (made now or found, how long that took, its file size) or by
+/// loading the model, and why.
+pub fn readiness(r: &Readiness) -> Value {
+    match r {
+        Readiness::Snapshot { created, took, file_bytes, .. } => json!({"created": created, "seconds": took.as_secs_f64(), "file_bytes": file_bytes}),
+        Readiness::Load(why) => json!({"fallback": why.to_string()}),
+    }
 }
 
 /// VmRSS and VmHWM of this process, bytes.

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use llma_sentiment::engine::{cpu, PluginEngine, Readiness};
 use serde_json::{json, Value};
 
-use crate::measure::log;
+use crate::measure::{log, readiness};
 use crate::table::{table, TableCtx};
 use crate::RunArgs;
 
@@ -168,14 +168,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
 fn snapshot_made(r: &Readiness) -> Value {
     match r {
         Readiness::Snapshot { created, took, file_bytes, .. } => {
-            log(format!("snapshot {} in {:.1}s ({} MB)", if *created { "made" } else { "found" }, took.as_secs_f64(), file_bytes >> 20));
-            json!({"created": created, "seconds": took.as_secs_f64(), "file_bytes": file_bytes})
+            log(format!("snapshot {} in {:.1}s ({} MB)", if *created { "made" } else { "found" }, took.as_secs_f64(), file_bytes >> 20))
         }
-        Readiness::Load(why) => {
-            log(format!("no snapshot: {why}"));
-            json!({"fallback": why.to_string()})
-        }
+        Readiness::Load(why) => log(format!("no snapshot: {why}")),
     }
+    readiness(r)
 }
 
 /// Runs a child that prints one JSON object on stdout; its stderr passes through.

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use llma_sentiment::cache::ResultCache;
-use llma_sentiment::engine::{EngineOptions, Limits, PluginEngine, Readiness, SnapshotPolicy};
+use llma_sentiment::engine::{EngineOptions, Limits, PluginEngine, SnapshotPolicy};
 use llma_sentiment::pipeline::{self, PipelineOptions};
 use llma_sentiment::pool::InstancePool;
 use llma_sentiment::registry::Registry;
 use serde_json::{json, Value};
 use wasm_encoder::{ComponentSection, CustomSection};
 
-use crate::measure::{log, read_events};
+use crate::measure::{log, pct, read_events, readiness};
 use crate::BundleArgs;
 
 #[derive(Debug, clap::Args, Clone)]
@@ -63,10 +63,10 @@ struct Task {
 }
 
 fn phase(tasks: &[&Task]) -> Value {
-    let mut walls: Vec<f64> = tasks.iter().map(|t| t.wall).collect();
-    walls.sort_by(f64::total_cmp);
-    let at = |q: f64| walls.get(((walls.len() as f64 - 1.0) * q).round() as usize).copied();
-    json!({"tasks": walls.len(), "wall_p50": at(0.5), "wall_p99": at(0.99), "wall_max": walls.last()})
+    let walls: Vec<f64> = tasks.iter().map(|t| t.wall).collect();
+    // NaN (no task in the phase) is written as null.
+    let at = |q: f64| Some(pct(&walls, q)).filter(|v| v.is_finite());
+    json!({"tasks": walls.len(), "wall_p50": at(0.5), "wall_p99": at(0.99), "wall_max": at(1.0)})
 }
 
 pub fn swap_stream(a: &SwapArgs) -> anyhow::Result<Value> {
@@ -136,21 +136,21 @@ pub fn swap_stream(a: &SwapArgs) -> anyhow::Result<Value> {
         let t = Instant::now();
         let result = registry.activate_bytes(&second, None, None);
         window = (t, Instant::now());
+        let took = (window.1 - window.0).as_secs_f64();
         if result.is_err() {
             done.store(true, Ordering::Relaxed);
         }
         swapped.store(true, Ordering::Relaxed);
         activation = match &result {
-            Ok(v) => {
-                let snapshot = match &v.plugin.readiness {
-                    Readiness::Snapshot { created, took, .. } => json!({"created": created, "seconds": took.as_secs_f64()}),
-                    Readiness::Load(why) => json!({"fallback": why.to_string()}),
-                };
-                json!({"seconds": (window.1 - window.0).as_secs_f64(), "compile_seconds": v.plugin.compile_time.as_secs_f64(), "snapshot": snapshot, "version": v.label()})
-            }
-            Err(e) => json!({"seconds": (window.1 - window.0).as_secs_f64(), "error": e.to_string()}),
+            Ok(v) => json!({
+                "seconds": took,
+                "compile_seconds": v.plugin.compile_time.as_secs_f64(),
+                "snapshot": readiness(&v.plugin.readiness),
+                "version": v.label(),
+            }),
+            Err(e) => json!({"seconds": took, "error": e.to_string()}),
         };
-        log(format!("swap: activation took {:.1}s: {activation}", (window.1 - window.0).as_secs_f64()));
+        log(format!("swap: activation took {took:.1}s: {activation}"));
         for w in workers {
             w.join().map_err(|_| anyhow::anyhow!("a task thread panicked"))?;
         }
@@ -163,12 +163,13 @@ pub fn swap_stream(a: &SwapArgs) -> anyhow::Result<Value> {
     // A task overlapping the activation at all, on either version.
     let during: Vec<&Task> = tasks.iter().filter(|t| t.started >= window.0 && t.started < window.1).collect();
     let after: Vec<&Task> = tasks.iter().filter(|t| t.started >= window.1).collect();
-    let first_new = tasks.iter().filter(|t| t.version != v1).min_by_key(|t| t.started);
+    let on_new: Vec<&Task> = tasks.iter().filter(|t| t.version != v1).collect();
+    let first_new = on_new.iter().min_by_key(|t| t.started);
     log(format!(
         "swap: {} tasks, {} failed, {} on the new version; longest task before {:?}, during {:?} the activation",
         tasks.len(),
         failed.len(),
-        tasks.iter().filter(|t| t.version != v1).count(),
+        on_new.len(),
         before.iter().map(|t| t.wall).reduce(f64::max),
         during.iter().map(|t| t.wall).reduce(f64::max),
     ));
@@ -176,7 +177,7 @@ pub fn swap_stream(a: &SwapArgs) -> anyhow::Result<Value> {
         "tasks": tasks.len(),
         "failed": failed.len(),
         "first_error": failed.first().and_then(|t| t.error.clone()),
-        "on_new_version": tasks.iter().filter(|t| t.version != v1).count(),
+        "on_new_version": on_new.len(),
         "activation": activation,
         "before": phase(&before),
         "during": phase(&during),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::measure::read_json;
+use crate::measure::{median, pct, read_json};
 use crate::overhead::VARIANTS;
 
 pub struct TableCtx<'a> {
@@ -17,19 +17,6 @@ pub struct TableCtx<'a> {
     pub load_end: &'a str,
     pub cpu_features: &'a str,
     pub vectors: &'a str,
-}
-
-fn pct(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn median(values: &[f64]) -> f64 {
-    pct(values, 0.5)
 }
 
 /// Wall times of the calls of a grid cell, or empty.

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, Readiness, SnapshotPolicy};
+use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, SnapshotPolicy};
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
 use llma_sentiment::cache::ResultCache;
 use serde_json::{json, Value};
 
-use crate::measure::{grid_texts, log, pss, read_events, rss, thread_cpu, timed_calls};
+use crate::measure::{grid_texts, log, pss, read_events, readiness, rss, thread_cpu, timed_calls};
 use crate::{ProbeArgs, WorkerArgs};
 
 /// PSS of this process with 1, 2 and 4 ready instances (each has run one
@@ -45,10 +45,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     let plugin = Arc::new(engine.load_plugin(&wasm, &w.bundle.model)?);
     let from_cache = plugin.from_cache;
     let artifact_load = plugin.compile_time.as_secs_f64();
-    let snapshot = match &plugin.readiness {
-        Readiness::Snapshot { created, took, file_bytes, .. } => json!({"created": created, "seconds": took.as_secs_f64(), "file_bytes": file_bytes}),
-        Readiness::Load(why) => json!({"fallback": why.to_string()}),
-    };
+    let snapshot = readiness(&plugin.readiness);
     let rss_before_instance = rss();
     let (c, t) = (thread_cpu(), Instant::now());
     let mut slot = InstanceSlot::new(plugin.clone());
@@ -171,10 +168,7 @@ pub fn ready_probe(p: &ProbeArgs) -> anyhow::Result<Value> {
     let options = EngineOptions { snapshots: SnapshotPolicy::UseExisting, ..EngineOptions::default() };
     let engine = PluginEngine::with_options(Limits::default(), Some(p.cache_dir.clone()), options)?;
     let plugin = Arc::new(engine.load_plugin(&wasm, &p.model)?);
-    let snapshot = match &plugin.readiness {
-        Readiness::Snapshot { took, .. } => json!({"seconds": took.as_secs_f64()}),
-        Readiness::Load(why) => json!({"fallback": why.to_string()}),
-    };
+    let snapshot = readiness(&plugin.readiness);
     let t = Instant::now();
     let mut slot = InstanceSlot::new(plugin.clone());
     slot.get()?;
