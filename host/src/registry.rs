@@ -213,7 +213,8 @@ impl Registry {
 
     /// Loads, validates and (only if all of that passed) switches to the
     /// component at `wasm` with the model at `model_dir` (the current model
-    /// when `None`). The current version keeps serving throughout.
+    /// when `None`). The current version keeps serving throughout, and the
+    /// preparation runs below its priority (`engine::background`).
     pub fn activate_file(&self, wasm: &Path, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
         let bytes = std::fs::read(wasm)
             .map_err(|source| EngineError::ReadPlugin { path: wasm.display().to_string(), source })?;
@@ -223,12 +224,12 @@ impl Registry {
     pub fn activate_bytes(&self, wasm: &[u8], source: Option<PathBuf>, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
         let mut seq = self.activating.lock().unwrap_or_else(|p| p.into_inner());
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
-        let version = self
-            .engine
-            .load_plugin(wasm, &model_dir)
-            .map_err(SwapError::from)
-            .and_then(|plugin| PluginVersion::new(*seq + 1, Arc::new(plugin), source, &self.options))
-            .inspect_err(|_| crate::metrics::record_plugin_rejected())?;
+        let (engine, options, next) = (&self.engine, &self.options, *seq + 1);
+        let version = crate::engine::background::below_serving(|| {
+            let plugin = engine.load_plugin(wasm, &model_dir)?;
+            PluginVersion::new(next, Arc::new(plugin), source, options)
+        })
+        .inspect_err(|_| crate::metrics::record_plugin_rejected())?;
         let version = Arc::new(version);
         *seq += 1;
         self.switch_to(version.clone());

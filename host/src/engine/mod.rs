@@ -7,6 +7,7 @@
 //! one whose instances come ready; how (snapshot or model load) is the
 //! engine's business, reported in `Plugin::readiness`.
 
+pub mod background;
 mod bindings;
 mod cache;
 mod contract;
