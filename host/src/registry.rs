@@ -163,6 +163,8 @@ pub struct Registry {
     /// never waits for an activation still validating.
     switching: Mutex<()>,
     grace: Duration,
+    /// Nice steps below the serving threads an activation prepares at.
+    activation_nice: i32,
 }
 
 impl Registry {
@@ -190,7 +192,14 @@ impl Registry {
             activating: Mutex::new(1),
             switching: Mutex::new(()),
             grace,
+            activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
         })
+    }
+
+    /// Activations prepare `nice` steps below the serving threads (0: at their priority).
+    pub fn with_activation_nice(mut self, nice: i32) -> Self {
+        self.activation_nice = nice;
+        self
     }
 
     pub fn engine(&self) -> &Arc<PluginEngine> {
@@ -214,7 +223,7 @@ impl Registry {
     /// Loads, validates and (only if all of that passed) switches to the
     /// component at `wasm` with the model at `model_dir` (the current model
     /// when `None`). The current version keeps serving throughout, and the
-    /// preparation runs below its priority (`engine::background`).
+    /// preparation runs below its priority (`plugin.activation_nice`).
     pub fn activate_file(&self, wasm: &Path, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
         let bytes = std::fs::read(wasm)
             .map_err(|source| EngineError::ReadPlugin { path: wasm.display().to_string(), source })?;
@@ -225,7 +234,7 @@ impl Registry {
         let mut seq = self.activating.lock().unwrap_or_else(|p| p.into_inner());
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
         let (engine, options, next) = (&self.engine, &self.options, *seq + 1);
-        let version = crate::engine::background::below_serving(|| {
+        let version = crate::engine::background::below_serving(self.activation_nice, || {
             let plugin = engine.load_plugin(wasm, &model_dir)?;
             PluginVersion::new(next, Arc::new(plugin), source, options)
         })

@@ -55,7 +55,8 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
         Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
-            .context("the plugin failed its validation")?,
+            .context("the plugin failed its validation")?
+            .with_activation_nice(config.plugin.activation_nice.into()),
     );
     let instances = args.instances();
     let pool = Arc::new(InstancePool::for_registry(instances, &registry));

@@ -156,6 +156,11 @@ pub const KEYS: &[Key] = &[
         .flag(Worker, "rollback-grace-secs")
         .range(0, YEAR_SECS),
     Key::new(
+        "plugin.activation_nice",
+        "Worker: nice steps below the serving threads at which an activation compiles, snapshots and self-tests a new version, so tasks in flight keep the cores (0: at their priority).",
+    )
+    .range(0, 19),
+    Key::new(
         "plugin.snapshots",
         "Worker: use-existing (instances start from a snapshot `plugin prepare` made, else load the model), create (make one at start and activation: minutes per plugin and model on small machines) or off.",
     ),

@@ -385,6 +385,7 @@ mod tests {
             ("LLMA_SENTIMENT_PIPELINE_BATCH_SIZE", "0", "pipeline.batch_size"),
             ("LLMA_SENTIMENT_INSTANCES", "0", "worker.instances"),
             ("LLMA_SENTIMENT_PROGRESS_SECS", "18446744073709551615", "progress.secs"),
+            ("LLMA_SENTIMENT_PLUGIN_ACTIVATION_NICE", "20", "plugin.activation_nice"),
         ] {
             match load(&Sources { env: env(&[(var, value)]), ..Default::default() }) {
                 Err(ConfigError::Invalid { key: k, reason }) => {

@@ -232,6 +232,9 @@ pub struct PluginConfig {
     pub poll_ms: u64,
     /// How long the previous version stays loaded for `plugin rollback`.
     pub rollback_grace_secs: u64,
+    /// Nice steps below the serving threads at which an activation compiles,
+    /// snapshots and self-tests a new version (0: at their priority).
+    pub activation_nice: u8,
     /// Worker: `use-existing` starts instances from a snapshot `plugin prepare`
     /// made, `create` makes one at start and activation (minutes per plugin and
     /// model on small machines, before serving), `off` never uses one.
@@ -249,6 +252,7 @@ impl Default for PluginConfig {
             cache_budget_mb: crate::engine::DEFAULT_CACHE_BUDGET_BYTES >> 20,
             poll_ms: 1000,
             rollback_grace_secs: 600,
+            activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT as u8,
             // Making a snapshot blocks start for minutes: only on request.
             snapshots: crate::engine::SnapshotPolicy::UseExisting,
         }

@@ -5,18 +5,22 @@
 //! their median time 1.6x, the longest 10.7 s); run below it, tasks keep
 //! the cores they need and the activation gets every core they leave idle.
 
-/// The nice increment of the preparing threads.
-pub const NICE_INCREMENT: i32 = 10;
+/// The default nice increment of the preparing threads (`plugin.activation_nice`).
+pub const DEFAULT_NICE_INCREMENT: i32 = 10;
 
-/// Runs `work` on threads of its own at a lower priority. Cranelift's
-/// parallel compile runs on the rayon pool `work` was entered from, so it
-/// runs on these threads too.
-pub fn below_serving<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+/// Runs `work` on threads of its own, `increment` nice steps below the
+/// caller (0: on the calling thread, at its priority). Cranelift's parallel
+/// compile runs on the rayon pool `work` was entered from, so it runs on
+/// these threads too.
+pub fn below_serving<T: Send>(increment: i32, work: impl FnOnce() -> T + Send) -> T {
+    if increment <= 0 {
+        return work();
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("llma-prepare-{i}"))
-        .start_handler(|_| lower_this_thread())
+        .start_handler(move |_| lower_this_thread(increment))
         .build();
     match pool {
         Ok(pool) => pool.install(work),
@@ -33,8 +37,8 @@ pub fn nice_of_this_thread() -> i32 {
     rustix::process::getpriority_process(None).unwrap_or(0)
 }
 
-fn lower_this_thread() {
-    let nice = nice_of_this_thread().saturating_add(NICE_INCREMENT).min(19);
+fn lower_this_thread(increment: i32) {
+    let nice = nice_of_this_thread().saturating_add(increment).min(19);
     if let Err(e) = rustix::process::setpriority_process(None, nice) {
         tracing::warn!(error = %e, "cannot lower a preparing thread's priority");
     }
@@ -48,13 +52,19 @@ mod tests {
     #[test]
     fn the_work_and_its_parallel_parts_run_below_the_caller() {
         let caller = nice_of_this_thread();
-        let (inside, parts) = below_serving(|| {
+        let (inside, parts) = below_serving(DEFAULT_NICE_INCREMENT, || {
             let parts: Vec<i32> = (0..64).into_par_iter().map(|_| nice_of_this_thread()).collect();
             (nice_of_this_thread(), parts)
         });
-        let lowered = (caller + NICE_INCREMENT).min(19);
+        let lowered = (caller + DEFAULT_NICE_INCREMENT).min(19);
         assert_eq!(inside, lowered);
         assert!(parts.iter().all(|&n| n == lowered), "{parts:?}");
         assert_eq!(nice_of_this_thread(), caller, "the caller's own priority is untouched");
+    }
+
+    #[test]
+    fn no_increment_runs_on_the_calling_thread() {
+        let caller = std::thread::current().id();
+        assert_eq!(below_serving(0, || std::thread::current().id()), caller);
     }
 }
