@@ -164,7 +164,7 @@ pub struct Registry {
     switching: Mutex<()>,
     grace: Duration,
     /// Nice steps below the serving threads an activation prepares at.
-    activation_nice: i32,
+    activation_nice: u8,
 }
 
 impl Registry {
@@ -197,7 +197,7 @@ impl Registry {
     }
 
     /// Activations prepare `nice` steps below the serving threads (0: at their priority).
-    pub fn with_activation_nice(mut self, nice: i32) -> Self {
+    pub fn with_activation_nice(mut self, nice: u8) -> Self {
         self.activation_nice = nice;
         self
     }

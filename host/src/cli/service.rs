@@ -56,7 +56,7 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let registry = Arc::new(
         Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
             .context("the plugin failed its validation")?
-            .with_activation_nice(config.plugin.activation_nice.into()),
+            .with_activation_nice(config.plugin.activation_nice),
     );
     let instances = args.instances();
     let pool = Arc::new(InstancePool::for_registry(instances, &registry));

@@ -252,7 +252,7 @@ impl Default for PluginConfig {
             cache_budget_mb: crate::engine::DEFAULT_CACHE_BUDGET_BYTES >> 20,
             poll_ms: 1000,
             rollback_grace_secs: 600,
-            activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT as u8,
+            activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
             // Making a snapshot blocks start for minutes: only on request.
             snapshots: crate::engine::SnapshotPolicy::UseExisting,
         }

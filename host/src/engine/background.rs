@@ -6,14 +6,14 @@
 //! the cores they need and the activation gets every core they leave idle.
 
 /// The default nice increment of the preparing threads (`plugin.activation_nice`).
-pub const DEFAULT_NICE_INCREMENT: i32 = 10;
+pub const DEFAULT_NICE_INCREMENT: u8 = 10;
 
 /// Runs `work` on threads of its own, `increment` nice steps below the
 /// caller (0: on the calling thread, at its priority). Cranelift's parallel
 /// compile runs on the rayon pool `work` was entered from, so it runs on
 /// these threads too.
-pub fn below_serving<T: Send>(increment: i32, work: impl FnOnce() -> T + Send) -> T {
-    if increment <= 0 {
+pub fn below_serving<T: Send>(increment: u8, work: impl FnOnce() -> T + Send) -> T {
+    if increment == 0 {
         return work();
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -32,13 +32,13 @@ pub fn below_serving<T: Send>(increment: i32, work: impl FnOnce() -> T + Send) -
 }
 
 /// The calling thread's nice value.
-pub fn nice_of_this_thread() -> i32 {
+fn nice_of_this_thread() -> i32 {
     // Linux keeps a nice value per thread: "process" 0 is the calling thread.
     rustix::process::getpriority_process(None).unwrap_or(0)
 }
 
-fn lower_this_thread(increment: i32) {
-    let nice = nice_of_this_thread().saturating_add(increment).min(19);
+fn lower_this_thread(increment: u8) {
+    let nice = nice_of_this_thread().saturating_add(increment.into()).min(19);
     if let Err(e) = rustix::process::setpriority_process(None, nice) {
         tracing::warn!(error = %e, "cannot lower a preparing thread's priority");
     }
@@ -56,7 +56,7 @@ mod tests {
             let parts: Vec<i32> = (0..64).into_par_iter().map(|_| nice_of_this_thread()).collect();
             (nice_of_this_thread(), parts)
         });
-        let lowered = (caller + DEFAULT_NICE_INCREMENT).min(19);
+        let lowered = (caller + i32::from(DEFAULT_NICE_INCREMENT)).min(19);
         assert_eq!(inside, lowered);
         assert!(parts.iter().all(|&n| n == lowered), "{parts:?}");
         assert_eq!(nice_of_this_thread(), caller, "the caller's own priority is untouched");
