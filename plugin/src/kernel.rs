@@ -24,12 +24,23 @@
 //! Measured with `llma-bench compare` (interleaved, roberta-base-shape,
 //! fuel on): 0.73-0.78x tract's kernel per sequence at 128 tokens and
 //! 0.83-0.95x at 16. Tried and slower: B broadcast by `v128.load32_splat`
-//! (Cranelift lowers it to a scalar load, a move and a broadcast), an 8x6
-//! tile (12 accumulators), 16 steps per turn.
+//! (Cranelift keeps a step's loads together, ahead of the pure arithmetic,
+//! so none folds into a `vbroadcastss` from memory: each is a scalar load, a
+//! move and a broadcast; 2x slower even as a 4x8 tile, where each broadcast
+//! has a single use), an 8x6 tile (12 accumulators), 16 steps per turn.
 //!
-//! The multiply and the add stay separate instructions: Cranelift lowers a
-//! fused multiply-add with its result tied to a multiplicand (a register
-//! copy per product), and relaxed SIMD would make results depend on the host.
+//! Each product is a fused multiply-add, `f32x4.relaxed_madd`, enabled for
+//! these functions only (`target_feature`; built crate-wide, relaxed SIMD
+//! also turns tract's own kernels' multiply-adds into it, which makes them
+//! slower). wasmtime lowers it to the host's FMA (`vfmadd213ps`, its result
+//! in the broadcast's register, one copy per column), where the host has
+//! one, and to a multiply and an add where not, so a score may differ in
+//! its last bits between such hosts. Interleaved under fuel, roberta-base-
+//! shape: 0.89-0.93x the CPU of the separate multiply and add on an Intel
+//! Xeon with AVX-512 (two FMA ports, three for vector arithmetic, so
+//! multiply + add is port-bound there), 0.96-0.99x on an AMD EPYC Zen 3
+//! (an earlier session; four FP pipes, so multiply + add already runs two
+//! products a cycle).
 //!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products
@@ -187,14 +198,15 @@ fn broadcast(v: v128, l: usize) -> v128 {
 /// One step of k: A's `MR` values against B's `NR`. The tile goes in and out
 /// by value so that it lives in locals (the engine's registers), not in the
 /// stack frame in linear memory.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
 unsafe fn step(mut ab: Tile, a: *const f32, b: *const f32) -> Tile {
     let av: [v128; H] = std::array::from_fn(|h| unsafe { v128_load(a.add(h * LANES) as *const v128) });
     let bv: [v128; NR / LANES] = std::array::from_fn(|j| unsafe { v128_load(b.add(j * LANES) as *const v128) });
     for (c, col) in ab.iter_mut().enumerate() {
         let bc = broadcast(bv[c / LANES], c % LANES);
         for (v, a) in col.iter_mut().zip(av) {
-            *v = f32x4_add(*v, f32x4_mul(a, bc));
+            *v = f32x4_relaxed_madd(bc, a, *v);
         }
     }
     ab
@@ -204,7 +216,8 @@ unsafe fn step(mut ab: Tile, a: *const f32, b: *const f32) -> Tile {
 /// function of its own the tile crossed the call in linear memory, and with
 /// the exits below LLVM kept it there (a load and a store per product) once
 /// the tile or the turn grew.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "relaxed-simd")]
 unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const f32) -> Tile {
     let mut left = k;
     unsafe {
@@ -226,6 +239,7 @@ unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const
     }
 }
 
+#[target_feature(enable = "relaxed-simd")]
 unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
     let zero = f32x4_splat(0.0);
     let mut ab: Tile = [[zero; H]; NR];
