@@ -47,16 +47,7 @@ cmd_install() {
         echo "clickhouse.sh: already installed (${SERVER_CMD[*]})" >&2
         return 0
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    local pkgs=(clickhouse-server clickhouse-client)
-    # Only refresh the package lists when apt does not know the package yet.
-    if ! apt-cache show clickhouse-server >/dev/null 2>&1; then
-        apt-get update -q >&2
-    fi
-    if ! apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2; then
-        apt-get update -q >&2
-        apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2
-    fi
+    apt_install clickhouse-server clickhouse-client
     # The package's postinst may try to start the system service; no systemd here, and
     # policy-rc.d usually denies it. Make sure no system-wide instance is left on 8123/9000.
     if [ -f /var/run/clickhouse-server/clickhouse-server.pid ]; then

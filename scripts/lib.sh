@@ -1,10 +1,34 @@
-# Shared by scripts/clickhouse.sh and scripts/temporal.sh (sourced; the caller
+# Shared by scripts/clickhouse.sh, scripts/redis.sh and scripts/temporal.sh (sourced; the caller
 # sets SCRIPT_NAME for messages and `set -euo pipefail`).
 
 die() { echo "$SCRIPT_NAME: $*" >&2; exit 1; }
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# apt_install PKG...: install Debian packages, refreshing the package lists
+# only when apt does not know the first package yet (or the install failed).
+# Two scripts installing at once (a test starts ClickHouse and Redis in
+# parallel on a fresh machine) take turns on a lock of their own, and any
+# other apt holding dpkg's lock (the system's daily timer) is waited for;
+# both waits are bounded by APT_LOCK_TIMEOUT seconds (default 600).
+apt_install() {
+    local timeout="${APT_LOCK_TIMEOUT:-600}"
+    local apt=(apt-get -q -o "DPkg::Lock::Timeout=$timeout")
+    export DEBIAN_FRONTEND=noninteractive
+    (
+        if command -v flock >/dev/null 2>&1; then
+            flock -w "$timeout" 9 || die "another package install held /var/lock/llma-sentiment-apt.lock for $timeout s"
+        fi
+        if ! apt-cache show "$1" >/dev/null 2>&1; then
+            "${apt[@]}" update >&2
+        fi
+        if ! "${apt[@]}" install -y --no-install-recommends "$@" >&2; then
+            "${apt[@]}" update >&2
+            "${apt[@]}" install -y --no-install-recommends "$@" >&2
+        fi
+    ) 9>/var/lock/llma-sentiment-apt.lock
 }
 
 # True while PID exists and is not a zombie (orphans are reaped lazily on this machine).

@@ -28,14 +28,7 @@ cmd_install() {
         echo "redis.sh: already installed ($(command -v redis-server))" >&2
         return 0
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-cache show redis-server >/dev/null 2>&1; then
-        apt-get update -q >&2
-    fi
-    if ! apt-get install -y -q --no-install-recommends redis-server redis-tools >&2; then
-        apt-get update -q >&2
-        apt-get install -y -q --no-install-recommends redis-server redis-tools >&2
-    fi
+    apt_install redis-server redis-tools
     # Where policy-rc.d lets the package start the system service, stop it: nothing but our own
     # servers should listen.
     if [ -f /run/redis/redis-server.pid ]; then
