@@ -132,6 +132,25 @@ fn a_padded_batch_gives_the_same_scores_as_single_texts() {
     }
 }
 
+/// Past `PASS_TOKENS` padded positions the plugin runs a batch as several
+/// passes; results still come back one per text, in order.
+#[test]
+fn a_batch_run_as_several_passes_gives_each_text_its_own_scores_in_order() {
+    let (_e, mut slot) = slot(&common::model("roberta-tiny"));
+    let long = |i: usize| format!("{} (visit {i})", "the service was slow and the food arrived cold again ".repeat(20 + 5 * i));
+    let texts: Vec<String> =
+        vec!["short".into(), long(0), "mid length text, fine overall".into(), long(1), long(2), "great".into()];
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batch = classify(&mut slot, &refs);
+    assert_eq!(batch.len(), texts.len());
+    for (text, b) in texts.iter().zip(&batch) {
+        let single = &classify(&mut slot, &[text.as_str()])[0];
+        for (x, y) in probs(single).iter().zip(probs(b)) {
+            assert!((x - y).abs() < 1e-5, "{}: single {x} vs batch {y}", &text[..text.len().min(30)]);
+        }
+    }
+}
+
 #[test]
 fn labels_follow_id2label_not_position() {
     let src = common::model("roberta-tiny");
