@@ -101,15 +101,18 @@ fn redis_down_at_start_costs_nothing_and_is_used_once_it_is_up() {
 
     redis.restart();
     let fresh = process_cache(&redis.url);
-    // The tier reconnects by itself within its reconnect interval.
+    // The tier reconnects by itself within its reconnect interval. Checked
+    // on one round: a store of an earlier round may be what the fresh
+    // client reads while this round's store failed (a call that times out
+    // while the connection comes back marks the tier down again).
     assert!(
         eventually(Duration::from_secs(10), || {
             cache.store(&s, &[("stored after the restart", result(0.7))], None);
-            fresh.lookup(&s, &["stored after the restart"], None).counts.l2 == 1
+            cache.shared().unwrap().is_available()
+                && fresh.lookup(&s, &["stored after the restart"], None).counts.l2 == 1
         }),
         "the tier never used the Redis that came back"
     );
-    assert!(cache.shared().unwrap().is_available());
 }
 
 #[test]
