@@ -185,7 +185,8 @@ impl Classifier {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Classifies `texts` in one forward pass, padded to the longest.
+    /// Classifies `texts` in order, in passes of at most `PASS_TOKENS`
+    /// padded positions, each padded to its longest text.
     pub fn classify(&self, texts: &[String]) -> Result<Vec<MessageResult>, ModelError> {
         if texts.is_empty() {
             return Err(ModelError::InvalidArgument("empty batch".into()));
