@@ -122,12 +122,17 @@ fn default_model_labels_plain_english_sensibly() {
 #[test]
 fn a_padded_batch_gives_the_same_scores_as_single_texts() {
     let (_e, mut slot) = slot(&common::model("roberta-tiny"));
-    let texts = ["short", "a somewhat longer sentence with more tokens in it", "mid length text"];
-    let batch = classify(&mut slot, &texts);
+    assert_batch_matches_singles(&mut slot, &["short", "a somewhat longer sentence with more tokens in it", "mid length text"]);
+}
+
+/// One result per text, in order, each within 1e-5 of the text classified alone.
+fn assert_batch_matches_singles(slot: &mut InstanceSlot, texts: &[&str]) {
+    let batch = classify(slot, texts);
+    assert_eq!(batch.len(), texts.len());
     for (text, b) in texts.iter().zip(&batch) {
-        let single = &classify(&mut slot, &[text])[0];
+        let single = &classify(slot, &[text])[0];
         for (x, y) in probs(single).iter().zip(probs(b)) {
-            assert!((x - y).abs() < 1e-5, "{text}: single {x} vs batch {y}");
+            assert!((x - y).abs() < 1e-5, "{}: single {x} vs batch {y}", &text[..text.len().min(40)]);
         }
     }
 }
@@ -141,14 +146,7 @@ fn a_batch_run_as_several_passes_gives_each_text_its_own_scores_in_order() {
     let texts: Vec<String> =
         vec!["short".into(), long(0), "mid length text, fine overall".into(), long(1), long(2), "great".into()];
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let batch = classify(&mut slot, &refs);
-    assert_eq!(batch.len(), texts.len());
-    for (text, b) in texts.iter().zip(&batch) {
-        let single = &classify(&mut slot, &[text.as_str()])[0];
-        for (x, y) in probs(single).iter().zip(probs(b)) {
-            assert!((x - y).abs() < 1e-5, "{}: single {x} vs batch {y}", &text[..text.len().min(30)]);
-        }
-    }
+    assert_batch_matches_singles(&mut slot, &refs);
 }
 
 #[test]
