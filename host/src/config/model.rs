@@ -253,8 +253,7 @@ impl Default for PluginConfig {
             poll_ms: 1000,
             rollback_grace_secs: 600,
             activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
-            // Making a snapshot blocks start for minutes: only on request.
-            snapshots: crate::engine::SnapshotPolicy::UseExisting,
+            snapshots: crate::engine::SnapshotPolicy::default(),
         }
     }
 }

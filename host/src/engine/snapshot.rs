@@ -35,14 +35,16 @@ const INIT_EXPORT: &str = "wizer-initialize";
 const FORMAT: &str = "llma-snapshot/3";
 
 /// Whether the engine makes snapshots, only uses those already made, or
-/// neither.
+/// neither. The default is the worker's (`plugin.snapshots`): making a
+/// snapshot blocks start for minutes on small machines, so only on request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SnapshotPolicy {
-    /// Make one when none is cached (worker start, activation, `plugin prepare`).
-    #[default]
+    /// Make one when none is cached (at start and activation when configured,
+    /// `plugin prepare`, `plugin check --snapshot`).
     Create,
-    /// Use a cached one, never spend the time to make one (one-shot commands).
+    /// Use a cached one, never spend the time to make one.
+    #[default]
     UseExisting,
     /// Always load the model in every instance.
     Off,

@@ -10,7 +10,7 @@ pub mod stack;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use llma_sentiment::engine::{Limits, Plugin, PluginEngine};
+use llma_sentiment::engine::{EngineOptions, Limits, Plugin, PluginEngine, SnapshotPolicy};
 
 fn env_path(var: &str) -> PathBuf {
     let v = std::env::var_os(var).unwrap_or_else(|| panic!("{var} is not set: run the tests with `make test`"));
@@ -48,8 +48,10 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llma-test-cache")
 }
 
+/// An engine that makes snapshots, so that tests run on snapshot instances.
 pub fn engine(limits: Limits) -> PluginEngine {
-    PluginEngine::new(limits, Some(cache_dir().join("compiled"))).expect("engine")
+    let options = EngineOptions { snapshots: SnapshotPolicy::Create, ..EngineOptions::default() };
+    PluginEngine::with_options(limits, Some(cache_dir().join("compiled")), options).expect("engine")
 }
 
 pub fn load(engine: &PluginEngine, wasm: &PathBuf, model: &PathBuf) -> Arc<Plugin> {

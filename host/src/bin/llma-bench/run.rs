@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use llma_sentiment::engine::{cpu, PluginEngine, Readiness};
+use llma_sentiment::engine::{cpu, EngineOptions, PluginEngine, Readiness, SnapshotPolicy};
 use serde_json::{json, Value};
 
 use crate::measure::{log, readiness};
@@ -53,10 +53,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let cache_dir = if a.quick { work_dir.join("cache") } else { cold_dir.path().to_path_buf() };
     let variant_cache_dir = work_dir.join("cache");
     log(format!("compiling the component ({:.1} MB)", wasm.len() as f64 / 1e6));
-    // The worker's engine (`PluginEngine::new`): compiles, then makes the
-    // snapshot of the first bundle (timed: what a worker's first start on a
-    // machine pays once).
-    let engine = PluginEngine::new(llma_sentiment::engine::Limits::default(), Some(cache_dir.clone()))?;
+    // The worker's engine with snapshots made (`plugin.snapshots = "create"`,
+    // or `plugin prepare`): compiles, then makes the snapshot of the first
+    // bundle (timed: what a machine pays once per plugin and model).
+    let options = EngineOptions { snapshots: SnapshotPolicy::Create, ..EngineOptions::default() };
+    let engine = PluginEngine::with_options(llma_sentiment::engine::Limits::default(), Some(cache_dir.clone()), options)?;
     let compiled = engine.load_plugin(&wasm, &models[0])?;
     let cold_compile = (!compiled.from_cache).then(|| compiled.compile_time.as_secs_f64());
     let mut snapshots = vec![snapshot_made(&compiled.readiness)];
