@@ -27,7 +27,11 @@
 //! (Cranelift keeps a step's loads together, ahead of the pure arithmetic,
 //! so none folds into a `vbroadcastss` from memory: each is a scalar load, a
 //! move and a broadcast; 2x slower even as a 4x8 tile, where each broadcast
-//! has a single use), an 8x6 tile (12 accumulators), 16 steps per turn.
+//! has a single use), an 8x6 tile (12 accumulators), 16 steps per turn,
+//! each turn summed into a fresh tile added to the running one at its end
+//! (to take the reload at the loop header off the accumulators' chain:
+//! LLVM then duplicated the steps, 288 multiply-adds instead of 64, and it
+//! ran 1.2-1.6x slower).
 //!
 //! Each product is a fused multiply-add, `f32x4.relaxed_madd`, enabled for
 //! these functions only (`target_feature`; built crate-wide, relaxed SIMD
@@ -38,9 +42,11 @@
 //! its last bits between such hosts. Interleaved under fuel, roberta-base-
 //! shape: 0.89-0.93x the CPU of the separate multiply and add on an Intel
 //! Xeon with AVX-512 (two FMA ports, three for vector arithmetic, so
-//! multiply + add is port-bound there), 0.96-0.99x on an AMD EPYC Zen 3
-//! (an earlier session; four FP pipes, so multiply + add already runs two
-//! products a cycle).
+//! multiply + add is port-bound there); on an AMD EPYC Zen 3 (four FP
+//! pipes, so multiply + add already runs two products a cycle) 0.96-0.99x
+//! in one session, 1.00-1.15x in another, and without limits the separate
+//! multiply and add is faster there (the FMA's 4-cycle chain against the
+//! add's 3).
 //!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products
