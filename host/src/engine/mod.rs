@@ -80,10 +80,6 @@ pub struct PluginEngine {
 }
 
 impl PluginEngine {
-    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
-        Self::with_options(limits, cache_dir, EngineOptions::default())
-    }
-
     pub fn with_options(limits: Limits, cache_dir: Option<PathBuf>, options: EngineOptions) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true);

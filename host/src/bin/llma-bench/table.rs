@@ -216,19 +216,22 @@ pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String
     }
     for c in wasm["overhead"].as_array().into_iter().flatten() {
         let series = |k: &str| c[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>()).unwrap_or_default();
-        let none = series("none");
+        let runs: Vec<Vec<f64>> = VARIANTS.iter().map(|(name, _, _)| series(name)).collect();
+        let none = &runs[VARIANTS.len() - 1];
         // The fastest call is the least disturbed by other load, but it hides
         // what a typical call pays; the median of each round's ratio to the
         // same round's call without limits shows that, and the interleaving
         // cancels drift between rounds.
-        let best: Vec<f64> = VARIANTS.iter().map(|(name, _, _)| pct(&series(name), 0.0)).collect();
-        let paired = |name: &str| median(&series(name).iter().zip(&none).map(|(t, n)| t / n).collect::<Vec<_>>());
+        let best: Vec<f64> = runs.iter().map(|s| pct(s, 0.0)).collect();
         let names: Vec<&str> = VARIANTS.iter().map(|v| v.0).collect();
         let over: Vec<String> = names
             .iter()
-            .zip(&best)
+            .zip(runs.iter().zip(&best))
             .take(VARIANTS.len() - 1)
-            .map(|(k, t)| format!("{k} {:+.1}% / {:+.1}%", (t / pct(&none, 0.0) - 1.0) * 100.0, (paired(k) - 1.0) * 100.0))
+            .map(|(k, (s, t))| {
+                let paired = median(&s.iter().zip(none).map(|(t, n)| t / n).collect::<Vec<_>>());
+                format!("{k} {:+.1}% / {:+.1}%", (t / best[VARIANTS.len() - 1] - 1.0) * 100.0, (paired - 1.0) * 100.0)
+            })
             .collect();
         row(
             format!("limits cost, {} tok x {}: {} (CPU ms/call, best of {} interleaved)", c["tokens"], c["batch"], names.join(" / "), none.len()),
