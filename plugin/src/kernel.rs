@@ -33,20 +33,15 @@
 //! LLVM then duplicated the steps, 288 multiply-adds instead of 64, and it
 //! ran 1.2-1.6x slower).
 //!
-//! Each product is a fused multiply-add, `f32x4.relaxed_madd`, enabled for
-//! these functions only (`target_feature`; built crate-wide, relaxed SIMD
-//! also turns tract's own kernels' multiply-adds into it, which makes them
-//! slower). wasmtime lowers it to the host's FMA (`vfmadd213ps`, its result
-//! in the broadcast's register, one copy per column), where the host has
-//! one, and to a multiply and an add where not, so a score may differ in
-//! its last bits between such hosts. Interleaved under fuel, roberta-base-
-//! shape: 0.89-0.93x the CPU of the separate multiply and add on an Intel
-//! Xeon with AVX-512 (two FMA ports, three for vector arithmetic, so
-//! multiply + add is port-bound there); on an AMD EPYC Zen 3 (four FP
-//! pipes, so multiply + add already runs two products a cycle) 0.96-0.99x
-//! in one session, 1.00-1.15x in another, and without limits the separate
-//! multiply and add is faster there (the FMA's 4-cycle chain against the
-//! add's 3).
+//! Each product is a multiply and a separate add. The fused multiply-add
+//! (`f32x4.relaxed_madd`, the host's FMA under wasmtime) was measured against
+//! it with `llma-bench compare` (roberta-base-shape, 8 rounds, medians):
+//! under fuel it took 0.89-0.93x the CPU on an Intel Xeon with AVX-512 (two
+//! FMA ports, so multiply + add is port-bound there), 1.00-1.15x on an AMD
+//! EPYC Zen 3 and 1.30-1.36x on a Zen 5 (1.47-1.57x without limits): the
+//! FMA's 4-cycle latency sits on each accumulator's chain, which the store
+//! and reload at every loop header lengthen, where an add takes 2-3. The
+//! separate pair also gives every host the same bits.
 //!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products
@@ -205,14 +200,13 @@ fn broadcast(v: v128, l: usize) -> v128 {
 /// by value so that it lives in locals (the engine's registers), not in the
 /// stack frame in linear memory.
 #[inline]
-#[target_feature(enable = "relaxed-simd")]
 unsafe fn step(mut ab: Tile, a: *const f32, b: *const f32) -> Tile {
     let av: [v128; H] = std::array::from_fn(|h| unsafe { v128_load(a.add(h * LANES) as *const v128) });
     let bv: [v128; NR / LANES] = std::array::from_fn(|j| unsafe { v128_load(b.add(j * LANES) as *const v128) });
     for (c, col) in ab.iter_mut().enumerate() {
         let bc = broadcast(bv[c / LANES], c % LANES);
         for (v, a) in col.iter_mut().zip(av) {
-            *v = f32x4_relaxed_madd(bc, a, *v);
+            *v = f32x4_add(f32x4_mul(bc, a), *v);
         }
     }
     ab
@@ -223,7 +217,6 @@ unsafe fn step(mut ab: Tile, a: *const f32, b: *const f32) -> Tile {
 /// the exits below LLVM kept it there (a load and a store per product) once
 /// the tile or the turn grew.
 #[inline]
-#[target_feature(enable = "relaxed-simd")]
 unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const f32) -> Tile {
     let mut left = k;
     unsafe {
@@ -245,7 +238,6 @@ unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const
     }
 }
 
-#[target_feature(enable = "relaxed-simd")]
 unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
     let zero = f32x4_splat(0.0);
     let mut ab: Tile = [[zero; H]; NR];

@@ -86,10 +86,9 @@ impl PluginEngine {
         config.consume_fuel(options.fuel);
         config.epoch_interruption(options.epoch);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // The plugin's GEMM kernel multiplies and adds with relaxed SIMD's
-        // `f32x4.relaxed_madd`: the host's fused multiply-add where it has
-        // one (every x86-64 with FMA, every aarch64), a multiply and an add
-        // where not. Deterministic mode would make it a call per product.
+        // Plugins built before the kernel's separate multiply and add use
+        // relaxed SIMD's `f32x4.relaxed_madd` (the host's FMA where it has
+        // one); deterministic mode would make it a call per product.
         config.wasm_relaxed_simd(true);
         config.relaxed_simd_deterministic(false);
         // A snapshot's heap is one memory image up to the memory cap, so
