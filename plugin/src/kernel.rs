@@ -38,10 +38,12 @@
 //! it with `llma-bench compare` (roberta-base-shape, 8 rounds, medians):
 //! under fuel it took 0.89-0.93x the CPU on an Intel Xeon with AVX-512 (two
 //! FMA ports, so multiply + add is port-bound there), 1.00-1.15x on an AMD
-//! EPYC Zen 3 and 1.30-1.36x on a Zen 5 (1.47-1.57x without limits): the
+//! EPYC Zen 3 and 1.30-1.36x on a Zen 5 (1.44-1.57x without limits): the
 //! FMA's 4-cycle latency sits on each accumulator's chain, which the store
-//! and reload at every loop header lengthen, where an add takes 2-3. The
-//! separate pair also gives every host the same bits.
+//! and reload at every loop header lengthen, where an add takes 2-3 (so
+//! on the Zen 5 fuel costs the separate pair +13-22% over no limits and
+//! the fused one +3-6%: the FMA's chain hid the reloads). The separate
+//! pair also gives every host the same bits.
 //!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products
