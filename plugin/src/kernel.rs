@@ -41,7 +41,7 @@
 //! EPYC Zen 3 and 1.30-1.36x on a Zen 5 (1.44-1.57x without limits): the
 //! FMA's 4-cycle latency sits on each accumulator's chain, which the store
 //! and reload at every loop header lengthen, where an add takes 2-3 (so
-//! on the Zen 5 fuel costs the separate pair +13-22% over no limits and
+//! on the Zen 5 fuel costs the separate pair +10-22% over no limits and
 //! the fused one +3-6%: the FMA's chain hid the reloads). The separate
 //! pair also gives every host the same bits.
 //!
