@@ -24,7 +24,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugins models build run analyze test bench bench-model model clean reliability \
+.PHONY: setup venv target plugins models build run analyze test test-native native bench bench-model model clean reliability \
 	release install cluster-demo deploy-check
 
 setup: target venv
@@ -60,10 +60,22 @@ $(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_c
 # `make bench LLMA_BENCH_QUICK=1`: smoke run on the default and roberta-tiny
 # bundles. Inputs and raw results land in build/bench/.
 BENCH_QUICK := $(filter-out 0 false no off,$(LLMA_BENCH_QUICK))
-bench: build $(if $(BENCH_QUICK),,bench-model)
+bench: build native $(if $(BENCH_QUICK),,bench-model)
 	$(CARGO_TARGET_DIR)/debug/llma-bench $(if $(BENCH_QUICK),--quick) --plugin $(PLUGIN_WASM) \
 		--models-dir $(MODELS) --python $(PY) --scripts models \
 		--native-bench $(CARGO_TARGET_DIR)/debug/examples/native-bench --work-dir build/bench
+
+# The plugin's inference compiled natively (feature `native`): a tract and a
+# tokenizers for the host, which nothing else needs, so `make build` and
+# `make test` leave them out. `native` builds `native-bench` (for `make
+# bench`); `test-native` runs the bundle tests on it (parity with ONNX
+# Runtime outside the sandbox, the int64 fixture against plain tract-onnx).
+NATIVE := -p llma-sentiment-plugin --features llma-sentiment-plugin/native
+native: models
+	cargo build $(NATIVE) --example native-bench
+
+test-native: models
+	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) cargo test $(NATIVE) --test bundles
 
 # One package set and all targets, exactly what `cargo test` builds: cargo
 # unifies dependency features per invocation, so building anything narrower

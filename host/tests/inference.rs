@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use llma_sentiment::engine::{InstanceSlot, Label, Limits, MessageResult};
+use llma_sentiment::engine::{EngineError, InstanceSlot, Label, Limits, MessageResult, PluginError};
 use serde_json::Value;
 
 fn slot(model: &Path) -> (llma_sentiment::engine::PluginEngine, InstanceSlot) {
@@ -172,19 +172,85 @@ fn labels_follow_id2label_not_position() {
     assert_eq!(swapped.get().unwrap().info().labels, vec![Label::Positive, Label::Negative, Label::Neutral]);
 }
 
-#[test]
-fn a_bad_bundle_is_a_typed_load_error() {
+/// The load error of a bundle whose files are `files` (name, contents; the
+/// default bundle's file where the contents are `None`, absent if unlisted).
+fn load_error(files: &[(&str, Option<&[u8]>)]) -> llma_sentiment::engine::EngineError {
     let dir = tempfile::tempdir().unwrap();
     let src = common::model("default");
-    for f in ["model.onnx", "tokenizer.json"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    for (name, contents) in files {
+        match contents {
+            Some(bytes) => std::fs::write(dir.path().join(name), bytes).unwrap(),
+            None => std::fs::copy(src.join(name), dir.path().join(name)).map(drop).unwrap(),
+        }
     }
-    std::fs::write(dir.path().join("config.json"), r#"{"id2label": {"0": "happy", "1": "sad", "2": "meh"}}"#).unwrap();
     let engine = common::engine(Limits::default());
-    let plugin = engine.load_plugin_file(&common::plugin_wasm(), dir.path()).unwrap();
-    let err = plugin.instantiate().err().expect("must not load");
-    assert!(err.to_string().contains("happy"), "{err}");
-    assert!(!err.is_retryable());
+    // The host checks the directory's files; the plugin, what is in them.
+    let err = match engine.load_plugin_file(&common::plugin_wasm(), dir.path()) {
+        Err(err) => err,
+        Ok(plugin) => plugin.instantiate().err().expect("a bad bundle must not load"),
+    };
+    assert!(!err.is_retryable(), "{err}");
+    err
+}
+
+#[test]
+fn a_bad_bundle_is_a_typed_load_error() {
+    let labels = load_error(&[
+        ("model.onnx", None),
+        ("tokenizer.json", None),
+        ("config.json", Some(br#"{"id2label": {"0": "happy", "1": "sad", "2": "meh"}}"#)),
+    ]);
+    assert!(labels.to_string().contains("happy"), "{labels}");
+    let no_config = load_error(&[("model.onnx", None), ("tokenizer.json", None)]);
+    assert!(no_config.to_string().contains("config.json"), "{no_config}");
+    let not_a_model = load_error(&[("model.onnx", Some(b"not a model")), ("tokenizer.json", None), ("config.json", None)]);
+    assert!(not_a_model.to_string().contains("model.onnx"), "{not_a_model}");
+    let bad_tokenizer = load_error(&[("model.onnx", None), ("tokenizer.json", Some(b"{")), ("config.json", None)]);
+    assert!(bad_tokenizer.to_string().contains("tokenizer.json"), "{bad_tokenizer}");
+}
+
+/// The plugin refuses what the host must never send, as a typed error that
+/// leaves the instance serving.
+#[test]
+fn empty_and_oversized_batches_are_refused_and_the_instance_serves_on() {
+    let (_e, mut slot) = slot(&common::model("default"));
+    let refused = |slot: &mut InstanceSlot, texts: Vec<String>| {
+        let err = slot.get().unwrap().classify(&texts).expect_err("must be refused");
+        assert!(matches!(&err, EngineError::Plugin { error: PluginError::InvalidArgument(_), .. }), "{err}");
+        assert!(!err.is_retryable(), "{err}");
+    };
+    refused(&mut slot, vec![]);
+    refused(&mut slot, vec!["hi".to_string(); 65]);
+    assert_eq!(classify(&mut slot, &["I love it"])[0].label, Label::Positive);
+}
+
+/// The int64 fixture keeps the real export's `Cast(INT64) -> CumSum`, which
+/// plain tract-onnx cannot run (its int64 cast yields a symbolic dimension:
+/// "CumSum: TDim is not a number"); the int32 one sums the int32 mask. The
+/// parity tests above run both through the plugin's CumSum.
+#[test]
+fn the_fixtures_hold_both_cumsum_forms() {
+    let inputs_of_cumsum = |name: &str| -> String {
+        let script = r#"
+import onnx, sys
+g = onnx.load(sys.argv[1]).graph
+made_by = {o: n for n in g.node for o in n.output}
+for n in g.node:
+    if n.op_type == "CumSum":
+        p = made_by.get(n.input[0])
+        to = [a.i for a in p.attribute if a.name == "to"] if p is not None and p.op_type == "Cast" else []
+        print(p.op_type if p is not None else "input", onnx.TensorProto.DataType.Name(to[0]) if to else "")
+"#;
+        let out = Command::new(common::python())
+            .args(["-c", script])
+            .arg(common::model(name).join("model.onnx"))
+            .output()
+            .expect("running python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(inputs_of_cumsum("roberta-tiny"), "Cast INT64");
+    assert_eq!(inputs_of_cumsum("roberta-tiny-i32"), "Cast INT32");
 }
 
 #[test]

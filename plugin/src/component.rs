@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use crate::model::{Classifier, ModelError, MAX_BATCH};
+use crate::batch::MAX_BATCH;
+use crate::model::{Classifier, ModelError};
 use crate::types;
 
 wit_bindgen::generate!({

@@ -1,10 +1,15 @@
 //! The sentiment plugin: extraction, inference and aggregation. Compiled to
 //! `wasm32-wasip2` it is a WASI component exporting `llma:sentiment/sentiment`;
-//! compiled natively it is an ordinary library (unit tests, native benchmarks).
+//! compiled natively it is an ordinary library: extraction and aggregation
+//! always, inference (tract, tokenizers) with the feature `native` (the
+//! bundle tests, native benchmarks).
 
 pub mod aggregate;
+pub mod batch;
+#[cfg(any(target_arch = "wasm32", feature = "native"))]
 pub mod cumsum;
 pub mod extract;
+#[cfg(any(target_arch = "wasm32", feature = "native"))]
 pub mod model;
 pub mod types;
 

@@ -126,7 +126,7 @@ fn bad_bundles_are_typed_errors() {
 fn empty_and_oversized_batches_are_refused() {
     let c = Classifier::load_dir(&model("default")).unwrap();
     assert!(matches!(c.classify(&[]), Err(ModelError::InvalidArgument(_))));
-    let many = vec!["hi".to_string(); llma_sentiment_plugin::model::MAX_BATCH + 1];
+    let many = vec!["hi".to_string(); llma_sentiment_plugin::batch::MAX_BATCH + 1];
     assert!(matches!(c.classify(&many), Err(ModelError::InvalidArgument(_))));
     let ok = c.classify(&["I love it".to_string()]).unwrap();
     assert_eq!(ok[0].label, Label::Positive);
