@@ -19,6 +19,9 @@ WASM_DIR := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 PLUGIN_WASM := $(WASM_DIR)/llma_sentiment_plugin.wasm
 HOSTILE_WASM := $(WASM_DIR)/llma_hostile_plugin.wasm
 BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
+# What the tests read to find the bundles, the plugins, the venv and the repo.
+TEST_ENV := LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
+	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR)
 
 # The host binary embeds the default plugin and model (see host/build.rs).
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
@@ -71,11 +74,11 @@ bench: build native $(if $(BENCH_QUICK),,bench-model)
 # bench`); `test-native` runs the bundle tests on it (parity with ONNX
 # Runtime outside the sandbox, the int64 fixture against plain tract-onnx).
 NATIVE := -p llma-sentiment-plugin --features llma-sentiment-plugin/native
-native: models
+native:
 	cargo build $(NATIVE) --example native-bench
 
 test-native: models
-	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) cargo test $(NATIVE) --test bundles
+	$(TEST_ENV) cargo test $(NATIVE) --test bundles
 
 # One package set and all targets, exactly what `cargo test` builds: cargo
 # unifies dependency features per invocation, so building anything narrower
@@ -148,9 +151,7 @@ deploy-check: build
 # a stream of multi-turn conversations, one worker SIGKILLed and replaced,
 # then who served what and the cache hit rates per worker.
 cluster-demo: build
-	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
-	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	cargo test $(CARGO_PKGS) --test cluster -- --ignored --nocapture cluster_demo
+	$(TEST_ENV) cargo test $(CARGO_PKGS) --test cluster -- --ignored --nocapture cluster_demo
 
 # `make test TEST_ARGS="--test worker"` runs one test target.
 # Tests share one compiled-component cache (CARGO_TARGET_TMPDIR, which cargo
@@ -168,9 +169,7 @@ TEST_FEATURES := --features llma-sentiment/fault-injection
 test: plugins models
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
-	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
-	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	cargo test $(CARGO_PKGS) $(TEST_FEATURES) $(TEST_ARGS)
+	$(TEST_ENV) cargo test $(CARGO_PKGS) $(TEST_FEATURES) $(TEST_ARGS)
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv
@@ -188,6 +187,4 @@ clean:
 # LLMA_FUZZ_CASES=N overrides the case count.
 reliability: plugins models
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
-	LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
-	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
-	scripts/reliability.sh
+	$(TEST_ENV) scripts/reliability.sh

@@ -174,7 +174,7 @@ fn labels_follow_id2label_not_position() {
 
 /// The load error of a bundle whose files are `files` (name, contents; the
 /// default bundle's file where the contents are `None`, absent if unlisted).
-fn load_error(files: &[(&str, Option<&[u8]>)]) -> llma_sentiment::engine::EngineError {
+fn load_error(files: &[(&str, Option<&[u8]>)]) -> EngineError {
     let dir = tempfile::tempdir().unwrap();
     let src = common::model("default");
     for (name, contents) in files {
@@ -219,8 +219,9 @@ fn empty_and_oversized_batches_are_refused_and_the_instance_serves_on() {
         assert!(matches!(&err, EngineError::Plugin { error: PluginError::InvalidArgument(_), .. }), "{err}");
         assert!(!err.is_retryable(), "{err}");
     };
+    let max_batch = slot.get().unwrap().info().limits.max_batch as usize;
     refused(&mut slot, vec![]);
-    refused(&mut slot, vec!["hi".to_string(); 65]);
+    refused(&mut slot, vec!["hi".to_string(); max_batch + 1]);
     assert_eq!(classify(&mut slot, &["I love it"])[0].label, Label::Positive);
 }
 
