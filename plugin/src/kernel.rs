@@ -9,8 +9,22 @@
 //! 16 accumulators (12 on the stack even without limits) and does one step
 //! of k per turn. This kernel keeps 8 (`H` = 2 v128 of A, 8 rows, by `NR` = 4
 //! columns of B, broadcast from one v128 load with shuffles) and does
-//! `UNROLL` = 8 steps of k per turn, so the stack traffic the check forces
-//! is paid once per 8 steps.
+//! `UNROLL` = 16 steps of k per turn.
+//!
+//! Each turn sums its steps into a fresh tile (its first step only
+//! multiplies), added to the running tile at the turn's end. The running
+//! tile is what crosses the loop header, so the store and reload the check
+//! forces are once per turn and off the steps' dependency chain, and one
+//! turn's chain does not wait for the one before it. Each product after a
+//! turn's first step is a fused multiply-add (`f32x4.relaxed_madd`, relaxed
+//! SIMD enabled for these functions only: crate-wide it also turns tract's
+//! own kernels' multiply-adds into it, which makes them slower). wasmtime
+//! lowers it to the host's FMA where the host has one and to a multiply and
+//! an add where not, so a score may differ in its last bits between such
+//! hosts. The operand order matters to Cranelift, which always emits
+//! `vfmadd213ps` (the result in the first multiplicand's register):
+//! `relaxed_madd(a, broadcast, acc)` ran 0.92-0.94x the CPU of
+//! `relaxed_madd(broadcast, a, acc)`.
 //!
 //! Each step ends in its own exit test (`left == u`), which also handles the
 //! remainder. That test is what keeps a step's arithmetic next to its loads:
@@ -22,28 +36,25 @@
 //! per turn spill.
 //!
 //! Measured with `llma-bench compare` (interleaved, roberta-base-shape,
-//! fuel on): 0.73-0.78x tract's kernel per sequence at 128 tokens and
-//! 0.83-0.95x at 16. Tried and slower: B broadcast by `v128.load32_splat`
-//! (Cranelift keeps a step's loads together, ahead of the pure arithmetic,
-//! so none folds into a `vbroadcastss` from memory: each is a scalar load, a
-//! move and a broadcast; 2x slower even as a 4x8 tile, where each broadcast
-//! has a single use), an 8x6 tile (12 accumulators), 16 steps per turn,
-//! each turn summed into a fresh tile added to the running one at its end
-//! (to take the reload at the loop header off the accumulators' chain:
-//! LLVM then duplicated the steps, 288 multiply-adds instead of 64, and it
-//! ran 1.2-1.6x slower).
-//!
-//! Each product is a multiply and a separate add. The fused multiply-add
-//! (`f32x4.relaxed_madd`, the host's FMA under wasmtime) was measured against
-//! it with `llma-bench compare` (roberta-base-shape, 8 rounds, medians):
-//! under fuel it took 0.89-0.93x the CPU on an Intel Xeon with AVX-512 (two
-//! FMA ports, so multiply + add is port-bound there), 1.00-1.15x on an AMD
-//! EPYC Zen 3 and 1.30-1.36x on a Zen 5 (1.44-1.57x without limits): the
-//! FMA's 4-cycle latency sits on each accumulator's chain, which the store
-//! and reload at every loop header lengthen, where an add takes 2-3 (so
-//! on the Zen 5 fuel costs the separate pair +10-22% over no limits and
-//! the fused one +3-6%: the FMA's chain hid the reloads). The separate
-//! pair also gives every host the same bits.
+//! fuel on, medians of 10-12 rounds, AMD EPYC Zen 3, 2026-12-04): 0.81-0.85x
+//! the CPU per sequence of the kernel before it (8 steps per turn into the
+//! running tile, a multiply and a separate add) at 128 x 1, 16 x 8 and
+//! 16 x 1; that one took 0.73-0.78x tract's kernel at 128 tokens and
+//! 0.83-0.95x at 16. Variants of this one, against the kernel before: a
+//! multiply and a separate add 0.94-0.96x (the FMA is most of the gain: its
+//! products need only FP0/FP1 and leave FP2 to the shuffles, where the
+//! multiply, the add and the shuffles shared the four pipes), 8 steps per
+//! turn 0.85-0.90x, 32 steps 0.97-1.02x. Tried and slower: B broadcast once
+//! per call into scratch and shared by four 8-row subtiles (a 32x4 tile, no
+//! shuffles in the steps: 1.07-1.17x), B broadcast by `v128.load32_splat` (Cranelift keeps a step's
+//! loads together, ahead of the pure arithmetic, so none folds into a
+//! `vbroadcastss` from memory: each is a scalar load, a move and a
+//! broadcast; 2x slower even as a 4x8 tile, where each broadcast has a
+//! single use), an 8x6 tile (12 accumulators). Before, with the multiply-add
+//! into the running tile (the reload on its chain), the FMA took under fuel
+//! 0.89-0.93x the CPU of the separate pair on an Intel Xeon with AVX-512,
+//! 1.00-1.15x on an EPYC Zen 3 and 1.30-1.36x on a Zen 5; this structure
+//! has not been measured on those two.
 //!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products
@@ -67,7 +78,7 @@ const LANES: usize = 4;
 const H: usize = 2;
 const MR: usize = H * LANES;
 const NR: usize = 4;
-const UNROLL: usize = 8;
+const UNROLL: usize = 16;
 
 static GEMM: LazyLock<DynKernel<MR, NR, f32>> = LazyLock::new(|| {
     let mut kernel = DynKernel::<MR, NR, f32>::new(&format!("llma_f32_{MR}x{NR}"), run, f32::packing(MR), f32::packing(NR));
@@ -200,39 +211,69 @@ fn broadcast(v: v128, l: usize) -> v128 {
 
 /// One step of k: A's `MR` values against B's `NR`. The tile goes in and out
 /// by value so that it lives in locals (the engine's registers), not in the
-/// stack frame in linear memory.
+/// stack frame in linear memory. `a` first: see the module's note on
+/// `vfmadd213ps`.
 #[inline]
+#[target_feature(enable = "relaxed-simd")]
 unsafe fn step(mut ab: Tile, a: *const f32, b: *const f32) -> Tile {
     let av: [v128; H] = std::array::from_fn(|h| unsafe { v128_load(a.add(h * LANES) as *const v128) });
     let bv: [v128; NR / LANES] = std::array::from_fn(|j| unsafe { v128_load(b.add(j * LANES) as *const v128) });
     for (c, col) in ab.iter_mut().enumerate() {
         let bc = broadcast(bv[c / LANES], c % LANES);
         for (v, a) in col.iter_mut().zip(av) {
-            *v = f32x4_add(f32x4_mul(bc, a), *v);
+            *v = f32x4_relaxed_madd(a, bc, *v);
+        }
+    }
+    ab
+}
+
+/// A step that starts a turn: products only, into a fresh tile.
+#[inline]
+unsafe fn first(a: *const f32, b: *const f32) -> Tile {
+    let av: [v128; H] = std::array::from_fn(|h| unsafe { v128_load(a.add(h * LANES) as *const v128) });
+    let bv: [v128; NR / LANES] = std::array::from_fn(|j| unsafe { v128_load(b.add(j * LANES) as *const v128) });
+    std::array::from_fn(|c| {
+        let bc = broadcast(bv[c / LANES], c % LANES);
+        std::array::from_fn(|h| f32x4_mul(bc, av[h]))
+    })
+}
+
+#[inline(always)]
+fn sum(mut ab: Tile, t: Tile) -> Tile {
+    for (col, t) in ab.iter_mut().zip(t) {
+        for (v, t) in col.iter_mut().zip(t) {
+            *v = f32x4_add(*v, t);
         }
     }
     ab
 }
 
 /// Inlined into the kernel so that the tile is one of its locals: as a
-/// function of its own the tile crossed the call in linear memory, and with
-/// the exits below LLVM kept it there (a load and a store per product) once
-/// the tile or the turn grew.
+/// function of its own the tile crossed the call in linear memory. Each
+/// turn sums into a fresh tile: the running one crosses the loop header
+/// (and its check's call) alone, so its store and reload are off the steps'
+/// chain.
 #[inline]
+#[target_feature(enable = "relaxed-simd")]
 unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const f32) -> Tile {
     let mut left = k;
     unsafe {
         loop {
+            if left == 0 {
+                return ab;
+            }
+            let mut t = first(pa, pb);
             macro_rules! steps {
                 ($($u:literal)*) => {$(
                     if left == $u {
-                        return ab;
+                        return sum(ab, t);
                     }
-                    ab = step(ab, pa.add($u * MR), pb.add($u * NR));
+                    t = step(t, pa.add($u * MR), pb.add($u * NR));
                 )*};
             }
-            steps!(0 1 2 3 4 5 6 7);
-            const { assert!(UNROLL == 8, "steps! lists UNROLL steps") };
+            steps!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            const { assert!(UNROLL == 16, "steps! lists UNROLL steps") };
+            ab = sum(ab, t);
             left -= UNROLL;
             pa = pa.add(UNROLL * MR);
             pb = pb.add(UNROLL * NR);
@@ -240,6 +281,7 @@ unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const
     }
 }
 
+#[target_feature(enable = "relaxed-simd")]
 unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
     let zero = f32x4_splat(0.0);
     let mut ab: Tile = [[zero; H]; NR];
