@@ -7,6 +7,9 @@
 pub mod aggregate;
 pub mod batch;
 #[cfg(any(target_arch = "wasm32", feature = "native"))]
+mod binary_ops;
+pub mod broadcast;
+#[cfg(any(target_arch = "wasm32", feature = "native"))]
 pub mod cumsum;
 pub mod extract;
 #[cfg(any(target_arch = "wasm32", feature = "native"))]

@@ -164,7 +164,10 @@ impl Classifier {
         std::hint::black_box(crate::kernel::gemm_name());
         let plan = model
             .into_optimized()
-            .and_then(|m| m.into_runnable())
+            .and_then(|mut m| {
+                crate::binary_ops::install(&mut m)?;
+                m.into_runnable()
+            })
             .map_err(|e| load_err(format!("model.onnx does not run in tract: {e:#}")))?;
         Ok(Classifier { config, tokenizer, plan, inputs, logits_output })
     }
