@@ -1,6 +1,6 @@
 //! `a op= b` over f32 tensors in C order, `b` broadcast over `a` (each of
 //! `b`'s axes is `a`'s or 1), as runs of contiguous elements: the arithmetic
-//! behind `binary_ops`, kept free of tract so that `make test` checks it.
+//! behind `plan_ops::binary`, kept free of tract so that `make test` checks it.
 //!
 //! Each element gets the one IEEE operation tract's own eval would give it,
 //! so results are bit-identical to tract's. What differs is the loop: runs

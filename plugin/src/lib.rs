@@ -7,11 +7,12 @@
 pub mod aggregate;
 pub mod batch;
 #[cfg(any(target_arch = "wasm32", feature = "native"))]
-mod binary_ops;
+mod plan_ops;
 pub mod broadcast;
 #[cfg(any(target_arch = "wasm32", feature = "native"))]
 pub mod cumsum;
 pub mod extract;
+pub mod gelu;
 #[cfg(any(target_arch = "wasm32", feature = "native"))]
 pub mod model;
 pub mod types;

@@ -165,7 +165,8 @@ impl Classifier {
         let plan = model
             .into_optimized()
             .and_then(|mut m| {
-                crate::binary_ops::install(&mut m)?;
+                crate::plan_ops::binary::install(&mut m)?;
+                crate::plan_ops::gelu::install(&mut m)?;
                 m.into_runnable()
             })
             .map_err(|e| load_err(format!("model.onnx does not run in tract: {e:#}")))?;

@@ -62,11 +62,15 @@ pub struct EngineOptions {
     /// Disk the compile cache (artifacts and snapshots) may take; the least
     /// recently used entries go when a new one would pass it.
     pub cache_budget_bytes: u64,
+    /// Write `/tmp/perf-PID.map` naming the compiled guest functions, so
+    /// `perf report` attributes samples to them (`llma-bench compare
+    /// --perf-map`); off in the worker.
+    pub perf_map: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: false, cache_budget_bytes: cache::DEFAULT_BUDGET_BYTES }
+        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: false, cache_budget_bytes: cache::DEFAULT_BUDGET_BYTES, perf_map: false }
     }
 }
 
@@ -94,6 +98,9 @@ impl PluginEngine {
         // A snapshot's heap is one memory image up to the memory cap, so
         // instances map it copy-on-write instead of copying it in.
         config.memory_guaranteed_dense_image_size(limits.memory_bytes as u64);
+        if options.perf_map {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let functions = Arc::new(cache::FunctionCache::default());
         config.enable_incremental_compilation(functions.clone()).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;

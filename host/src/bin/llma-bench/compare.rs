@@ -32,13 +32,17 @@ pub(crate) struct CompareArgs {
     /// (fuel+epoch, epoch, fuel, none): every build under every one.
     #[arg(long, value_delimiter = ',', default_value = "fuel")]
     limits: Vec<String>,
+    /// Name the guest's compiled functions for `perf` (`/tmp/perf-PID.map`):
+    /// run under `perf record` to see where each build's time goes.
+    #[arg(long)]
+    perf_map: bool,
 }
 
 pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
     let (mut runs, mut slots, mut engines) = (Vec::new(), Vec::new(), Vec::new());
     for name in &a.limits {
         let &(_, fuel, epoch) = VARIANTS.iter().find(|v| v.0 == name).with_context(|| format!("no limits named {name}"))?;
-        let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
+        let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, perf_map: a.perf_map, ..EngineOptions::default() };
         let engine = PluginEngine::with_options(Limits::default(), Some(a.bundle.cache_dir.clone()), options)?;
         for path in &a.plugins {
             let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
