@@ -56,6 +56,17 @@
 //! 1.00-1.15x on an EPYC Zen 3 and 1.30-1.36x on a Zen 5; this structure
 //! has not been measured on those two.
 //!
+//! A call runs `SUBTILES` = 2 such subtiles, one below the other (a 16x4
+//! tile for tract): tract's per-tile work (its tile loop, the fused ops'
+//! pointers, two dynamic calls for the packed panels, ~6% of a call with
+//! one 8x4 tile per call) is paid once for both. `llma-bench compare`,
+//! roberta-base-shape, 8 rounds, EPYC Zen 4 (2026-12-06): 0.985x / 0.979x /
+//! 0.945x the CPU per sequence under fuel at 128 x 1 / 16 x 8 / 16 x 1,
+//! 0.97-0.95x without limits; 4 subtiles 0.964x / 0.971x / 1.007x (at 16
+//! tokens an attention product's 16 rows fill half a 32-row tile). Same
+//! bits as one subtile per call. Tried and slower the same day: an exit
+//! test every second step instead of every step (1.18-1.26x).
+//!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products
 //! whose column count is known and above 1), and a preference above tract's
@@ -74,9 +85,14 @@ use tract_onnx::prelude::DatumType;
 
 /// Rows of A per v128.
 const LANES: usize = 4;
-/// A tile of 8 rows (two v128) by 4 columns: 8 accumulators.
+/// A subtile of 8 rows (two v128) by 4 columns: 8 accumulators.
 const H: usize = 2;
-const MR: usize = H * LANES;
+const SUB_ROWS: usize = H * LANES;
+/// Subtiles per call, one after the other down the rows: tract's work per
+/// call (its tile loop, the fused ops' pointers, two dynamic calls for the
+/// packed panels) is paid once for all of them.
+const SUBTILES: usize = 2;
+const MR: usize = SUBTILES * SUB_ROWS;
 const NR: usize = 4;
 const UNROLL: usize = 16;
 
@@ -117,11 +133,17 @@ pub fn gemm_name() -> &'static str {
     GEMM.name.as_str()
 }
 
-/// One accumulator tile: `ab[c][h]` holds rows `4h..4h+4` of column `c`.
+/// One accumulator subtile: `ab[c][h]` holds rows `4h..4h+4` of column `c`.
 type Tile = [[v128; H]; NR];
 
 unsafe fn run(ops: &[FusedKerSpec<f32>]) -> isize {
-    unsafe { kernel(ops.as_ptr()) }
+    for sub in 0..SUBTILES {
+        let err = unsafe { kernel(ops.as_ptr(), sub * SUB_ROWS) };
+        if err != 0 {
+            return err;
+        }
+    }
+    0
 }
 
 #[inline(always)]
@@ -155,25 +177,26 @@ unsafe fn per_col(ab: &mut Tile, cols: *const f32, op: impl Fn(v128, v128) -> v1
     }
 }
 
-/// The address of element (row `4h + lane`, column `c`) of an output tile.
+/// The address of element (row `4h + lane`, column `c`) of the subtile
+/// whose first row is `row0` of an output tile.
 #[inline(always)]
-fn at(tile: &OutputStoreKer, h: usize, lane: usize, c: usize) -> *mut u8 {
-    let row = (h * LANES + lane) as isize;
+fn at(tile: &OutputStoreKer, row0: usize, h: usize, lane: usize, c: usize) -> *mut u8 {
+    let row = (row0 + h * LANES + lane) as isize;
     tile.ptr.wrapping_offset(row * tile.row_byte_stride + c as isize * tile.col_byte_stride)
 }
 
 #[inline(always)]
-unsafe fn load_tile(tile: &OutputStoreKer) -> Tile {
+unsafe fn load_tile(tile: &OutputStoreKer, row0: usize) -> Tile {
     std::array::from_fn(|c| {
         std::array::from_fn(|h| unsafe {
             if tile.row_byte_stride == 4 {
-                v128_load(at(tile, h, 0, c) as *const v128)
+                v128_load(at(tile, row0, h, 0, c) as *const v128)
             } else {
                 f32x4(
-                    *(at(tile, h, 0, c) as *const f32),
-                    *(at(tile, h, 1, c) as *const f32),
-                    *(at(tile, h, 2, c) as *const f32),
-                    *(at(tile, h, 3, c) as *const f32),
+                    *(at(tile, row0, h, 0, c) as *const f32),
+                    *(at(tile, row0, h, 1, c) as *const f32),
+                    *(at(tile, row0, h, 2, c) as *const f32),
+                    *(at(tile, row0, h, 3, c) as *const f32),
                 )
             }
         })
@@ -181,17 +204,17 @@ unsafe fn load_tile(tile: &OutputStoreKer) -> Tile {
 }
 
 #[inline(always)]
-unsafe fn store(ab: &Tile, tile: &OutputStoreKer) {
+unsafe fn store(ab: &Tile, tile: &OutputStoreKer, row0: usize) {
     for (c, col) in ab.iter().enumerate() {
         for (h, &v) in col.iter().enumerate() {
             unsafe {
                 if tile.row_byte_stride == 4 {
-                    v128_store(at(tile, h, 0, c) as *mut v128, v);
+                    v128_store(at(tile, row0, h, 0, c) as *mut v128, v);
                 } else {
-                    *(at(tile, h, 0, c) as *mut f32) = f32x4_extract_lane::<0>(v);
-                    *(at(tile, h, 1, c) as *mut f32) = f32x4_extract_lane::<1>(v);
-                    *(at(tile, h, 2, c) as *mut f32) = f32x4_extract_lane::<2>(v);
-                    *(at(tile, h, 3, c) as *mut f32) = f32x4_extract_lane::<3>(v);
+                    *(at(tile, row0, h, 0, c) as *mut f32) = f32x4_extract_lane::<0>(v);
+                    *(at(tile, row0, h, 1, c) as *mut f32) = f32x4_extract_lane::<1>(v);
+                    *(at(tile, row0, h, 2, c) as *mut f32) = f32x4_extract_lane::<2>(v);
+                    *(at(tile, row0, h, 3, c) as *mut f32) = f32x4_extract_lane::<3>(v);
                 }
             }
         }
@@ -281,8 +304,9 @@ unsafe fn add_mat_mul(mut ab: Tile, k: usize, mut pa: *const f32, mut pb: *const
     }
 }
 
+/// Runs the fused ops on the subtile whose first row is `row0` of the tile.
 #[target_feature(enable = "relaxed-simd")]
-unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
+unsafe fn kernel(mut op: *const FusedKerSpec<f32>, row0: usize) -> isize {
     let zero = f32x4_splat(0.0);
     let mut ab: Tile = [[zero; H]; NR];
     unsafe {
@@ -292,7 +316,7 @@ unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
                 FusedKerSpec::Clear => ab = [[zero; H]; NR],
                 FusedKerSpec::LoadTile(col_major, _row_major) => {
                     ab = std::array::from_fn(|c| {
-                        std::array::from_fn(|h| v128_load(col_major.add(c * MR + h * LANES) as *const v128))
+                        std::array::from_fn(|h| v128_load(col_major.add(c * MR + row0 + h * LANES) as *const v128))
                     })
                 }
                 FusedKerSpec::ScalarMin(s) => each(&mut ab, |v| f32x4_min(f32x4_splat(s), v)),
@@ -304,12 +328,12 @@ unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
                 FusedKerSpec::LeakyRelu(alpha) => each(&mut ab, |v| {
                     v128_bitselect(v, f32x4_mul(f32x4_splat(alpha), v), f32x4_gt(v, zero))
                 }),
-                FusedKerSpec::PerRowMin(p) => per_row(&mut ab, p, |r, v| f32x4_min(r, v)),
-                FusedKerSpec::PerRowMax(p) => per_row(&mut ab, p, |r, v| f32x4_max(r, v)),
-                FusedKerSpec::PerRowAdd(p) => per_row(&mut ab, p, |r, v| f32x4_add(r, v)),
-                FusedKerSpec::PerRowMul(p) => per_row(&mut ab, p, |r, v| f32x4_mul(r, v)),
-                FusedKerSpec::PerRowSub(p) => per_row(&mut ab, p, |r, v| f32x4_sub(r, v)),
-                FusedKerSpec::PerRowSubF(p) => per_row(&mut ab, p, |r, v| f32x4_sub(v, r)),
+                FusedKerSpec::PerRowMin(p) => per_row(&mut ab, p.add(row0), |r, v| f32x4_min(r, v)),
+                FusedKerSpec::PerRowMax(p) => per_row(&mut ab, p.add(row0), |r, v| f32x4_max(r, v)),
+                FusedKerSpec::PerRowAdd(p) => per_row(&mut ab, p.add(row0), |r, v| f32x4_add(r, v)),
+                FusedKerSpec::PerRowMul(p) => per_row(&mut ab, p.add(row0), |r, v| f32x4_mul(r, v)),
+                FusedKerSpec::PerRowSub(p) => per_row(&mut ab, p.add(row0), |r, v| f32x4_sub(r, v)),
+                FusedKerSpec::PerRowSubF(p) => per_row(&mut ab, p.add(row0), |r, v| f32x4_sub(v, r)),
                 FusedKerSpec::PerColMin(p) => per_col(&mut ab, p, |s, v| f32x4_min(s, v)),
                 FusedKerSpec::PerColMax(p) => per_col(&mut ab, p, |s, v| f32x4_max(s, v)),
                 FusedKerSpec::PerColAdd(p) => per_col(&mut ab, p, |s, v| f32x4_add(s, v)),
@@ -333,7 +357,7 @@ unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
                     if tile.item_size != 4 {
                         return 1;
                     }
-                    let other = load_tile(&tile);
+                    let other = load_tile(&tile, row0);
                     for (col, o) in ab.iter_mut().zip(other) {
                         for (v, o) in col.iter_mut().zip(o) {
                             *v = f32x4_add(*v, o);
@@ -341,7 +365,7 @@ unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
                     }
                 }
                 FusedKerSpec::AddRowColProducts(rows, cols) => {
-                    let r: [v128; H] = std::array::from_fn(|h| v128_load(rows.add(h * LANES) as *const v128));
+                    let r: [v128; H] = std::array::from_fn(|h| v128_load(rows.add(row0 + h * LANES) as *const v128));
                     for (c, col) in ab.iter_mut().enumerate() {
                         let s = f32x4_splat(*cols.add(c));
                         for (v, r) in col.iter_mut().zip(r) {
@@ -353,13 +377,13 @@ unsafe fn kernel(mut op: *const FusedKerSpec<f32>) -> isize {
                     if tile.item_size != 4 {
                         return 1;
                     }
-                    store(&ab, &tile)
+                    store(&ab, &tile, row0)
                 }
                 FusedKerSpec::AddMatMul { k, pa, pb, packing } => {
                     if packing != 0 {
                         return 1;
                     }
-                    ab = add_mat_mul(ab, k, pa as *const f32, pb as *const f32)
+                    ab = add_mat_mul(ab, k, (pa as *const f32).add(row0), pb as *const f32)
                 }
             }
             op = op.add(1);
