@@ -185,7 +185,7 @@ fn analyze_skips_messages_that_trap_the_plugin() {
     let hostile = common::hostile_wasm();
     let (ok, out, err) = cli_env(
         &["--plugin", hostile.to_str().unwrap(), "--model", model.path().to_str().unwrap(), "analyze", "-"],
-        &[("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")],
+        &[("LLMA_SENTIMENT_LIMITS_METERING", "fuel"), ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")],
         input.as_bytes(),
     );
     assert!(ok, "{err}");

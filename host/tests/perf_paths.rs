@@ -292,7 +292,7 @@ fn a_trapped_pooled_instance_is_replaced_within_the_bound() {
     for f in ["model.onnx", "tokenizer.json", "config.json"] {
         std::fs::write(model.path().join(f), b"{}").unwrap();
     }
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: llma_sentiment::engine::Metering::Fuel, ..Limits::default() };
     let engine = Arc::new(common::engine(limits));
     let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
     let registry = Registry::new(engine, plugin, None, Duration::from_secs(600)).expect("the hostile plugin passes the self-test");

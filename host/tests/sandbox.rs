@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use std::ops::ControlFlow;
 
-use llma_sentiment::engine::{EngineError, EngineOptions, InstanceSlot, Limits, PluginEngine, TrapKind};
+use llma_sentiment::engine::{EngineError, InstanceSlot, Limits, Metering, TrapKind};
 use llma_sentiment::event::{GenerationEvent, SkipReason};
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
 use serde_json::json;
@@ -60,21 +60,20 @@ fn deadline_only(deadline: Duration) -> Limits {
     }
 }
 
-/// The worker's engine meters fuel and has no epoch checks: the deadline is
-/// checked each time the call yields on fuel.
+/// The worker's engine (epoch metering, the default) checks the deadline on
+/// every tick of its epoch ticker.
 #[test]
 fn a_spinning_guest_is_stopped_by_its_wall_clock_deadline() {
+    assert_eq!(Limits::default().metering, Metering::Epoch);
     let (_e, slot, _m) = slot_with(deadline_only(Duration::from_millis(300)));
     stopped_by_the_deadline(slot);
 }
 
-/// An engine with epoch interruption and no fuel (the other way to have a
-/// deadline) stops it the same way, on its ticker.
+/// With fuel metering and no epoch checks the deadline is checked each time
+/// the call yields on fuel.
 #[test]
-fn without_fuel_epoch_interruption_stops_a_spinning_guest_at_its_deadline() {
-    let options = EngineOptions { fuel: false, epoch: true, ..EngineOptions::default() };
-    let engine = PluginEngine::with_options(deadline_only(Duration::from_millis(300)), Some(common::cache_dir().join("compiled")), options).unwrap();
-    let (_e, slot, _m) = slot_on(engine);
+fn with_fuel_metering_a_spinning_guest_is_stopped_at_its_deadline() {
+    let (_e, slot, _m) = slot_with(Limits { metering: Metering::Fuel, ..deadline_only(Duration::from_millis(300)) });
     stopped_by_the_deadline(slot);
 }
 
@@ -92,7 +91,7 @@ fn stopped_by_the_deadline(mut slot: InstanceSlot) {
 
 #[test]
 fn a_spinning_guest_is_stopped_by_fuel() {
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
     let (_e, mut slot, _m) = slot_with(limits);
     let _traps = trapping();
     let before = traps_counted(TrapKind::OutOfFuel);
@@ -104,8 +103,17 @@ fn a_spinning_guest_is_stopped_by_fuel() {
 
 #[test]
 fn cancelling_a_call_in_flight_stops_it_as_cancelled() {
+    cancelled(Metering::Epoch);
+}
+
+#[test]
+fn with_fuel_metering_cancelling_a_call_in_flight_stops_it_as_cancelled() {
+    cancelled(Metering::Fuel);
+}
+
+fn cancelled(metering: Metering) {
     // Neither fuel nor the deadline would stop this spin for a minute.
-    let (_e, mut slot, _m) = slot_with(deadline_only(Duration::from_secs(60)));
+    let (_e, mut slot, _m) = slot_with(Limits { metering, ..deadline_only(Duration::from_secs(60)) });
     let _traps = trapping();
     let before = traps_counted(TrapKind::Cancelled);
     slot.get().expect("instance");
@@ -124,7 +132,7 @@ fn cancelling_a_call_in_flight_stops_it_as_cancelled() {
     assert_eq!(err.trap_kind(), Some(TrapKind::Cancelled), "{err}");
     // Generous (the deadline is 60 s): stopped by the cancel, not by a limit.
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-    eprintln!("stopped {:?} after the cancel", started.elapsed().saturating_sub(Duration::from_millis(300)));
+    eprintln!("{metering:?}: stopped {:?} after the cancel", started.elapsed().saturating_sub(Duration::from_millis(300)));
     assert_eq!(traps_counted(TrapKind::Cancelled) - before, 1.0);
     slot.clear_interrupt();
     assert_recovers(&mut slot);
@@ -133,7 +141,7 @@ fn cancelling_a_call_in_flight_stops_it_as_cancelled() {
 #[test]
 fn a_poisoned_instance_refuses_calls_until_replaced() {
     let _traps = trapping();
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
     let (_e, slot, _m) = slot_with(limits);
     let mut instance = slot.plugin().instantiate().unwrap();
     assert!(instance.classify(&["spin".into()]).is_err());
@@ -187,7 +195,7 @@ fn escapes_from_the_sandbox_are_denied() {
 #[test]
 fn a_trap_in_load_is_a_typed_error() {
     let _traps = trapping();
-    let limits = Limits { load_fuel: 50_000_000, ..Limits::default() };
+    let limits = Limits { load_fuel: 50_000_000, metering: Metering::Fuel, ..Limits::default() };
     let (_e, slot, model) = slot_with(limits);
     std::fs::write(model.path().join("hostile-load"), "spin").unwrap();
     match slot.plugin().instantiate() {
@@ -206,7 +214,7 @@ fn generation(ai_input: &str) -> GenerationEvent {
 #[test]
 fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classified() {
     let _traps = trapping();
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
     let (_engine, mut slot, _model) = slot_with(limits);
     let before_last = PipelineOptions::default();
     let last = PipelineOptions { skip_trapping_messages: true, ..before_last.clone() };
@@ -318,7 +326,7 @@ fn events_counted(outcome: &str) -> f64 {
 fn analyze_s_driver_skips_trapping_messages_and_records_metrics() {
     let _traps = trapping();
     use llma_sentiment::pipeline::{Attempt, Driver, Outcome};
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, ..Limits::default() };
+    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
     let (_engine, mut slot, _model) = slot_with(limits);
     let before = ["classified", "skipped", "failed"].map(events_counted);
     let mut driver = Driver::new(PipelineOptions::default(), Attempt::ONLY, false);

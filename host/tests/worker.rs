@@ -278,7 +278,7 @@ fn hostile_worker(stack: &Stack, extra_env: &[(&str, &str)]) -> (tempfile::TempD
 #[test]
 fn a_message_that_traps_is_retried_once_then_skipped() {
     let stack = Stack::start();
-    let (_model, _worker) = hostile_worker(&stack, &[("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")]);
+    let (_model, _worker) = hostile_worker(&stack, &[("LLMA_SENTIMENT_LIMITS_METERING", "fuel"), ("LLMA_SENTIMENT_LIMITS_FUEL_BASE", "50000000"), ("LLMA_SENTIMENT_LIMITS_FUEL_PER_TOKEN", "0")]);
     // The hostile plugin reads "a|b" as two user messages; "spin" loops forever.
     let mut mixed = event("unused");
     mixed["properties"]["$ai_input"] = json!("hello|spin|fine");

@@ -202,9 +202,13 @@ pub const KEYS: &[Key] = &[
     Key::new("limits.call_deadline_base_ms", "Wall-clock allowance of every plugin call, ms.").range(1, YEAR_MS),
     Key::new("limits.call_deadline_per_text_ms", "Extra allowance per text of a classify batch, ms.").range(0, YEAR_MS),
     Key::new("limits.load_deadline_ms", "Wall-clock allowance of the model load, ms.").range(1, YEAR_MS),
-    Key::new("limits.fuel_base", "Fuel of every plugin call.").range(1, ANY),
-    Key::new("limits.fuel_per_token", "Extra fuel per token of the model's longest text, per text.").range(0, ANY),
-    Key::new("limits.load_fuel", "Fuel of the model load.").range(1, ANY),
+    Key::new("limits.fuel_base", "Fuel of every plugin call (fuel metering).").range(1, ANY),
+    Key::new("limits.fuel_per_token", "Extra fuel per token of the model's longest text, per text (fuel metering).").range(0, ANY),
+    Key::new("limits.load_fuel", "Fuel of the model load (fuel metering).").range(1, ANY),
+    Key::new(
+        "limits.metering",
+        "What the compiled plugin checks to stop a call: epoch (the deadline and cancellation every 10 ms; +3-4% CPU), fuel (also a deterministic fuel budget; +6-7%) or fuel-and-epoch.",
+    ),
     Key::new("limits.memory_bytes", "Linear memory cap per plugin instance, bytes.").range(1, ANY),
     Key::new("worker.max_concurrent_activities", "Activities run at once; they wait for a plugin instance when all are busy (4 per instance when unset).")
         .alias(&["LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES"])

@@ -375,6 +375,20 @@ mod tests {
         assert!(rows.is_empty(), "README rows for keys that do not exist: {rows:?}");
     }
 
+    /// The sandbox's checks are chosen, never switched off, by configuration.
+    #[test]
+    fn metering_takes_epoch_fuel_or_both_and_never_none() {
+        assert_eq!(load(&Sources::default()).unwrap().limits.limits().metering, crate::engine::Metering::Epoch);
+        for (value, want) in [("fuel", crate::engine::Metering::Fuel), ("fuel-and-epoch", crate::engine::Metering::FuelAndEpoch)] {
+            let c = load(&Sources { env: env(&[("LLMA_SENTIMENT_LIMITS_METERING", value)]), ..Default::default() }).unwrap();
+            assert_eq!(c.limits.limits().metering, want, "{value}");
+        }
+        for value in ["none", "unchecked", "off"] {
+            let e = load(&Sources { env: env(&[("LLMA_SENTIMENT_LIMITS_METERING", value)]), ..Default::default() }).unwrap_err();
+            assert!(e.to_string().contains("limits.metering"), "{value}: {e}");
+        }
+    }
+
     #[test]
     fn durations_and_counts_out_of_range_name_their_key() {
         for (var, value, key) in [

@@ -459,6 +459,7 @@ pub struct LimitsConfig {
     pub fuel_per_token: u64,
     pub load_fuel: u64,
     pub memory_bytes: u64,
+    pub metering: crate::engine::Metering,
 }
 
 impl Default for LimitsConfig {
@@ -472,6 +473,7 @@ impl Default for LimitsConfig {
             fuel_per_token: d.fuel_per_token,
             load_fuel: d.load_fuel,
             memory_bytes: d.memory_bytes as u64,
+            metering: d.metering,
         }
     }
 }
@@ -486,6 +488,7 @@ impl LimitsConfig {
             fuel_per_token: self.fuel_per_token,
             load_fuel: self.load_fuel,
             memory_bytes: usize::try_from(self.memory_bytes).unwrap_or(usize::MAX),
+            metering: self.metering,
             ..Limits::default()
         }
     }

@@ -113,10 +113,11 @@ fn on_epoch(ctx: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadl
 /// yields every `YIELD_FUEL` (the store's async yield interval), and between
 /// two slices `stop` is checked: a call that must end is dropped, which
 /// unwinds the guest (the caller then poisons the instance, as for a trap).
-/// This is how the deadline and cancellation work without epoch checks,
-/// whose load and compare at every loop header cost more than fuel's
-/// counter. Nothing else in a call waits (the sandbox's only I/O is the
-/// model directory, read on this thread), so a pending poll is a yield.
+/// That is how the deadline and cancellation work without epoch checks;
+/// with them (`Metering::Epoch`, the default) `on_epoch` checks `stop` on
+/// every tick and the call never yields. Nothing else in a call waits (the
+/// sandbox's only I/O is the model directory, read on this thread), so a
+/// pending poll is a yield.
 fn drive<T>(call: impl Future<Output = wasmtime::Result<T>>, stop: &Stop) -> wasmtime::Result<T> {
     let mut call = std::pin::pin!(call);
     let mut cx = Context::from_waker(Waker::noop());

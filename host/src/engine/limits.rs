@@ -2,6 +2,51 @@
 
 use std::time::Duration;
 
+/// What the compiled guest checks to stop a call: the deadline and
+/// cancellation are checked at each epoch tick (every `epoch_tick`) or at
+/// each fuel yield, and fuel also stops a call past its budget whatever the
+/// clock. Part of the engine config: a compiled artifact or snapshot made
+/// under one is never loaded under another.
+///
+/// What each costs over no checks at all, at 128 tokens x 1 / 16 x 8 on
+/// roberta-base-shape (`make bench`, README "Sandbox and limits"): epoch
+/// +3.9% / +3.5% on an EPYC Zen 4, fuel +6.5% / +6.6%, both +9.3% / +8.6%.
+/// Fuel adds to a counter in every basic block of the guest and checks it
+/// at loop headers; epochs only load and compare at loop headers and
+/// function entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metering {
+    /// The deadline and cancellation on a `epoch_tick` ticker; a spinning
+    /// guest runs until its deadline.
+    #[default]
+    Epoch,
+    /// Fuel: a call past its budget traps `out_of_fuel`, deterministically;
+    /// the deadline and cancellation are checked where the call yields on
+    /// fuel (every few milliseconds).
+    Fuel,
+    /// Both checks.
+    FuelAndEpoch,
+    /// No checks: nothing stops a spinning guest. Only for measuring what
+    /// the others cost (`llma-bench`); no config file can ask for it.
+    #[serde(skip)]
+    Unchecked,
+}
+
+impl Metering {
+    /// Every variant, named as `llma-bench` prints them.
+    pub const ALL: [(&'static str, Metering); 4] =
+        [("fuel+epoch", Metering::FuelAndEpoch), ("epoch", Metering::Epoch), ("fuel", Metering::Fuel), ("none", Metering::Unchecked)];
+
+    pub fn fuel(self) -> bool {
+        matches!(self, Metering::Fuel | Metering::FuelAndEpoch)
+    }
+
+    pub fn epoch(self) -> bool {
+        matches!(self, Metering::Epoch | Metering::FuelAndEpoch)
+    }
+}
+
 /// Budgets derived from the production-shaped model (RoBERTa-base, fp32,
 /// inside wasm with simd128 on this machine kind): ~2e8 fuel and ~7 ms per
 /// token at 512 tokens, so a 512-token text costs ~1.2e11 fuel and ~4 s.
@@ -14,7 +59,7 @@ pub struct Limits {
     pub call_deadline_per_text: Duration,
     /// Wall-clock allowance of `load` (model parse + optimise).
     pub load_deadline: Duration,
-    /// Fuel of every call, whatever its size.
+    /// Fuel of every call, whatever its size (with fuel metering).
     pub fuel_base: u64,
     /// Extra fuel per token of the largest text the model accepts, per text.
     pub fuel_per_token: u64,
@@ -28,6 +73,8 @@ pub struct Limits {
     pub max_memories: usize,
     /// Granularity of the epoch deadlines.
     pub epoch_tick: Duration,
+    /// Epoch ticks, fuel or both.
+    pub metering: Metering,
 }
 
 impl Default for Limits {
@@ -44,6 +91,7 @@ impl Default for Limits {
             max_tables: 64,
             max_memories: 4,
             epoch_tick: Duration::from_millis(10),
+            metering: Metering::default(),
         }
     }
 }

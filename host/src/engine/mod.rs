@@ -1,8 +1,9 @@
 //! The wasmtime side: one `PluginEngine` per process (engine, compile
 //! cache, snapshots), one `Plugin` per plugin version (compiled,
 //! pre-initialised when it can be, and pre-instantiated once), and
-//! `Instance`s whose every call runs under a fuel budget and a wall-clock
-//! deadline (checked where the call yields on fuel). A trapped instance is poisoned and must be replaced;
+//! `Instance`s whose every call runs under a wall-clock deadline, checked
+//! on epoch ticks or fuel yields, and with fuel metering a fuel budget
+//! (`Metering`). A trapped instance is poisoned and must be replaced;
 //! `InstanceSlot` does that for its owner. Callers ask for a plugin and get
 //! one whose instances come ready; how (snapshot or model load) is the
 //! engine's business, reported in `Plugin::readiness`.
@@ -32,7 +33,7 @@ pub use cache::{sha256_hex, write_atomically, CompileCache, DEFAULT_BUDGET_BYTES
 pub use error::{EngineError, TrapKind};
 pub use instance::{Instance, InstanceSlot, InterruptOnDrop};
 pub use llma_wasi_host::HostState;
-pub use limits::Limits;
+pub use limits::{Limits, Metering};
 pub use snapshot::{Fallback, SnapshotPolicy};
 
 /// The newest WIT interface version this host speaks; a plugin of another
@@ -51,14 +52,6 @@ pub const GUEST_MODEL_DIR: &str = "/model";
 #[derive(Debug, Clone, Copy)]
 pub struct EngineOptions {
     pub snapshots: SnapshotPolicy,
-    /// Meter fuel: catches runaway computation (the budgets are in
-    /// `Limits`), and calls yield on it, which is where their wall-clock
-    /// deadline, their owner's deadline and cancellation are checked.
-    pub fuel: bool,
-    /// Epoch interruption as well (off in the worker): the same checks on a
-    /// ticker, for an engine without fuel. Its check at every loop header
-    /// cost more than fuel's (see README "Benchmarks").
-    pub epoch: bool,
     /// Disk the compile cache (artifacts and snapshots) may take; the least
     /// recently used entries go when a new one would pass it.
     pub cache_budget_bytes: u64,
@@ -70,7 +63,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { snapshots: SnapshotPolicy::default(), fuel: true, epoch: false, cache_budget_bytes: cache::DEFAULT_BUDGET_BYTES, perf_map: false }
+        EngineOptions { snapshots: SnapshotPolicy::default(), cache_budget_bytes: cache::DEFAULT_BUDGET_BYTES, perf_map: false }
     }
 }
 
@@ -87,8 +80,8 @@ impl PluginEngine {
     pub fn with_options(limits: Limits, cache_dir: Option<PathBuf>, options: EngineOptions) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.consume_fuel(options.fuel);
-        config.epoch_interruption(options.epoch);
+        config.consume_fuel(limits.metering.fuel());
+        config.epoch_interruption(limits.metering.epoch());
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         // Plugins built before the kernel's separate multiply and add use
         // relaxed SIMD's `f32x4.relaxed_madd` (the host's FMA where it has
@@ -104,7 +97,7 @@ impl PluginEngine {
         let functions = Arc::new(cache::FunctionCache::default());
         config.enable_incremental_compilation(functions.clone()).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
-        let ticker = if options.epoch { EpochTicker::start(engine.clone(), limits.epoch_tick)? } else { EpochTicker::none() };
+        let ticker = if limits.metering.epoch() { EpochTicker::start(engine.clone(), limits.epoch_tick)? } else { EpochTicker::none() };
         Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir, options.cache_budget_bytes), functions, ticker })
     }
 

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, SnapshotPolicy};
+use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, Metering, PluginEngine, SnapshotPolicy};
 use serde_json::{json, Value};
 
 use crate::measure::{grid_texts, log, median, thread_cpu};
-use crate::overhead::VARIANTS;
 use crate::BundleArgs;
 
 #[derive(Debug, clap::Args, Clone)]
@@ -30,7 +29,7 @@ pub(crate) struct CompareArgs {
     rounds: usize,
     /// Limits each build runs under, named as in the limits table
     /// (fuel+epoch, epoch, fuel, none): every build under every one.
-    #[arg(long, value_delimiter = ',', default_value = "fuel")]
+    #[arg(long, value_delimiter = ',', default_value = "epoch")]
     limits: Vec<String>,
     /// Name the guest's compiled functions for `perf` (`/tmp/perf-PID.map`):
     /// run under `perf record` to see where each build's time goes.
@@ -41,9 +40,9 @@ pub(crate) struct CompareArgs {
 pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
     let (mut runs, mut slots, mut engines) = (Vec::new(), Vec::new(), Vec::new());
     for name in &a.limits {
-        let &(_, fuel, epoch) = VARIANTS.iter().find(|v| v.0 == name).with_context(|| format!("no limits named {name}"))?;
-        let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, perf_map: a.perf_map, ..EngineOptions::default() };
-        let engine = PluginEngine::with_options(Limits::default(), Some(a.bundle.cache_dir.clone()), options)?;
+        let &(_, metering) = Metering::ALL.iter().find(|v| v.0 == name).with_context(|| format!("no limits named {name}"))?;
+        let options = EngineOptions { snapshots: SnapshotPolicy::Off, perf_map: a.perf_map, ..EngineOptions::default() };
+        let engine = PluginEngine::with_options(Limits { metering, ..Limits::default() }, Some(a.bundle.cache_dir.clone()), options)?;
         for path in &a.plugins {
             let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.bundle.model)?));

@@ -7,25 +7,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, SnapshotPolicy};
+use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, Metering, PluginEngine, SnapshotPolicy};
 use serde_json::{json, Value};
 
 use crate::measure::{grid_texts, log, thread_cpu};
 use crate::WorkerArgs;
 
-/// The variants, named as the table prints them: (name, fuel, epoch).
-pub const VARIANTS: [(&str, bool, bool); 4] =
-    [("fuel+epoch", true, true), ("epoch", false, true), ("fuel", true, false), ("none", false, false)];
-
-fn variant_slot(w: &WorkerArgs, wasm: &[u8], fuel: bool, epoch: bool) -> anyhow::Result<(PluginEngine, InstanceSlot)> {
+fn variant_slot(w: &WorkerArgs, wasm: &[u8], metering: Metering) -> anyhow::Result<(PluginEngine, InstanceSlot)> {
     // Loaded, not snapshotted: each variant's config would need a snapshot
     // of its own, and what is measured is the calls, not the start.
-    let options = EngineOptions { fuel, epoch, snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
-    let engine = PluginEngine::with_options(Limits::default(), Some(w.variant_cache_dir.clone()), options)?;
+    let options = EngineOptions { snapshots: SnapshotPolicy::Off, ..EngineOptions::default() };
+    let engine = PluginEngine::with_options(Limits { metering, ..Limits::default() }, Some(w.variant_cache_dir.clone()), options)?;
     let t = Instant::now();
     let plugin = engine.load_plugin(wasm, &w.bundle.model)?;
     if !plugin.from_cache {
-        log(format!("compiled the fuel={fuel} epoch={epoch} variant in {:.1}s (cached for later runs)", t.elapsed().as_secs_f64()));
+        log(format!("compiled the {metering:?} variant in {:.1}s (cached for later runs)", t.elapsed().as_secs_f64()));
     }
     let mut slot = InstanceSlot::new(Arc::new(plugin));
     slot.get()?;
@@ -35,8 +31,8 @@ fn variant_slot(w: &WorkerArgs, wasm: &[u8], fuel: bool, epoch: bool) -> anyhow:
 /// CPU time per call of each variant, interleaved, per grid cell.
 pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
     let mut slots = Vec::new();
-    for (name, fuel, epoch) in VARIANTS {
-        slots.push((name, variant_slot(w, wasm, fuel, epoch).with_context(|| format!("the {name} variant"))?));
+    for (name, metering) in Metering::ALL {
+        slots.push((name, variant_slot(w, wasm, metering).with_context(|| format!("the {name} variant"))?));
     }
     let grid = grid_texts(&w.bundle.inputs)?;
     let mut cells = Vec::new();
@@ -63,8 +59,12 @@ pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
         }
         log(format!("wasm: limits cost at {len} tokens x {batch} measured ({rounds} rounds)"));
         let mut out = json!({"tokens": len, "batch": batch});
-        for ((name, _), s) in slots.iter().zip(series) {
+        for ((name, (_, slot)), s) in slots.iter_mut().zip(series) {
             out[*name] = json!(s);
+            if *name == "fuel" {
+                // What the budgets (`limits.fuel_*`) are derived from.
+                out["fuel_per_call"] = json!(slot.get()?.last_fuel);
+            }
         }
         cells.push(out);
     }

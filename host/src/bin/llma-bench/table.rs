@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::measure::{median, pct, read_json};
-use crate::overhead::VARIANTS;
+use llma_sentiment::engine::Metering;
 
 pub struct TableCtx<'a> {
     pub cores: usize,
@@ -210,27 +210,34 @@ pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String
             fmt_ratio(g[0] / g[2]),
         );
     }
-    let fuel_cell = wasm["grid"].as_array().into_iter().flatten().find(|c| c["tokens"] == 128 && c["batch"] == 8);
-    if let Some(c) = fuel_cell {
-        row("fuel per token at 128 tok x 8".into(), [format!("{:.2e}", num(&c["fuel"]) / 1024.0), "–".into(), "–".into(), "–".into()], "".into());
+    let fuel: Vec<String> = wasm["overhead"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["fuel_per_call"].as_f64().is_some_and(|f| f > 0.0))
+        .map(|c| format!("{:.2e} at {} tok x {}", num(&c["fuel_per_call"]) / (num(&c["tokens"]) * num(&c["batch"])), c["tokens"], c["batch"]))
+        .collect();
+    if !fuel.is_empty() {
+        row("fuel per token (engine with fuel metering)".into(), [fuel.join("; "), "–".into(), "–".into(), "–".into()], "".into());
     }
     for c in wasm["overhead"].as_array().into_iter().flatten() {
         let series = |k: &str| c[k].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>()).unwrap_or_default();
-        let runs: Vec<Vec<f64>> = VARIANTS.iter().map(|(name, _, _)| series(name)).collect();
-        let none = &runs[VARIANTS.len() - 1];
+        let variants = Metering::ALL;
+        let runs: Vec<Vec<f64>> = variants.iter().map(|(name, _)| series(name)).collect();
+        let none = &runs[variants.len() - 1];
         // The fastest call is the least disturbed by other load, but it hides
         // what a typical call pays; the median of each round's ratio to the
         // same round's call without limits shows that, and the interleaving
         // cancels drift between rounds.
         let best: Vec<f64> = runs.iter().map(|s| pct(s, 0.0)).collect();
-        let names: Vec<&str> = VARIANTS.iter().map(|v| v.0).collect();
+        let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
         let over: Vec<String> = names
             .iter()
             .zip(runs.iter().zip(&best))
-            .take(VARIANTS.len() - 1)
+            .take(variants.len() - 1)
             .map(|(k, (s, t))| {
                 let paired = median(&s.iter().zip(none).map(|(t, n)| t / n).collect::<Vec<_>>());
-                format!("{k} {:+.1}% / {:+.1}%", (t / best[VARIANTS.len() - 1] - 1.0) * 100.0, (paired - 1.0) * 100.0)
+                format!("{k} {:+.1}% / {:+.1}%", (t / best[variants.len() - 1] - 1.0) * 100.0, (paired - 1.0) * 100.0)
             })
             .collect();
         row(
@@ -583,7 +590,7 @@ pub fn table(model: &Path, all: &Value, ctx: &TableCtx) -> anyhow::Result<String
         meta["seed"], meta["traces"], meta["generations"], meta["user_messages"], meta["sample_stride"], meta["sample_generations"]
     )?;
     writeln!(s)?;
-    writeln!(s, "| measure | ours: tract in wasm (the worker's limits: fuel, deadline on its yields) | native tract | seed: ORT 1 thread | ORT all threads | ours / seed |")?;
+    writeln!(s, "| measure | ours: tract in wasm (the worker's limits: epoch ticks, the deadline checked on them) | native tract | seed: ORT 1 thread | ORT all threads | ours / seed |")?;
     writeln!(s, "|---|---|---|---|---|---|")?;
     for r in &rows {
         writeln!(s, "| {} |", r.join(" | "))?;
