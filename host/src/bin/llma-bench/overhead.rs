@@ -32,7 +32,7 @@ fn variant_slot(w: &WorkerArgs, wasm: &[u8], metering: Metering) -> anyhow::Resu
 pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
     let mut slots = Vec::new();
     for (name, metering) in Metering::ALL {
-        slots.push((name, variant_slot(w, wasm, metering).with_context(|| format!("the {name} variant"))?));
+        slots.push((name, metering, variant_slot(w, wasm, metering).with_context(|| format!("the {name} variant"))?));
     }
     let grid = grid_texts(&w.bundle.inputs)?;
     let mut cells = Vec::new();
@@ -43,7 +43,7 @@ pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
         let texts = &texts[..batch.min(texts.len())];
         // A warm-up call of each; short calls get more rounds (up to 50), within the cell budget.
         let t = Instant::now();
-        for (_, (_, slot)) in &mut slots {
+        for (_, _, (_, slot)) in &mut slots {
             slot.get()?.classify(texts)?;
         }
         let first = t.elapsed().as_secs_f64() / slots.len() as f64;
@@ -51,7 +51,7 @@ pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
         // Thread CPU time: what other processes on the machine disturb least.
         let mut series: Vec<Vec<f64>> = vec![Vec::new(); slots.len()];
         for _ in 0..rounds {
-            for (i, (_, (_, slot))) in slots.iter_mut().enumerate() {
+            for (i, (_, _, (_, slot))) in slots.iter_mut().enumerate() {
                 let c = thread_cpu();
                 slot.get()?.classify(texts)?;
                 series[i].push(thread_cpu() - c);
@@ -59,9 +59,9 @@ pub fn overhead(w: &WorkerArgs, wasm: &[u8]) -> anyhow::Result<Value> {
         }
         log(format!("wasm: limits cost at {len} tokens x {batch} measured ({rounds} rounds)"));
         let mut out = json!({"tokens": len, "batch": batch});
-        for ((name, (_, slot)), s) in slots.iter_mut().zip(series) {
+        for ((name, metering, (_, slot)), s) in slots.iter_mut().zip(series) {
             out[*name] = json!(s);
-            if *name == "fuel" {
+            if *metering == Metering::Fuel {
                 // What the budgets (`limits.fuel_*`) are derived from.
                 out["fuel_per_call"] = json!(slot.get()?.last_fuel);
             }
