@@ -11,12 +11,9 @@ use llma_sentiment::event::{GenerationEvent, SkipReason};
 use llma_sentiment::pipeline::{self, Analysis, PipelineOptions};
 use serde_json::json;
 
+/// The hostile plugin on an engine under `limits`, with a model directory it never reads.
 fn slot_with(limits: Limits) -> (llma_sentiment::engine::PluginEngine, InstanceSlot, tempfile::TempDir) {
-    slot_on(common::engine(limits))
-}
-
-/// The hostile plugin on `engine`, with a model directory it never reads.
-fn slot_on(engine: llma_sentiment::engine::PluginEngine) -> (llma_sentiment::engine::PluginEngine, InstanceSlot, tempfile::TempDir) {
+    let engine = common::engine(limits);
     let model = tempfile::tempdir().unwrap();
     for f in ["model.onnx", "tokenizer.json", "config.json"] {
         std::fs::write(model.path().join(f), b"{}").unwrap();
@@ -47,6 +44,11 @@ fn traps_counted(kind: TrapKind) -> f64 {
 fn assert_recovers(slot: &mut InstanceSlot) {
     let score = classify_one(slot, "hello").expect("a fresh instance serves the next call");
     assert_eq!(score, 0.5);
+}
+
+/// Fuel metering with a budget a spinning guest spends in well under a second.
+fn small_fuel_budget() -> Limits {
+    Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() }
 }
 
 /// Fuel without practical limit, and a wall-clock deadline of `deadline` per call.
@@ -91,7 +93,7 @@ fn stopped_by_the_deadline(mut slot: InstanceSlot) {
 
 #[test]
 fn a_spinning_guest_is_stopped_by_fuel() {
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
+    let limits = small_fuel_budget();
     let (_e, mut slot, _m) = slot_with(limits);
     let _traps = trapping();
     let before = traps_counted(TrapKind::OutOfFuel);
@@ -141,7 +143,7 @@ fn cancelled(metering: Metering) {
 #[test]
 fn a_poisoned_instance_refuses_calls_until_replaced() {
     let _traps = trapping();
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
+    let limits = small_fuel_budget();
     let (_e, slot, _m) = slot_with(limits);
     let mut instance = slot.plugin().instantiate().unwrap();
     assert!(instance.classify(&["spin".into()]).is_err());
@@ -214,7 +216,7 @@ fn generation(ai_input: &str) -> GenerationEvent {
 #[test]
 fn on_the_last_attempt_a_message_that_traps_is_skipped_and_the_others_are_classified() {
     let _traps = trapping();
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
+    let limits = small_fuel_budget();
     let (_engine, mut slot, _model) = slot_with(limits);
     let before_last = PipelineOptions::default();
     let last = PipelineOptions { skip_trapping_messages: true, ..before_last.clone() };
@@ -326,7 +328,7 @@ fn events_counted(outcome: &str) -> f64 {
 fn analyze_s_driver_skips_trapping_messages_and_records_metrics() {
     let _traps = trapping();
     use llma_sentiment::pipeline::{Attempt, Driver, Outcome};
-    let limits = Limits { fuel_base: 50_000_000, fuel_per_token: 0, metering: Metering::Fuel, ..Limits::default() };
+    let limits = small_fuel_budget();
     let (_engine, mut slot, _model) = slot_with(limits);
     let before = ["classified", "skipped", "failed"].map(events_counted);
     let mut driver = Driver::new(PipelineOptions::default(), Attempt::ONLY, false);

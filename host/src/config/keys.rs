@@ -207,7 +207,7 @@ pub const KEYS: &[Key] = &[
     Key::new("limits.load_fuel", "Fuel of the model load (fuel metering).").range(1, ANY),
     Key::new(
         "limits.metering",
-        "What the compiled plugin checks to stop a call: epoch (the deadline and cancellation every 10 ms; +3.5-4.5% CPU), fuel (also a deterministic fuel budget; +6-7%) or fuel-and-epoch.",
+        "What the compiled plugin checks to stop a call: epoch (the deadline and cancellation every 10 ms), fuel (the same at each fuel yield, plus a deterministic fuel budget: costs more) or fuel-and-epoch.",
     ),
     Key::new("limits.memory_bytes", "Linear memory cap per plugin instance, bytes.").range(1, ANY),
     Key::new("worker.max_concurrent_activities", "Activities run at once; they wait for a plugin instance when all are busy (4 per instance when unset).")
