@@ -27,7 +27,7 @@ TEST_ENV := LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugins models build run analyze test test-native native bench bench-model model clean reliability \
+.PHONY: setup venv target plugin plugins models build run analyze test test-native native bench bench-model model clean reliability \
 	release install cluster-demo deploy-check
 
 setup: target venv
@@ -38,7 +38,12 @@ target:
 venv:
 	@scripts/venv.sh models/requirements.txt >/dev/null
 
-# Release always: tract in a debug wasm build is far too slow.
+# Release always: tract in a debug wasm build is far too slow. `plugin` is
+# the one the binary embeds; `plugins` adds the tests' hostile plugin (one
+# small crate on the same wit-bindgen: nothing of the first is rebuilt).
+plugin: target
+	cargo build --release --target wasm32-wasip2 -p llma-sentiment-plugin
+
 plugins: target
 	cargo build --release --target wasm32-wasip2 -p llma-sentiment-plugin -p llma-hostile-plugin
 
@@ -63,8 +68,10 @@ $(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_c
 # `make bench LLMA_BENCH_QUICK=1`: smoke run on the default and roberta-tiny
 # bundles. Inputs and raw results land in build/bench/.
 BENCH_QUICK := $(filter-out 0 false no off,$(LLMA_BENCH_QUICK))
-bench: build native $(if $(BENCH_QUICK),,bench-model)
-	$(CARGO_TARGET_DIR)/debug/llma-bench $(if $(BENCH_QUICK),--quick) --plugin $(PLUGIN_WASM) \
+BENCH_BIN := $(CARGO_TARGET_DIR)/debug/llma-bench
+bench: build models native $(if $(BENCH_QUICK),,bench-model)
+	cargo build -p llma-bench
+	$(BENCH_BIN) $(if $(BENCH_QUICK),--quick) --plugin $(PLUGIN_WASM) \
 		--models-dir $(MODELS) --python $(PY) --scripts models \
 		--native-bench $(CARGO_TARGET_DIR)/debug/examples/native-bench --work-dir build/bench
 
@@ -80,13 +87,14 @@ native:
 test-native: models
 	$(TEST_ENV) cargo test $(NATIVE) --test bundles
 
-# One package set and all targets, exactly what `cargo test` builds: cargo
-# unifies dependency features per invocation, so building anything narrower
-# would compile the large dependencies (wasmtime, tract, temporal) twice.
-CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment -p llma-proc-stats -p llma-sparse-file
+# `make build` compiles the binary and what it needs (the plugin it embeds,
+# the default bundle): no test, example or benchmark target. The tests'
+# package set (CARGO_PKGS, all targets) is one invocation, exactly what
+# `cargo test` builds, so its dependencies are compiled once for both.
+CARGO_PKGS := -p llma-sentiment-plugin -p llma-sentiment -p llma-bench -p llma-proc-stats -p llma-sparse-file
 
-build: plugins models
-	cargo build $(CARGO_PKGS) --all-targets
+build: plugin $(MODELS)/default/model.onnx
+	cargo build -p llma-sentiment --bin llma-sentiment
 
 analyze: build
 	$(BIN) analyze samples/events.jsonl
@@ -104,7 +112,7 @@ run: build
 # 2 cores (wasmtime, tract and the Temporal SDK again, optimised); see README "Deploying".
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release/llma-sentiment
 
-release: plugins models
+release: plugin $(MODELS)/default/model.onnx
 	@start=$$(date +%s); \
 	cargo build --release -p llma-sentiment --bin llma-sentiment && \
 	echo "release: $(RELEASE_BIN) built in $$(( $$(date +%s) - start )) s"
