@@ -6,24 +6,32 @@
 //! flags below are built from that table and only carry what was given on
 //! the command line.
 
+mod check;
+mod inference;
 mod keys;
 mod load;
 mod model;
+mod reference;
+mod stores;
 
 use std::marker::PhantomData;
 
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use serde_json::{Map, Value};
 
+pub use crate::secret::Secret;
+pub use crate::worker::TemporalConfig;
 pub use keys::{key, Flag, FlagKind, Group, Key, ENV_PREFIX, KEYS};
 pub use load::{load, ConfigError, Sources, CONFIG_FILE_ENV};
+pub use reference::reference;
 #[cfg(feature = "fault-injection")]
 pub use model::FaultsConfig;
+pub use inference::{AggregationMode, EventSchema, LimitsConfig, PipelineConfig, PluginConfig, TruncationMode};
 pub use model::{
-    AdminConfig, AggregationMode, BackfillConfig, CacheConfig, ClickHouseConfig, Config, EventSchema, LimitsConfig, LogConfig,
-    LogFormat, PipelineConfig, PluginConfig, ProgressOptions, Secret, TemporalConfig, TruncationMode, Validation, WorkerConfig,
-    WorkflowConfig, ACTIVITIES_PER_INSTANCE,
+    AdminConfig, BackfillConfig, Config, LogConfig, LogFormat, ProgressOptions, WorkerConfig, WorkflowConfig,
+    ACTIVITIES_PER_INSTANCE,
 };
+pub use stores::{CacheConfig, ClickHouseConfig, Validation};
 
 /// Flag values by section, as the flag layer of [`load`] takes them.
 #[derive(Debug, Default)]

@@ -19,11 +19,15 @@ pub mod pool;
 pub mod progress;
 pub mod query;
 pub mod registry;
+pub mod secret;
 pub mod single_flight;
 pub mod sink;
 pub mod source;
 pub mod watcher;
 pub mod worker;
+
+#[cfg(test)]
+mod import_graph;
 
 /// The README's layout table against the tree: every path it names exists,
 /// and every module of `host/src`, every top-level directory and every

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::outcome::{EventStatus, SkipReason, TrapKind};
+use crate::outcome::{EventStatus, RedisErrorKind, SkipReason, TrapKind};
 
 /// Per-message inference: from ~1 ms (short texts, small models) to the
 /// ~4 s a 512-token text costs RoBERTa-base inside wasm, and past the deadline.
@@ -22,167 +22,50 @@ const INFERENCE_BUCKETS: [f64; 14] =
 /// An activity runs up to its 2-minute start-to-close timeout.
 const ACTIVITY_BUCKETS: [f64; 13] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
-struct Metrics {
-    registry: Registry,
-    events: IntCounterVec,
-    events_skipped: IntCounterVec,
-    messages_classified: IntCounter,
-    cache: IntCounterVec,
-    redis_errors: IntCounterVec,
-    redis_available: IntGauge,
-    activities_in_flight: IntGauge,
-    worker_stuck: IntGauge,
-    traps: IntCounterVec,
-    clickhouse_rows: IntCounter,
-    clickhouse_errors: IntCounter,
-    plugin_swaps: IntCounter,
-    plugin_rejections: IntCounter,
-    plugin_info: IntGaugeVec,
-    snapshots: IntCounterVec,
-    snapshot_fallbacks: IntCounterVec,
-    snapshots_discarded: IntCounter,
-    deduplicated_in_flight: IntCounter,
-    inference_seconds: Histogram,
-    activity_seconds: HistogramVec,
+/// Declares every metric once, as `field: Type = constructor;`: the struct
+/// and the registration of each in the one registry follow from the list.
+macro_rules! metrics {
+    ($($field:ident: $ty:ty = $make:expr;)*) => {
+        struct Metrics {
+            registry: Registry,
+            $($field: $ty,)*
+        }
+
+        fn registered() -> Metrics {
+            let registry = Registry::new();
+            $(
+                let $field: $ty = $make.expect("valid metric");
+                registry.register(Box::new($field.clone())).expect("metric registered once");
+            )*
+            Metrics { registry, $($field,)* }
+        }
+    };
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric name");
-    registry.register(Box::new(c.clone())).expect("metric registered once");
-    c
+metrics! {
+    events: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_events_total", "$ai_generation events handled (by activities and `analyze`), by outcome (classified, skipped, failed)"), &["outcome"]);
+    events_skipped: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_events_skipped_total", "Events with nothing to classify, by reason"), &["reason"]);
+    messages_classified: IntCounter = IntCounter::new("llma_sentiment_messages_classified_total", "User messages of the $ai_sentiment events built (by activities and `analyze`)");
+    cache: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_cache_lookups_total", "Result cache lookups of user messages, by tier (l1 in process, l2 Redis) and result (hit, miss); l2 counts only the l1 misses Redis answered for"), &["tier", "result"]);
+    redis_errors: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_redis_errors_total", "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server); each means in-process cache only for that call"), &["kind"]);
+    redis_available: IntGauge = IntGauge::new("llma_sentiment_redis_available", "1 while the Redis result cache answers, 0 after a failed call or connection attempt (stays 0 when no Redis is configured)");
+    activities_in_flight: IntGauge = IntGauge::new("llma_sentiment_activities_in_flight", "Activities running now (each holds one activity slot)");
+    worker_stuck: IntGauge = IntGauge::new("llma_sentiment_worker_stuck", "1 while the watchdog finds the worker stuck (all slots held without progress, or Temporal unreachable); see /readyz for the reason");
+    traps: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_traps_total", "Plugin instance traps, by kind"), &["kind"]);
+    clickhouse_rows: IntCounter = IntCounter::new("llma_sentiment_clickhouse_insert_rows_total", "Rows ClickHouse acknowledged");
+    clickhouse_errors: IntCounter = IntCounter::new("llma_sentiment_clickhouse_insert_errors_total", "Inserts that failed after all their retries");
+    plugin_swaps: IntCounter = IntCounter::new("llma_sentiment_plugin_swaps_total", "Plugin version switches (activations and rollbacks)");
+    plugin_rejections: IntCounter = IntCounter::new("llma_sentiment_plugin_rejections_total", "Plugin versions that failed validation and were not activated");
+    plugin_info: IntGaugeVec = IntGaugeVec::new(Opts::new("llma_sentiment_plugin_info", "The active plugin version (value 1)"), &["version", "model"]);
+    snapshots: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshots_total", "Plugins whose instances start from a pre-initialised snapshot, by how it was had (created, reused)"), &["outcome"]);
+    snapshot_fallbacks: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshot_fallbacks_total", "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)"), &["reason"]);
+    snapshots_discarded: IntCounter = IntCounter::new("llma_sentiment_plugin_snapshots_discarded_total", "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt");
+    deduplicated_in_flight: IntCounter = IntCounter::new("llma_sentiment_texts_deduplicated_in_flight_total", "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them");
+    inference_seconds: Histogram = Histogram::with_opts(HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)").buckets(INFERENCE_BUCKETS.to_vec()));
+    activity_seconds: HistogramVec = HistogramVec::new(HistogramOpts::new("llma_sentiment_activity_seconds", "classify_sentiment_activity duration, by result").buckets(ACTIVITY_BUCKETS.to_vec()), &["result"]);
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric name");
-    registry.register(Box::new(g.clone())).expect("metric registered once");
-    g
-}
-
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name");
-    registry.register(Box::new(c.clone())).expect("metric registered once");
-    c
-}
-
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let registry = Registry::new();
-    let events = counter_vec(
-        &registry,
-        "llma_sentiment_events_total",
-        "$ai_generation events handled (by activities and `analyze`), by outcome (classified, skipped, failed)",
-        &["outcome"],
-    );
-    let events_skipped = counter_vec(
-        &registry,
-        "llma_sentiment_events_skipped_total",
-        "Events with nothing to classify, by reason",
-        &["reason"],
-    );
-    let messages_classified =
-        counter(&registry, "llma_sentiment_messages_classified_total", "User messages of the $ai_sentiment events built (by activities and `analyze`)");
-    let cache = counter_vec(
-        &registry,
-        "llma_sentiment_cache_lookups_total",
-        "Result cache lookups of user messages, by tier (l1 in process, l2 Redis) and result (hit, miss); l2 counts only the l1 misses Redis answered for",
-        &["tier", "result"],
-    );
-    let redis_errors = counter_vec(
-        &registry,
-        "llma_sentiment_redis_errors_total",
-        "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server); each means in-process cache only for that call",
-        &["kind"],
-    );
-    let redis_available = gauge(
-        &registry,
-        "llma_sentiment_redis_available",
-        "1 while the Redis result cache answers, 0 after a failed call or connection attempt (stays 0 when no Redis is configured)",
-    );
-    let activities_in_flight = gauge(&registry, "llma_sentiment_activities_in_flight", "Activities running now (each holds one activity slot)");
-    let worker_stuck = gauge(
-        &registry,
-        "llma_sentiment_worker_stuck",
-        "1 while the watchdog finds the worker stuck (all slots held without progress, or Temporal unreachable); see /readyz for the reason",
-    );
-    let traps = counter_vec(&registry, "llma_sentiment_traps_total", "Plugin instance traps, by kind", &["kind"]);
-    let clickhouse_rows =
-        counter(&registry, "llma_sentiment_clickhouse_insert_rows_total", "Rows ClickHouse acknowledged");
-    let clickhouse_errors = counter(
-        &registry,
-        "llma_sentiment_clickhouse_insert_errors_total",
-        "Inserts that failed after all their retries",
-    );
-    let plugin_swaps =
-        counter(&registry, "llma_sentiment_plugin_swaps_total", "Plugin version switches (activations and rollbacks)");
-    let plugin_rejections = counter(
-        &registry,
-        "llma_sentiment_plugin_rejections_total",
-        "Plugin versions that failed validation and were not activated",
-    );
-    let plugin_info = IntGaugeVec::new(
-        Opts::new("llma_sentiment_plugin_info", "The active plugin version (value 1)"),
-        &["version", "model"],
-    )
-    .expect("valid metric name");
-    registry.register(Box::new(plugin_info.clone())).expect("metric registered once");
-    let snapshots = counter_vec(
-        &registry,
-        "llma_sentiment_plugin_snapshots_total",
-        "Plugins whose instances start from a pre-initialised snapshot, by how it was had (created, reused)",
-        &["outcome"],
-    );
-    let snapshot_fallbacks = counter_vec(
-        &registry,
-        "llma_sentiment_plugin_snapshot_fallbacks_total",
-        "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)",
-        &["reason"],
-    );
-    let deduplicated_in_flight = counter(
-        &registry,
-        "llma_sentiment_texts_deduplicated_in_flight_total",
-        "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them",
-    );
-    let snapshots_discarded = counter(
-        &registry,
-        "llma_sentiment_plugin_snapshots_discarded_total",
-        "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt",
-    );
-    let inference_seconds = Histogram::with_opts(
-        HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)")
-            .buckets(INFERENCE_BUCKETS.to_vec()),
-    )
-    .expect("valid histogram");
-    registry.register(Box::new(inference_seconds.clone())).expect("metric registered once");
-    let activity_seconds = HistogramVec::new(
-        HistogramOpts::new("llma_sentiment_activity_seconds", "classify_sentiment_activity duration, by result")
-            .buckets(ACTIVITY_BUCKETS.to_vec()),
-        &["result"],
-    )
-    .expect("valid histogram");
-    registry.register(Box::new(activity_seconds.clone())).expect("metric registered once");
-    Metrics {
-        registry,
-        events,
-        events_skipped,
-        messages_classified,
-        cache,
-        redis_errors,
-        redis_available,
-        activities_in_flight,
-        worker_stuck,
-        traps,
-        clickhouse_rows,
-        clickhouse_errors,
-        plugin_swaps,
-        plugin_rejections,
-        plugin_info,
-        snapshots,
-        snapshot_fallbacks,
-        snapshots_discarded,
-        deduplicated_in_flight,
-        inference_seconds,
-        activity_seconds,
-    }
-});
+static METRICS: LazyLock<Metrics> = LazyLock::new(registered);
 
 /// Creates every metric with its zero value, so a scrape shows the full set
 /// (and labelled series operators alert on) before the first event.
@@ -199,7 +82,7 @@ pub fn init() {
             m.cache.with_label_values(&[tier, result]);
         }
     }
-    for kind in crate::cache::redis::ErrorKind::ALL {
+    for kind in RedisErrorKind::ALL {
         m.redis_errors.with_label_values(&[kind.as_str()]);
     }
     for kind in TrapKind::ALL {

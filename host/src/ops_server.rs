@@ -26,7 +26,7 @@ use crate::sink::ClickHouseSink;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `/readyz` checks.
-pub struct Readiness {
+pub struct ReadinessProbe {
     registry: Arc<Registry>,
     sink: Arc<ClickHouseSink>,
     temporal: TemporalConfig,
@@ -35,14 +35,14 @@ pub struct Readiness {
     client: tokio::sync::Mutex<Option<temporalio_client::Client>>,
 }
 
-impl Readiness {
+impl ReadinessProbe {
     pub fn new(
         registry: Arc<Registry>,
         sink: Arc<ClickHouseSink>,
         temporal: TemporalConfig,
         watchdog: Arc<crate::worker::Watchdog>,
-    ) -> Arc<Readiness> {
-        Arc::new(Readiness { registry, sink, temporal, watchdog, client: tokio::sync::Mutex::new(None) })
+    ) -> Arc<ReadinessProbe> {
+        Arc::new(ReadinessProbe { registry, sink, temporal, watchdog, client: tokio::sync::Mutex::new(None) })
     }
 
     fn plugin(&self) -> Result<String, String> {
@@ -123,11 +123,11 @@ impl Readiness {
     }
 }
 
-/// Readiness checks take at most `CHECK_TIMEOUT` each, run at once.
+/// ReadinessProbe checks take at most `CHECK_TIMEOUT` each, run at once.
 const TIMEOUTS: Timeouts = Timeouts { header_read: Duration::from_secs(10), request: Duration::from_secs(10) };
 
 /// `/metrics`, `/healthz`, `/readyz`.
-pub fn router(readiness: Arc<Readiness>) -> Router {
+pub fn router(readiness: Arc<ReadinessProbe>) -> Router {
     Router::new()
         .route("/metrics", get(|| async { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()) }))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -136,7 +136,7 @@ pub fn router(readiness: Arc<Readiness>) -> Router {
         .with_state(readiness)
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(readiness): State<Arc<ReadinessProbe>>) -> (StatusCode, Json<Value>) {
     let (ready, body) = readiness.check().await;
     if !ready {
         tracing::warn!(checks = %body["checks"], "not ready");
@@ -145,6 +145,6 @@ async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, Json<Va
 }
 
 /// Binds `addr` and serves until shut down.
-pub async fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> std::io::Result<Server> {
+pub async fn serve(addr: SocketAddr, readiness: Arc<ReadinessProbe>) -> std::io::Result<Server> {
     crate::http_server::serve("metrics", addr, router(readiness), TIMEOUTS).await
 }

@@ -87,6 +87,22 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Why a call to the shared Redis tier did not work (a miss, never an
+    /// error of the event: the tier is an optimisation).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum RedisErrorKind {
+        /// No answer within the tier's timeout.
+        Timeout => "timeout",
+        /// Refused, dropped or otherwise unreachable.
+        Unavailable => "unavailable",
+        /// An answer that is not what was asked for.
+        Garbage => "garbage",
+        /// The server answered with an error.
+        Server => "server",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@
 //! back. Instances of versions that are no longer live are dropped when they
 //! come back; an idle instance of another version is dropped to make room.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use parking_lot::Mutex;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -52,11 +53,6 @@ impl InstancePool {
         }
     }
 
-    /// A pool without a practical bound: one instance per concurrent task.
-    pub fn new(is_live: impl Fn(&PluginVersion) -> bool + Send + Sync + 'static) -> Self {
-        InstancePool::bounded(Semaphore::MAX_PERMITS, is_live)
-    }
-
     /// The worker's pool: instances of a version stay while `registry`
     /// (held weakly, so the pool does not keep it alive) serves it or keeps
     /// it for rollback.
@@ -69,8 +65,8 @@ impl InstancePool {
         self.capacity
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Idle> {
+        self.idle.lock()
     }
 
     /// A slot of `version`, waiting (without blocking a thread; dropping the

@@ -9,7 +9,8 @@
 //! loaded for `rollback` until the grace period ends.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -63,7 +64,7 @@ impl PluginVersion {
     }
 
     pub(crate) fn take_warm_slot(&self) -> Option<InstanceSlot> {
-        self.warm.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.warm.lock().take()
     }
 
     /// What events and logs call this version: plugin version, build hash, model.
@@ -97,9 +98,9 @@ impl From<&PluginVersion> for VersionStatus {
             source: v.source.as_ref().map(|p| p.display().to_string()),
             model_dir: v.plugin.model_dir().display().to_string(),
             validated_ms: v.validated_in.as_millis() as u64,
-            snapshot: match &v.plugin.readiness {
-                crate::engine::Readiness::Snapshot { path, .. } => format!("snapshot {}", path.display()),
-                crate::engine::Readiness::Load(why) => format!("load ({why})"),
+            snapshot: match &v.plugin.instance_start {
+                crate::engine::InstanceStart::Snapshot { path, .. } => format!("snapshot {}", path.display()),
+                crate::engine::InstanceStart::Load(why) => format!("load ({why})"),
             },
         }
     }
@@ -208,12 +209,12 @@ impl Registry {
 
     /// The version new tasks must use.
     pub fn current(&self) -> Arc<PluginVersion> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current.read().clone()
     }
 
     /// The rollback target, while its grace period lasts.
     pub fn previous(&self) -> Option<Arc<PluginVersion>> {
-        let mut prev = self.previous.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev = self.previous.lock();
         if prev.as_ref().is_some_and(|p| Instant::now() >= p.until) {
             *prev = None;
         }
@@ -231,7 +232,7 @@ impl Registry {
     }
 
     pub fn activate_bytes(&self, wasm: &[u8], source: Option<PathBuf>, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
-        let mut seq = self.activating.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seq = self.activating.lock();
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
         let (engine, options, next) = (&self.engine, &self.options, *seq + 1);
         let version = crate::engine::background::below_serving(self.activation_nice, || {
@@ -258,22 +259,22 @@ impl Registry {
     }
 
     fn switch_to(&self, version: Arc<PluginVersion>) {
-        let _serial = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.switching.lock();
         self.replace_current(version);
     }
 
     fn replace_current(&self, version: Arc<PluginVersion>) {
-        let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), version.clone());
+        let old = std::mem::replace(&mut *self.current.write(), version.clone());
         tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
         crate::metrics::record_plugin_active(&version.label(), &version.info.model_name, true);
-        *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
+        *self.previous.lock() = Some(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
     }
 
     /// Switches back to the previous version (kept loaded for the grace
     /// period). Does not wait for an activation in progress: if that one
     /// passes validation later, it switches as asked.
     pub fn rollback(&self) -> Result<Arc<PluginVersion>, SwapError> {
-        let _serial = self.switching.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = self.switching.lock();
         let target = self.previous().ok_or(SwapError::NoPrevious)?;
         self.replace_current(target.clone());
         Ok(target)

@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use parking_lot::{Condvar, Mutex};
 use std::time::Duration;
 
 /// The texts in flight in one process, keyed by what determines a result.
@@ -71,9 +72,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Default for InFlight<K, V> {
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> InFlight<K, V> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<Flight<V>>>> {
-        // Every mutation is one map call: a poisoned map is consistent.
-        self.flights.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<K, Arc<Flight<V>>>> {
+        self.flights.lock()
     }
 
     /// Joins the flight of `key`, or re-checks with `recheck` (the cache
@@ -112,7 +112,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Leader<'_, K, V> {
         let Some(key) = self.key.take() else { return };
         // Out of the map first: a task arriving now re-checks the cache.
         self.owner.lock().remove(&key);
-        *self.flight.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        *self.flight.outcome.lock() = Some(result);
         self.flight.settled.notify_all();
     }
 }
@@ -126,12 +126,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Drop for Leader<'_, K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Follower<'_, K, V> {
     /// Waits up to `tick` for the leader.
     pub fn wait(&self, tick: Duration) -> Waited<V> {
-        let outcome = self.flight.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        let (outcome, _) = self
-            .flight
-            .settled
-            .wait_timeout_while(outcome, tick, |o| o.is_none())
-            .unwrap_or_else(|p| p.into_inner());
+        let mut outcome = self.flight.outcome.lock();
+        self.flight.settled.wait_while_for(&mut outcome, |o| o.is_none(), tick);
         match &*outcome {
             None => Waited::Pending,
             Some(None) => Waited::Abandoned,

@@ -43,22 +43,7 @@ fn parity_texts() -> Vec<String> {
 
 /// ONNX Runtime's logits for `texts`, from the bundle's own tokenizer.json.
 fn ort_reference(model: &Path, texts: &[String]) -> Vec<Vec<f64>> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("texts.json");
-    std::fs::write(&file, serde_json::to_string(texts).unwrap()).unwrap();
-    let out = Command::new(common::python())
-        .arg(common::repo().join("models/ort_reference.py"))
-        .arg("--model")
-        .arg(model)
-        .arg("--texts-file")
-        .arg(&file)
-        .output()
-        .expect("running the ORT reference");
-    assert!(out.status.success(), "ort_reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("reference JSON");
-    rows.iter()
-        .map(|r| r["logits"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect())
-        .collect()
+    llma_fuzz_harness::ort::reference(&common::python(), &common::repo(), model, texts, false).into_iter().map(|r| r.logits).collect()
 }
 
 /// Softmax fixes logits up to a shift, so compare logit differences:

@@ -27,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::services::{run_bin, WorkerProcess};
+use common::stack::block;
 use common::ClickHouseServer;
 use llma_sentiment::sink::{ClickHouseSink, SinkConfig};
 use serde_json::{json, Value};
@@ -276,10 +277,6 @@ struct Stack {
     temporal: PersistentTemporal,
     queue: String,
     team: i64,
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 impl Stack {

@@ -22,7 +22,7 @@ fn config(server: &ClickHouseServer, database: &str) -> SinkConfig {
 
 /// Small backoffs and timeouts: failures surface quickly.
 fn fast(mut c: SinkConfig, attempts: u32) -> SinkConfig {
-    c.insert_attempts = attempts;
+    c.attempts = attempts;
     c.initial_backoff = Duration::from_millis(50);
     c.max_backoff = Duration::from_millis(100);
     c.connect_timeout = Duration::from_secs(2);
@@ -252,7 +252,7 @@ async fn hung_server_times_out() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let c = SinkConfig {
         url,
-        insert_attempts: 2,
+        attempts: 2,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(10),
         connect_timeout: Duration::from_millis(300),
@@ -274,7 +274,7 @@ async fn insert_survives_server_restart() {
     // Budget: 200 attempts, >= 125 ms apart after the first few: > 25 s of
     // retrying, far more than a restart takes (about 1 s).
     let c = SinkConfig {
-        insert_attempts: 200,
+        attempts: 200,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(250),
         connect_timeout: Duration::from_secs(2),

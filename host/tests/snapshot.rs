@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use llma_sentiment::engine::{
-    EngineOptions, Fallback, InstanceSlot, Limits, MessageResult, Plugin, PluginEngine, Readiness, SnapshotPolicy,
+    EngineOptions, Fallback, InstanceSlot, Limits, MessageResult, Plugin, PluginEngine, InstanceStart, SnapshotPolicy,
 };
 
 fn engine(policy: SnapshotPolicy) -> PluginEngine {
@@ -22,14 +22,14 @@ fn load(engine: &PluginEngine, wasm: &Path, model: &Path) -> Arc<Plugin> {
 }
 
 fn snapshot_path(plugin: &Plugin) -> PathBuf {
-    match &plugin.readiness {
-        Readiness::Snapshot { path, .. } => path.clone(),
-        Readiness::Load(why) => panic!("expected a snapshot, instances load the model: {why}"),
+    match &plugin.instance_start {
+        InstanceStart::Snapshot { path, .. } => path.clone(),
+        InstanceStart::Load(why) => panic!("expected a snapshot, instances load the model: {why}"),
     }
 }
 
 fn created(plugin: &Plugin) -> bool {
-    matches!(plugin.readiness, Readiness::Snapshot { created: true, .. })
+    matches!(plugin.instance_start, InstanceStart::Snapshot { created: true, .. })
 }
 
 fn texts() -> Vec<String> {
@@ -59,8 +59,8 @@ fn metric(name_and_labels: &str) -> f64 {
 fn same_results(model: &Path) {
     let snap = load(&engine(SnapshotPolicy::Create), &common::plugin_wasm(), model);
     let fresh = load(&engine(SnapshotPolicy::Off), &common::plugin_wasm(), model);
-    assert!(snap.from_snapshot(), "{:?}", snap.readiness);
-    assert!(matches!(fresh.readiness, Readiness::Load(Fallback::Disabled)), "{:?}", fresh.readiness);
+    assert!(snap.from_snapshot(), "{:?}", snap.instance_start);
+    assert!(matches!(fresh.instance_start, InstanceStart::Load(Fallback::Disabled)), "{:?}", fresh.instance_start);
     let (a, b) = (InstanceSlot::new(snap.clone()).get().unwrap().info().clone(), InstanceSlot::new(fresh.clone()).get().unwrap().info().clone());
     assert_eq!(format!("{a:?}"), format!("{b:?}"), "the snapshot instance reports the info of the real load");
     let (a, b) = (results(&snap), results(&fresh));
@@ -101,7 +101,7 @@ fn another_model_or_plugin_never_reuses_a_snapshot() {
     // model itself, and says so in /metrics.
     let before = metric("llma_sentiment_plugin_snapshot_fallbacks_total{reason=\"no_init_export\"}");
     let hostile = load(&engine, &common::hostile_wasm(), &common::model("default"));
-    assert!(matches!(hostile.readiness, Readiness::Load(Fallback::NoInitExport)), "{:?}", hostile.readiness);
+    assert!(matches!(hostile.instance_start, InstanceStart::Load(Fallback::NoInitExport)), "{:?}", hostile.instance_start);
     assert_eq!(InstanceSlot::new(hostile).get().unwrap().info().name, "llma-hostile-plugin");
     assert!(metric("llma_sentiment_plugin_snapshot_fallbacks_total{reason=\"no_init_export\"}") >= before + 1.0);
 }
@@ -137,7 +137,7 @@ fn changed_model_files_or_a_damaged_snapshot_make_a_new_one() {
     std::fs::write(&path, &bytes).unwrap();
     drop(bytes);
     let rebuilt = load(&engine, &common::plugin_wasm(), bundle.path());
-    assert!(created(&rebuilt), "a damaged snapshot must be rebuilt: {:?}", rebuilt.readiness);
+    assert!(created(&rebuilt), "a damaged snapshot must be rebuilt: {:?}", rebuilt.instance_start);
     assert_eq!(snapshot_path(&rebuilt), path);
     assert!(metric("llma_sentiment_plugin_snapshots_discarded_total") >= discarded + 1.0);
     assert_eq!(format!("{:?}", results(&rebuilt)), format!("{want:?}"));
@@ -148,7 +148,7 @@ fn changed_model_files_or_a_damaged_snapshot_make_a_new_one() {
     let len = std::fs::metadata(&path).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 3).unwrap();
     let one_shot = load(&self::engine(SnapshotPolicy::UseExisting), &common::plugin_wasm(), bundle.path());
-    assert!(matches!(one_shot.readiness, Readiness::Load(Fallback::NotCached)), "{:?}", one_shot.readiness);
+    assert!(matches!(one_shot.instance_start, InstanceStart::Load(Fallback::NotCached)), "{:?}", one_shot.instance_start);
     assert!(!path.exists(), "the truncated snapshot was deleted");
     assert_eq!(format!("{:?}", results(&one_shot)), format!("{want:?}"));
 
@@ -166,8 +166,8 @@ fn a_plugin_whose_init_cannot_load_the_model_falls_back_with_the_reason() {
     let bundle = private_bundle("default");
     std::fs::write(bundle.path().join("config.json"), r#"{"id2label": {"0": "happy", "1": "sad", "2": "meh"}}"#).unwrap();
     let plugin = load(&engine(SnapshotPolicy::Create), &common::plugin_wasm(), bundle.path());
-    match &plugin.readiness {
-        Readiness::Load(Fallback::InitFailed(why)) => assert!(why.contains("happy"), "{why}"),
+    match &plugin.instance_start {
+        InstanceStart::Load(Fallback::InitFailed(why)) => assert!(why.contains("happy"), "{why}"),
         other => panic!("expected an init failure, got {other:?}"),
     }
     let err = plugin.instantiate().err().expect("the ordinary load fails the same way");

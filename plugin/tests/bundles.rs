@@ -2,7 +2,6 @@
 //! raw logits versus ONNX Runtime, both CumSum forms, truncation.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use llma_sentiment_plugin::model::{Classifier, ModelError};
 use llma_sentiment_plugin::types::Label;
@@ -18,24 +17,9 @@ fn model(name: &str) -> PathBuf {
 }
 
 fn ort_logits(model: &PathBuf, texts: &[String], batch: bool) -> Vec<(Vec<u32>, Vec<f32>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("texts.json");
-    std::fs::write(&file, serde_json::to_string(texts).unwrap()).unwrap();
-    let mut cmd = Command::new(env_path("LLMA_TEST_PYTHON"));
-    cmd.arg(env_path("LLMA_TEST_REPO").join("models/ort_reference.py")).arg("--model").arg(model).arg("--texts-file").arg(&file);
-    if batch {
-        cmd.arg("--batch");
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    rows.iter()
-        .map(|r| {
-            let ids = r["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            let logits = r["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            (ids, logits)
-        })
-        .collect()
+    let (python, repo) = (env_path("LLMA_TEST_PYTHON"), env_path("LLMA_TEST_REPO"));
+    let rows = llma_fuzz_harness::ort::reference(&python, &repo, model, texts, batch);
+    rows.into_iter().map(|r| (r.ids, r.logits.into_iter().map(|l| l as f32).collect())).collect()
 }
 
 fn texts() -> Vec<String> {

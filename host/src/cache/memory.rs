@@ -5,7 +5,7 @@
 //! overhead, so a few long pasted documents cannot crowd out the memory budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use super::CacheScope;
 use crate::engine::MessageResult;
@@ -61,10 +61,8 @@ impl MemoryTier {
         self.lru.is_some()
     }
 
-    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Lru>> {
-        // A panic while holding the lock leaves a consistent map (every
-        // mutation below is a single call), so a poisoned lock is usable.
-        self.lru.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    fn lock(&self) -> Option<parking_lot::MutexGuard<'_, Lru>> {
+        self.lru.as_ref().map(|m| m.lock())
     }
 
     pub fn get(&self, scope: &CacheScope, text: &str) -> Option<MessageResult> {

@@ -12,9 +12,11 @@
 
 pub mod memory;
 pub mod redis;
+mod value;
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use sha2::Digest;
@@ -87,7 +89,7 @@ fn digest(s: &str) -> String {
 /// sizes, mtimes) and process: hashing a 500 MB model takes about a second.
 fn model_content_digest(identity: &str, dir: &std::path::Path) -> String {
     static SEEN: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut seen = SEEN.lock();
     if let Some(d) = seen.get(identity) {
         return d.clone();
     }
@@ -253,7 +255,7 @@ impl ResultCache {
             }
         }
         counts.misses = texts.len() as u64 - counts.l1 - counts.l2;
-        self.counts.lock().unwrap_or_else(|p| p.into_inner()).add(counts);
+        self.counts.lock().add(counts);
         Lookup { results, counts }
     }
 
@@ -268,7 +270,7 @@ impl ResultCache {
 
     pub fn stats(&self) -> CacheStats {
         let m = self.memory.stats();
-        let c = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = *self.counts.lock();
         CacheStats {
             hits: c.hits(),
             misses: c.misses,

@@ -22,14 +22,17 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
+use super::value::{decode, encode};
 use super::CacheScope;
-use crate::engine::{Label, MessageResult, Scores};
+use crate::engine::MessageResult;
+use crate::outcome::RedisErrorKind;
 
 /// How long L2 is skipped after a failed call: a Redis that is down or slow
 /// costs at most one timeout per pause, per process.
@@ -40,7 +43,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
 const KEY_PREFIX: &str = "llma-sentiment:v1:";
-const VALUE_LEN: usize = 13;
 
 /// Where the shared tier is and how it is used (from `cache.*`).
 #[derive(Clone, PartialEq)]
@@ -55,7 +57,7 @@ pub struct RedisSettings {
 impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
-            .field("url", &crate::sink::redact_url(&self.url))
+            .field("url", &crate::secret::redact_url(&self.url))
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
             .finish()
@@ -74,7 +76,7 @@ pub enum RedisTierError {
 pub fn check_url(url: &str) -> Result<(), RedisTierError> {
     ::redis::Client::open(url)
         .map(|_| ())
-        .map_err(|e| RedisTierError::Url { url: crate::sink::redact_url(url), reason: e.to_string() })
+        .map_err(|e| RedisTierError::Url { url: crate::secret::redact_url(url), reason: e.to_string() })
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,37 +96,16 @@ enum Conn {
     Down { retry_at: Instant },
 }
 
-/// Why a call did not work, as `/metrics` labels it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    Timeout,
-    Unavailable,
-    Garbage,
-    Server,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [ErrorKind::Timeout, ErrorKind::Unavailable, ErrorKind::Garbage, ErrorKind::Server];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::Garbage => "garbage",
-            ErrorKind::Server => "server",
-        }
-    }
-
-    fn of(e: &::redis::RedisError) -> ErrorKind {
-        if e.is_timeout() {
-            ErrorKind::Timeout
-        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
-            ErrorKind::Unavailable
-        } else if matches!(e.kind(), ::redis::ErrorKind::TypeError | ::redis::ErrorKind::ParseError) {
-            ErrorKind::Garbage
-        } else {
-            ErrorKind::Server
-        }
+/// How `/metrics` labels a failed call.
+fn error_kind(e: &::redis::RedisError) -> RedisErrorKind {
+    if e.is_timeout() {
+        RedisErrorKind::Timeout
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        RedisErrorKind::Unavailable
+    } else if matches!(e.kind(), ::redis::ErrorKind::TypeError | ::redis::ErrorKind::ParseError) {
+        RedisErrorKind::Garbage
+    } else {
+        RedisErrorKind::Server
     }
 }
 
@@ -157,14 +138,14 @@ impl State {
         }
     }
 
-    fn count_error(&self, kind: ErrorKind) {
+    fn count_error(&self, kind: RedisErrorKind) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         crate::metrics::record_redis_error(kind.as_str());
     }
 
-    fn failed(&self, kind: ErrorKind, reason: &str) {
+    fn failed(&self, kind: RedisErrorKind, reason: &str) {
         self.count_error(kind);
-        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + PAUSE_AFTER_ERROR);
+        *self.paused_until.lock() = Some(Instant::now() + PAUSE_AFTER_ERROR);
         self.set_health(false, &format!("{}: {reason}", kind.as_str()));
     }
 }
@@ -183,7 +164,7 @@ impl RedisTier {
     /// Starts connecting in the background and returns at once.
     pub fn new(settings: &RedisSettings) -> Result<RedisTier, RedisTierError> {
         let client = ::redis::Client::open(settings.url.as_str()).map_err(|e| RedisTierError::Url {
-            url: crate::sink::redact_url(&settings.url),
+            url: crate::secret::redact_url(&settings.url),
             reason: e.to_string(),
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,7 +180,7 @@ impl RedisTier {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            target: crate::sink::redact_url(&settings.url),
+            target: crate::secret::redact_url(&settings.url),
         });
         let tier = RedisTier {
             handle: runtime.handle().clone(),
@@ -244,11 +225,11 @@ impl RedisTier {
         let values = match values {
             None => return self.timed_out(),
             Some(Err(e)) => {
-                self.state.failed(ErrorKind::of(&e), &e.to_string());
+                self.state.failed(error_kind(&e), &e.to_string());
                 return None;
             }
             Some(Ok(v)) if v.len() != texts.len() => {
-                self.state.failed(ErrorKind::Garbage, &format!("MGET of {} keys answered {} values", texts.len(), v.len()));
+                self.state.failed(RedisErrorKind::Garbage, &format!("MGET of {} keys answered {} values", texts.len(), v.len()));
                 return None;
             }
             Some(Ok(v)) => v,
@@ -268,7 +249,7 @@ impl RedisTier {
         self.state.misses.fetch_add(texts.len() as u64 - hits, Ordering::Relaxed);
         if garbage > 0 {
             // Counted, and those texts are classified again (and rewritten).
-            self.state.count_error(ErrorKind::Garbage);
+            self.state.count_error(RedisErrorKind::Garbage);
             tracing::debug!(values = garbage, "Redis held values that do not decode: treated as misses");
         } else {
             self.state.set_health(true, "");
@@ -289,13 +270,13 @@ impl RedisTier {
             None => {
                 self.timed_out::<()>();
             }
-            Some(Err(e)) => self.state.failed(ErrorKind::of(&e), &e.to_string()),
+            Some(Err(e)) => self.state.failed(error_kind(&e), &e.to_string()),
             Some(Ok(())) => self.state.set_health(true, ""),
         }
     }
 
     fn timed_out<T>(&self) -> Option<T> {
-        self.state.failed(ErrorKind::Timeout, &format!("no answer within {:?}", self.timeout));
+        self.state.failed(RedisErrorKind::Timeout, &format!("no answer within {:?}", self.timeout));
         None
     }
 
@@ -303,7 +284,7 @@ impl RedisTier {
     /// error or the caller has no time left.
     fn call_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
         let now = Instant::now();
-        let paused = self.state.paused_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| now < t);
+        let paused = self.state.paused_until.lock().is_some_and(|t| now < t);
         if paused {
             return None;
         }
@@ -337,12 +318,12 @@ impl RedisTier {
                     Conn::Ready(manager)
                 }
                 Ok(Err(e)) => {
-                    state.count_error(ErrorKind::of(&e));
+                    state.count_error(error_kind(&e));
                     state.set_health(false, &format!("connect: {e}"));
                     Conn::Down { retry_at: Instant::now() + RECONNECT_INTERVAL }
                 }
                 Err(_) => {
-                    state.count_error(ErrorKind::Timeout);
+                    state.count_error(RedisErrorKind::Timeout);
                     state.set_health(false, "connect: timed out");
                     Conn::Down { retry_at: Instant::now() + RECONNECT_INTERVAL }
                 }
@@ -396,67 +377,9 @@ impl Drop for RedisTier {
     }
 }
 
-fn label_index(label: Label) -> u8 {
-    match label {
-        Label::Negative => 0,
-        Label::Neutral => 1,
-        Label::Positive => 2,
-    }
-}
-
-pub fn encode(r: &MessageResult) -> [u8; VALUE_LEN] {
-    let mut out = [0u8; VALUE_LEN];
-    out[0] = label_index(r.label);
-    for (i, v) in [r.scores.negative, r.scores.neutral, r.scores.positive].into_iter().enumerate() {
-        out[1 + 4 * i..5 + 4 * i].copy_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-/// `None` unless `v` is exactly what [`encode`] writes: a known label and
-/// three probabilities.
-pub fn decode(v: &[u8]) -> Option<MessageResult> {
-    if v.len() != VALUE_LEN {
-        return None;
-    }
-    let f = |i: usize| f32::from_le_bytes(v[1 + 4 * i..5 + 4 * i].try_into().expect("4 bytes"));
-    let scores = Scores { negative: f(0), neutral: f(1), positive: f(2) };
-    if [scores.negative, scores.neutral, scores.positive].iter().any(|s| !(0.0..=1.0).contains(s)) {
-        return None;
-    }
-    let label = match v[0] {
-        0 => Label::Negative,
-        1 => Label::Neutral,
-        2 => Label::Positive,
-        _ => return None,
-    };
-    let score = match label {
-        Label::Negative => scores.negative,
-        Label::Neutral => scores.neutral,
-        Label::Positive => scores.positive,
-    };
-    Some(MessageResult { label, score, scores })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_round_trip_and_garbage_is_rejected() {
-        let r = MessageResult { label: Label::Neutral, score: 0.5, scores: Scores { negative: 0.2, neutral: 0.5, positive: 0.3 } };
-        let back = decode(&encode(&r)).unwrap();
-        assert_eq!(format!("{back:?}"), format!("{r:?}"));
-        assert!(decode(b"").is_none());
-        assert!(decode(b"hello world!!").is_none(), "13 bytes of text");
-        let mut bad = encode(&r);
-        bad[0] = 7;
-        assert!(decode(&bad).is_none(), "unknown label");
-        let mut nan = encode(&r);
-        nan[1..5].copy_from_slice(&f32::NAN.to_le_bytes());
-        assert!(decode(&nan).is_none(), "NaN score");
-        assert!(decode(&[encode(&r).as_slice(), b"x"].concat()).is_none(), "trailing byte");
-    }
 
     #[test]
     fn keys_hold_digests_only() {

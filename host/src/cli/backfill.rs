@@ -34,7 +34,7 @@ impl ClickHouseOutput {
         // One INSERT per batch, so that the rows written are known exactly
         // when one fails.
         let config = crate::sink::SinkConfig { max_buffer_rows: batch_size, ..args.sink_config() };
-        let url = crate::sink::redact_url(&config.url);
+        let url = crate::secret::redact_url(&config.url);
         let sink = runtime
             .block_on(ClickHouseSink::connect(config))
             .with_context(|| format!("connecting to ClickHouse at {url} (0 rows written)"))?;

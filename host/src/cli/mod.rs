@@ -42,7 +42,7 @@ impl Cli {
             Command::Migrate { flags: f } | Command::Trace { flags: f, .. } | Command::Session { flags: f, .. } => f.apply(&mut flags),
             Command::Analyze { flags: f, .. } => f.apply(&mut flags),
             Command::Worker { flags: f } => f.apply(&mut flags),
-            Command::Config { flags: f } => f.apply(&mut flags),
+            Command::Config { flags: f, .. } => f.apply(&mut flags),
             Command::Submit { flags: f, .. } => f.apply(&mut flags),
             Command::Plugin { action } => match action {
                 PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f } | PluginAction::Status { flags: f } => {
@@ -115,6 +115,9 @@ pub enum Command {
     },
     /// Print the effective configuration as TOML (the ClickHouse password redacted).
     Config {
+        /// Print the reference of every key instead (markdown: docs/configuration.md).
+        #[arg(long)]
+        reference: bool,
         #[command(flatten)]
         flags: FlagArgs<ConfigFlags>,
     },
@@ -233,6 +236,10 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Session { session_id, read, .. } => {
             overall::read(&config, crate::query::Scope::Session(session_id.clone()), read.team_id, read.format)
+        }
+        Command::Config { reference: true, .. } => {
+            print!("{}", crate::config::reference());
+            Ok(())
         }
         Command::Config { .. } => {
             print!("{}", config.to_redacted_toml());

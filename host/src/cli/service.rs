@@ -73,7 +73,7 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         instances,
         activity_slots = concurrency,
         result_cache_mb = config.pipeline.result_cache_mb,
-        redis = config.cache.redis_url.as_deref().map(crate::sink::redact_url).unwrap_or_else(|| "off".into()),
+        redis = config.cache.redis_url.as_deref().map(crate::secret::redact_url).unwrap_or_else(|| "off".into()),
         version = %registry.current().label(),
         model = %registry.current().info.model_name,
         "plugin instances ready"
@@ -92,7 +92,7 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         let watchdog = crate::worker::Watchdog::new(concurrency, config.workflow.timeouts().heartbeat);
         watchdog.spawn(temporal.clone(), args.exit_when_stuck);
         if let Some(addr) = args.metrics_addr {
-            let readiness = crate::ops_server::Readiness::new(registry.clone(), sink.clone(), temporal.clone(), watchdog.clone());
+            let readiness = crate::ops_server::ReadinessProbe::new(registry.clone(), sink.clone(), temporal.clone(), watchdog.clone());
             let server = crate::ops_server::serve(addr, readiness)
                 .await
                 .with_context(|| format!("binding the metrics endpoint {addr}"))?;

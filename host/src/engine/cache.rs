@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -174,18 +174,18 @@ pub(super) struct FunctionCache(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned().map(Cow::Owned)
+        self.0.lock().get(key).cloned().map(Cow::Owned)
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_vec(), value);
+        self.0.lock().insert(key.to_vec(), value);
         true
     }
 }
 
 impl FunctionCache {
     pub(super) fn clear(&self) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0.lock();
         map.clear();
         map.shrink_to_fit();
     }

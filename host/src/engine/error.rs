@@ -2,26 +2,6 @@ use super::bindings::PluginError;
 
 pub use crate::outcome::TrapKind;
 
-/// Which [`TrapKind`] a wasmtime error is.
-pub(crate) fn trap_kind_of(err: &wasmtime::Error) -> TrapKind {
-    use wasmtime::Trap;
-    if err.downcast_ref::<super::instance::Interrupted>().is_some() {
-        return TrapKind::Cancelled;
-    }
-    if err.downcast_ref::<super::instance::CallerDeadline>().is_some() {
-        return TrapKind::Deadline;
-    }
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => TrapKind::Deadline,
-        Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
-        Some(Trap::StackOverflow) => TrapKind::StackOverflow,
-        Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
-        Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
-        _ if format!("{err:#}").contains("forcing trap when growing memory") => TrapKind::MemoryLimit,
-        _ => TrapKind::Other,
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot read plugin {path}: {source}")]

@@ -325,7 +325,7 @@ impl Instance {
 }
 
 pub(super) fn trapped(call: &'static str, e: &wasmtime::Error) -> EngineError {
-    EngineError::Trapped { call, kind: super::error::trap_kind_of(e), detail: format!("{e:#}") }
+    EngineError::Trapped { call, kind: trap_kind_of(e), detail: format!("{e:#}") }
 }
 
 /// Owns at most one instance of a plugin and replaces it when a trap poisoned
@@ -389,5 +389,25 @@ impl InstanceSlot {
         instance.set_interrupt(self.interrupt.clone());
         instance.set_deadline(self.cap);
         Ok(instance)
+    }
+}
+
+/// Which [`TrapKind`] a wasmtime error is.
+fn trap_kind_of(err: &wasmtime::Error) -> TrapKind {
+    use wasmtime::Trap;
+    if err.downcast_ref::<Interrupted>().is_some() {
+        return TrapKind::Cancelled;
+    }
+    if err.downcast_ref::<CallerDeadline>().is_some() {
+        return TrapKind::Deadline;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TrapKind::Deadline,
+        Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
+        Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
+        Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
+        _ if format!("{err:#}").contains("forcing trap when growing memory") => TrapKind::MemoryLimit,
+        _ => TrapKind::Other,
     }
 }

@@ -6,7 +6,7 @@
 //! (`Metering`). A trapped instance is poisoned and must be replaced;
 //! `InstanceSlot` does that for its owner. Callers ask for a plugin and get
 //! one whose instances come ready; how (snapshot or model load) is the
-//! engine's business, reported in `Plugin::readiness`.
+//! engine's business, reported in `Plugin::instance_start`.
 
 pub mod background;
 mod bindings;
@@ -148,7 +148,7 @@ impl PluginEngine {
             key: &key,
             limits: &self.limits,
         });
-        let (component, readiness) = match made {
+        let (component, instance_start) = match made {
             Ok(s) => {
                 crate::metrics::record_snapshot(if s.created { "created" } else { "reused" });
                 tracing::info!(
@@ -158,9 +158,9 @@ impl PluginEngine {
                     file_mb = s.file_bytes >> 20,
                     "plugin instances start from a pre-initialised snapshot"
                 );
-                let readiness =
-                    Readiness::Snapshot { path: s.path, created: s.created, took: s.took, file_bytes: s.file_bytes };
-                (s.component, readiness)
+                let instance_start =
+                    InstanceStart::Snapshot { path: s.path, created: s.created, took: s.took, file_bytes: s.file_bytes };
+                (s.component, instance_start)
             }
             Err(why) => {
                 crate::metrics::record_snapshot_fallback(why.reason());
@@ -169,7 +169,7 @@ impl PluginEngine {
                 } else {
                     tracing::debug!(reason = %why, "no plugin snapshot");
                 }
-                (component, Readiness::Load(why))
+                (component, InstanceStart::Load(why))
             }
         };
         let linker = llma_wasi_host::linker(&self.engine).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
@@ -185,7 +185,7 @@ impl PluginEngine {
             wasm_sha256,
             from_cache,
             compile_time,
-            readiness,
+            instance_start,
             _epochs: self.ticker.token.clone(),
         })
     }
@@ -193,7 +193,7 @@ impl PluginEngine {
 
 /// How a plugin's instances get their model.
 #[derive(Debug, Clone)]
-pub enum Readiness {
+pub enum InstanceStart {
     /// Mapped from a pre-initialised snapshot (`created` now or cached).
     Snapshot { path: PathBuf, created: bool, took: Duration, file_bytes: u64 },
     /// Each instance loads the model itself, for this reason.
@@ -251,7 +251,7 @@ pub struct Plugin {
     /// Time to compile, or to load the cached artifact.
     pub compile_time: Duration,
     /// Snapshot or model load, and why.
-    pub readiness: Readiness,
+    pub instance_start: InstanceStart,
     /// Keeps the epoch ticker running while instances may exist.
     _epochs: Arc<()>,
 }
@@ -262,7 +262,7 @@ impl Plugin {
     }
 
     pub fn from_snapshot(&self) -> bool {
-        matches!(self.readiness, Readiness::Snapshot { .. })
+        matches!(self.instance_start, InstanceStart::Snapshot { .. })
     }
 
     /// A new instance with its model loaded: mapped from the snapshot, or

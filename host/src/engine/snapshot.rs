@@ -16,7 +16,7 @@
 //! ordinary load path and says why (`Fallback`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
@@ -195,7 +195,7 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     // and model waits and then maps the first one's file, and two creations
     // never hold their load peaks at once.
     static CREATING: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = CREATING.lock();
     match open_cached(engine, &file, &sidecar) {
         Ok(Some((component, file_bytes))) => {
             return Ok(Snapshot { component, path: file, created: false, took: started.elapsed(), file_bytes })

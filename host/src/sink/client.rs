@@ -1,8 +1,6 @@
 //! HTTP client construction and the bounded retry loop.
 
-use std::collections::hash_map::RandomState;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -70,16 +68,8 @@ impl Counters {
     }
 }
 
-/// `base` minus up to half of it, at random ("equal jitter"), so that workers
-/// failing together do not retry in lockstep.
-fn jittered(base: Duration) -> Duration {
-    let r = RandomState::new().build_hasher().finish();
-    let half = base / 2;
-    half + half.mul_f64((r % 1024) as f64 / 1023.0)
-}
-
 /// Runs `attempt(n)` (n = 1, 2, ...) until it succeeds, fails with a final
-/// error, or `attempts` (normally `config.insert_attempts`) attempts have failed. Each attempt is
+/// error, or `attempts` (normally `config.attempts`) attempts have failed. Each attempt is
 /// cut off after `config.attempt_timeout()`; between attempts it sleeps the
 /// (jittered) exponential backoff. Total time is therefore bounded by
 /// `config.max_request_duration()`. Logs attempts without messages or data.
@@ -96,6 +86,7 @@ where
     Fut: Future<Output = Result<T, clickhouse::error::Error>>,
 {
     let attempts = attempts.max(1);
+    let mut waits = config.backoffs(attempts);
     let limit = config.attempt_timeout();
     let mut n = 1;
     loop {
@@ -116,7 +107,7 @@ where
         };
         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
         let retryable = failure.kind.is_retryable();
-        let backoff = (retryable && n < attempts).then(|| jittered(config.backoff(n)));
+        let backoff = if retryable { waits.next() } else { None };
         tracing::warn!(
             op,
             rows,
@@ -146,22 +137,13 @@ mod tests {
 
     fn fast(attempts: u32) -> SinkConfig {
         SinkConfig {
-            insert_attempts: attempts,
+            attempts,
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(4),
             connect_timeout: Duration::from_millis(50),
             request_timeout: Duration::from_millis(50),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn jitter_stays_within_half_and_full() {
-        for _ in 0..200 {
-            let j = jittered(Duration::from_millis(1000));
-            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000), "{j:?}");
-        }
-        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
 use super::error::{ConfigProblem, SinkError, SinkField};
+use crate::secret::redact_url;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8123";
 pub const DEFAULT_USER: &str = "default";
@@ -33,7 +36,7 @@ pub struct SinkConfig {
     pub validation: Option<bool>,
     /// Attempts per request (insert chunk, DDL, query), >= 1. Only retryable
     /// failures are retried.
-    pub insert_attempts: u32,
+    pub attempts: u32,
     /// Backoff after the first failed attempt; doubles per attempt up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -55,7 +58,7 @@ impl Default for SinkConfig {
             database: DEFAULT_DATABASE.to_string(),
             table: DEFAULT_TABLE.to_string(),
             validation: None,
-            insert_attempts: 5,
+            attempts: 5,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
             max_buffer_rows: 10_000,
@@ -74,26 +77,13 @@ impl fmt::Debug for SinkConfig {
             .field("database", &self.database)
             .field("table", &self.table)
             .field("validation", &self.validation)
-            .field("insert_attempts", &self.insert_attempts)
+            .field("attempts", &self.attempts)
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
             .field("max_buffer_rows", &self.max_buffer_rows)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish()
-    }
-}
-
-/// `url` with any `user:password@` part replaced, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}<redacted>@{}", &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 
@@ -117,8 +107,8 @@ impl SinkConfig {
         if self.user.is_empty() {
             return problem(SinkField::User, "user must not be empty");
         }
-        if self.insert_attempts == 0 {
-            return problem(SinkField::Retries, "insert_attempts must be at least 1");
+        if self.attempts == 0 {
+            return problem(SinkField::Retries, "attempts must be at least 1");
         }
         if self.max_buffer_rows == 0 {
             return problem(SinkField::Retries, "max_buffer_rows must be at least 1");
@@ -132,11 +122,23 @@ impl SinkConfig {
         Ok(())
     }
 
-    /// Backoff before attempt `failed + 1`, after `failed` (>= 1) failed attempts,
-    /// before jitter: `initial_backoff * 2^(failed-1)`, capped at `max_backoff`.
-    pub fn backoff(&self, failed: u32) -> Duration {
-        let factor = 1u32.checked_shl(failed.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    /// The waits between `attempts` attempts of one request: doubling from
+    /// `initial_backoff` up to `max_backoff`, each jittered down to as little
+    /// as half, so that workers retrying together spread out.
+    pub fn backoffs(&self, attempts: u32) -> ExponentialBackoff {
+        self.schedule(attempts, true)
+    }
+
+    /// `backoffs` without the jitter: each wait's upper bound.
+    fn schedule(&self, attempts: u32, jitter: bool) -> ExponentialBackoff {
+        // backon adds up to the whole delay as jitter: half the bounds and
+        // jitter give waits between half and all of the un-jittered ones.
+        let (min, max) = if jitter { (self.initial_backoff / 2, self.max_backoff / 2) } else { (self.initial_backoff, self.max_backoff) };
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(min)
+            .with_max_delay(max)
+            .with_max_times(attempts.max(1) as usize - 1);
+        if jitter { builder.with_jitter() } else { builder }.build()
     }
 
     /// Upper bound of one attempt: connecting plus the request itself.
@@ -148,12 +150,9 @@ impl SinkConfig {
     /// every attempt timing out, plus the backoffs in between. An insert of
     /// `n` events takes at most `ceil(n / max_buffer_rows)` times this.
     pub fn max_request_duration(&self) -> Duration {
-        let attempts = self.insert_attempts.max(1);
-        let mut total = self.attempt_timeout().saturating_mul(attempts);
-        for failed in 1..attempts {
-            total = total.saturating_add(self.backoff(failed));
-        }
-        total
+        let attempts = self.attempts.max(1);
+        let waits = self.schedule(attempts, false).fold(Duration::ZERO, Duration::saturating_add);
+        self.attempt_timeout().saturating_mul(attempts).saturating_add(waits)
     }
 }
 
@@ -225,7 +224,7 @@ mod tests {
             SinkConfig { url: "http://".into(), ..Default::default() },
             SinkConfig { url: "http://u:p@ch:8123".into(), ..Default::default() },
             SinkConfig { user: "".into(), ..Default::default() },
-            SinkConfig { insert_attempts: 0, ..Default::default() },
+            SinkConfig { attempts: 0, ..Default::default() },
             SinkConfig { max_buffer_rows: 0, ..Default::default() },
             SinkConfig { initial_backoff: Duration::from_secs(10), ..Default::default() },
             SinkConfig { request_timeout: Duration::ZERO, ..Default::default() },
@@ -260,25 +259,21 @@ mod tests {
     }
 
     #[test]
-    fn redact_url_variants() {
-        assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
-        assert_eq!(redact_url("http://u:p@h:1/x"), "http://<redacted>@h:1/x");
-        assert_eq!(redact_url("http://h/x@y"), "http://h/x@y");
-        assert_eq!(redact_url("u:p@h"), "<redacted>@h");
-    }
-
-    #[test]
     fn backoff_doubles_and_caps() {
         let c = SinkConfig {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(1),
             ..Default::default()
         };
-        let got: Vec<u128> = (1..=6).map(|n| c.backoff(n).as_millis()).collect();
+        let got: Vec<u128> = c.schedule(7, false).map(|d| d.as_millis()).collect();
         assert_eq!(got, [200, 400, 800, 1000, 1000, 1000]);
-        assert_eq!(c.backoff(1000), Duration::from_secs(1));
+        assert_eq!(c.schedule(1000, false).last(), Some(Duration::from_secs(1)));
+        assert_eq!(c.backoffs(1).count(), 0, "one attempt, no wait");
+        for (jittered, bound) in c.backoffs(7).zip(c.schedule(7, false)) {
+            assert!(jittered >= bound / 2 && jittered <= bound, "{jittered:?} against {bound:?}");
+        }
         let c = SinkConfig {
-            insert_attempts: 3,
+            attempts: 3,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(150),
             connect_timeout: Duration::from_secs(1),

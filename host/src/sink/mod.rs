@@ -10,7 +10,7 @@
 //! * [`ClickHouseSink::insert`] writes events in INSERTs of at most
 //!   `max_buffer_rows` rows and returns once the server acknowledged every row.
 //!   Retryable failures (server down, 5xx, timeouts) are retried with
-//!   exponential backoff, `insert_attempts` times per chunk, each attempt cut
+//!   exponential backoff, `attempts` times per chunk, each attempt cut
 //!   off after `connect_timeout + request_timeout`: the worst case is
 //!   [`SinkConfig::max_request_duration`] per chunk. A retried chunk may have
 //!   been written already (ack lost): the rows have the same (team_id, uuid),
@@ -30,9 +30,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::secret::redact_url;
 pub use client::SinkStats;
 pub use config::{
-    redact_url, validate_identifier, SinkConfig, DEFAULT_DATABASE, DEFAULT_TABLE, DEFAULT_URL, DEFAULT_USER,
+    validate_identifier, SinkConfig, DEFAULT_DATABASE, DEFAULT_TABLE, DEFAULT_URL, DEFAULT_USER,
 };
 pub use error::{ConfigProblem, ErrorKind, SinkError, SinkField};
 pub use schema::{
@@ -97,7 +98,7 @@ impl ClickHouseSink {
         let counters = Counters::default();
         // Plain RowBinary: understood by every server version.
         let probe = base.clone().with_validation(false);
-        let raw: String = with_retry(&config, config.insert_attempts, &counters, "version", 0, |_| {
+        let raw: String = with_retry(&config, config.attempts, &counters, "version", 0, |_| {
             let q = probe.query_raw("SELECT version()");
             async move { q.fetch_one::<String>().await }
         })
@@ -373,7 +374,7 @@ impl ClickHouseSink {
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
     {
-        self.retry_n(self.inner.config.insert_attempts, op, rows, attempt).await
+        self.retry_n(self.inner.config.attempts, op, rows, attempt).await
     }
 
     async fn retry_n<T, F, Fut>(&self, attempts: u32, op: &'static str, rows: usize, attempt: F) -> Result<T, SinkError>

@@ -83,7 +83,7 @@ fn retryable(kind: &str, msg: impl std::fmt::Display) -> ActivityError {
 /// How often a task waiting for a free instance heartbeats: a third of the
 /// heartbeat timeout (10 s of the default 30 s).
 fn wait_heartbeat() -> std::time::Duration {
-    (super::workflow::activity_timeouts().heartbeat / 3).max(std::time::Duration::from_millis(500))
+    (super::options::activity_timeouts().heartbeat / 3).max(std::time::Duration::from_millis(500))
 }
 
 #[activities]
@@ -104,7 +104,7 @@ impl SentimentActivities {
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         // Nothing below outlives the attempt: classification stops at
         // `work_until`, the insert at `write_until`.
-        let deadline = AttemptDeadline::new(info.deadline, super::workflow::activity_timeouts().start_to_close);
+        let deadline = AttemptDeadline::new(info.deadline, super::options::activity_timeouts().start_to_close);
         let mut driver = Driver::new(self.options.clone(), attempt, true);
         let input = WorkflowInput::decode(&input).map_err(|e| non_retryable("MalformedInput", e))?;
         let total = input.events().len();

@@ -1,8 +1,10 @@
 //! The Temporal side: the worker that polls the task queue, and the starter.
 
 mod activity;
+mod connection;
 pub mod deadline;
 mod input;
+mod options;
 pub mod rollout;
 mod submit;
 pub mod watchdog;
@@ -11,36 +13,17 @@ mod workflow;
 use std::sync::Arc;
 
 use anyhow::Context;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
+pub use connection::{connect, connect_as, default_identity, TemporalConfig};
 pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentActivities};
 pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};
 pub use submit::{dry_run, submit, SubmitOptions, SubmitReport, DEFAULT_BATCH_MAX_BYTES};
 pub use watchdog::Watchdog;
+pub use options::*;
 pub use workflow::*;
-
-use crate::config::TemporalConfig;
-
-/// `llma-sentiment@<host>:<pid>`: distinct for every process of a task queue.
-pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let host = if host.is_empty() { "localhost".to_string() } else { host };
-    format!("llma-sentiment@{host}:{}", std::process::id())
-}
-
-pub async fn connect(temporal: &TemporalConfig) -> anyhow::Result<Client> {
-    connect_as(temporal, &default_identity()).await
-}
-
-pub async fn connect_as(temporal: &TemporalConfig, identity: &str) -> anyhow::Result<Client> {
-    let url = temporal.url().with_context(|| format!("TEMPORAL_ADDRESS {:?} is not host:port", temporal.address))?;
-    let options = ConnectionOptions::new(url).identity(identity.to_string()).build();
-    let connection = Connection::connect(options).await.with_context(|| format!("connecting to Temporal at {}", temporal.address))?;
-    Ok(Client::new(connection, ClientOptions::new(temporal.namespace.clone()).build())?)
-}
 
 pub struct WorkerSetup {
     pub activities: SentimentActivities,

@@ -19,7 +19,8 @@
 //! supervisor (systemd `Restart=on-failure`) starts a fresh one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 /// Exit status of a worker the watchdog stopped (EX_SOFTWARE).
@@ -49,9 +50,9 @@ pub struct Watchdog {
 }
 
 /// Held by a running activity; its drop is the activity's completion.
-pub struct InFlight(Arc<Watchdog>);
+pub struct RunningActivity(Arc<Watchdog>);
 
-impl Drop for InFlight {
+impl Drop for RunningActivity {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         crate::metrics::set_activities_in_flight(self.0.in_flight.load(Ordering::SeqCst));
@@ -71,16 +72,16 @@ impl Watchdog {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// An activity started; it counts as in flight until the guard drops.
-    pub fn enter(self: &Arc<Self>) -> InFlight {
+    pub fn enter(self: &Arc<Self>) -> RunningActivity {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         crate::metrics::set_activities_in_flight(self.in_flight.load(Ordering::SeqCst));
         self.progress();
-        InFlight(self.clone())
+        RunningActivity(self.clone())
     }
 
     /// An activity moved on (a message classified and heartbeated).
@@ -143,7 +144,7 @@ impl Watchdog {
 
     /// Checks every second and probes Temporal every few; exits the process
     /// when stuck and `exit_when_stuck`.
-    pub fn spawn(self: &Arc<Self>, temporal: crate::config::TemporalConfig, exit_when_stuck: bool) {
+    pub fn spawn(self: &Arc<Self>, temporal: super::TemporalConfig, exit_when_stuck: bool) {
         let dog = self.clone();
         tokio::spawn(async move {
             let mut client = None;
@@ -169,7 +170,7 @@ impl Watchdog {
 }
 
 /// One health check of the Temporal frontend, connecting first if needed.
-async fn probe(temporal: &crate::config::TemporalConfig, client: &mut Option<temporalio_client::Client>) -> bool {
+async fn probe(temporal: &super::TemporalConfig, client: &mut Option<temporalio_client::Client>) -> bool {
     use temporalio_common::protos::grpc::health::v1::{health_check_response::ServingStatus, HealthCheckRequest};
     if client.is_none() {
         match tokio::time::timeout(PROBE_TIMEOUT, super::connect(temporal)).await {

@@ -9,6 +9,8 @@
 //! FILE for the reliability table. The generic JSON strategies live here
 //! too; each suite keeps its own texts and keys.
 
+pub mod ort;
+
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use llma_proc_stats::{Proc, Proportional, Resident};
-use llma_sentiment::engine::Readiness;
+use llma_sentiment::engine::InstanceStart;
 use llma_sentiment::event::GenerationEvent;
 use serde_json::{json, Value};
 
@@ -32,10 +32,10 @@ pub fn median(values: &[f64]) -> f64 {
 /// How a plugin's instances get ready, as the results record it: from a
 /// snapshot (made now or found, how long that took, its file size) or by
 /// loading the model, and why.
-pub fn readiness(r: &Readiness) -> Value {
+pub fn readiness(r: &InstanceStart) -> Value {
     match r {
-        Readiness::Snapshot { created, took, file_bytes, .. } => json!({"created": created, "seconds": took.as_secs_f64(), "file_bytes": file_bytes}),
-        Readiness::Load(why) => json!({"fallback": why.to_string()}),
+        InstanceStart::Snapshot { created, took, file_bytes, .. } => json!({"created": created, "seconds": took.as_secs_f64(), "file_bytes": file_bytes}),
+        InstanceStart::Load(why) => json!({"fallback": why.to_string()}),
     }
 }
 

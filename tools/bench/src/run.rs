@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use llma_sentiment::engine::{cpu, EngineOptions, PluginEngine, Readiness, SnapshotPolicy};
+use llma_sentiment::engine::{cpu, EngineOptions, PluginEngine, InstanceStart, SnapshotPolicy};
 use serde_json::{json, Value};
 
 use crate::measure::{log, readiness};
@@ -60,10 +60,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let engine = PluginEngine::with_options(llma_sentiment::engine::Limits::default(), Some(cache_dir.clone()), options)?;
     let compiled = engine.load_plugin(&wasm, &models[0])?;
     let cold_compile = (!compiled.from_cache).then(|| compiled.compile_time.as_secs_f64());
-    let mut snapshots = vec![snapshot_made(&compiled.readiness)];
+    let mut snapshots = vec![snapshot_made(&compiled.instance_start)];
     drop(compiled);
     for model in &models[1..] {
-        snapshots.push(snapshot_made(&engine.load_plugin(&wasm, model)?.readiness));
+        snapshots.push(snapshot_made(&engine.load_plugin(&wasm, model)?.instance_start));
     }
     drop(engine);
 
@@ -166,12 +166,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
 
 /// How the orchestrator's engine got the bundle's snapshot: made (and how
 /// long that took) or why not.
-fn snapshot_made(r: &Readiness) -> Value {
+fn snapshot_made(r: &InstanceStart) -> Value {
     match r {
-        Readiness::Snapshot { created, took, file_bytes, .. } => {
+        InstanceStart::Snapshot { created, took, file_bytes, .. } => {
             log(format!("snapshot {} in {:.1}s ({} MB)", if *created { "made" } else { "found" }, took.as_secs_f64(), file_bytes >> 20))
         }
-        Readiness::Load(why) => log(format!("no snapshot: {why}")),
+        InstanceStart::Load(why) => log(format!("no snapshot: {why}")),
     }
     readiness(r)
 }

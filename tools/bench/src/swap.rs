@@ -145,7 +145,7 @@ pub fn swap_stream(a: &SwapArgs) -> anyhow::Result<Value> {
             Ok(v) => json!({
                 "seconds": took,
                 "compile_seconds": v.plugin.compile_time.as_secs_f64(),
-                "snapshot": readiness(&v.plugin.readiness),
+                "snapshot": readiness(&v.plugin.instance_start),
                 "version": v.label(),
             }),
             Err(e) => json!({"seconds": took, "error": e.to_string()}),

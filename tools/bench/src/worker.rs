@@ -45,7 +45,7 @@ pub fn wasm_worker(w: &WorkerArgs) -> anyhow::Result<Value> {
     let plugin = Arc::new(engine.load_plugin(&wasm, &w.bundle.model)?);
     let from_cache = plugin.from_cache;
     let artifact_load = plugin.compile_time.as_secs_f64();
-    let snapshot = readiness(&plugin.readiness);
+    let snapshot = readiness(&plugin.instance_start);
     let rss_before_instance = rss();
     let (c, t) = (thread_cpu(), Instant::now());
     let mut slot = InstanceSlot::new(plugin.clone());
@@ -168,7 +168,7 @@ pub fn ready_probe(p: &ProbeArgs) -> anyhow::Result<Value> {
     let options = EngineOptions { snapshots: SnapshotPolicy::UseExisting, ..EngineOptions::default() };
     let engine = PluginEngine::with_options(Limits::default(), Some(p.cache_dir.clone()), options)?;
     let plugin = Arc::new(engine.load_plugin(&wasm, &p.model)?);
-    let snapshot = readiness(&plugin.readiness);
+    let snapshot = readiness(&plugin.instance_start);
     let t = Instant::now();
     let mut slot = InstanceSlot::new(plugin.clone());
     slot.get()?;
