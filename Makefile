@@ -109,7 +109,7 @@ run: build
 
 # Release builds of the plugin (always release) and the host, which embeds the
 # default plugin and model. A cold release build of the host takes ~20 min on
-# 2 cores (wasmtime, tract and the Temporal SDK again, optimised); see README "Deploying".
+# 2 cores (wasmtime, tract and the Temporal SDK again, optimised); see docs/operations.md "Deploying".
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release/llma-sentiment
 
 release: plugin $(MODELS)/default/model.onnx

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the venv (if needed) and build the small bundles into OUT (default
 # /tmp/m): default, roberta-tiny (int64 CumSum), roberta-tiny-i32 (int32 CumSum).
-# The ~500 MB base-shaped model is not built here; see README.md.
+# The ~500 MB base-shaped model is not built here; see docs/plugins.md "Model bundles".
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${1:-/tmp/m}"

@@ -29,7 +29,7 @@ pub mod worker;
 #[cfg(test)]
 mod import_graph;
 
-/// The README's layout table against the tree: every path it names exists,
+/// The layout table (docs/architecture.md) against the tree: every path it names exists,
 /// and every module of `host/src`, every top-level directory and every
 /// directory of `tests/` is named.
 #[cfg(test)]
@@ -40,8 +40,8 @@ mod layout_table {
     /// from the repository root and the next ones are beside it
     /// (`host/src/config.rs`, `config/` is `host/src/config/`).
     fn listed() -> Vec<String> {
-        let readme = include_str!("../../README.md");
-        let table = &readme[readme.find("## Layout").unwrap()..readme.find("## Architecture").unwrap()];
+        let readme = include_str!("../../docs/architecture.md");
+        let table = &readme[readme.find("## Layout").unwrap()..readme.find("## Where to read on").unwrap()];
         let mut out = Vec::new();
         for line in table.lines().filter(|l| l.starts_with("| `")) {
             let cell = line.trim_start_matches("| ").split(" | ").next().unwrap();

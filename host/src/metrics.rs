@@ -3,7 +3,7 @@
 //! and always on; the metrics are only served when an address is configured
 //! (see `ops_server`).
 //!
-//! Every name starts with `llma_sentiment_`; see the README's metrics list.
+//! Every name starts with `llma_sentiment_`; see the metrics list in docs/operations.md.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};

@@ -35,7 +35,7 @@ macro_rules! vocabulary {
 
 vocabulary! {
     /// Why a plugin instance stopped: each kind means something different to
-    /// an operator (see the README's troubleshooting section).
+    /// an operator (see the troubleshooting section of docs/operations.md).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum TrapKind {
         /// The call ran past its epoch (wall-clock) deadline: a hang.

@@ -57,7 +57,7 @@ impl Scope {
 }
 
 /// The read query for `scope` on `table` (already quoted), `?` for the id
-/// (and, last, the team id when `team` is set). README documents it.
+/// (and, last, the team id when `team` is set). docs/operations.md documents it.
 pub fn sql(table: &str, scope: &Scope, team: bool) -> String {
     let team = if team { "\n  AND team_id = ?" } else { "" };
     format!(
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn readme_shows_the_trace_and_session_queries() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/operations.md");
         for scope in [Scope::Trace(String::new()), Scope::Session(String::new())] {
             let q = sql("`default`.`events`", &scope, false);
             assert!(readme.contains(&q), "README lacks the {} query:\n{q}", scope.kind());

@@ -205,7 +205,7 @@ fn the_profiles_load_from_config_alone_and_the_readme_shows_posthogs() {
     use llma_sentiment::config::{load, Config, EventSchema, Sources};
     let dir = common::repo_root().join("profiles");
     let posthog_toml = std::fs::read_to_string(dir.join("posthog-2026.toml")).unwrap();
-    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(common::repo_root().join("docs/operations.md")).unwrap();
     assert!(readme.contains(&posthog_toml), "README must show profiles/posthog-2026.toml as it is");
     let c = load(&Sources { file: Some(dir.join("posthog-2026.toml")), ..Default::default() }).unwrap();
     assert_eq!(c.pipeline.plugin_options(), posthog());

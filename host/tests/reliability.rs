@@ -711,7 +711,7 @@ fn sigkill_of_the_worker_mid_batch_then_restart() {
 }
 
 /// Bad input that parses but cannot be stored: one event of a batch dated
-/// before 1970 (ClickHouse `DateTime` holds 1970..2106). README: "In a batch
+/// before 1970 (ClickHouse `DateTime` holds 1970..2106). docs/operations.md: "In a batch
 /// every event is classified independently: a malformed event ... never
 /// fails the others."
 #[test]

@@ -6,12 +6,10 @@
 pub const MAX_BATCH: usize = 64;
 /// Padded positions (texts x the longest) one forward pass holds; a batch
 /// past it runs as several passes. The attention scores grow with texts x
-/// length squared, and past a few thousand positions they leave the caches:
-/// roberta-base-shape in wasm (Intel Xeon, `llma-bench compare`) took per
-/// text at 512 tokens 1.01x / 1.05x / 1.47x its time alone in batches of
-/// 2 / 4 / 8, at 128 tokens 0.97x / 0.99x / 1.05x, while short texts gain
-/// from batching (16 tokens x 8: 0.79x). Up to 512 positions no batch
-/// measured cost more per text than its texts in smaller batches.
+/// length squared, and past a few thousand positions they leave the caches,
+/// so long texts lose by sharing a pass while short ones gain from it. Up to
+/// 512 positions no batch measured cost more per text than its texts in
+/// smaller batches (docs/performance.md, "Batches and passes").
 pub const PASS_TOKENS: usize = 512;
 
 /// Splits a batch, in order, into runs whose count times their longest

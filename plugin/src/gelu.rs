@@ -4,12 +4,12 @@
 //!
 //! tract runs it as three passes per chunk of 1024 (scale into scratch, its
 //! erf kernel through the element-wise dispatch, the final multiply), each
-//! a short loop. Inside the sandbox every loop header pays the fuel check,
-//! and those passes took 4x the CPU under fuel that they took without limits
-//! (`perf` of `llma-bench compare`, roberta-base-shape, 128 tokens, EPYC
-//! Zen 4): ~1.9% of a call against ~1.0%. One pass of two vectors per turn
-//! keeps the values in registers and the checks few. Kept free of tract so
-//! that `make test` checks it natively.
+//! a short loop. Inside the sandbox every loop header pays the engine's
+//! check, and short loops pay it most: those passes cost several times
+//! under fuel what they cost without limits (docs/performance.md, "Plan
+//! nodes the plugin runs itself"). One pass of two vectors per turn keeps
+//! the values in registers and the checks few. Kept free of tract so that
+//! `make test` checks it natively.
 
 /// Abramowitz and Stegun 7.1.28 (max error 3e-7), tract's coefficients.
 const A: [f32; 6] = [0.0705230784, 0.0422820123, 0.0092705272, 0.0001520143, 0.0002765672, 0.0000430638];

@@ -1,15 +1,16 @@
 //! The plugin's f32 matrix-multiply kernel for tract, shaped for the engine
-//! that runs the plugin (feature `plugin-gemm`, on by default; README
-//! "Sandbox and limits" has the measurements).
+//! that runs the plugin (feature `plugin-gemm`, on by default;
+//! docs/performance.md, "Why the kernel is shaped this way", has the
+//! measurements, and "Measured and not shipped" the variants left out).
 //!
 //! Under wasmtime on x86-64 the guest's vector locals live in 16 registers,
-//! and the fuel check at every loop header has a slow path that calls into
-//! the runtime, which clobbers all of them: a value live across a loop
-//! header is stored and reloaded on every turn. tract's `wasm_f32_8x8` keeps
-//! 16 accumulators (12 on the stack even without limits) and does one step
-//! of k per turn. This kernel keeps 8 (`H` = 2 v128 of A, 8 rows, by `NR` = 4
-//! columns of B, broadcast from one v128 load with shuffles) and does
-//! `UNROLL` = 16 steps of k per turn.
+//! and the check at every loop header (fuel or epoch) has a slow path that
+//! calls into the runtime, which clobbers all of them: a value live across a
+//! loop header is stored and reloaded on every turn. tract's `wasm_f32_8x8`
+//! keeps 16 accumulators (12 on the stack even without limits) and does one
+//! step of k per turn. This kernel keeps 8 (`H` = 2 v128 of A, 8 rows, by
+//! `NR` = 4 columns of B, broadcast from one v128 load with shuffles) and
+//! does `UNROLL` = 16 steps of k per turn, which measured faster than 8 or 32.
 //!
 //! Each turn sums its steps into a fresh tile (its first step only
 //! multiplies), added to the running tile at the turn's end. The running
@@ -18,13 +19,14 @@
 //! turn's chain does not wait for the one before it. Each product after a
 //! turn's first step is a fused multiply-add (`f32x4.relaxed_madd`, relaxed
 //! SIMD enabled for these functions only: crate-wide it also turns tract's
-//! own kernels' multiply-adds into it, which makes them slower). wasmtime
-//! lowers it to the host's FMA where the host has one and to a multiply and
-//! an add where not, so a score may differ in its last bits between such
-//! hosts. The operand order matters to Cranelift, which always emits
-//! `vfmadd213ps` (the result in the first multiplicand's register):
-//! `relaxed_madd(a, broadcast, acc)` ran 0.92-0.94x the CPU of
-//! `relaxed_madd(broadcast, a, acc)`.
+//! own kernels' multiply-adds into it, which makes them slower). The fused
+//! multiply-add is most of the gain over a multiply and a separate add: its
+//! products leave a pipe free for the shuffles. wasmtime lowers it to the
+//! host's FMA where the host has one and to a multiply and an add where not,
+//! so a score may differ in its last bits between such hosts. The operand
+//! order matters to Cranelift, which always emits `vfmadd213ps` (the result
+//! in the first multiplicand's register): `relaxed_madd(a, broadcast, acc)`
+//! is the faster order.
 //!
 //! Each step ends in its own exit test (`left == u`), which also handles the
 //! remainder. That test is what keeps a step's arithmetic next to its loads:
@@ -35,37 +37,12 @@
 //! arithmetic after, every loaded vector stays live, and more than 2 steps
 //! per turn spill.
 //!
-//! Measured with `llma-bench compare` (interleaved, roberta-base-shape,
-//! fuel on, medians of 10-12 rounds, AMD EPYC Zen 3, 2026-12-04): 0.81-0.85x
-//! the CPU per sequence of the kernel before it (8 steps per turn into the
-//! running tile, a multiply and a separate add) at 128 x 1, 16 x 8 and
-//! 16 x 1; that one took 0.73-0.78x tract's kernel at 128 tokens and
-//! 0.83-0.95x at 16. Variants of this one, against the kernel before: a
-//! multiply and a separate add 0.94-0.96x (the FMA is most of the gain: its
-//! products need only FP0/FP1 and leave FP2 to the shuffles, where the
-//! multiply, the add and the shuffles shared the four pipes), 8 steps per
-//! turn 0.85-0.90x, 32 steps 0.97-1.02x. Tried and slower: B broadcast once
-//! per call into scratch and shared by four 8-row subtiles (a 32x4 tile, no
-//! shuffles in the steps: 1.07-1.17x), B broadcast by `v128.load32_splat` (Cranelift keeps a step's
-//! loads together, ahead of the pure arithmetic, so none folds into a
-//! `vbroadcastss` from memory: each is a scalar load, a move and a
-//! broadcast; 2x slower even as a 4x8 tile, where each broadcast has a
-//! single use), an 8x6 tile (12 accumulators). Before, with the multiply-add
-//! into the running tile (the reload on its chain), the FMA took under fuel
-//! 0.89-0.93x the CPU of the separate pair on an Intel Xeon with AVX-512,
-//! 1.00-1.15x on an EPYC Zen 3 and 1.30-1.36x on a Zen 5; this structure
-//! has not been measured on those two.
-//!
 //! A call runs `SUBTILES` = 2 such subtiles, one below the other (a 16x4
 //! tile for tract): tract's per-tile work (its tile loop, the fused ops'
-//! pointers, two dynamic calls for the packed panels, ~6% of a call with
-//! one 8x4 tile per call) is paid once for both. `llma-bench compare`,
-//! roberta-base-shape, 8 rounds, EPYC Zen 4 (2026-12-06): 0.985x / 0.979x /
-//! 0.945x the CPU per sequence under fuel at 128 x 1 / 16 x 8 / 16 x 1,
-//! 0.97-0.95x without limits; 4 subtiles 0.964x / 0.971x / 1.007x (at 16
-//! tokens an attention product's 16 rows fill half a 32-row tile). Same
-//! bits as one subtile per call. Tried and slower the same day: an exit
-//! test every second step instead of every step (1.18-1.26x).
+//! pointers, two dynamic calls for the packed panels) is paid once for
+//! both, with the same bits as one subtile per call. More subtiles would
+//! leave much of a tile empty on short sequences (at 16 tokens an attention
+//! product's 16 rows fill half a 32-row tile).
 //!
 //! The kernel reaches tract through its registries: the routine (so the
 //! dispatch holds it), a tier above tract's own wasm tier (for products

@@ -256,7 +256,7 @@ fn options() -> BoxedStrategy<ExtractOptions> {
 
 // ---------------------------------------------------------------- reference
 
-/// Reference model of the extraction rules (README, "Extraction rules"),
+/// Reference model of the extraction rules (docs/architecture.md, "Extraction rules"),
 /// written independently of `plugin/src/extract.rs`: every user message
 /// with its position and its full, untruncated text.
 mod reference {

@@ -3,7 +3,7 @@
 //! range it must stay in, and its help text. The model gives each key its
 //! type and default; from this table come the environment layer, the flags
 //! (`clap` arguments built from it) and the range checks, and tests hold
-//! it, the model and the README's config table to each other.
+//! it, the model and the key reference (docs/configuration.md) to each other.
 
 /// Every environment variable starts with this; a key `section.name` is
 /// read from `LLMA_SENTIMENT_SECTION_NAME`.
@@ -56,7 +56,7 @@ pub struct Key {
     pub range: Option<(u64, u64)>,
     pub help: &'static str,
     /// Only in builds with the `fault-injection` feature (tests); not in the
-    /// README.
+    /// key reference (docs/configuration.md).
     pub test_only: bool,
     /// A list of paths; in the environment separated by `:` like `$PATH`.
     pub paths: bool,

@@ -1,9 +1,10 @@
 //! Preparing a new plugin version (Cranelift compile, snapshot creation,
 //! self-test: about a minute of both cores on the production model) while
 //! the current version serves. Run at the serving threads' priority, it
-//! took half the CPU from the tasks in flight (`llma-bench swap-stream`:
-//! their median time 1.6x, the longest 10.7 s); run below it, tasks keep
-//! the cores they need and the activation gets every core they leave idle.
+//! takes its share of the CPU from the tasks in flight and slows them (the
+//! figures: docs/performance.md, "Measured and not shipped"); run below it,
+//! tasks keep the cores they need and the activation gets every core they
+//! leave idle.
 
 /// The default nice increment of the preparing threads (`plugin.activation_nice`).
 pub const DEFAULT_NICE_INCREMENT: u8 = 10;

@@ -8,12 +8,11 @@ use std::time::Duration;
 /// clock. Part of the engine config: a compiled artifact or snapshot made
 /// under one is never loaded under another.
 ///
-/// What each costs over no checks at all, at 128 tokens x 1 and 16 x 8 on
-/// roberta-base-shape (two `make bench` runs on an EPYC Zen 4, README
-/// "Sandbox and limits"): epoch +3.5-4.5%, fuel +6.0-6.6%, both +8.5-9.8%.
-/// Fuel adds to a counter in every basic block of the guest and checks it
-/// at loop headers; epochs only load and compare at loop headers and
-/// function entries.
+/// Epoch is the default because it is the cheaper check: fuel adds to a
+/// counter in every basic block of the guest and checks it at loop headers;
+/// epochs only load and compare at loop headers and function entries. Fuel
+/// is for a budget that stops a call deterministically, whatever the clock.
+/// What each costs and catches: docs/sandbox.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metering {

@@ -83,9 +83,9 @@ impl PluginEngine {
         config.consume_fuel(limits.metering.fuel());
         config.epoch_interruption(limits.metering.epoch());
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // Plugins built before the kernel's separate multiply and add use
-        // relaxed SIMD's `f32x4.relaxed_madd` (the host's FMA where it has
-        // one); deterministic mode would make it a call per product.
+        // The plugin's kernel uses relaxed SIMD's `f32x4.relaxed_madd` (the
+        // host's FMA where it has one); deterministic mode would make it a
+        // call per product.
         config.wasm_relaxed_simd(true);
         config.relaxed_simd_deterministic(false);
         // A snapshot's heap is one memory image up to the memory cap, so

@@ -8,10 +8,9 @@
 //! has a stride other than the natural one (what its reshape from
 //! `(batch*sequence, 768)` leaves), which sends the layer norm's
 //! `OptSubByScalar` and `OptBinChain(Mul+Add)` back to that path too. Inside
-//! the sandbox each of those calls also saves and reloads the fuel counter.
-//! Measured before this (roberta-base-shape, 128 tokens, perf on `llma-bench
-//! compare`, EPYC Zen 3): those paths took ~7% of a sequence's CPU without
-//! limits and ~10% under fuel, about half of what fuel added.
+//! the sandbox each of those calls also saves and reloads the fuel counter,
+//! which made those paths a large part of what fuel added to a sequence
+//! (docs/performance.md, "Plan nodes the plugin runs itself").
 //!
 //! A node keeps tract's op beside it, for inputs `broadcast` does not take
 //! (not C-ordered, not plain f32 in memory).

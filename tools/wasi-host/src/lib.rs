@@ -6,10 +6,10 @@
 //! its memory) and wasmtime-wizer's snapshot (a scan of the whole heap) are
 //! generic over the store's state, so they are compiled in the crate that
 //! names that state. Compiled into the host crate at dev-build opt-level 0,
-//! the copies took over half of a 500 MB model load (5 of 9 s); here the dev
-//! profile optimises them like any dependency. The sandbox's policy (what
-//! the WASI context allows, the limits, how a call stops, when a snapshot is
-//! made) stays in the host's engine.
+//! the copies dominated the load of a large model (docs/performance.md);
+//! here the dev profile optimises them like any dependency. The sandbox's
+//! policy (what the WASI context allows, the limits, how a call stops, when
+//! a snapshot is made) stays in the host's engine.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
