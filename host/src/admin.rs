@@ -11,7 +11,7 @@
 //! | GET | `/healthz` | 200 while the process runs |
 //! | GET | `/plugin` | active (and rollback) version, and whether an activation runs, as JSON |
 //! | POST | `/plugin/activate` | body `{"path": "...", "model_dir": "..."?}`: validate, then switch |
-//! | POST | `/plugin/rollback` | switch back to the previous version |
+//! | POST | `/plugin/rollback` | switch back to the previous version, or `{"to": NAME}` to one of the history |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -151,6 +151,7 @@ pub fn status_json(registry: &Registry) -> Value {
     json!({
         "active": VersionStatus::from(&*registry.current()),
         "previous": registry.previous().map(|p| VersionStatus::from(&*p)),
+        "history": registry.history().iter().map(|p| VersionStatus::from(&**p)).collect::<Vec<_>>(),
         "activating": registry.is_activating(),
     })
 }
@@ -226,11 +227,27 @@ async fn activate(State(state): State<Arc<AdminState>>, body: Bytes) -> Response
     }
 }
 
-async fn rollback(State(state): State<Arc<AdminState>>) -> Response {
+/// Back to the previous version, or with `{"to": NAME}` to that version of
+/// the history (a label, plugin version or activation number).
+async fn rollback(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
+    let to = match serde_json::from_slice::<Value>(&body) {
+        _ if body.is_empty() => None,
+        Ok(v) => match v.get("to") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => return reply(StatusCode::BAD_REQUEST, json!({"error": "`to` names a version: a string or a number"})),
+        },
+        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("body is not JSON: {e}")})),
+    };
     let registry = state.registry.clone();
     // Fast (it never waits for an activation), but it may drop an old
     // version, and unmapping its instances' memory is not for an async thread.
-    match tokio::task::spawn_blocking(move || registry.rollback()).await {
+    let rolled = move || match to {
+        Some(name) => registry.rollback_to(&name),
+        None => registry.rollback(),
+    };
+    match tokio::task::spawn_blocking(rolled).await {
         Ok(Ok(v)) => reply(StatusCode::OK, json!({"activated": VersionStatus::from(&*v)})),
         Ok(Err(e)) => reply(StatusCode::CONFLICT, json!({"error": e.to_string()})),
         Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),

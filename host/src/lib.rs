@@ -1,6 +1,7 @@
 //! llma-sentiment host: runs the sentiment plugin (a WASI component) under
 //! wasmtime with deadlines and fuel, for the CLI and the Temporal worker.
 
+pub mod active_version;
 pub mod admin;
 pub mod cache;
 pub mod cli;

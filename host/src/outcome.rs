@@ -84,6 +84,9 @@ vocabulary! {
         Skipped => "skipped",
         /// Malformed, or the plugin failed on it.
         Failed => "failed",
+        /// Never reached: a batch ran out of time in an activity that could
+        /// not classify any of its events, so no further round was tried.
+        Missed => "missed",
     }
 }
 

@@ -226,9 +226,17 @@ pub fn analyze_cached(
     // Our own texts are published: now wait for the others' (heartbeating
     // between ticks, so a cancel stops the wait), or classify a text whose
     // leader gave up.
+    // A follower waits only while it could still classify the text itself
+    // before its own deadline (a slow or stuck leader must not make this
+    // task miss it); then it stops waiting and does.
+    let stop_waiting = slot.deadline().map(|d| d.checked_sub(slot.plugin().classify_deadline(1)).unwrap_or(d));
     for (p, follower) in followers {
         let result = loop {
-            match follower.wait(FOLLOW_TICK) {
+            let left = stop_waiting.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                break None;
+            }
+            match follower.wait(left.map_or(FOLLOW_TICK, |l| l.min(FOLLOW_TICK))) {
                 Waited::Ready(r) => break Some(r),
                 Waited::Abandoned => break None,
                 Waited::Pending => report(done)?,

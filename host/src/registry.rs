@@ -5,8 +5,11 @@
 //! cached), instantiated against the WIT world, its model loaded and a
 //! self-test run on canary texts before it serves anything. The switch is a
 //! pointer swap: a task pins the version it started with, so it finishes on
-//! it, and tasks that start later get the new one. The previous version stays
-//! loaded for `rollback` until the grace period ends.
+//! it, and tasks that start later get the new one. The versions it replaced
+//! stay loaded for `rollback` until their grace period ends, the last
+//! [`HISTORY_LEN`] of them: a rollback goes back along that history (a
+//! second rollback goes further back, never to the build just rolled away
+//! from), or to a named version of it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +44,13 @@ pub enum SwapError {
     UnsupportedOptions { plugin: String, reason: String },
     #[error("no previous version to roll back to (none loaded, or its grace period ended)")]
     NoPrevious,
+    #[error("no version {0:?} to roll back to (see `plugin status`: its history)")]
+    NotInHistory(String),
 }
+
+/// How many replaced versions stay loaded for rollback (each holds its
+/// compiled code and snapshot mapping until its grace period ends).
+pub const HISTORY_LEN: usize = 3;
 
 /// One validated plugin + model, ready to serve.
 pub struct PluginVersion {
@@ -156,7 +165,8 @@ pub struct Registry {
     /// What every version must serve (checked at activation).
     options: PluginOptions,
     current: RwLock<Arc<PluginVersion>>,
-    previous: Mutex<Option<Previous>>,
+    /// The versions `current` replaced, oldest first, at most [`HISTORY_LEN`].
+    history: Mutex<Vec<Previous>>,
     /// Serialises activations (held while one compiles and validates, for
     /// seconds): two activations never interleave.
     activating: Mutex<u64>,
@@ -166,6 +176,8 @@ pub struct Registry {
     grace: Duration,
     /// Nice steps below the serving threads an activation prepares at.
     activation_nice: u8,
+    /// Where every switch records the active version (see `active_version`).
+    record: Option<PathBuf>,
 }
 
 impl Registry {
@@ -189,11 +201,12 @@ impl Registry {
             engine,
             options,
             current: RwLock::new(first),
-            previous: Mutex::new(None),
+            history: Mutex::new(Vec::new()),
             activating: Mutex::new(1),
             switching: Mutex::new(()),
             grace,
             activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
+            record: None,
         })
     }
 
@@ -201,6 +214,25 @@ impl Registry {
     pub fn with_activation_nice(mut self, nice: u8) -> Self {
         self.activation_nice = nice;
         self
+    }
+
+    /// Records the active version in `file` at every switch (and now), so a
+    /// restart serves it again.
+    pub fn with_record(mut self, file: PathBuf) -> Self {
+        self.record = Some(file);
+        self.save_record(&self.current());
+        self
+    }
+
+    fn save_record(&self, version: &PluginVersion) {
+        if let Some(file) = &self.record {
+            let record = crate::active_version::ActiveRecord {
+                plugin: version.source.clone(),
+                model_dir: version.plugin.model_dir().to_path_buf(),
+                plugin_sha256: version.plugin.wasm_sha256.clone(),
+            };
+            record.save(file);
+        }
     }
 
     pub fn engine(&self) -> &Arc<PluginEngine> {
@@ -212,13 +244,19 @@ impl Registry {
         self.current.read().clone()
     }
 
-    /// The rollback target, while its grace period lasts.
+    /// The rollback target: the version `current` replaced, while its grace
+    /// period lasts.
     pub fn previous(&self) -> Option<Arc<PluginVersion>> {
-        let mut prev = self.previous.lock();
-        if prev.as_ref().is_some_and(|p| Instant::now() >= p.until) {
-            *prev = None;
-        }
-        prev.as_ref().map(|p| p.version.clone())
+        self.history().into_iter().next()
+    }
+
+    /// The versions a rollback can go back to, newest first (those whose
+    /// grace period ended are unloaded).
+    pub fn history(&self) -> Vec<Arc<PluginVersion>> {
+        let mut history = self.history.lock();
+        let now = Instant::now();
+        history.retain(|p| now < p.until);
+        history.iter().rev().map(|p| p.version.clone()).collect()
     }
 
     /// Loads, validates and (only if all of that passed) switches to the
@@ -248,35 +286,63 @@ impl Registry {
 
     /// Whether an activation is compiling or validating a version now.
     pub fn is_activating(&self) -> bool {
-        self.activating.try_lock().is_err()
+        self.activating.try_lock().is_none()
     }
 
     /// Whether instances of `version` are worth keeping: it is the current
     /// version or the rollback target.
     pub fn is_live(&self, version: &PluginVersion) -> bool {
         Arc::ptr_eq(&self.current().plugin, &version.plugin)
-            || self.previous().is_some_and(|p| Arc::ptr_eq(&p.plugin, &version.plugin))
+            || self.history().iter().any(|p| Arc::ptr_eq(&p.plugin, &version.plugin))
     }
 
     fn switch_to(&self, version: Arc<PluginVersion>) {
         let _serial = self.switching.lock();
-        self.replace_current(version);
+        let old = self.replace_current(version);
+        let mut history = self.history.lock();
+        history.push(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
+        let excess = history.len().saturating_sub(HISTORY_LEN);
+        history.drain(..excess);
     }
 
-    fn replace_current(&self, version: Arc<PluginVersion>) {
+    /// Makes `version` current; returns the one it replaced.
+    fn replace_current(&self, version: Arc<PluginVersion>) -> Arc<PluginVersion> {
         let old = std::mem::replace(&mut *self.current.write(), version.clone());
         tracing::info!(from = %old.label(), to = %version.label(), model = %version.info.model_name, "plugin version switched");
         crate::metrics::record_plugin_active(&version.label(), &version.info.model_name, true);
-        *self.previous.lock() = Some(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
+        self.save_record(&version);
+        old
     }
 
-    /// Switches back to the previous version (kept loaded for the grace
-    /// period). Does not wait for an activation in progress: if that one
-    /// passes validation later, it switches as asked.
+    /// Switches back to the version the current one replaced. The current
+    /// one is dropped, not kept: a second rollback goes further back. Does
+    /// not wait for an activation in progress: if that one passes
+    /// validation later, it switches as asked.
     pub fn rollback(&self) -> Result<Arc<PluginVersion>, SwapError> {
+        self.rollback_where(|_| true).ok_or(SwapError::NoPrevious)
+    }
+
+    /// Switches back to the version of the history named `name` (its
+    /// `plugin status` label, its plugin version, or its activation number);
+    /// it and the versions between are dropped from the history.
+    pub fn rollback_to(&self, name: &str) -> Result<Arc<PluginVersion>, SwapError> {
+        let named = |v: &PluginVersion| v.label() == name || v.info.version == name || v.seq.to_string() == name;
+        self.rollback_where(named).ok_or_else(|| SwapError::NotInHistory(name.to_string()))
+    }
+
+    /// Rolls back to the newest version of the history that `wanted` picks.
+    fn rollback_where(&self, wanted: impl Fn(&PluginVersion) -> bool) -> Option<Arc<PluginVersion>> {
         let _serial = self.switching.lock();
-        let target = self.previous().ok_or(SwapError::NoPrevious)?;
+        let target = {
+            let mut history = self.history.lock();
+            let now = Instant::now();
+            history.retain(|p| now < p.until);
+            let at = history.iter().rposition(|p| wanted(&p.version))?;
+            let target = history.swap_remove(at).version;
+            history.truncate(at);
+            target
+        };
         self.replace_current(target.clone());
-        Ok(target)
+        Some(target)
     }
 }

@@ -41,8 +41,11 @@ fn newest(dir: &Path) -> std::io::Result<Option<Candidate>> {
     Ok(best)
 }
 
-/// Watches `dir` every `interval`; a message on `rescan` (SIGHUP) polls at once.
-/// The file the registry started with counts as seen.
+/// Watches `dir` every `interval`; a message on `rescan` (SIGHUP) polls at
+/// once and activates the newest file even if it was there before. The
+/// files present at start count as seen: a restarted worker keeps serving
+/// the version that was active (see `active_version`), and only a file that
+/// arrives later (or a SIGHUP) switches it.
 pub fn spawn(
     dir: PathBuf,
     registry: Arc<Registry>,
@@ -50,11 +53,8 @@ pub fn spawn(
     mut rescan: tokio::sync::mpsc::UnboundedReceiver<()>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seen: Option<Candidate> = None;
+        let mut seen: Option<Candidate> = newest(&dir).ok().flatten();
         let mut pending: Option<Candidate> = None;
-        if let Some(source) = registry.current().source.clone() {
-            seen = newest(&dir).ok().flatten().filter(|c| c.path == source);
-        }
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}

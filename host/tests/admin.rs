@@ -207,3 +207,45 @@ fn a_worker_refuses_a_non_loopback_admin_bind_at_start() {
     assert!(!out.status.success());
     assert!(stderr.contains("needs a bearer token"), "{stderr}");
 }
+
+/// Rollback goes back along the history: a second rollback goes further
+/// back, never to the build just rolled away from; `{"to": N}` goes to a
+/// named version of the history and drops the ones between.
+#[test]
+fn rollback_goes_back_along_the_history_and_to_a_named_version() {
+    let e = endpoint(Limits::default());
+    let plugin = hostile_in(e.plugin_dir.path());
+    let seq = |e: &Endpoint| e.registry.current().seq;
+    let activate = |e: &Endpoint| {
+        let (status, body) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(json!({"path": plugin})));
+        assert_eq!(status, 200, "{body}");
+    };
+    let rollback = |e: &Endpoint, body: Option<Value>| request(e.addr, "POST", "/plugin/rollback", Some(TOKEN), body);
+    activate(&e);
+    activate(&e);
+    assert_eq!(seq(&e), 3);
+    let (_, status) = request(e.addr, "GET", "/plugin", Some(TOKEN), None);
+    let history: Vec<u64> = status["history"].as_array().unwrap().iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert_eq!(history, [2, 1], "newest first: {status}");
+    assert_eq!(rollback(&e, None).0, 200);
+    assert_eq!(seq(&e), 2);
+    assert_eq!(rollback(&e, None).0, 200);
+    assert_eq!(seq(&e), 1, "the second rollback went back to 3, the build just rolled away from");
+    let (status, body) = rollback(&e, None);
+    assert_eq!(status, 409, "nothing further back: {body}");
+
+    activate(&e);
+    activate(&e);
+    activate(&e);
+    assert_eq!(seq(&e), 6);
+    let (status, body) = rollback(&e, Some(json!({"to": "4"})));
+    assert_eq!((status, body["activated"]["seq"].as_u64()), (200, Some(4)), "{body}");
+    let left: Vec<u64> = e.registry.history().iter().map(|v| v.seq).collect();
+    assert_eq!(left, [1], "4 and the versions after it left the history");
+    let (status, body) = rollback(&e, Some(json!({"to": "5"})));
+    assert_eq!(status, 409, "5 was dropped from the history: {body}");
+    assert!(body["error"].as_str().unwrap().contains("no version \"5\""), "{body}");
+    let (status, _) = rollback(&e, Some(json!({"to": [1]})));
+    assert_eq!(status, 400);
+}
+

@@ -119,3 +119,36 @@ fn a_text_whose_leader_gives_up_is_classified_by_the_follower() {
     // And it is cached for the next task.
     assert!(cache.lookup(&scope, &["a"], None).results[0].is_some());
 }
+
+/// A leader that never finishes does not make a follower miss its own
+/// deadline: with 1.5 s left and a classify budget of 1 s per call, the
+/// follower waits about half a second, then classifies the text itself.
+#[test]
+fn a_follower_stops_waiting_in_time_to_classify_the_text_itself() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let limits = Limits { call_deadline_base: Duration::from_millis(500), call_deadline_per_text: Duration::from_millis(500), ..Limits::default() };
+    let engine = common::engine(limits);
+    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    let mut slot = InstanceSlot::new(plugin.clone());
+    let scope = CacheScope::of(&plugin, slot.get().unwrap().info());
+    let cache = ResultCache::default();
+    let cache = Arc::new(cache);
+    let Claim::Lead(_stuck) = cache.claim(&scope, "a") else { panic!() };
+    let started = std::time::Instant::now();
+    slot.set_deadline(Some(started + Duration::from_millis(1500)));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let task_cache = cache.clone();
+    std::thread::spawn(move || {
+        let out = pipeline::analyze_cached(&mut slot, &generation("a|b"), &PipelineOptions::default(), Some(&task_cache), |_| ControlFlow::Continue(()));
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(30)).expect("the follower still waits for a leader that never finishes");
+    let took = started.elapsed();
+    assert_eq!(scores(&out.unwrap()), vec![0.5, 0.5], "the follower classified \"a\" itself");
+    assert!(took < Duration::from_millis(1500), "it waited past its own deadline: {took:?}");
+    assert_eq!(cache.deduplicated_in_flight(), 0);
+}
+

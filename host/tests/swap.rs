@@ -253,3 +253,56 @@ fn hostile_model_dir(scratch: &std::path::Path, name: &str, marker: &str, conten
     std::fs::write(dir.join(marker), content).unwrap();
     dir
 }
+
+/// A restarted worker serves the version that was active (recorded beside
+/// the cache), not the newest file of its plugin directory, and says so; a
+/// plugin given explicitly wins over the record.
+#[test]
+fn a_restarted_worker_serves_the_version_that_was_active() {
+    let stack = Stack::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let plugin_dir = tempfile::tempdir().unwrap();
+    rebuilt_plugin(plugin_dir.path(), "v1.wasm", "v1");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let admin = format!("http://{addr}");
+    let dir = plugin_dir.path().to_str().unwrap().to_string();
+    let allowed = scratch.path().to_str().unwrap().to_string();
+    let env = [
+        ("LLMA_SENTIMENT_PLUGIN_DIR", dir.as_str()),
+        ("LLMA_SENTIMENT_ADMIN_ADDR", addr.as_str()),
+        ("LLMA_SENTIMENT_ADMIN_TOKEN", TOKEN),
+        ("LLMA_SENTIMENT_WORKER_ADMIN_ALLOWED_DIRS", allowed.as_str()),
+        ("LLMA_SENTIMENT_PLUGIN_POLL_MS", "200"),
+    ];
+    let first = stack.worker(&env);
+    let v2_file = rebuilt_plugin(scratch.path(), "v2.wasm", "v2");
+    let (ok, v, err) = plugin_cmd(&admin, &["activate", v2_file.to_str().unwrap()]);
+    assert!(ok, "activate: {err} {v}");
+    let v2 = v["activated"]["version"].as_str().unwrap().to_string();
+    first.terminate(Duration::from_secs(60));
+
+    // While it was down, a newer file arrived in the plugin directory.
+    rebuilt_plugin(plugin_dir.path(), "v3.wasm", "v3");
+    let mut second = stack.worker(&env);
+    assert_eq!(active_version(&admin), v2, "the restart served another version");
+    second.wait_for_log("starting with the version active before the restart", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(active_version(&admin), v2, "the watcher switched to a file that was there at start");
+    second.terminate(Duration::from_secs(60));
+
+    let explicit = rebuilt_plugin(scratch.path(), "explicit.wasm", "explicit");
+    let mut with_plugin: Vec<(&str, &str)> = env.to_vec();
+    with_plugin.push(("LLMA_SENTIMENT_PLUGIN", explicit.to_str().unwrap()));
+    let mut third = stack.worker(&with_plugin);
+    let served = active_version(&admin);
+    assert_ne!(served, v2, "the plugin given explicitly lost to the record");
+    assert!(explicit_source(&admin).ends_with("explicit.wasm"), "{served}");
+    third.wait_for_log("starting with the plugin given explicitly", Duration::from_secs(10));
+}
+
+fn explicit_source(admin: &str) -> String {
+    let (ok, v, err) = plugin_cmd(admin, &["status"]);
+    assert!(ok, "{err}");
+    v["active"]["source"].as_str().unwrap_or_default().to_string()
+}
+

@@ -177,9 +177,9 @@ fn a_retried_activity_leaves_one_event_per_generation_and_heartbeats() {
         .map(|e| e["activityTaskStartedEventAttributes"]["attempt"].clone());
     assert_eq!(started_attempt, Some(json!(2)), "the activity ran twice");
     let sink = stack.sink();
-    // Both attempts inserted every event ...
-    assert_eq!(block(sink.count_raw(Some(42))).unwrap(), 10);
-    // ... and the table collapses them to one per generation.
+    // Attempt 1 inserted every event; attempt 2 found them stored and wrote
+    // none again (merges are stopped: a second insert would show here).
+    assert_eq!(block(sink.count_raw(Some(42))).unwrap(), 5, "raw rows");
     assert_eq!(block(sink.count_final(Some(42))).unwrap(), 5);
 }
 
@@ -353,3 +353,186 @@ fn a_plugin_call_never_outlives_its_activity_attempt() {
     // Two attempts of at most 10 s each, and the retry backoff (generous: loaded machines).
     assert!(started.elapsed() < std::time::Duration::from_secs(90), "took {:?}", started.elapsed());
 }
+
+/// A plugin call longer than the heartbeat timeout (2 s here; the hostile
+/// plugin computes for 7 s, well inside the call's own deadline) keeps its
+/// attempt alive: the task heartbeats on a timer while the call runs, and the
+/// watchdog counts the live call as progress (the only activity slot is held
+/// for the whole call, which would otherwise read as stuck and exit the
+/// worker). The workflow completes on attempt 1 with no timeout in its
+/// history, and the row is written once.
+#[test]
+fn a_plugin_call_longer_than_the_heartbeat_timeout_completes_on_its_first_attempt() {
+    let stack = Stack::start();
+    let (_model, mut worker) = hostile_worker(
+        &stack,
+        &[("LLMA_SENTIMENT_WORKFLOW_HEARTBEAT_TIMEOUT_SECS", "2"), ("LLMA_SENTIMENT_WORKER_MAX_CONCURRENT_ACTIVITIES", "1")],
+    );
+    let mut slow = event("unused");
+    slow["properties"]["$ai_input"] = json!("busy:7000");
+    let results = stack.submit(&[slow.clone()], false, true);
+    assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    assert_eq!(results[0]["result"]["events"][0]["status"], "classified", "{results:?}");
+    let wf = results[0]["workflow_id"].as_str().unwrap();
+    let history = stack.temporal.history(wf);
+    let types: Vec<&str> = history.iter().filter_map(|e| e["eventType"].as_str()).collect();
+    assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT"), "an attempt was timed out: {types:?}");
+    let attempts: Vec<u64> = history
+        .iter()
+        .filter(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED")
+        .filter_map(|e| e["activityTaskStartedEventAttributes"]["attempt"].as_u64())
+        .collect();
+    assert_eq!(attempts, [1], "{types:?}");
+    assert_eq!(block(stack.sink().count_raw(Some(42))).unwrap(), 1, "one raw row");
+    assert!(worker.wait_exit(Duration::from_millis(100)).is_none(), "the watchdog exited a working worker: {}", worker.log_text());
+}
+
+/// A batch longer than one attempt: 24 generations of ~0.4 s each against a
+/// start-to-close of 8 s (4 s of it for classification) goes on in further
+/// rounds, each a new activity, until every generation is classified and
+/// written once (raw rows, merges stopped; no attempt timed out). The
+/// history of those rounds replays against the workflow code; the same
+/// history with one round's activity renamed does not (the replay check can
+/// fail).
+#[test]
+fn a_batch_longer_than_an_attempt_finishes_in_rounds_and_replays() {
+    let stack = Stack::start();
+    stack.stop_merges();
+    let (_model, _worker) = hostile_worker(&stack, &[("LLMA_SENTIMENT_WORKFLOW_START_TO_CLOSE_SECS", "8")]);
+    // Distinct texts: the result cache must not make the later ones free.
+    let events: Vec<Value> = (0..24)
+        .map(|i| {
+            let mut e = event("unused");
+            e["properties"]["$ai_input"] = json!(format!("busy:{}", 400 + i));
+            e
+        })
+        .collect();
+    let results = stack.submit(&events, true, true);
+    assert_eq!(results.len(), 1, "one batch workflow: {results:?}");
+    assert_eq!(results[0]["status"], "completed", "{results:?}");
+    let summary = &results[0]["result"];
+    assert_eq!((summary["processed"].as_u64(), summary.get("missed"), summary.get("resume_at")), (Some(24), None, None), "{summary}");
+    let indices: Vec<u64> = summary["events"].as_array().unwrap().iter().filter_map(|e| e["index"].as_u64()).collect();
+    assert_eq!(indices, (0..24).collect::<Vec<u64>>(), "every event once, in order");
+
+    let wf = results[0]["workflow_id"].as_str().unwrap();
+    let history = stack.temporal.history(wf);
+    let types: Vec<&str> = history.iter().filter_map(|e| e["eventType"].as_str()).collect();
+    let rounds = types.iter().filter(|t| **t == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED").count();
+    assert!(rounds >= 2, "one activity would have held the batch: {types:?}");
+    assert!(!types.contains(&"EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT"), "{types:?}");
+    let sink = stack.sink();
+    assert_eq!(block(sink.count_raw(Some(42))).unwrap(), 24, "raw rows");
+    assert_eq!(block(sink.count_final(Some(42))).unwrap(), 24);
+
+    let json = stack.temporal.cli(&["workflow", "show", "--workflow-id", wf, "--output", "json"]);
+    let replay = |json: &str| {
+        use llma_sentiment::worker::SentimentWorkflow;
+        use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+        let mut options = WorkflowReplayerOptions::new().build();
+        options.register_workflow::<SentimentWorkflow>().unwrap();
+        let replayer = WorkflowReplayer::new(options).unwrap();
+        let history = temporalio_client::WorkflowHistory::from_json(json.as_bytes()).unwrap();
+        block(replayer.replay_workflow(history))
+    };
+    replay(&json).unwrap_or_else(|e| panic!("the history of {rounds} rounds does not replay: {e}"));
+    let mut tampered: Value = serde_json::from_str(&json).unwrap();
+    let second = tampered["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .filter(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED")
+        .nth(1)
+        .unwrap();
+    second["activityTaskScheduledEventAttributes"]["activityType"]["name"] = json!("another_activity");
+    assert!(replay(&tampered.to_string()).is_err(), "a history the code did not make replays");
+}
+
+/// The stop's bound (worker/stop.rs): grace + 10 s of writes + 5 s to exit,
+/// plus slack for a loaded machine (the process start and a log flush).
+fn stop_bound(grace_secs: u64) -> Duration {
+    Duration::from_secs(grace_secs + 10 + 5 + 5)
+}
+
+/// SIGTERM while a plugin call runs (12 s, past the 1 s grace period): the
+/// worker cancels it, exits within its stop budget, and the event is
+/// classified by another worker after Temporal's retry, written once (raw
+/// rows).
+#[test]
+fn sigterm_during_a_long_call_exits_within_the_budget_and_loses_nothing() {
+    let stack = Stack::start();
+    stack.stop_merges();
+    let (_model, worker) = hostile_worker(&stack, &[("LLMA_SENTIMENT_WORKER_GRACE_PERIOD_SECS", "1")]);
+    let mut slow = event("unused");
+    slow["properties"]["$ai_input"] = json!("busy:12000");
+    let started = stack.submit(&[slow.clone()], false, false);
+    let wf = started[0]["workflow_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stack.temporal.describe(&wf)["pendingActivities"][0]["state"] != "PENDING_ACTIVITY_STATE_STARTED" {
+        assert!(Instant::now() < deadline, "the activity never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let stopping = Instant::now();
+    worker.terminate(Duration::from_secs(120));
+    let took = stopping.elapsed();
+    assert!(took <= stop_bound(1), "the worker took {took:?} to stop");
+    let (_model2, _second) = hostile_worker(&stack, &[]);
+    assert_eq!(stack.wait_status(&wf, Duration::from_secs(120)), "WORKFLOW_EXECUTION_STATUS_COMPLETED");
+    assert_eq!(block(stack.sink().count_raw(Some(42))).unwrap(), 1, "the event's row, once");
+}
+
+/// SIGTERM while a plugin activation is validating (its `load` computes for
+/// a minute): the activation is abandoned and the worker exits within its
+/// stop budget.
+#[test]
+fn sigterm_during_an_activation_exits_within_the_budget() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("hostile.wasm");
+    std::fs::copy(common::hostile_wasm(), &plugin).unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::copy(common::model("default").join(f), model.join(f)).unwrap();
+    }
+    std::fs::write(model.join("hostile-load"), "busy:60000").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("http://{addr}");
+    let token = "a-token-of-sixteen-or-more";
+    let allowed = dir.path().to_str().unwrap();
+    let admin = [
+        ("LLMA_SENTIMENT_WORKER_ADMIN_ADDR", addr.as_str()),
+        ("LLMA_SENTIMENT_WORKER_ADMIN_TOKEN", token),
+        ("LLMA_SENTIMENT_WORKER_ADMIN_ALLOWED_DIRS", allowed),
+        ("LLMA_SENTIMENT_WORKER_GRACE_PERIOD_SECS", "1"),
+    ];
+    let mut worker = stack.worker(&admin);
+    worker.wait_for_log("worker polling", Duration::from_secs(120));
+    let client_env = [("LLMA_SENTIMENT_ADMIN_URL", url.as_str()), ("LLMA_SENTIMENT_WORKER_ADMIN_TOKEN", token)];
+    let activate = {
+        let mut cmd = std::process::Command::new(common::services::bin());
+        cmd.args(["plugin", "activate", plugin.to_str().unwrap(), "--with-model", model.to_str().unwrap()]);
+        cmd.envs(client_env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = common::services::run_bin(&["plugin", "status"], &client_env, None);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if status["activating"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the activation never started: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopping = Instant::now();
+    let status = worker.terminate(Duration::from_secs(120));
+    let took = stopping.elapsed();
+    assert!(took <= stop_bound(1), "the worker took {took:?} to stop ({status})");
+    let mut activate = activate;
+    let _ = activate.kill();
+    let _ = activate.wait();
+}
+

@@ -15,11 +15,10 @@ pub mod redis;
 mod value;
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
-use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::Digest;
+use parking_lot::Mutex;
 
 use crate::engine::{MessageResult, Plugin, PluginInfo};
 use crate::single_flight::{Claim, InFlight};
@@ -60,7 +59,7 @@ impl std::hash::Hash for CacheScope {
 impl CacheScope {
     pub fn of(plugin: &Plugin, info: &PluginInfo) -> CacheScope {
         let local = format!("{}|{}|{}|{}", plugin.wasm_sha256, info.version, info.model_name, plugin.model_identity);
-        let content = model_content_digest(&plugin.model_identity, plugin.model_dir());
+        let content = plugin.model_content_digest();
         let shared = digest(&format!("{}|{}|{}|{content}", plugin.wasm_sha256, info.version, info.model_name));
         CacheScope(Arc::new(ScopeParts { local, shared }))
     }
@@ -83,33 +82,6 @@ impl CacheScope {
 
 fn digest(s: &str) -> String {
     crate::engine::sha256_hex(s.as_bytes())
-}
-
-/// SHA-256 over the model files, computed once per model identity (path,
-/// sizes, mtimes) and process: hashing a 500 MB model takes about a second.
-fn model_content_digest(identity: &str, dir: &std::path::Path) -> String {
-    static SEEN: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
-    let mut seen = SEEN.lock();
-    if let Some(d) = seen.get(identity) {
-        return d.clone();
-    }
-    let mut h = sha2::Sha256::new();
-    for file in crate::engine::MODEL_FILES {
-        h.update(file.as_bytes());
-        match std::fs::File::open(dir.join(file)) {
-            Ok(mut f) => {
-                if std::io::copy(&mut f, &mut h).is_err() {
-                    // Unreadable now: fall back to the local identity, which
-                    // never matches another machine's (a miss, never a mix-up).
-                    h.update(identity.as_bytes());
-                }
-            }
-            Err(_) => h.update(b"-"),
-        }
-    }
-    let d = hex::encode(h.finalize());
-    seen.insert(identity.to_string(), d.clone());
-    d
 }
 
 /// How many messages of one lookup each tier answered.

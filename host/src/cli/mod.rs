@@ -45,7 +45,7 @@ impl Cli {
             Command::Config { flags: f, .. } => f.apply(&mut flags),
             Command::Submit { flags: f, .. } => f.apply(&mut flags),
             Command::Plugin { action } => match action {
-                PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f } | PluginAction::Status { flags: f } => {
+                PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f, .. } | PluginAction::Status { flags: f } => {
                     f.apply(&mut flags)
                 }
                 PluginAction::Check { .. } | PluginAction::Prepare { .. } => {}
@@ -202,8 +202,12 @@ pub enum PluginAction {
         #[command(flatten)]
         flags: FlagArgs<AdminFlags>,
     },
-    /// Ask a running worker to switch back to its previous version.
+    /// Ask a running worker to switch back to its previous version (a second
+    /// rollback goes further back), or with --to to a version of its history.
     Rollback {
+        /// A version of `plugin status`'s history: its label, plugin version or activation number.
+        #[arg(long)]
+        to: Option<String>,
         #[command(flatten)]
         flags: FlagArgs<AdminFlags>,
     },
@@ -257,7 +261,10 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 });
                 service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
             }
-            PluginAction::Rollback { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/rollback", None),
+            PluginAction::Rollback { to, .. } => {
+                let body = to.as_ref().map(|to| serde_json::json!({ "to": to }));
+                service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/rollback", body)
+            }
             PluginAction::Status { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { .. } => service::worker(&config),

@@ -13,8 +13,6 @@ use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 use crate::worker::{self, SubmitOptions, WorkerSetup};
 
-/// How long the endpoints may take to answer requests in flight at shutdown.
-const SERVER_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
@@ -45,18 +43,15 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         );
     }
     let mut source = config.plugin.source();
-    if let Some(dir) = &config.plugin.dir {
-        match crate::watcher::newest_plugin(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {
-            Some(newest) => source.plugin = Some(newest),
-            None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with --plugin or the embedded default"),
-        }
-    }
+    let record_file = crate::active_version::file_for(&source.cache_dir(), &temporal.address, &temporal.namespace, &temporal.task_queue);
+    pick_start_version(config, &mut source, &record_file)?;
     let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
         Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
             .context("the plugin failed its validation")?
-            .with_activation_nice(config.plugin.activation_nice),
+            .with_activation_nice(config.plugin.activation_nice)
+            .with_record(record_file),
     );
     let instances = args.instances();
     let pool = Arc::new(InstancePool::for_registry(instances, &registry));
@@ -78,7 +73,8 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         model = %registry.current().info.model_name,
         "plugin instances ready"
     );
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
         let sink = Arc::new(ClickHouseSink::connect(clickhouse.sink_config()).await?);
         sink.check_schema().await.context("the events table is not usable: run `llma-sentiment migrate`")?;
         let mut servers = Vec::new();
@@ -113,15 +109,49 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
             #[cfg(feature = "fault-injection")]
             fail_first_attempt_after_insert: config.faults.fail_first_attempt_after_insert,
         };
-        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, watchdog, faults);
-        let setup = WorkerSetup { activities, concurrency, grace_period: args.grace_period(), identity: args.identity() };
+        let stop = worker::Stop::new(args.grace_period());
+        let activities = worker::activities(registry, pool, sink, config.pipeline.options(), cache, watchdog, stop.clone(), faults);
+        let setup = WorkerSetup { activities, concurrency, stop, identity: args.identity() };
         let outcome = worker::run(temporal, setup).await;
         // Probes and admin calls in flight get their answer before the process ends.
-        for server in servers {
-            server.shutdown(SERVER_SHUTDOWN_GRACE).await;
-        }
+        futures::future::join_all(servers.into_iter().map(|s| s.shutdown(worker::stop::ENDPOINTS_SHUTDOWN))).await;
         outcome
-    })
+    });
+    // A plugin call or an activation still running on a blocking thread is
+    // not waited for: the process ends, Temporal retries what it held.
+    rt.shutdown_timeout(worker::stop::RUNTIME_SHUTDOWN);
+    outcome
+}
+
+/// Which version the worker starts with, said in the log with why: a plugin
+/// given explicitly (`plugin.path`); else the version active before the restart
+/// (recorded at every switch, while its files are unchanged); else the
+/// newest `*.wasm` of `plugin.dir`; else the embedded default.
+fn pick_start_version(config: &Config, source: &mut crate::source::PluginSource, record_file: &Path) -> anyhow::Result<()> {
+    if config.plugin.path.is_some() {
+        tracing::info!(plugin = ?source.plugin, model_dir = ?source.model_dir, "starting with the plugin given explicitly");
+        return Ok(());
+    }
+    match crate::active_version::ActiveRecord::load(record_file) {
+        Ok(Some(record)) => {
+            tracing::info!(plugin = ?record.plugin, model_dir = %record.model_dir.display(), file = %record_file.display(), "starting with the version active before the restart");
+            source.plugin = record.plugin;
+            source.model_dir = Some(record.model_dir);
+            return Ok(());
+        }
+        Ok(None) => {}
+        Err(why) => tracing::warn!(file = %record_file.display(), %why, "not starting with the recorded version"),
+    }
+    if let Some(dir) = &config.plugin.dir {
+        match crate::watcher::newest_plugin(dir).with_context(|| format!("reading the plugin directory {}", dir.display()))? {
+            Some(newest) => {
+                tracing::info!(plugin = %newest.display(), "starting with the newest plugin of the plugin directory");
+                source.plugin = Some(newest);
+            }
+            None => tracing::warn!(dir = %dir.display(), "no *.wasm in the plugin directory yet: starting with the embedded default"),
+        }
+    }
+    Ok(())
 }
 
 /// Opens FILE, or stdin for `None` / `-`.

@@ -10,7 +10,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde_json::Value;
 
-use super::keys::{Key, KEYS};
+use super::keys::KEYS;
 use super::model::Config;
 
 /// Names the file of the TOML layer (`--config` wins).

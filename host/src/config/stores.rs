@@ -1,7 +1,6 @@
 //! Where the results go and where they are shared: the ClickHouse sink's
 //! and the Redis tier's settings (credentials never shown: `crate::secret`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

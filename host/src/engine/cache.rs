@@ -70,6 +70,9 @@ impl CompileCache {
     /// take at most `budget_bytes` of disk (allocated blocks: snapshots are
     /// sparse), beyond the entry just written.
     pub fn new(dir: Option<PathBuf>, budget_bytes: u64) -> Self {
+        if let Some(dir) = &dir {
+            remove_stale_temporaries(dir, STALE_TEMPORARY);
+        }
         CompileCache { dir, budget_bytes }
     }
 
@@ -198,6 +201,32 @@ pub(super) fn mark_used(path: &Path) {
     }
 }
 
+/// A temporary file this old is left over from a write that never finished
+/// (a process killed mid-write). Writes are short: the bytes exist before the
+/// file is made, so a live writer's file is minutes old at most.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Removes the leftover temporaries of killed writes (`.artifact-*.tmp`,
+/// see [`write_atomically`]) from the cache dir; those of live writers
+/// (other processes sharing the dir) are younger than `older_than`.
+fn remove_stale_temporaries(dir: &Path, older_than: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".artifact-") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if age.is_some_and(|a| a >= older_than) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %entry.path().display(), "removed the leftover of an unfinished cache write"),
+                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove the leftover of an unfinished cache write"),
+            }
+        }
+    }
+}
+
 /// Writes to a uniquely named temporary file beside `path` and renames it
 /// over `path`, so a concurrent reader or a crash never sees half an
 /// artifact, and two writers (threads or processes) never share a temp file.
@@ -215,6 +244,25 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A killed write's temporary goes at the next start; a live writer's
+    /// (younger) and every other file stay.
+    #[test]
+    fn leftovers_of_killed_writes_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".artifact-killed.tmp");
+        let live = dir.path().join(".artifact-live.tmp");
+        let artifact = dir.path().join("k.cwasm");
+        for f in [&old, &live, &artifact] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let an_hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().append(true).open(&old).unwrap().set_modified(an_hour_ago).unwrap();
+        std::fs::File::options().append(true).open(&artifact).unwrap().set_modified(an_hour_ago).unwrap();
+        CompileCache::new(Some(dir.path().to_path_buf()), u64::MAX);
+        assert!(!old.exists(), "the killed write's leftover stays");
+        assert!(live.exists() && artifact.exists(), "a live write or an artifact was removed");
+    }
 
     #[test]
     fn concurrent_writers_of_one_artifact_never_leave_a_torn_or_stray_file() {

@@ -186,6 +186,7 @@ impl PluginEngine {
             from_cache,
             compile_time,
             instance_start,
+            model_digest: std::sync::OnceLock::new(),
             _epochs: self.ticker.token.clone(),
         })
     }
@@ -252,6 +253,8 @@ pub struct Plugin {
     pub compile_time: Duration,
     /// Snapshot or model load, and why.
     pub instance_start: InstanceStart,
+    /// SHA-256 over the model files' contents, computed on first use.
+    model_digest: std::sync::OnceLock<String>,
     /// Keeps the epoch ticker running while instances may exist.
     _epochs: Arc<()>,
 }
@@ -259,6 +262,36 @@ pub struct Plugin {
 impl Plugin {
     pub fn model_dir(&self) -> &Path {
         &self.model_dir
+    }
+
+    /// SHA-256 over the model files' contents (what workers on other
+    /// machines, other paths and mtimes, share a result cache by). Computed
+    /// once per loaded plugin, on first use (a 500 MB model takes about a
+    /// second), and never under a lock other callers wait on for anything
+    /// else. An unreadable file counts by the local identity instead, which
+    /// never matches another machine's: a miss, never a mix-up.
+    pub fn model_content_digest(&self) -> &str {
+        self.model_digest.get_or_init(|| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for file in MODEL_FILES {
+                h.update(file.as_bytes());
+                match std::fs::File::open(self.model_dir.join(file)) {
+                    Ok(mut f) => {
+                        if std::io::copy(&mut f, &mut h).is_err() {
+                            h.update(self.model_identity.as_bytes());
+                        }
+                    }
+                    Err(_) => h.update(b"-"),
+                }
+            }
+            hex::encode(h.finalize())
+        })
+    }
+
+    /// The wall-time budget of one `classify` call of `texts` texts.
+    pub fn classify_deadline(&self, texts: usize) -> Duration {
+        self.limits.classify_deadline(texts)
     }
 
     pub fn from_snapshot(&self) -> bool {

@@ -10,9 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::engine::{Label, MessageResult, OverallResult, Scores};
 
-use super::{EventOptions, EventSchema, SkipReason, AI_INPUT, GENERATION_EVENT};
+use super::{sentiment_uuid_for, SkipReason, AI_INPUT, GENERATION_EVENT};
 
 /// Why an input event cannot be processed at all: final, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -283,7 +282,7 @@ impl GenerationEvent {
         sentiment_uuid_for(self.uuid)
     }
 
-    fn prop_str(&self, key: &str) -> Option<&str> {
+    pub(super) fn prop_str(&self, key: &str) -> Option<&str> {
         self.properties.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 }

@@ -2,15 +2,10 @@
 //! once, where it enters, so the layers after it (pipeline, sink, adapters)
 //! use it as it is.
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::engine::{Label, MessageResult, OverallResult, Scores};
+use crate::engine::MessageResult;
 pub use crate::outcome::SkipReason;
 
 mod generation;

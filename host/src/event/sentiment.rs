@@ -1,15 +1,12 @@
 //! `$ai_sentiment` (or `$ai_evaluation`) events out: the properties each
 //! schema carries, built from a generation and the plugin's results.
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::engine::{Label, MessageResult, OverallResult, Scores};
+use crate::engine::{Label, OverallResult, Scores};
 
 use super::*;
 

@@ -125,14 +125,39 @@ pub struct Summary {
     pub classified: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Events no round reached (see [`EventStatus::Missed`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed: usize,
     pub skip_reasons: BTreeMap<SkipReason, usize>,
     pub events: Vec<EventOutcome>,
+    /// Set when an activity ran out of time after classifying some of its
+    /// batch: the index a further round goes on from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<usize>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Summary {
-    /// Events seen: every one ends classified, skipped or failed.
+    /// Events seen: every one ends classified, skipped, failed or missed.
     pub fn read(&self) -> usize {
-        self.classified + self.skipped + self.failed
+        self.classified + self.skipped + self.failed + self.missed
+    }
+
+    /// Adds a further round's result to this one (its events come after
+    /// this one's); `resume_at` becomes the round's.
+    pub fn merge(&mut self, round: Summary) {
+        self.classified += round.classified;
+        self.skipped += round.skipped;
+        self.failed += round.failed;
+        self.missed += round.missed;
+        for (reason, n) in round.skip_reasons {
+            *self.skip_reasons.entry(reason).or_default() += n;
+        }
+        self.events.extend(round.events);
+        self.resume_at = round.resume_at;
     }
 
     fn count(&mut self, outcome: &Outcome) {
@@ -240,6 +265,22 @@ impl Driver {
         }
         line
     }
+
+    /// Records event `index` as missed: no round reached it, and none will.
+    pub fn record_missed(&mut self, index: usize, generation_uuid: Option<Uuid>, reason: &str) {
+        let status = EventStatus::Missed;
+        crate::metrics::record_event(status.as_str(), None);
+        self.summary.missed += 1;
+        if self.keep_events {
+            let reason = Some(reason.to_string());
+            self.summary.events.push(EventOutcome { index, generation_uuid, status, sentiment_uuid: None, label: None, score: None, reason });
+        }
+    }
+
+    /// Ends this round at event `index`: a further round goes on from there.
+    pub fn resume_at(&mut self, index: usize) {
+        self.summary.resume_at = Some(index);
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +325,30 @@ mod tests {
         assert_eq!(last.retry_reason(), None);
         assert!(last.summary().events.is_empty(), "a driver that only counts keeps no lines");
         assert_eq!(last.summary().failed, 1);
+    }
+
+    /// Rounds of one batch add up to one result, and only the last round's
+    /// `resume_at` counts.
+    #[test]
+    fn rounds_merge_into_one_summary() {
+        let mut first = Driver::new(PipelineOptions::default(), Attempt::ONLY, true);
+        first.record(0, Some(Uuid::from_u128(1)), &Outcome::Skipped(SkipReason::NoAiInput));
+        first.resume_at(1);
+        let mut second = Driver::new(PipelineOptions::default(), Attempt::ONLY, true);
+        second.record(1, Some(Uuid::from_u128(2)), &Outcome::Skipped(SkipReason::NoAiInput));
+        second.record_missed(2, Some(Uuid::from_u128(3)), "out of time");
+        let mut total = first.into_summary();
+        assert_eq!(total.resume_at, Some(1));
+        total.merge(second.into_summary());
+        assert_eq!((total.read(), total.skipped, total.missed, total.resume_at), (3, 2, 1, None));
+        assert_eq!(total.skip_reasons.get(&SkipReason::NoAiInput), Some(&2));
+        assert_eq!(total.events.iter().map(|e| (e.index, e.status)).collect::<Vec<_>>(), [
+            (0, EventStatus::Skipped),
+            (1, EventStatus::Skipped),
+            (2, EventStatus::Missed)
+        ]);
+        let v = serde_json::to_value(&total).unwrap();
+        assert_eq!((v["missed"].as_u64(), v.get("resume_at")), (Some(1), None));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod schema;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -305,10 +306,27 @@ impl ClickHouseSink {
     pub async fn fetch_final(&self, uuids: &[Uuid]) -> Result<Vec<StoredEvent>, SinkError> {
         let mut out = Vec::with_capacity(uuids.len());
         for batch in uuids.chunks(READ_BATCH) {
-            let list = batch.iter().map(|u| format!("toUUID('{}')", u.hyphenated())).collect::<Vec<_>>().join(", ");
-            out.extend(self.fetch_where(&format!("uuid IN ({list})"), None).await?);
+            out.extend(self.fetch_where(&format!("uuid IN ({})", uuid_list(batch)), None).await?);
         }
         out.sort_by_key(|e| (e.team_id, e.uuid));
+        Ok(out)
+    }
+
+    /// Which of `uuids` the table holds already (merged or not): what a
+    /// retried attempt must not insert a second time.
+    pub async fn stored(&self, uuids: &[Uuid]) -> Result<HashSet<Uuid>, SinkError> {
+        let mut out = HashSet::new();
+        for batch in uuids.chunks(READ_BATCH) {
+            let sql = format!("SELECT DISTINCT toString(uuid) FROM {} WHERE uuid IN ({})", self.inner.table, uuid_list(batch));
+            let client = self.probe();
+            let found: Vec<String> = self
+                .retry("select", 0, |_| {
+                    let q = client.query_raw(&sql);
+                    async move { q.fetch_all::<String>().await }
+                })
+                .await?;
+            out.extend(found.iter().filter_map(|u| Uuid::parse_str(u).ok()));
+        }
         Ok(out)
     }
 
@@ -384,4 +402,9 @@ impl ClickHouseSink {
     {
         with_retry(&self.inner.config, attempts, &self.inner.counters, op, rows, attempt).await
     }
+}
+
+/// `toUUID('...'), ...` for an `IN` list (uuids are hex and hyphens only).
+fn uuid_list(uuids: &[Uuid]) -> String {
+    uuids.iter().map(|u| format!("toUUID('{}')", u.hyphenated())).collect::<Vec<_>>().join(", ")
 }

@@ -58,6 +58,8 @@ pub struct SentimentActivities {
     pub cache: Arc<ResultCache>,
     /// Told of every start, message and end, to notice held slots.
     pub watchdog: Arc<super::Watchdog>,
+    /// Caps every write once the worker is stopping.
+    pub stop: super::Stop,
     pub faults: Faults,
 }
 
@@ -80,9 +82,10 @@ fn retryable(kind: &str, msg: impl std::fmt::Display) -> ActivityError {
     ActivityError::application(ApplicationFailure::builder(anyhow::anyhow!("{msg}")).type_name(kind.to_string()).build())
 }
 
-/// How often a task waiting for a free instance heartbeats: a third of the
-/// heartbeat timeout (10 s of the default 30 s).
-fn wait_heartbeat() -> std::time::Duration {
+/// How often a task heartbeats while it waits for a free instance or a
+/// plugin call runs: a third of the heartbeat timeout (10 s of the default
+/// 30 s; the SDK sends at most one per 0.8 of it).
+fn heartbeat_every() -> std::time::Duration {
     (super::options::activity_timeouts().heartbeat / 3).max(std::time::Duration::from_millis(500))
 }
 
@@ -114,14 +117,21 @@ impl SentimentActivities {
         let mut to_write = Vec::new();
         let mut cancelled = false;
 
-        for (index, raw) in input.events().iter().enumerate() {
+        let uuid_of = |i: usize| super::rollout::event_uuid(&input.events()[i]).and_then(|u| uuid::Uuid::parse_str(u).ok());
+        for (index, raw) in input.events().iter().enumerate().skip(input.start_at()) {
             if deadline.out_of_work_time() {
-                // What is left goes to the next attempt (or, on the last, is
-                // missed): the attempt must end before Temporal gives up on it.
-                tracing::warn!(workflow_id, event_index = index, left = total - index, "the attempt's deadline is near: not classifying the rest");
-                for rest in index..total {
-                    let uuid = super::rollout::event_uuid(&input.events()[rest]).and_then(|u| uuid::Uuid::parse_str(u).ok());
-                    driver.record(rest, uuid, &Outcome::Failed(Failure::new("the attempt's deadline was reached before this event", true)));
+                // The attempt must end before Temporal gives up on it. What
+                // is left goes to a further round (a new activity with its
+                // own attempts) when this one got anywhere; when it did not
+                // even reach one event, a further round would do no better.
+                if driver.summary().read() > 0 {
+                    tracing::warn!(workflow_id, event_index = index, left = total - index, "the attempt's deadline is near: the rest goes to a further round");
+                    driver.resume_at(index);
+                } else {
+                    for rest in index..total {
+                        tracing::warn!(workflow_id, event_index = rest, event_uuid = ?uuid_of(rest), "event missed: the attempt had no time for any event");
+                        driver.record_missed(rest, uuid_of(rest), "the attempt had no time for any event");
+                    }
                 }
                 break;
             }
@@ -148,6 +158,23 @@ impl SentimentActivities {
                 cancelled = true;
                 break;
             };
+            // The attempt's deadline cut this event off. After other events of
+            // this round it starts the next round, with a whole attempt of
+            // its own. As the round's first event it had a whole attempt: it
+            // fails retryably (its own retries), and on the last attempt it
+            // is missed and the events after it go to a further round.
+            if deadline.out_of_work_time() && !matches!(outcome, Outcome::Classified(_)) {
+                if driver.summary().read() > 0 {
+                    tracing::warn!(event_index = index, left = total - index, "the attempt's deadline cut this event off: it and the rest go to a further round");
+                    driver.resume_at(index);
+                    break;
+                }
+                if attempt.is_last() {
+                    tracing::warn!(event_index = index, "event missed: it cannot be classified within an attempt");
+                    driver.record_missed(index, Some(uuid), "it cannot be classified within an attempt");
+                    continue;
+                }
+            }
             if let Outcome::Failed(f) = &outcome {
                 tracing::warn!(error = %f.message, retryable = f.retryable, attempt = attempt.number, "event failed");
             }
@@ -158,12 +185,27 @@ impl SentimentActivities {
             }
         }
 
-        // Whatever happens next, what was classified is written first: a
-        // retry rewrites the same uuids, which the table collapses.
+        // A retry: the attempt before may have written its rows and lost
+        // only its completion (a restarted server, a timeout after the
+        // insert). Rows already stored are not inserted a second time.
+        if attempt.number > 1 && !to_write.is_empty() {
+            let uuids: Vec<uuid::Uuid> = to_write.iter().map(|e| e.uuid).collect();
+            match tokio::time::timeout_at(self.stop.cap(deadline.write_until).into(), self.sink.stored(&uuids)).await {
+                Ok(Ok(stored)) if !stored.is_empty() => {
+                    tracing::info!(workflow_id, stored = stored.len(), "rows an earlier attempt wrote are not inserted again");
+                    to_write.retain(|e| !stored.contains(&e.uuid));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.is_retryable() => return Err(retryable("ClickHouseUnavailable", e)),
+                Ok(Err(e)) => return Err(non_retryable("ClickHouseRejected", e)),
+                Err(_) => return Err(retryable("ClickHouseUnavailable", "the stored-rows lookup did not finish before the attempt's deadline")),
+            }
+        }
+        // Whatever happens next, what was classified is written first.
         if !to_write.is_empty() {
             let span = tracing::info_span!("insert", workflow_id, rows = to_write.len());
             let insert = self.sink.insert(&to_write).instrument(span);
-            match tokio::time::timeout_at(deadline.write_until.into(), insert).await {
+            match tokio::time::timeout_at(self.stop.cap(deadline.write_until).into(), insert).await {
                 Ok(written) => written.map_err(|e| {
                     if e.is_retryable() { retryable("ClickHouseUnavailable", e) } else { non_retryable("ClickHouseRejected", e) }
                 })?,
@@ -189,7 +231,15 @@ impl SentimentActivities {
             let reason = summary.events.first().and_then(|e| e.reason.clone()).unwrap_or_default();
             return Err(non_retryable("ClassificationFailed", reason));
         }
-        tracing::info!(workflow_id, processed = summary.classified, skipped = summary.skipped, failed = summary.failed, "activity done");
+        tracing::info!(
+            workflow_id,
+            processed = summary.classified,
+            skipped = summary.skipped,
+            failed = summary.failed,
+            missed = summary.missed,
+            resume_at = summary.resume_at,
+            "activity done"
+        );
         timer.succeeded();
         Ok(summary)
     }
@@ -218,7 +268,7 @@ impl SentimentActivities {
         let mut slot = {
             let checkout = self.pool.checkout(version);
             tokio::pin!(checkout);
-            let every = wait_heartbeat();
+            let every = heartbeat_every();
             let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tokio::select! {
@@ -259,11 +309,30 @@ impl SentimentActivities {
             slot.clear_interrupt();
             result
         });
+        // The pipeline reports after every classify call (a batch of up to
+        // `pipeline.batch_size` texts). A call on a large model can outlast
+        // the heartbeat timeout, so the task also beats on a timer while the
+        // call runs: the sandbox bounds the call (its deadline, at most
+        // `work_until`, traps it), so until then it is alive and working.
+        let every = heartbeat_every();
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut last = Progress { done: 0, total: 0 };
         let result = loop {
             tokio::select! {
                 Some(p) = rx.recv() => {
+                    last = p;
                     self.watchdog.progress();
                     if let Err(e) = ctx.record_heartbeat(HeartbeatDetails::new(summary, index, total, p)).await {
+                        tracing::warn!(error = %e, "heartbeat not recorded");
+                    }
+                }
+                _ = beat.tick() => {
+                    // Past `work_until` the call is being trapped: no longer
+                    // progress for the watchdog, but still this task's.
+                    if std::time::Instant::now() < work_until {
+                        self.watchdog.progress();
+                    }
+                    if let Err(e) = ctx.record_heartbeat(HeartbeatDetails::new(summary, index, total, last)).await {
                         tracing::warn!(error = %e, "heartbeat not recorded");
                     }
                 }

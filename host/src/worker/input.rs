@@ -23,8 +23,10 @@ pub enum InputError {
 pub enum WorkflowInput {
     /// `{"event_data": {...}}`: one `$ai_generation` event.
     Single(Value),
-    /// `{"events": [...]}`: events classified independently.
-    Batch(Vec<Value>),
+    /// `{"events": [...]}`: events classified independently. A further
+    /// round of a batch that did not fit one activity carries `start_at`,
+    /// the index of its first event not yet reached (0 for producers).
+    Batch { events: Vec<Value>, start_at: usize },
 }
 
 impl WorkflowInput {
@@ -55,8 +57,9 @@ impl WorkflowInput {
     pub fn parse(input: &Value) -> Result<WorkflowInput, InputError> {
         let obj = input.as_object().ok_or(InputError::NotAnObject)?;
         if let Some(events) = obj.get("events") {
+            let start_at = obj.get("start_at").and_then(Value::as_u64).map_or(0, |n| n as usize);
             return match events {
-                Value::Array(list) => Ok(WorkflowInput::Batch(list.clone())),
+                Value::Array(list) => Ok(WorkflowInput::Batch { events: list.clone(), start_at: start_at.min(list.len()) }),
                 _ => Err(InputError::EventsNotAList),
             };
         }
@@ -74,12 +77,28 @@ impl WorkflowInput {
     pub fn events(&self) -> &[Value] {
         match self {
             WorkflowInput::Single(e) => std::slice::from_ref(e),
-            WorkflowInput::Batch(list) => list,
+            WorkflowInput::Batch { events, .. } => events,
         }
     }
 
     pub fn is_batch(&self) -> bool {
-        matches!(self, WorkflowInput::Batch(_))
+        matches!(self, WorkflowInput::Batch { .. })
+    }
+
+    /// The index of the first event this activity runs.
+    pub fn start_at(&self) -> usize {
+        match self {
+            WorkflowInput::Single(_) => 0,
+            WorkflowInput::Batch { start_at, .. } => *start_at,
+        }
+    }
+
+    /// The input of the round that goes on from event `start_at`: the same
+    /// events (indices keep their meaning across rounds), the start moved.
+    pub fn resumed_at(&self, start_at: usize) -> RawValue {
+        let events = self.events();
+        let json = serde_json::json!({ "events": events, "start_at": start_at.min(events.len()) });
+        WorkflowInput::payload(serde_json::to_vec(&json).unwrap_or_default())
     }
 }
 
@@ -97,6 +116,17 @@ mod tests {
         assert_eq!(WorkflowInput::parse(&json!([1])), Err(InputError::NotAnObject));
         assert_eq!(WorkflowInput::parse(&json!({"x": 1})), Err(InputError::NoEvents));
         assert_eq!(WorkflowInput::parse(&json!({"events": {}})), Err(InputError::EventsNotAList));
+    }
+
+    /// A further round carries the same events and where to go on from.
+    #[test]
+    fn a_resumed_batch_keeps_its_events_and_starts_later() {
+        let batch = WorkflowInput::parse(&json!({"events": [{"uuid": "a"}, {"uuid": "b"}, {"uuid": "c"}]})).unwrap();
+        assert_eq!(batch.start_at(), 0);
+        let resumed = WorkflowInput::decode(&batch.resumed_at(2)).unwrap();
+        assert_eq!((resumed.events(), resumed.start_at()), (batch.events(), 2));
+        assert_eq!(WorkflowInput::decode(&batch.resumed_at(9)).unwrap().start_at(), 3, "never past the end");
+        assert_eq!(WorkflowInput::parse(&json!({"event_data": {"uuid": "a"}})).unwrap().start_at(), 0);
     }
 
     #[test]

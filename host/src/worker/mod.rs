@@ -5,6 +5,7 @@ mod connection;
 pub mod deadline;
 mod input;
 mod options;
+pub mod stop;
 pub mod rollout;
 mod submit;
 pub mod watchdog;
@@ -21,6 +22,7 @@ pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentAct
 pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};
 pub use submit::{dry_run, submit, SubmitOptions, SubmitReport, DEFAULT_BATCH_MAX_BYTES};
+pub use stop::Stop;
 pub use watchdog::Watchdog;
 pub use options::*;
 pub use workflow::*;
@@ -29,13 +31,15 @@ pub struct WorkerSetup {
     pub activities: SentimentActivities,
     /// Activity slots (tasks run at once); may exceed the plugin instances.
     pub concurrency: usize,
-    pub grace_period: std::time::Duration,
+    /// The stop the activities also see (its grace period is the SDK's).
+    pub stop: Stop,
     pub identity: String,
 }
 
 /// Polls until SIGTERM/SIGINT, then stops polling, lets in-flight
 /// activities finish (they are cancelled after the grace period; each
-/// writes what it classified before returning), and returns.
+/// writes what it classified before returning, within the stop's write
+/// budget), and returns; at the stop's write deadline at the latest.
 pub async fn run(temporal: &TemporalConfig, setup: WorkerSetup) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default()).context("Temporal runtime")?;
     let client = connect_as(temporal, &setup.identity).await?;
@@ -43,17 +47,24 @@ pub async fn run(temporal: &TemporalConfig, setup: WorkerSetup) -> anyhow::Resul
         .register_workflow::<SentimentWorkflow>()?
         .register_activities(setup.activities)
         .tuner(tuner(setup.concurrency))
-        .graceful_shutdown_period(setup.grace_period)
+        .graceful_shutdown_period(setup.stop.grace())
         .build();
     let mut worker = Worker::new(&runtime, client, options).context("creating the Temporal worker")?;
     let shutdown = worker.shutdown_handle();
+    let stop = setup.stop.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested: no new tasks, finishing in-flight work");
+        stop.request();
+        tracing::info!(budget_secs = stop.budget().as_secs(), "shutdown requested: no new tasks, finishing in-flight work");
         shutdown();
     });
     tracing::info!(task_queue = %temporal.task_queue, namespace = %temporal.namespace, address = %temporal.address, identity = %setup.identity, "worker polling");
-    worker.run().await.context("worker stopped with an error")?;
+    tokio::select! {
+        ran = worker.run() => ran.context("worker stopped with an error")?,
+        _ = setup.stop.write_deadline_passed() => {
+            tracing::warn!("the stop's budget is spent: exiting with work in flight (Temporal retries it elsewhere)");
+        }
+    }
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -93,7 +104,8 @@ pub fn activities(
     options: crate::pipeline::PipelineOptions,
     cache: Arc<crate::cache::ResultCache>,
     watchdog: Arc<Watchdog>,
+    stop: Stop,
     faults: Faults,
 ) -> SentimentActivities {
-    SentimentActivities { registry, pool, sink, options, cache, watchdog, faults }
+    SentimentActivities { registry, pool, sink, options, cache, watchdog, stop, faults }
 }

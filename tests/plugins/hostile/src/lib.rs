@@ -86,6 +86,17 @@ fn behave(text: &str) -> Result<MessageResult, Error> {
                 escaped(format!("{} vars {} args", vars.len(), args.len()))
             }
         }
+        // Computes for MS milliseconds of wall time, then answers: a call
+        // that is slow but well-behaved (it finishes inside its deadline).
+        t if t.starts_with("busy:") => {
+            let ms: u64 = t[5..].parse().map_err(|_| Error::InvalidArgument(format!("busy:MS, not {t}")))?;
+            let started = std::time::Instant::now();
+            let mut x: u64 = 0;
+            while started.elapsed() < std::time::Duration::from_millis(ms) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            Ok(MessageResult { label: Label::Negative, score: 0.8, scores: Scores { negative: 0.8, neutral: 0.1, positive: 0.1 } })
+        }
         t if t.starts_with("read:") => match std::fs::read(&t[5..]) {
             Ok(_) => escaped("read".into()),
             Err(e) => Err(Error::InvalidArgument(format!("denied: {e}"))),
