@@ -43,6 +43,9 @@ pub fn redact_url(url: &str) -> String {
                 None => "<redacted>".to_string(),
             }
         }
+        // `user:pass@host` without a scheme parses as scheme `user`, path
+        // `pass@host`: no host to keep, the rest may be a password.
+        Ok(parsed) if parsed.cannot_be_a_base() && url.contains('@') => "<redacted URL>".to_string(),
         Ok(_) => url.to_string(),
         Err(_) if url.contains('@') => "<redacted URL>".to_string(),
         Err(_) => url.to_string(),

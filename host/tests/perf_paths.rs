@@ -336,11 +336,18 @@ fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() 
     drop(held_v1);
     assert_eq!(pool.idle_count(), 2, "v1 is the rollback target: its instance is kept");
 
-    // A third version: v2 becomes the rollback target, v1 is dead.
+    // The history keeps the last 3 replaced versions: after v3, v4 and v5
+    // it holds v2, v3, v4, and v1 is dead.
     let held_v1 = pool.try_checkout(&v1).unwrap();
     drop(pool.try_checkout(&v1).unwrap());
     assert_eq!(pool.idle_count(), 2, "v2's instance and a second one of v1");
     let v3 = registry.activate_bytes(&hostile, None, None).unwrap();
+    pool.prune();
+    assert_eq!(pool.idle_count(), 2, "v1 is still in the history");
+    for _ in 0..2 {
+        registry.activate_bytes(&hostile, None, None).unwrap();
+    }
+    assert_eq!(registry.history().iter().map(|v| v.seq).collect::<Vec<_>>(), [4, 3, 2]);
     pool.prune();
     assert_eq!(pool.idle_count(), 1, "v1's idle instance pruned, v2's kept");
     drop(held_v1);
@@ -348,10 +355,16 @@ fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() 
     drop(pool.try_checkout(&v3).unwrap());
     assert_eq!(pool.idle_count(), 2);
 
-    // Rollback to v2: v3 becomes the rollback target and stays.
+    // Rollbacks go back along the history and drop the version rolled away
+    // from: to v4 (v5 dropped), to v3, to v2; then only v2 is live.
     registry.rollback().unwrap();
     pool.prune();
-    assert_eq!(pool.idle_count(), 2);
+    assert_eq!(pool.idle_count(), 2, "v4 current, v2 and v3 in the history");
+    registry.rollback().unwrap();
+    registry.rollback().unwrap();
+    pool.prune();
+    assert_eq!(registry.current().seq, 2);
+    assert_eq!(pool.idle_count(), 1, "v3 was rolled away from: only v2's instance stays");
     // Without the registry nothing is live.
     drop(registry);
     pool.prune();

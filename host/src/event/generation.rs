@@ -4,14 +4,14 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 
-use super::{sentiment_uuid_for, SkipReason, AI_INPUT, GENERATION_EVENT};
+use super::ai_input::{plugin_parses, MAX_AI_INPUT_DEPTH};
+use super::{parse_timestamp, sentiment_uuid_for, AiInput, EventTime, SkipReason, AI_INPUT, GENERATION_EVENT};
 
 /// Why an input event cannot be processed at all: final, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,84 +36,6 @@ pub enum EventError {
     InvalidProperties,
 }
 
-/// An instant the events table can hold: `DateTime('UTC')` is seconds since
-/// the epoch in a UInt32 (1970-01-01..2106-02-07). Checked once, where a time
-/// enters (an event's timestamp, the clock), so the sink writes it as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EventTime(DateTime<Utc>);
-
-impl EventTime {
-    /// `None` outside the range of `DateTime('UTC')`.
-    pub fn new(t: DateTime<Utc>) -> Option<EventTime> {
-        (0..=u32::MAX as i64).contains(&t.timestamp()).then_some(EventTime(t))
-    }
-
-    /// The clock (held at the end of the range past 2106).
-    pub fn now() -> EventTime {
-        let now = Utc::now();
-        EventTime::new(now).unwrap_or(EventTime(DateTime::from_timestamp(u32::MAX as i64, 0).unwrap_or(now)))
-    }
-
-    pub fn utc(self) -> DateTime<Utc> {
-        self.0
-    }
-
-    /// Without its fraction of a second: what a `DateTime` column stores.
-    pub fn whole_seconds(self) -> DateTime<Utc> {
-        DateTime::from_timestamp(self.0.timestamp(), 0).unwrap_or(self.0)
-    }
-}
-
-/// As [`format_timestamp`] writes it (RFC 3339, microseconds, `Z`).
-impl Serialize for EventTime {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_timestamp(&self.0))
-    }
-}
-
-/// `$ai_input` as it arrived: the JSON text itself when the event came as
-/// text (an `analyze` line, properties sent JSON-encoded), handed to the
-/// plugin untouched; a parsed value when the event came parsed (workflow
-/// input), serialised once for the plugin.
-#[derive(Debug, Clone)]
-pub enum AiInput {
-    /// Valid JSON text (serde_json checked it while reading the event).
-    Text(Box<RawValue>),
-    Value(Value),
-}
-
-impl AiInput {
-    /// As a value: read once from text, a value as it is.
-    fn as_value(&self) -> Option<Cow<'_, Value>> {
-        match self {
-            AiInput::Value(v) => Some(Cow::Borrowed(v)),
-            AiInput::Text(t) => serde_json::from_str::<Value>(t.get()).ok().map(Cow::Owned),
-        }
-    }
-
-    /// The JSON text the plugin's `extract` takes.
-    pub fn json(&self) -> Cow<'_, str> {
-        match self {
-            AiInput::Text(raw) => Cow::Borrowed(raw.get()),
-            AiInput::Value(v) => Cow::Owned(v.to_string()),
-        }
-    }
-}
-
-/// Equal when they hold the same JSON (text compares as text first).
-impl PartialEq for AiInput {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (AiInput::Text(a), AiInput::Text(b)) if a.get() == b.get() => true,
-            (AiInput::Value(a), AiInput::Value(b)) => a == b,
-            // A value is compared as it is, never written out and read again:
-            // serde_json's default float reading is not exact, so a number
-            // read twice may move by one ulp.
-            _ => self.as_value() == other.as_value(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationEvent {
     pub uuid: Uuid,
@@ -136,53 +58,6 @@ struct EventText<'a> {
     properties: Option<&'a RawValue>,
     #[serde(flatten)]
     fields: Map<String, Value>,
-}
-
-/// Deepest `$ai_input` accepted as text: what the plugin's JSON parser
-/// (serde_json, 128 levels) takes, less the properties object around it, as
-/// when the properties are parsed as a whole (the raw text is not depth-checked
-/// while it is read).
-const MAX_AI_INPUT_DEPTH: usize = 127;
-
-/// Whether valid JSON text (as serde_json's raw capture reads it, which
-/// neither counts depth nor decodes escapes) is what the plugin's parser
-/// takes: nested at most `max_depth` deep, and no `\\u` escape of a lone
-/// UTF-16 surrogate.
-fn plugin_parses(text: &str, max_depth: usize) -> bool {
-    let bytes = text.as_bytes();
-    let hex = |at: usize| text.get(at..at + 4).and_then(|h| u16::from_str_radix(h, 16).ok());
-    let (mut depth, mut in_string, mut i) = (0usize, false, 0usize);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_string => {
-                if bytes.get(i + 1) == Some(&b'u') {
-                    match hex(i + 2) {
-                        Some(0xD800..=0xDBFF) => {
-                            let low = (text.get(i + 6..i + 8) == Some("\\u")).then(|| hex(i + 8)).flatten();
-                            if !matches!(low, Some(0xDC00..=0xDFFF)) {
-                                return false;
-                            }
-                            i += 6;
-                        }
-                        Some(0xDC00..=0xDFFF) => return false,
-                        _ => {}
-                    }
-                }
-                i += 1;
-            }
-            b'"' => in_string = !in_string,
-            b'[' | b'{' if !in_string => {
-                depth += 1;
-                if depth > max_depth {
-                    return false;
-                }
-            }
-            b']' | b'}' if !in_string => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    true
 }
 
 /// Properties read from text, `$ai_input` kept as text.
@@ -324,23 +199,6 @@ fn read_properties(source: PropertiesSource<'_>) -> Result<(Map<String, Value>, 
     }
 }
 
-/// Accepts RFC 3339 and ClickHouse's `YYYY-MM-DD hh:mm:ss[.fff]` (read as UTC).
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|n| n.and_utc())
-}
-
-pub fn format_timestamp(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// Who produced a result: recorded on every sentiment event.
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,18 +284,6 @@ mod tests {
 
     #[test]
     fn ai_input_text_is_held_to_the_plugins_nesting_limit() {
-        assert!(plugin_parses(r#"[{"a": "[[[\\\"{"}, [1]]"#, 2));
-        assert!(!plugin_parses(r#"[{"a": "[[[\\\"{"}, [1]]"#, 1));
-        assert!(plugin_parses(r#""[[""#, 0));
-        // Lone surrogates (JavaScript producers cutting an emoji in half)
-        // are not JSON to serde_json; a pair is.
-        assert!(plugin_parses(r#""\ud83d\ude00 ok""#, 0));
-        for lone in [r#""\ud83d""#, r#""\ud83d x""#, r#""\ude00""#, r#""\ud83d\u0041""#] {
-            assert!(!plugin_parses(lone, 0), "{lone}");
-            assert!(serde_json::from_str::<Value>(lone).is_err(), "{lone}");
-        }
-        // An escaped backslash before `u` is no escape.
-        assert!(plugin_parses(r#""\\ud83d""#, 0));
         let nested = |d: usize| format!(r#"{{"$ai_input": {}"x"{}}}"#, "[".repeat(d), "]".repeat(d));
         for (depth, ok) in [(MAX_AI_INPUT_DEPTH, true), (MAX_AI_INPUT_DEPTH + 1, false), (10_000, false)] {
             let mut v = base();
@@ -477,17 +323,6 @@ mod tests {
     }
 
     #[test]
-    fn event_times_are_checked_once_against_the_datetime_range() {
-        let t = |s: &str| parse_timestamp(s).unwrap();
-        assert!(EventTime::new(t("1969-12-31T23:59:59Z")).is_none());
-        assert!(EventTime::new(t("2106-02-07T06:28:16Z")).is_none());
-        let last = EventTime::new(t("2106-02-07T06:28:15.999Z")).unwrap();
-        assert_eq!(last.whole_seconds(), t("2106-02-07T06:28:15Z"));
-        assert_eq!(serde_json::to_value(last).unwrap(), json!("2106-02-07T06:28:15.999000Z"));
-        assert!(EventTime::new(t("1970-01-01T00:00:00Z")).is_some());
-    }
-
-    #[test]
     fn sentiment_uuid_is_stable_and_distinct() {
         let g = GenerationEvent::parse(&base()).unwrap();
         assert_eq!(g.sentiment_uuid(), g.sentiment_uuid());
@@ -495,9 +330,4 @@ mod tests {
         assert_eq!(g.sentiment_uuid().get_version_num(), 5);
     }
 
-    #[test]
-    fn clickhouse_timestamps_are_accepted() {
-        assert_eq!(parse_timestamp("2026-11-01 10:00:00"), parse_timestamp("2026-11-01T10:00:00Z"));
-        assert!(parse_timestamp("2026-11-01T10:00:00.123+02:00").is_some());
-    }
 }

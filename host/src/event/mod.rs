@@ -8,11 +8,15 @@ use uuid::Uuid;
 use crate::engine::MessageResult;
 pub use crate::outcome::SkipReason;
 
+mod ai_input;
 mod generation;
 mod sentiment;
+mod time;
 
+pub use ai_input::AiInput;
 pub use generation::*;
 pub use sentiment::*;
+pub use time::{format_timestamp, parse_timestamp, EventTime};
 
 /// Namespace of the sentiment event uuids: the event for a generation is
 /// always UUIDv5(namespace, generation uuid), so a retry rewrites the same row.
