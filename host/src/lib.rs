@@ -12,6 +12,7 @@ pub mod event;
 pub mod http_server;
 pub mod jsonl;
 pub mod logging;
+pub mod memory_budget;
 pub mod metrics;
 pub mod ops_server;
 pub mod outcome;

@@ -88,30 +88,20 @@ impl InstancePool {
     fn take(self: &Arc<Self>, version: &Arc<PluginVersion>, permit: OwnedSemaphorePermit) -> PooledSlot {
         let mut evicted = None;
         let mut idle = self.lock();
+        // An idle instance of this version, else room for a new one.
         let reused = idle.slots.iter().position(|(v, _)| Arc::ptr_eq(v, version)).map(|i| idle.slots.swap_remove(i).1);
         let slot = match reused {
-            Some(slot) => slot,
+            Some(slot) => {
+                idle.out += 1;
+                slot
+            }
             None => {
-                if idle.slots.len() + idle.out + 1 > self.capacity {
-                    // The permit guarantees out < capacity, so an idle slot exists.
-                    let victim = idle
-                        .slots
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, (v, _))| ((self.is_live)(v), v.seq))
-                        .map(|(i, _)| i);
-                    if let Some(i) = victim {
-                        let (v, slot) = idle.slots.swap_remove(i);
-                        tracing::debug!(version = %v.label(), "dropping an idle instance of another version to make room");
-                        evicted = Some(slot);
-                    }
-                }
+                drop(idle);
+                // The permit guarantees out < capacity, so an idle slot exists to drop.
+                evicted = self.make_room();
                 version.take_warm_slot().unwrap_or_else(|| InstanceSlot::new(version.plugin.clone()))
             }
         };
-        idle.out += 1;
-        idle.high_water = idle.high_water.max(idle.out + idle.slots.len());
-        drop(idle);
         // Unmapping an instance's memory takes a while: not under the lock.
         drop(evicted);
         PooledSlot { slot: Some(slot), version: version.clone(), pool: self.clone(), _permit: permit }
@@ -143,9 +133,68 @@ impl InstancePool {
         self.lock().high_water
     }
 
+    /// Makes room for one more instance (dropping an idle one of another
+    /// version when the pool is full) and counts it as checked out.
+    fn make_room(&self) -> Option<InstanceSlot> {
+        let mut idle = self.lock();
+        let mut evicted = None;
+        if idle.slots.len() + idle.out + 1 > self.capacity {
+            let victim = idle
+                .slots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (v, _))| ((self.is_live)(v), v.seq))
+                .map(|(i, _)| i);
+            if let Some(i) = victim {
+                let (v, slot) = idle.slots.swap_remove(i);
+                tracing::debug!(version = %v.label(), "dropping an idle instance of another version to make room");
+                evicted = Some(slot);
+            }
+        }
+        idle.out += 1;
+        idle.high_water = idle.high_water.max(idle.out + idle.slots.len());
+        evicted
+    }
+
     /// Drops idle instances of versions that are no longer live.
     pub fn prune(&self) {
         self.lock().slots.retain(|(v, _)| (self.is_live)(v));
+    }
+}
+
+impl crate::registry::InstanceGate for InstancePool {
+    fn reserve(self: Arc<Self>) -> Box<dyn crate::registry::Reserved> {
+        // Blocks the activation's thread (never an async one: activations
+        // run on blocking threads); the semaphore needs no runtime.
+        let permit = futures::executor::block_on(self.permits.clone().acquire_owned()).ok();
+        let evicted = self.make_room();
+        drop(evicted);
+        Box::new(Reservation { pool: self, _permit: permit, kept: false })
+    }
+}
+
+/// Room for an activation's validation instance (see `InstanceGate`).
+struct Reservation {
+    pool: Arc<InstancePool>,
+    _permit: Option<OwnedSemaphorePermit>,
+    kept: bool,
+}
+
+impl crate::registry::Reserved for Reservation {
+    fn keep(mut self: Box<Self>, version: &Arc<PluginVersion>, slot: InstanceSlot) {
+        self.kept = true;
+        let mut idle = self.pool.lock();
+        idle.out = idle.out.saturating_sub(1);
+        idle.slots.push((version.clone(), slot));
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.kept {
+            let mut idle = self.pool.lock();
+            idle.out = idle.out.saturating_sub(1);
+        }
     }
 }
 

@@ -48,6 +48,20 @@ pub enum SwapError {
     NotInHistory(String),
 }
 
+/// What an activation asks of the worker's instance pool: room for its
+/// validation instance, so a swap never runs more instances than the pool's
+/// bound, and a home for that instance once the version serves.
+pub trait InstanceGate: Send + Sync {
+    /// Waits until the pool has room for one more instance, and holds it.
+    fn reserve(self: Arc<Self>) -> Box<dyn Reserved>;
+}
+
+/// Room held in the pool for one instance; dropping it gives the room back.
+pub trait Reserved: Send {
+    /// Hands the instance to the pool as an idle one of `version`.
+    fn keep(self: Box<Self>, version: &Arc<PluginVersion>, slot: InstanceSlot);
+}
+
 /// How many replaced versions stay loaded for rollback (each holds its
 /// compiled code and snapshot mapping until its grace period ends).
 pub const HISTORY_LEN: usize = 3;
@@ -178,6 +192,8 @@ pub struct Registry {
     activation_nice: u8,
     /// Where every switch records the active version (see `active_version`).
     record: Option<PathBuf>,
+    /// The pool the validation instances of activations count against.
+    gate: std::sync::OnceLock<std::sync::Weak<dyn InstanceGate>>,
 }
 
 impl Registry {
@@ -207,6 +223,7 @@ impl Registry {
             grace,
             activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
             record: None,
+            gate: std::sync::OnceLock::new(),
         })
     }
 
@@ -222,6 +239,12 @@ impl Registry {
         self.record = Some(file);
         self.save_record(&self.current());
         self
+    }
+
+    /// Makes every later activation hold room in `gate` (the worker's pool)
+    /// for its validation instance; the first call counts.
+    pub fn set_instance_gate(&self, gate: std::sync::Weak<dyn InstanceGate>) {
+        let _ = self.gate.set(gate);
     }
 
     fn save_record(&self, version: &PluginVersion) {
@@ -273,6 +296,9 @@ impl Registry {
         let mut seq = self.activating.lock();
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
         let (engine, options, next) = (&self.engine, &self.options, *seq + 1);
+        // Room for the validation instance first: with the pool full, the
+        // activation waits for a task to give an instance back.
+        let reserved = self.gate.get().and_then(std::sync::Weak::upgrade).map(InstanceGate::reserve);
         let version = crate::engine::background::below_serving(self.activation_nice, || {
             let plugin = engine.load_plugin(wasm, &model_dir)?;
             PluginVersion::new(next, Arc::new(plugin), source, options)
@@ -281,6 +307,10 @@ impl Registry {
         let version = Arc::new(version);
         *seq += 1;
         self.switch_to(version.clone());
+        // The validation instance serves on as an idle instance of the pool.
+        if let (Some(reserved), Some(slot)) = (reserved, version.take_warm_slot()) {
+            reserved.keep(&version, slot);
+        }
         Ok(version)
     }
 

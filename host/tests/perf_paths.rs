@@ -370,3 +370,40 @@ fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() 
     pool.prune();
     assert_eq!(pool.idle_count(), 0);
 }
+
+/// An activation's validation instance takes room in the pool: with every
+/// instance checked out the activation waits for one to come back, the pool
+/// never holds more instances than its bound, and the validation instance
+/// serves on as an idle instance of the new version.
+#[test]
+fn an_activation_waits_for_room_in_the_pool_and_hands_its_instance_over() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let engine = Arc::new(common::engine(Limits::default()));
+    let hostile = std::fs::read(common::hostile_wasm()).unwrap();
+    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    let registry = Arc::new(Registry::new(engine, plugin, None, Duration::from_secs(600)).unwrap());
+    let pool = Arc::new(InstancePool::for_registry(1, &registry));
+    let gate: Arc<dyn llma_sentiment::registry::InstanceGate> = pool.clone();
+    registry.set_instance_gate(Arc::downgrade(&gate));
+
+    let held = pool.try_checkout(&registry.current()).unwrap();
+    let activation = std::thread::spawn({
+        let registry = registry.clone();
+        move || registry.activate_bytes(&hostile, None, None).map(|v| v.seq)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!activation.is_finished() && registry.is_activating(), "the activation did not wait for room");
+    assert_eq!(registry.current().seq, 1);
+    drop(held);
+    assert_eq!(activation.join().unwrap().unwrap(), 2);
+    assert_eq!(pool.high_water(), 1, "more instances at once than the pool's bound");
+    assert_eq!(pool.idle_count(), 1, "the validation instance serves on");
+    let v2 = registry.current();
+    let slot = pool.try_checkout(&v2).unwrap();
+    assert_eq!((pool.idle_count(), pool.high_water()), (0, 1), "the first task got the validation instance");
+    drop(slot);
+}
+

@@ -547,3 +547,41 @@ fn sigterm_during_an_activation_exits_within_the_budget() {
     let _ = activate.wait();
 }
 
+/// No snapshot prepared (`plugin.snapshots = use-existing`, the default, and
+/// no `plugin prepare`): the first start serves from instances that loaded
+/// the model and makes the snapshot in the background; the next start maps
+/// it, with no manual step.
+#[test]
+fn a_first_start_makes_the_snapshot_in_the_background_for_the_next() {
+    let stack = Stack::start();
+    let cache = tempfile::tempdir().unwrap();
+    // The canonical name wins over the alias the test harness sets.
+    let env = [("LLMA_SENTIMENT_PLUGIN_CACHE_DIR", cache.path().to_str().unwrap())];
+    let mut first = stack.worker(&env);
+    assert!(first.log_text().contains(r#""from_snapshot":false"#), "{}", first.log_text());
+    let results = stack.submit(&[event("this is broken and I hate it")], false, true);
+    assert_eq!(results[0]["status"], "completed", "served while the snapshot is made: {results:?}");
+    first.wait_for_log("snapshot made in the background", Duration::from_secs(600));
+    first.terminate(Duration::from_secs(60));
+    let second = stack.worker(&env);
+    assert!(second.log_text().contains(r#""from_snapshot":true"#), "the next start did not map the snapshot: {}", second.log_text());
+}
+
+/// With `worker.instances` unset, a memory budget with no room for a second
+/// instance (1 MiB) bounds the pool to one (one per core otherwise), and the
+/// log says what one instance measured and why; the worker serves.
+#[test]
+fn a_memory_budget_bounds_the_instances() {
+    let stack = Stack::start();
+    let worker = stack.worker(&[("LLMA_SENTIMENT_WORKER_MEMORY_BUDGET_MB", "1")]);
+    let log = worker.log_text();
+    let line = log.lines().find(|l| l.contains("plugin instances that fit in the memory budget")).unwrap_or_else(|| panic!("{log}"));
+    let fields: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(fields["instances"], 1, "{line}");
+    assert_eq!(fields["wanted"], std::thread::available_parallelism().unwrap().get(), "{line}");
+    assert_eq!(fields["budget_from"], "worker.memory_budget_mb", "{line}");
+    assert!(fields["per_instance_mb"].as_u64().is_some_and(|mb| mb >= 1), "{line}");
+    let results = stack.submit(&[event("thanks, that was helpful")], false, true);
+    assert_eq!(results[0]["status"], "completed", "{results:?}");
+}
+

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::{ClickHouseConfig, Config, TemporalConfig};
-use crate::engine::SnapshotPolicy;
+use crate::engine::{Fallback, InstanceStart, SnapshotPolicy};
 use crate::pool::InstancePool;
 use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
@@ -53,9 +53,11 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
             .with_activation_nice(config.plugin.activation_nice)
             .with_record(record_file),
     );
-    let instances = args.instances();
+    let instances = instances_that_fit(args, &registry);
     let pool = Arc::new(InstancePool::for_registry(instances, &registry));
-    let concurrency = args.concurrency();
+    let gate: Arc<dyn crate::registry::InstanceGate> = pool.clone();
+    registry.set_instance_gate(Arc::downgrade(&gate));
+    let concurrency = args.concurrency_for(instances);
     // Load the model into every instance before taking work.
     pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
     let cache = Arc::new(config.result_cache()?);
@@ -71,8 +73,12 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         redis = config.cache.redis_url.as_deref().map(crate::secret::redact_url).unwrap_or_else(|| "off".into()),
         version = %registry.current().label(),
         model = %registry.current().info.model_name,
+        from_snapshot = registry.current().plugin.from_snapshot(),
         "plugin instances ready"
     );
+    if matches!(registry.current().plugin.instance_start, InstanceStart::Load(Fallback::NotCached)) {
+        snapshot_in_background(source.clone(), config.limits.limits(), config.plugin.activation_nice);
+    }
     let rt = runtime()?;
     let outcome = rt.block_on(async {
         let sink = Arc::new(ClickHouseSink::connect(clickhouse.sink_config()).await?);
@@ -121,6 +127,61 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     // not waited for: the process ends, Temporal retries what it held.
     rt.shutdown_timeout(worker::stop::RUNTIME_SHUTDOWN);
     outcome
+}
+
+/// `worker.instances`; else one per core, but no more than fit in the
+/// memory budget (see `memory_budget`), said in the log.
+fn instances_that_fit(args: &crate::config::WorkerConfig, registry: &Registry) -> usize {
+    let wanted = args.instances();
+    if args.instances.is_some() {
+        return wanted;
+    }
+    let Some((budget, from)) = crate::memory_budget::budget(args.memory_budget_mb) else { return wanted };
+    let texts: Vec<String> = crate::registry::CANARY_TEXTS.iter().map(|t| t.to_string()).collect();
+    match crate::memory_budget::measure_instance(&registry.current().plugin, &texts) {
+        Ok(per_instance) => {
+            let resident = llma_proc_stats::Proportional::of(llma_proc_stats::Proc::This).pss;
+            let n = crate::memory_budget::instances_that_fit(wanted, budget, resident, per_instance);
+            tracing::info!(
+                instances = n,
+                wanted,
+                budget_mb = budget >> 20,
+                budget_from = from,
+                per_instance_mb = per_instance >> 20,
+                resident_mb = resident >> 20,
+                "plugin instances that fit in the memory budget"
+            );
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, wanted, "cannot measure what an instance costs: not bounding the instances by the memory budget");
+            wanted
+        }
+    }
+}
+
+/// Makes the snapshot nobody prepared (`plugin.snapshots = use-existing`,
+/// no `plugin prepare`) on threads below the serving ones, while the
+/// instances that loaded the model serve: the next start maps it. A stop
+/// abandons it (its temporary file goes at a later start).
+fn snapshot_in_background(source: crate::source::PluginSource, limits: crate::engine::Limits, nice: u8) {
+    let spawned = std::thread::Builder::new().name("llma-snapshot".into()).spawn(move || {
+        crate::engine::background::below_serving(nice, || {
+            let made = source.engine(limits, SnapshotPolicy::Create).and_then(|engine| source.load(&engine));
+            match made.as_ref().map(|plugin| &plugin.instance_start) {
+                Ok(InstanceStart::Snapshot { path, took, .. }) => tracing::info!(
+                    file = %path.display(),
+                    secs = took.as_secs_f64(),
+                    "snapshot made in the background: the next start maps it"
+                ),
+                Ok(InstanceStart::Load(why)) => tracing::warn!(%why, "no snapshot made in the background"),
+                Err(e) => tracing::warn!(error = %e, "no snapshot made in the background"),
+            }
+        })
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start making the snapshot in the background");
+    }
 }
 
 /// Which version the worker starts with, said in the log with why: a plugin

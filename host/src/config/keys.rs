@@ -214,9 +214,11 @@ pub const KEYS: &[Key] = &[
         .alias(&["LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES"])
         .flag(Worker, "max-concurrent-activities")
         .range(1, ANY),
-    Key::new("worker.instances", "Warm plugin instances, each with its model loaded (one per core when unset).")
+    Key::new("worker.instances", "Warm plugin instances, each with its model loaded (when unset: one per core, but no more than fit in the memory budget).")
         .alias(&["LLMA_SENTIMENT_INSTANCES"])
         .flag(Worker, "instances")
+        .range(1, ANY),
+    Key::new("worker.memory_budget_mb", "Memory the worker may take, MiB: unless worker.instances is set, no more plugin instances run than fit, at what one measured at start costs (the cgroup's memory.max when unset; no budget without either).")
         .range(1, ANY),
     Key::new("worker.grace_period_secs", "After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.")
         .alias(&["LLMA_SENTIMENT_GRACE_PERIOD_SECS"])

@@ -196,6 +196,7 @@ mod tests {
         all.cache.redis_url = Some("redis://127.0.0.1:1".into());
         all.worker.max_concurrent_activities = Some(1);
         all.worker.instances = Some(1);
+        all.worker.memory_budget_mb = Some(1);
         all.worker.admin_addr = Some("127.0.0.1:1".parse().unwrap());
         all.worker.admin_token = Some(super::super::Secret::new("t"));
         all.worker.admin_token_file = Some("t".into());

@@ -129,6 +129,9 @@ pub struct WorkerConfig {
     /// Warm plugin instances (each holds a loaded model); one per core when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<usize>,
+    /// Memory the worker may take, MiB (see `memory_budget`); the cgroup's limit when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_budget_mb: Option<u64>,
     /// After SIGTERM/SIGINT, how long in-flight activities may run before they are cancelled.
     pub grace_period_secs: u64,
     /// Admin endpoint (plugin status/activate/rollback); off when unset.
@@ -161,6 +164,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             max_concurrent_activities: None,
             instances: None,
+            memory_budget_mb: None,
             grace_period_secs: 30,
             admin_addr: None,
             admin_allow_remote: false,
@@ -181,7 +185,12 @@ pub const ACTIVITIES_PER_INSTANCE: usize = 4;
 impl WorkerConfig {
     /// Activity slots.
     pub fn concurrency(&self) -> usize {
-        self.max_concurrent_activities.unwrap_or_else(|| self.instances() * ACTIVITIES_PER_INSTANCE).max(1)
+        self.concurrency_for(self.instances())
+    }
+
+    /// Activity slots for a pool of `instances`.
+    pub fn concurrency_for(&self, instances: usize) -> usize {
+        self.max_concurrent_activities.unwrap_or(instances * ACTIVITIES_PER_INSTANCE).max(1)
     }
 
     /// Plugin instances the pool may hold.
