@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 const MODEL_FILES: [&str; 4] = ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"];
+const CANARY_FILE: &str = "canary.json";
 
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(embedded_default)");
@@ -17,7 +18,11 @@ fn main() {
             println!("cargo:rustc-cfg=embedded_default");
             println!("cargo:rerun-if-changed={}", plugin.display());
             let mut code = format!("pub const PLUGIN: &[u8] = include_bytes!({:?});\npub const MODEL_FILES: &[(&str, &[u8])] = &[\n", plugin);
-            for f in MODEL_FILES {
+            // The canaries go along when the bundle has them (see models/README.md).
+            let canary = model.join(CANARY_FILE);
+            println!("cargo:rerun-if-changed={}", canary.display());
+            let optional = canary.is_file().then_some(CANARY_FILE);
+            for f in MODEL_FILES.into_iter().chain(optional) {
                 let p = model.join(f);
                 println!("cargo:rerun-if-changed={}", p.display());
                 code.push_str(&format!("    ({f:?}, include_bytes!({p:?})),\n"));

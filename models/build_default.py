@@ -50,6 +50,7 @@ from bundle_common import (  # noqa: E402
     make_model,
     save_model,
     write_json,
+    write_canaries,
     write_tokenizer_config,
 )
 
@@ -401,6 +402,7 @@ def main():
         },
         model_max_length=MAX_LEN,
     )
+    write_canaries(args.out)
     print(
         f"wrote {args.out}: vocab {stats['vocab_size']} "
         f"(lexicon {stats['lexicon_entries']}, skipped {len(stats['lexicon_skipped'])}: "

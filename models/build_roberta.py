@@ -46,6 +46,7 @@ from bundle_common import (  # noqa: E402
     make_model,
     save_model,
     write_json,
+    write_canaries,
     write_tokenizer_config,
 )
 
@@ -398,6 +399,7 @@ def main():
         },
         model_max_length=MODEL_MAX_LENGTH,
     )
+    write_canaries(args.out)
     size = os.path.getsize(path)
     print(f"wrote {args.out}: {args.shape}, cumsum {args.cumsum}, seed {args.seed}, std {std}, model vocab {vocab}, "
           f"tokenizer vocab {tok_vocab}, model.onnx {size / 1e6:.1f} MB "

@@ -114,3 +114,43 @@ def write_tokenizer_config(out_dir, extra=None, model_max_length=512):
     if extra:
         cfg.update(extra)
     write_json(os.path.join(out_dir, "tokenizer_config.json"), cfg)
+
+
+# Texts every bundle's canaries are drawn from: clear sentiment either way,
+# neutral questions, negation, non-ASCII.
+CANARY_CANDIDATES = [
+    "I love this, thank you!",
+    "this is broken and I hate it",
+    "what time is the meeting",
+    "this is not good",
+    "great answer, exactly what I needed",
+    "terrible, it wasted my whole afternoon",
+    "can you summarise the document",
+    "naïve café ☕ this is wonderful",
+    "the update made everything worse",
+    "ok",
+]
+# A canary's top class must lead the next by this much, so that the small
+# differences between runtimes (1e-6 on the logits) can never flip it.
+CANARY_MARGIN = 0.05
+
+
+def write_canaries(out_dir):
+    """canary.json: texts with the label ONNX Runtime gives them on this
+    bundle; a plugin version that labels them otherwise is refused at
+    activation (a real export gets its own: see models/README.md)."""
+    # Imported here: ort_reference imports onnxruntime, which only the
+    # builders that call this need.
+    from ort_reference import Bundle
+
+    bundle = Bundle(out_dir)
+    canaries = []
+    for text in CANARY_CANDIDATES:
+        logits = bundle.run_single(bundle.encode(text)).astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs)
+        if probs[order[0]] - probs[order[1]] >= CANARY_MARGIN:
+            canaries.append({"text": text, "label": bundle.labels[int(order[0])]})
+    write_json(os.path.join(out_dir, "canary.json"), {"from": "ONNX Runtime at bundle build", "texts": canaries})
+    return canaries

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | GET | `/healthz` | 200 while the process runs |
 //! | GET | `/plugin` | active (and rollback) version, and whether an activation runs, as JSON |
-//! | POST | `/plugin/activate` | body `{"path": "...", "model_dir": "..."?}`: validate, then switch |
+//! | POST | `/plugin/activate` | body `{"path": "...", "model_dir": "..."?, "force": true?}`: validate (canaries too, unless forced), then switch |
 //! | POST | `/plugin/rollback` | switch back to the previous version, or `{"to": NAME}` to one of the history |
 
 use std::net::SocketAddr;
@@ -204,6 +204,8 @@ async fn activate(State(state): State<Arc<AdminState>>, body: Bytes) -> Response
         return reply(StatusCode::BAD_REQUEST, json!({"error": "body needs {\"path\": \"/path/to/plugin.wasm\"}"}));
     };
     let model_dir = request.get("model_dir").and_then(Value::as_str).map(PathBuf::from);
+    // A version whose canary texts are labelled otherwise is refused unless forced.
+    let force = request.get("force").and_then(Value::as_bool).unwrap_or(false);
     let checked = state.settings.allowed_path("plugin", &path).and_then(|path| {
         let model_dir = model_dir.map(|d| state.settings.allowed_path("model_dir", &d)).transpose()?;
         Ok((path, model_dir))
@@ -217,7 +219,7 @@ async fn activate(State(state): State<Arc<AdminState>>, body: Bytes) -> Response
     };
     let registry = state.registry.clone();
     // Compiling a component takes seconds: keep it off the async threads.
-    match tokio::task::spawn_blocking(move || registry.activate_file(&path, model_dir.as_deref())).await {
+    match tokio::task::spawn_blocking(move || registry.activate_file_with(&path, model_dir.as_deref(), force)).await {
         Ok(Ok(v)) => reply(StatusCode::OK, json!({"activated": VersionStatus::from(&*v)})),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "plugin activation rejected");

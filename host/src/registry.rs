@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::engine::{EngineError, InstanceSlot, Plugin, PluginEngine, PluginInfo, PluginOptions};
+use crate::engine::{EngineError, InstanceSlot, Label, Plugin, PluginEngine, PluginInfo, PluginOptions};
+
+mod canary;
 
 /// Texts every new version must classify before it serves traffic.
 pub const CANARY_TEXTS: [&str; 4] =
@@ -46,6 +48,8 @@ pub enum SwapError {
     NoPrevious,
     #[error("no version {0:?} to roll back to (see `plugin status`: its history)")]
     NotInHistory(String),
+    #[error("canary texts labelled otherwise (activate with --force to override): {}", .0.join("; "))]
+    Canaries(Vec<String>),
 }
 
 /// What an activation asks of the worker's instance pool: room for its
@@ -75,6 +79,10 @@ pub struct PluginVersion {
     /// Where the component came from (`None` for the embedded default).
     pub source: Option<PathBuf>,
     pub validated_in: Duration,
+    /// Its labels of [`CANARY_TEXTS`], to compare the next version's with.
+    self_test_labels: Vec<Label>,
+    /// The bundle's canaries (`canary.json`) it labelled otherwise.
+    canary_disagreements: Vec<String>,
     /// The instance the self-test ran on, handed to the first task.
     warm: Mutex<Option<InstanceSlot>>,
 }
@@ -82,8 +90,18 @@ pub struct PluginVersion {
 impl PluginVersion {
     fn new(seq: u64, plugin: Arc<Plugin>, source: Option<PathBuf>, options: &PluginOptions) -> Result<Self, SwapError> {
         let started = Instant::now();
-        let (info, slot) = validate(&plugin, options)?;
-        Ok(PluginVersion { seq, plugin, info, source, validated_in: started.elapsed(), warm: Mutex::new(Some(slot)) })
+        let (info, mut slot, self_test_labels) = validate(&plugin, options)?;
+        let canary_disagreements = canary::disagreements(&plugin, &mut slot)?;
+        Ok(PluginVersion {
+            seq,
+            plugin,
+            info,
+            source,
+            validated_in: started.elapsed(),
+            self_test_labels,
+            canary_disagreements,
+            warm: Mutex::new(Some(slot)),
+        })
     }
 
     pub(crate) fn take_warm_slot(&self) -> Option<InstanceSlot> {
@@ -133,7 +151,7 @@ impl From<&PluginVersion> for VersionStatus {
 /// will serve (an option its interface version lacks, or one the plugin
 /// refuses, fails here, before it serves anything); returns its info and the
 /// instance the self-test ran on.
-pub fn validate(plugin: &Arc<Plugin>, options: &PluginOptions) -> Result<(PluginInfo, InstanceSlot), SwapError> {
+pub fn validate(plugin: &Arc<Plugin>, options: &PluginOptions) -> Result<(PluginInfo, InstanceSlot, Vec<Label>), SwapError> {
     let mut slot = InstanceSlot::new(plugin.clone());
     let instance = slot.get()?;
     let info = instance.info().clone();
@@ -166,7 +184,8 @@ pub fn validate(plugin: &Arc<Plugin>, options: &PluginOptions) -> Result<(Plugin
     let refused = |e: EngineError| SwapError::UnsupportedOptions { plugin: format!("{} {}", info.name, info.version), reason: e.to_string() };
     instance.extract(&canary_input(), options.extraction).map_err(refused)?;
     instance.aggregate(&results, options.labelling).map_err(refused)?;
-    Ok((info, slot))
+    let labels = results.iter().map(|r| r.label).collect();
+    Ok((info, slot, labels))
 }
 
 struct Previous {
@@ -212,6 +231,9 @@ impl Registry {
         options: PluginOptions,
     ) -> Result<Self, SwapError> {
         let first = Arc::new(PluginVersion::new(1, plugin, source, &options)?);
+        if !first.canary_disagreements.is_empty() {
+            return Err(SwapError::Canaries(first.canary_disagreements.clone()));
+        }
         crate::metrics::record_plugin_active(&first.label(), &first.info.model_name, false);
         Ok(Registry {
             engine,
@@ -287,12 +309,28 @@ impl Registry {
     /// when `None`). The current version keeps serving throughout, and the
     /// preparation runs below its priority (`plugin.activation_nice`).
     pub fn activate_file(&self, wasm: &Path, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
+        self.activate_file_with(wasm, model_dir, false)
+    }
+
+    /// `activate_file`; with `force`, a version whose canaries disagree is
+    /// activated anyway (said in the log).
+    pub fn activate_file_with(&self, wasm: &Path, model_dir: Option<&Path>, force: bool) -> Result<Arc<PluginVersion>, SwapError> {
         let bytes = std::fs::read(wasm)
             .map_err(|source| EngineError::ReadPlugin { path: wasm.display().to_string(), source })?;
-        self.activate_bytes(&bytes, Some(wasm.to_path_buf()), model_dir)
+        self.activate_bytes_with(&bytes, Some(wasm.to_path_buf()), model_dir, force)
     }
 
     pub fn activate_bytes(&self, wasm: &[u8], source: Option<PathBuf>, model_dir: Option<&Path>) -> Result<Arc<PluginVersion>, SwapError> {
+        self.activate_bytes_with(wasm, source, model_dir, false)
+    }
+
+    pub fn activate_bytes_with(
+        &self,
+        wasm: &[u8],
+        source: Option<PathBuf>,
+        model_dir: Option<&Path>,
+        force: bool,
+    ) -> Result<Arc<PluginVersion>, SwapError> {
         let mut seq = self.activating.lock();
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
         let (engine, options, next) = (&self.engine, &self.options, *seq + 1);
@@ -304,6 +342,20 @@ impl Registry {
             PluginVersion::new(next, Arc::new(plugin), source, options)
         })
         .inspect_err(|_| crate::metrics::record_plugin_rejected())?;
+        let mut problems = version.canary_disagreements.clone();
+        // A new build on the same model must label as the serving one does
+        // (a new model moves labels by design: its own canaries vouch for it).
+        let current = self.current();
+        if version.plugin.model_content_digest() == current.plugin.model_content_digest() {
+            problems.extend(canary::against_current(&version.self_test_labels, &current.self_test_labels));
+        }
+        if !problems.is_empty() {
+            if !force {
+                crate::metrics::record_plugin_rejected();
+                return Err(SwapError::Canaries(problems));
+            }
+            tracing::warn!(problems = %problems.join("; "), "activating despite canary texts labelled otherwise (forced)");
+        }
         let version = Arc::new(version);
         *seq += 1;
         self.switch_to(version.clone());

@@ -78,7 +78,9 @@ fn requests_without_or_with_a_wrong_token_are_refused_401_and_change_nothing() {
     let e = endpoint(Limits::default());
     let v1 = e.registry.current().label();
     let plugin = hostile_in(e.plugin_dir.path());
-    let activate = json!({"path": plugin});
+    // The hostile plugin labels the self-test's texts otherwise than the
+    // default it replaces, on the same model: only a forced activation passes.
+    let activate = json!({"path": plugin, "force": true});
     for token in [None, Some("wrong-token-0123456789abcdef"), Some(""), Some(&TOKEN[1..])] {
         for (method, path, body) in [
             ("GET", "/plugin", None),
@@ -141,7 +143,7 @@ fn rollback_answers_while_an_activation_is_still_validating() {
     let e = endpoint(Limits { load_deadline: Duration::from_secs(6), ..Limits::default() });
     let v1 = e.registry.current().label();
     let plugin = hostile_in(e.plugin_dir.path());
-    let (status, body) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(json!({"path": plugin})));
+    let (status, body) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(json!({"path": plugin, "force": true})));
     assert_eq!(status, 200, "{body}");
     let spin = hostile_model(e.plugin_dir.path(), "spin");
     let addr = e.addr;
@@ -217,7 +219,7 @@ fn rollback_goes_back_along_the_history_and_to_a_named_version() {
     let plugin = hostile_in(e.plugin_dir.path());
     let seq = |e: &Endpoint| e.registry.current().seq;
     let activate = |e: &Endpoint| {
-        let (status, body) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(json!({"path": plugin})));
+        let (status, body) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(json!({"path": plugin, "force": true})));
         assert_eq!(status, 200, "{body}");
     };
     let rollback = |e: &Endpoint, body: Option<Value>| request(e.addr, "POST", "/plugin/rollback", Some(TOKEN), body);
@@ -247,5 +249,34 @@ fn rollback_goes_back_along_the_history_and_to_a_named_version() {
     assert!(body["error"].as_str().unwrap().contains("no version \"5\""), "{body}");
     let (status, _) = rollback(&e, Some(json!({"to": [1]})));
     assert_eq!(status, 400);
+}
+
+/// The self-test means something: a version that labels the bundle's
+/// canaries otherwise (here: everything positive) is refused with the
+/// disagreeing texts, as is a build that labels the self-test's texts
+/// otherwise than the serving one on the same model; `force` overrides.
+#[test]
+fn a_version_that_labels_its_canaries_otherwise_is_refused_unless_forced() {
+    let e = endpoint(Limits::default());
+    let plugin = hostile_in(e.plugin_dir.path());
+    let positive = hostile_model(e.plugin_dir.path(), "ok");
+    std::fs::copy(common::model("default").join("canary.json"), positive.join("canary.json")).unwrap();
+    std::fs::write(positive.join("hostile-always-positive"), b"").unwrap();
+    let body = |force: bool| json!({"path": plugin, "model_dir": positive, "force": force});
+    let (status, answer) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(body(false)));
+    assert_eq!(status, 422, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("canary") && error.contains(r#""this is broken and I hate it": expected negative, got positive"#), "{error}");
+    assert!(!error.contains("I love this, thank you!\": expected"), "an agreeing canary is listed: {error}");
+    assert_eq!(e.registry.current().seq, 1, "nothing was activated");
+
+    // Same model, another build that labels the self-test otherwise.
+    let (status, answer) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(json!({"path": plugin})));
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("the serving version says"), "{answer}");
+
+    let (status, answer) = request(e.addr, "POST", "/plugin/activate", Some(TOKEN), Some(body(true)));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(e.registry.current().seq, 2);
 }
 

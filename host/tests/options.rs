@@ -20,9 +20,20 @@ fn posthog() -> PluginOptions {
     }
 }
 
+/// The default bundle for `wasm`; for the hostile plugin, which labels
+/// every ordinary text neutral, without the canaries that would refuse it.
 fn registry(wasm: &std::path::Path, options: PluginOptions) -> Result<Registry, SwapError> {
     let engine = Arc::new(common::engine(Limits::default()));
-    let plugin = common::load(&engine, &wasm.to_path_buf(), &common::model("default"));
+    let mut model = common::model("default");
+    if wasm == common::hostile_wasm() {
+        let bare = common::cache_dir().join("default-without-canaries");
+        std::fs::create_dir_all(&bare).unwrap();
+        for f in ["model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"] {
+            std::fs::copy(model.join(f), bare.join(f)).unwrap();
+        }
+        model = bare;
+    }
+    let plugin = common::load(&engine, &wasm.to_path_buf(), &model);
     Registry::with_options(engine, plugin, None, Duration::ZERO, options)
 }
 

@@ -197,6 +197,9 @@ pub enum PluginAction {
     Activate {
         file: PathBuf,
         /// Model bundle for the new version; the worker's current one when absent.
+        /// Activate even when the version labels its canary texts otherwise.
+        #[arg(long)]
+        force: bool,
         #[arg(long = "with-model")]
         with_model: Option<PathBuf>,
         #[command(flatten)]
@@ -253,11 +256,12 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Plugin { action } => match action {
             PluginAction::Check { file, snapshot } => service::plugin_check(&config, Some(file.as_path()), *snapshot),
             PluginAction::Prepare { file } => service::plugin_check(&config, file.as_deref(), true),
-            PluginAction::Activate { file, with_model, .. } => {
+            PluginAction::Activate { file, with_model, force, .. } => {
                 let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
                 let body = serde_json::json!({
                     "path": abs(file),
                     "model_dir": with_model.as_ref().map(abs),
+                    "force": force,
                 });
                 service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/activate", Some(body))
             }

@@ -22,6 +22,8 @@ struct Hostile;
 export!(Hostile);
 
 static BAD_SCORES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Every text positive (a model-dir marker): a plugin that labels everything wrong.
+static ALWAYS_POSITIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn info() -> PluginInfo {
     PluginInfo {
@@ -117,6 +119,8 @@ impl Guest for Hostile {
         std::fs::read(format!("{model_dir}/config.json")).map_err(|e| Error::ModelLoad(e.to_string()))?;
         let bad = std::fs::metadata(format!("{model_dir}/hostile-bad-scores")).is_ok();
         BAD_SCORES.store(bad, std::sync::atomic::Ordering::Relaxed);
+        let positive = std::fs::metadata(format!("{model_dir}/hostile-always-positive")).is_ok();
+        ALWAYS_POSITIVE.store(positive, std::sync::atomic::Ordering::Relaxed);
         Ok(info())
     }
 
@@ -137,6 +141,11 @@ impl Guest for Hostile {
 
     fn classify(texts: Vec<String>) -> Result<Vec<MessageResult>, Error> {
         let mut results: Vec<MessageResult> = texts.iter().map(|t| behave(t)).collect::<Result<_, _>>()?;
+        if ALWAYS_POSITIVE.load(std::sync::atomic::Ordering::Relaxed) {
+            for r in &mut results {
+                *r = MessageResult { label: Label::Positive, score: 0.9, scores: Scores { negative: 0.05, neutral: 0.05, positive: 0.9 } };
+            }
+        }
         if BAD_SCORES.load(std::sync::atomic::Ordering::Relaxed) {
             for r in &mut results {
                 r.scores = Scores { negative: 0.5, neutral: 1.0, positive: 0.5 };
