@@ -407,3 +407,23 @@ fn an_activation_waits_for_room_in_the_pool_and_hands_its_instance_over() {
     drop(slot);
 }
 
+/// The model's content digest (the shared cache's scope) is computed once
+/// per loaded plugin, not per generation: files changed on disk after the
+/// first use do not change it, and a freshly loaded plugin reads them anew.
+#[test]
+fn the_model_digest_is_computed_once_per_loaded_plugin() {
+    let model = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::write(model.path().join(f), b"{}").unwrap();
+    }
+    let engine = common::engine(Limits::default());
+    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    let first = plugin.model_content_digest().to_string();
+    let scope = CacheScope::of(&plugin, InstanceSlot::new(plugin.clone()).get().unwrap().info());
+    std::fs::write(model.path().join("config.json"), b"{\"changed\": true}").unwrap();
+    assert_eq!(plugin.model_content_digest(), first, "read again for a later generation");
+    assert_eq!(CacheScope::of(&plugin, InstanceSlot::new(plugin.clone()).get().unwrap().info()), scope);
+    let reloaded = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
+    assert_ne!(reloaded.model_content_digest(), first, "a new activation reads the files anew");
+}
+
