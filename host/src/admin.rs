@@ -167,13 +167,17 @@ struct AdminState {
 
 /// Every route needs `Authorization: Bearer <token>`; the token is never logged.
 async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+    // The scheme is case-insensitive (RFC 9110); the digests are compared in
+    // constant time, so the answer's timing says nothing about the token.
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| digest(t.trim()));
-    if presented != Some(state.settings.token_digest) {
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| digest(token.trim()));
+    let matches = presented.is_some_and(|p| bool::from(subtle::ConstantTimeEq::ct_eq(&p[..], &state.settings.token_digest[..])));
+    if !matches {
         tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: missing or wrong bearer token");
         let mut response = reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
         response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));

@@ -26,6 +26,9 @@ pub struct Timeouts {
     pub header_read: Duration,
     pub request: Duration,
 }
+/// Connections served at once; the next waits in the listen backlog until
+/// one closes, so a flood of idle clients costs a bounded number of tasks.
+pub const MAX_CONNECTIONS: usize = 64;
 /// Waits after a failed `accept` (e.g. out of file descriptors): doubling
 /// from the first to the second, reset by the next accepted connection.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
@@ -91,6 +94,15 @@ async fn accept_loop(name: &'static str, listener: TcpListener, router: Router, 
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         while connections.try_join_next().is_some() {}
+        while connections.len() >= MAX_CONNECTIONS {
+            tokio::select! {
+                _ = stop_requested(&mut stopped) => break,
+                _ = connections.join_next() => {}
+            }
+        }
+        if *stopped.borrow() {
+            break;
+        }
         let accepted = tokio::select! {
             _ = stop_requested(&mut stopped) => break,
             accepted = listener.accept() => accepted,
@@ -190,6 +202,30 @@ mod tests {
         .unwrap();
         assert!(closed_by_server, "the client's read timed out: the server kept the half-sent request open");
         let answer = tokio::task::spawn_blocking(move || get_blocking(addr, "/fast")).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    /// With every connection slot held by idle clients, a new request waits
+    /// (unanswered) until one of them closes; then it is served.
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+        let timeouts = Timeouts { header_read: Duration::from_secs(60), request: Duration::from_secs(5) };
+        let server = serve("test", "127.0.0.1:0".parse().unwrap(), router(Arc::new(Notify::new())), timeouts).await.unwrap();
+        let addr = server.local_addr();
+        let mut idle: Vec<std::net::TcpStream> = (0..MAX_CONNECTIONS).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(get_blocking(addr, "/fast"));
+        });
+        let waited = tokio::task::spawn_blocking(move || {
+            let early = rx.recv_timeout(Duration::from_secs(1));
+            (early, rx)
+        })
+        .await
+        .unwrap();
+        assert!(waited.0.is_err(), "served past the cap: {:?}", waited.0);
+        drop(idle.pop());
+        let answer = tokio::task::spawn_blocking(move || waited.1.recv_timeout(Duration::from_secs(30))).await.unwrap().unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 

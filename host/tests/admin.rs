@@ -280,3 +280,17 @@ fn a_version_that_labels_its_canaries_otherwise_is_refused_unless_forced() {
     assert_eq!(e.registry.current().seq, 2);
 }
 
+/// The auth scheme is matched case-insensitively (RFC 9110), the token
+/// exactly; another scheme or a near token is refused.
+#[test]
+fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
+    let e = endpoint(Limits::default());
+    let status = |auth: &str| common::ops::http(&e.addr.to_string(), "GET", "/plugin", &[("Authorization", auth)], "").0;
+    for ok in [format!("Bearer {TOKEN}"), format!("bearer {TOKEN}"), format!("BEARER  {TOKEN} ")] {
+        assert_eq!(status(&ok), 200, "{ok}");
+    }
+    for refused in [format!("Basic {TOKEN}"), format!("Bearer {}", TOKEN.to_uppercase()), format!("Bearer{TOKEN}"), format!("Bearer {TOKEN}x")] {
+        assert_eq!(status(&refused), 401, "{refused}");
+    }
+}
+
