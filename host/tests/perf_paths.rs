@@ -312,8 +312,9 @@ fn a_trapped_pooled_instance_is_replaced_within_the_bound() {
     assert_eq!((pool.high_water(), pool.idle_count()), (1, 1));
 }
 
-#[test]
-fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() {
+/// A registry serving the hostile plugin on an empty bundle (kept alive by
+/// the returned dir), and the plugin's bytes to activate again.
+fn hostile_registry() -> (tempfile::TempDir, Vec<u8>, Arc<Registry>) {
     let model = tempfile::tempdir().unwrap();
     for f in ["model.onnx", "tokenizer.json", "config.json"] {
         std::fs::write(model.path().join(f), b"{}").unwrap();
@@ -322,6 +323,12 @@ fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() 
     let hostile = std::fs::read(common::hostile_wasm()).unwrap();
     let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
     let registry = Arc::new(Registry::new(engine, plugin, None, Duration::from_secs(600)).unwrap());
+    (model, hostile, registry)
+}
+
+#[test]
+fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() {
+    let (_model, hostile, registry) = hostile_registry();
     // The constructor the worker uses, with its liveness check.
     let pool = Arc::new(InstancePool::for_registry(4, &registry));
 
@@ -377,14 +384,7 @@ fn the_workers_pool_keeps_instances_of_the_current_and_rollback_versions_only() 
 /// serves on as an idle instance of the new version.
 #[test]
 fn an_activation_waits_for_room_in_the_pool_and_hands_its_instance_over() {
-    let model = tempfile::tempdir().unwrap();
-    for f in ["model.onnx", "tokenizer.json", "config.json"] {
-        std::fs::write(model.path().join(f), b"{}").unwrap();
-    }
-    let engine = Arc::new(common::engine(Limits::default()));
-    let hostile = std::fs::read(common::hostile_wasm()).unwrap();
-    let plugin = common::load(&engine, &common::hostile_wasm(), &model.path().to_path_buf());
-    let registry = Arc::new(Registry::new(engine, plugin, None, Duration::from_secs(600)).unwrap());
+    let (_model, hostile, registry) = hostile_registry();
     let pool = Arc::new(InstancePool::for_registry(1, &registry));
     let gate: Arc<dyn llma_sentiment::registry::InstanceGate> = pool.clone();
     registry.set_instance_gate(Arc::downgrade(&gate));
