@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::engine::{EngineError, InstanceSlot, Label, Plugin, PluginEngine, PluginInfo, PluginOptions};
 
 mod canary;
+mod history;
 
 /// Texts every new version must classify before it serves traffic.
 pub const CANARY_TEXTS: [&str; 4] =
@@ -66,9 +67,7 @@ pub trait Reserved: Send {
     fn keep(self: Box<Self>, version: &Arc<PluginVersion>, slot: InstanceSlot);
 }
 
-/// How many replaced versions stay loaded for rollback (each holds its
-/// compiled code and snapshot mapping until its grace period ends).
-pub const HISTORY_LEN: usize = 3;
+pub use history::HISTORY_LEN;
 
 /// One validated plugin + model, ready to serve.
 pub struct PluginVersion {
@@ -188,18 +187,13 @@ pub fn validate(plugin: &Arc<Plugin>, options: &PluginOptions) -> Result<(Plugin
     Ok((info, slot, labels))
 }
 
-struct Previous {
-    version: Arc<PluginVersion>,
-    until: Instant,
-}
-
 pub struct Registry {
     engine: Arc<PluginEngine>,
     /// What every version must serve (checked at activation).
     options: PluginOptions,
     current: RwLock<Arc<PluginVersion>>,
-    /// The versions `current` replaced, oldest first, at most [`HISTORY_LEN`].
-    history: Mutex<Vec<Previous>>,
+    /// The versions `current` replaced, for rollback.
+    history: Mutex<history::History>,
     /// Serialises activations (held while one compiles and validates, for
     /// seconds): two activations never interleave.
     activating: Mutex<u64>,
@@ -239,7 +233,7 @@ impl Registry {
             engine,
             options,
             current: RwLock::new(first),
-            history: Mutex::new(Vec::new()),
+            history: Mutex::new(history::History::default()),
             activating: Mutex::new(1),
             switching: Mutex::new(()),
             grace,
@@ -298,10 +292,7 @@ impl Registry {
     /// The versions a rollback can go back to, newest first (those whose
     /// grace period ended are unloaded).
     pub fn history(&self) -> Vec<Arc<PluginVersion>> {
-        let mut history = self.history.lock();
-        let now = Instant::now();
-        history.retain(|p| now < p.until);
-        history.iter().rev().map(|p| p.version.clone()).collect()
+        self.history.lock().live()
     }
 
     /// Loads, validates and (only if all of that passed) switches to the
@@ -381,10 +372,7 @@ impl Registry {
     fn switch_to(&self, version: Arc<PluginVersion>) {
         let _serial = self.switching.lock();
         let old = self.replace_current(version);
-        let mut history = self.history.lock();
-        history.push(Previous { version: old, until: Instant::now().checked_add(self.grace).unwrap_or_else(Instant::now) });
-        let excess = history.len().saturating_sub(HISTORY_LEN);
-        history.drain(..excess);
+        self.history.lock().push(old, self.grace);
     }
 
     /// Makes `version` current; returns the one it replaced.
@@ -415,15 +403,7 @@ impl Registry {
     /// Rolls back to the newest version of the history that `wanted` picks.
     fn rollback_where(&self, wanted: impl Fn(&PluginVersion) -> bool) -> Option<Arc<PluginVersion>> {
         let _serial = self.switching.lock();
-        let target = {
-            let mut history = self.history.lock();
-            let now = Instant::now();
-            history.retain(|p| now < p.until);
-            let at = history.iter().rposition(|p| wanted(&p.version))?;
-            let target = history.swap_remove(at).version;
-            history.truncate(at);
-            target
-        };
+        let target = self.history.lock().take_back(wanted)?;
         self.replace_current(target.clone());
         Some(target)
     }

@@ -200,13 +200,7 @@ impl ClickHouseSink {
             "SELECT name, type FROM system.columns WHERE database = '{}' AND table = '{}'",
             config.database, config.table
         );
-        let client = self.probe();
-        let columns: Vec<ColumnRow> = self
-            .retry("check_schema", 0, |_| {
-                let q = client.query_raw(&sql);
-                async move { q.fetch_all::<ColumnRow>().await }
-            })
-            .await?;
+        let columns: Vec<ColumnRow> = self.fetch_all("check_schema", &self.probe(), &sql).await?;
         let mut problems = Vec::new();
         for (name, want) in EXPECTED_COLUMNS {
             match columns.iter().find(|c| c.name == name) {
@@ -231,6 +225,7 @@ impl ClickHouseSink {
             "SELECT engine, sorting_key FROM system.tables WHERE database = '{}' AND name = '{}'",
             config.database, config.table
         );
+        let client = self.probe();
         let (engine, sorting_key): (String, String) = self
             .retry("check_schema", 0, |_| {
                 let q = client.query_raw(&sql);
@@ -318,13 +313,7 @@ impl ClickHouseSink {
         let mut out = HashSet::new();
         for batch in uuids.chunks(READ_BATCH) {
             let sql = format!("SELECT DISTINCT toString(uuid) FROM {} WHERE uuid IN ({})", self.inner.table, uuid_list(batch));
-            let client = self.probe();
-            let found: Vec<String> = self
-                .retry("select", 0, |_| {
-                    let q = client.query_raw(&sql);
-                    async move { q.fetch_all::<String>().await }
-                })
-                .await?;
+            let found: Vec<String> = self.fetch_all("select", &self.probe(), &sql).await?;
             out.extend(found.iter().filter_map(|u| Uuid::parse_str(u).ok()));
         }
         Ok(out)
@@ -347,13 +336,7 @@ impl ClickHouseSink {
             None => String::new(),
         };
         let sql = format!("SELECT {COLUMNS} FROM {} FINAL WHERE {filter}{tail}", self.inner.table);
-        let client = &self.inner.client;
-        let rows: Vec<EventRow> = self
-            .retry("select", 0, |_| {
-                let q = client.query_raw(&sql);
-                async move { q.fetch_all::<EventRow>().await }
-            })
-            .await?;
+        let rows: Vec<EventRow> = self.fetch_all("select", &self.inner.client, &sql).await?;
         rows.into_iter()
             .map(|r| {
                 StoredEvent::from_row(r).map_err(|message| {
@@ -361,6 +344,18 @@ impl ClickHouseSink {
                 })
             })
             .collect()
+    }
+
+    /// Every row `sql` returns on `client`, retried as the sink retries.
+    async fn fetch_all<T>(&self, op: &'static str, client: &clickhouse::Client, sql: &str) -> Result<Vec<T>, SinkError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.retry(op, 0, |_| {
+            let q = client.query_raw(sql);
+            async move { q.fetch_all::<T>().await }
+        })
+        .await
     }
 
     /// Runs a query returning one UInt64 (a `count()`).

@@ -190,28 +190,17 @@ impl SentimentActivities {
         // insert). Rows already stored are not inserted a second time.
         if attempt.number > 1 && !to_write.is_empty() {
             let uuids: Vec<uuid::Uuid> = to_write.iter().map(|e| e.uuid).collect();
-            match tokio::time::timeout_at(self.stop.cap(deadline.write_until).into(), self.sink.stored(&uuids)).await {
-                Ok(Ok(stored)) if !stored.is_empty() => {
-                    tracing::info!(workflow_id, stored = stored.len(), "rows an earlier attempt wrote are not inserted again");
-                    to_write.retain(|e| !stored.contains(&e.uuid));
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if e.is_retryable() => return Err(retryable("ClickHouseUnavailable", e)),
-                Ok(Err(e)) => return Err(non_retryable("ClickHouseRejected", e)),
-                Err(_) => return Err(retryable("ClickHouseUnavailable", "the stored-rows lookup did not finish before the attempt's deadline")),
+            let stored = self.within_write_deadline(&deadline, "the stored-rows lookup", self.sink.stored(&uuids)).await?;
+            if !stored.is_empty() {
+                tracing::info!(workflow_id, stored = stored.len(), "rows an earlier attempt wrote are not inserted again");
+                to_write.retain(|e| !stored.contains(&e.uuid));
             }
         }
         // Whatever happens next, what was classified is written first.
         if !to_write.is_empty() {
             let span = tracing::info_span!("insert", workflow_id, rows = to_write.len());
             let insert = self.sink.insert(&to_write).instrument(span);
-            match tokio::time::timeout_at(self.stop.cap(deadline.write_until).into(), insert).await {
-                Ok(written) => written.map_err(|e| {
-                    if e.is_retryable() { retryable("ClickHouseUnavailable", e) } else { non_retryable("ClickHouseRejected", e) }
-                })?,
-                // The rows may be written: a retry rewrites the same uuids.
-                Err(_) => return Err(retryable("ClickHouseUnavailable", "the insert did not finish before the attempt's deadline")),
-            }
+            self.within_write_deadline(&deadline, "the insert", insert).await?;
         }
         if cancelled {
             return Err(ActivityError::cancelled());
@@ -246,6 +235,24 @@ impl SentimentActivities {
 }
 
 impl SentimentActivities {
+    /// A ClickHouse call under the attempt's write deadline (capped by the
+    /// stop's); its error, or running out of time, as the activity's failure.
+    /// An insert that timed out may have been written: the retry finds its
+    /// rows stored.
+    async fn within_write_deadline<T>(
+        &self,
+        deadline: &AttemptDeadline,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, crate::sink::SinkError>>,
+    ) -> Result<T, ActivityError> {
+        match tokio::time::timeout_at(self.stop.cap(deadline.write_until).into(), call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.is_retryable() => Err(retryable("ClickHouseUnavailable", e)),
+            Ok(Err(e)) => Err(non_retryable("ClickHouseRejected", e)),
+            Err(_) => Err(retryable("ClickHouseUnavailable", format!("{what} did not finish before the attempt's deadline"))),
+        }
+    }
+
     /// Runs one generation on a pooled instance in a blocking thread,
     /// heartbeating after every message and racing the activity's
     /// cancellation: a cancel interrupts the plugin call in flight. While
