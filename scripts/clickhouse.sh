@@ -2,7 +2,7 @@
 # Throwaway ClickHouse servers for tests and CI, bound to loopback only.
 #
 # Usage:
-#   scripts/clickhouse.sh install      apt-install clickhouse-server + clickhouse-client if missing
+#   scripts/clickhouse.sh install      install the server of the chosen flavour if missing
 #   scripts/clickhouse.sh start DIR    start a server whose config, data, logs and pid live in DIR;
 #                                      prints (and writes to DIR/env):
 #                                        CLICKHOUSE_URL=http://127.0.0.1:PORT
@@ -13,11 +13,19 @@
 #
 # Several servers may run at once, each with its own DIR and free ports. DIR is created if
 # missing; a DIR whose server is still running is refused. `start` installs nothing: run
-# `install` first (it is instant when the server is already there).
+# `install` first (it is instant when the server is already there). `start` also writes
+# DIR/run, which starts the same server again (same ports, same data) in the foreground.
 #
-# Debian 12's package is ClickHouse 18.16: no DateTime64, Bool, Map or JSON types.
+# Two flavours (CLICKHOUSE_FLAVOR):
+#   debian   Debian 12's package, ClickHouse 18.16: no DateTime64, Bool, Map or JSON types.
+#   modern   ClickHouse 26.9, the server inside PyPI's chdb-core (pinned in
+#            scripts/requirements-clickhouse.txt), installed into the project's venv
+#            (outside the clone, cached like the build dir) and served over real HTTP/TCP
+#            by scripts/chdb-server.py.
 # Environment:
+#   CLICKHOUSE_FLAVOR          debian (default) or modern
 #   CLICKHOUSE_START_TIMEOUT   seconds to wait for /ping (default 30)
+#   LLMA_VENV                  the venv of the modern flavour (default /var/cache/llma-sentiment/venv)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,7 +50,30 @@ find_server() {
     fi
 }
 
+FLAVOR="${CLICKHOUSE_FLAVOR:-debian}"
+VENV="${LLMA_VENV:-/var/cache/llma-sentiment/venv}"
+MODERN_REQUIREMENTS="$HERE/requirements-clickhouse.txt"
+
+# The pinned version: the line `chdb-core==X` of the requirements file.
+modern_version() { sed -n 's/^chdb-core==//p' "$MODERN_REQUIREMENTS"; }
+
+modern_installed() {
+    [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("chdb-core"))' 2>/dev/null)" = "$(modern_version)" ]
+}
+
+cmd_install_modern() {
+    if modern_installed; then
+        echo "clickhouse.sh: chdb-core $(modern_version) already installed in $VENV" >&2
+        return 0
+    fi
+    "$HERE/venv.sh" >/dev/null
+    # --no-deps: the server needs none of the package's dataframe dependencies (pandas, pyarrow).
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --no-deps -r "$MODERN_REQUIREMENTS" >&2
+    modern_installed || die "chdb-core $(modern_version) did not install into $VENV"
+}
+
 cmd_install() {
+    if [ "$FLAVOR" = modern ]; then cmd_install_modern; return; fi
     if find_server && command -v clickhouse-client >/dev/null 2>&1; then
         echo "clickhouse.sh: already installed (${SERVER_CMD[*]})" >&2
         return 0
@@ -95,6 +126,13 @@ write_config() {
     <max_partition_size_to_drop>0</max_partition_size_to_drop>
 </yandex>
 EOF
+    write_users "$dir"
+}
+
+# The `default` user without a password, from loopback only (both flavours read this file;
+# tests add users to it and restart).
+write_users() {
+    local dir="$1"
     cat >"$dir/users.xml" <<'EOF'
 <?xml version="1.0"?>
 <yandex>
@@ -132,8 +170,40 @@ EOF
 EOF
 }
 
+# The modern server reads config.xml from its working directory; only the ports and the
+# users are set, the rest are the server's defaults.
+write_modern_config() {
+    local dir="$1" http="$2" tcp="$3"
+    mkdir -p "$dir/data" "$dir/log"
+    cat >"$dir/config.xml" <<EOF
+<clickhouse>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>$http</http_port>
+    <tcp_port>$tcp</tcp_port>
+    <users_config>$dir/users.xml</users_config>
+</clickhouse>
+EOF
+    write_users "$dir"
+}
+
+# DIR/run: exec the server of DIR in the foreground (what `start` runs detached, and what a
+# test runs to restart a stopped server on the same ports and data).
+write_run() {
+    local dir="$1"
+    if [ "$FLAVOR" = modern ]; then
+        printf '#!/bin/sh\ncd %q && exec %q %q %q\n' "$dir" "$VENV/bin/python" "$HERE/chdb-server.py" "$dir/data" >"$dir/run"
+    else
+        printf '#!/bin/sh\nexec %s--config-file=%q\n' "$(printf '%q ' "${SERVER_CMD[@]}")" "$dir/config.xml" >"$dir/run"
+    fi
+    chmod +x "$dir/run"
+}
+
 cmd_start() {
-    find_server || die "clickhouse-server not installed; run: scripts/clickhouse.sh install"
+    case "$FLAVOR" in
+        debian) find_server || die "clickhouse-server not installed; run: scripts/clickhouse.sh install" ;;
+        modern) modern_installed || die "chdb-core $(modern_version) not installed; run: CLICKHOUSE_FLAVOR=modern scripts/clickhouse.sh install" ;;
+        *) die "CLICKHOUSE_FLAVOR must be debian or modern, not $FLAVOR" ;;
+    esac
     local dir
     dir="$(prepare_dir "${1:-}")"
 
@@ -145,11 +215,16 @@ cmd_start() {
         http="$(free_port)"
         tcp="$(free_port)"
         [ "$http" != "$tcp" ] || continue
-        write_config "$dir" "$http" "$tcp"
+        if [ "$FLAVOR" = modern ]; then
+            write_modern_config "$dir" "$http" "$tcp"
+        else
+            write_config "$dir" "$http" "$tcp"
+        fi
+        write_run "$dir"
         : >"$dir/log/stdout.log"
         # Runs fine as root (18.16 has no owner check). setsid: own process group, so a ^C on
         # the caller's terminal does not hit it and `stop` controls it alone.
-        setsid "${SERVER_CMD[@]}" --config-file="$dir/config.xml" </dev/null >>"$dir/log/stdout.log" 2>&1 &
+        setsid "$dir/run" </dev/null >>"$dir/log/stdout.log" 2>&1 &
         pid=$!
         echo "$pid" >"$dir/pid"
         local deadline=$((SECONDS + timeout))
@@ -161,6 +236,7 @@ cmd_start() {
                     echo "CLICKHOUSE_HTTP_PORT=$http"
                     echo "CLICKHOUSE_TCP_PORT=$tcp"
                     echo "CLICKHOUSE_PID=$pid"
+                    echo "CLICKHOUSE_FLAVOR=$FLAVOR"
                 } >"$dir/env"
                 cat "$dir/env"
                 return 0

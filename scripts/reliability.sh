@@ -8,6 +8,8 @@
 #     servers (ClickHouse down 30 s during a steady stream and during a burst,
 #     Temporal restarted, worker SIGKILLed mid-batch, a batch holding an event
 #     dated 1969, the Temporal restart 10 times with 2 slots under two busy loops);
+#   * the scenarios that stress the sink (ClickHouse down, SIGKILL mid-batch, the 1969
+#     event) again against ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern);
 #   * the cluster of host/tests/cluster.rs in full: 600 generations through 3
 #     workers with Redis (one SIGKILLed and replaced), and the same stream
 #     through 1 worker and 3 workers without Redis for the hit-rate table.
@@ -19,7 +21,8 @@
 #   LLMA_FUZZ_CASES              cases per fuzz property (default 100000)
 #   LLMA_RELIABILITY_SCENARIOS   filter for the fault scenarios' test names
 #                                (cargo test filter; default: all)
-#   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1 / LLMA_RELIABILITY_SKIP_CLUSTER=1   skip a part
+#   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1 / LLMA_RELIABILITY_SKIP_MODERN=1 /
+#   LLMA_RELIABILITY_SKIP_CLUSTER=1   skip a part
 # Exits non-zero when any scenario fails (the table is printed anyway).
 set -uo pipefail
 
@@ -54,6 +57,14 @@ if [ "${LLMA_RELIABILITY_SKIP_FAULTS:-0}" != 1 ]; then
     step "fault scenarios" \
         cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test reliability -- --ignored --nocapture --test-threads=1 \
         ${LLMA_RELIABILITY_SCENARIOS:-}
+fi
+if [ "${LLMA_RELIABILITY_SKIP_MODERN:-0}" != 1 ]; then
+    for scenario in clickhouse_down_30s sigkill_of_the_worker a_batch_with_one_event_dated_1969; do
+        step "fault scenarios on ClickHouse 26.9 ($scenario)" \
+            env LLMA_TEST_CLICKHOUSE=modern \
+            cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test reliability -- --ignored --nocapture --test-threads=1 \
+            "$scenario"
+    done
 fi
 
 if [ "${LLMA_RELIABILITY_SKIP_CLUSTER:-0}" != 1 ]; then

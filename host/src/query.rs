@@ -64,7 +64,7 @@ pub fn sql(table: &str, scope: &Scope, team: bool) -> String {
         "SELECT generation,
        argMax(event, created_at) AS latest_event,
        argMax(properties, created_at) AS latest_properties,
-       max(created_at) AS latest_created_at
+       toDateTime(max(created_at), 'UTC') AS latest_created_at
 FROM (
   SELECT event, properties, created_at,
          if(event = '{EVALUATION_EVENT}',

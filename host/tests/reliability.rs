@@ -47,13 +47,18 @@ struct Row {
 
 impl Row {
     fn record(&self) {
+        // The table holds both servers' runs of a scenario.
+        let scenario = match common::Flavor::of_run() {
+            common::Flavor::Debian => self.scenario.clone(),
+            common::Flavor::Modern => format!("{} [ClickHouse 26.9]", self.scenario),
+        };
         let line = format!(
             "{}\t{}\t{}\t{}\t{}\t{:.0}\t{}\n",
-            self.scenario, self.tasks, self.failures, self.lost, self.duplicated, self.max_rss_mb, self.notes
+            scenario, self.tasks, self.failures, self.lost, self.duplicated, self.max_rss_mb, self.notes
         );
         println!(
             "RELIABILITY {} | tasks {} | failures {} | lost {} | duplicated {} | max RSS {:.0} MB | {}",
-            self.scenario, self.tasks, self.failures, self.lost, self.duplicated, self.max_rss_mb, self.notes
+            scenario, self.tasks, self.failures, self.lost, self.duplicated, self.max_rss_mb, self.notes
         );
         if let Some(path) = std::env::var_os("LLMA_RELIABILITY_REPORT") {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open report");

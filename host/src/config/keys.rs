@@ -131,7 +131,7 @@ pub const KEYS: &[Key] = &[
         .flag(ClickHouse, "clickhouse-password"),
     Key::new("clickhouse.database", "ClickHouse database.").alias(&["CLICKHOUSE_DATABASE"]).flag(ClickHouse, "clickhouse-database"),
     Key::new("clickhouse.table", "Events table.").alias(&["LLMA_SENTIMENT_TABLE"]).flag(ClickHouse, "clickhouse-table"),
-    Key::new("clickhouse.validation", "Schema validation of inserts: auto (off for servers too old to support it), on or off.")
+    Key::new("clickhouse.validation", "The client's schema validation of reads: auto (off for servers too old to support it), on or off. Inserts are always checked against the table's column types.")
         .flag(ClickHouse, "clickhouse-validation"),
     Key::new("plugin.path", "Plugin component (.wasm); the embedded default when unset.").alias(&["LLMA_SENTIMENT_PLUGIN"]).flag(Global, "plugin"),
     Key::new("plugin.dir", "Serve the newest `*.wasm` of this directory and switch when a newer one appears (or on SIGHUP). Overrides --plugin.")

@@ -26,7 +26,7 @@ pub struct ClickHouseConfig {
     pub password: Option<String>,
     pub database: String,
     pub table: String,
-    /// Schema validation of inserts: `auto` turns it off for servers too old to support it.
+    /// The client's schema validation of reads: `auto` turns it off for servers too old to support it.
     pub validation: Validation,
 }
 

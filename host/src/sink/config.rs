@@ -30,9 +30,11 @@ pub struct SinkConfig {
     /// Database holding the events table; created by `migrate` if missing.
     pub database: String,
     pub table: String,
-    /// `Some(v)` forces the client's schema validation (RowBinaryWithNamesAndTypes)
-    /// on or off; `None` picks it from the server version (on for 24.1+, off for
-    /// older servers such as Debian's 18.16, which do not support it).
+    /// `Some(v)` forces the client's schema validation of reads
+    /// (RowBinaryWithNamesAndTypes) on or off; `None` picks it from the server
+    /// version (on for 24.1+, off for older servers such as Debian's 18.16,
+    /// which do not support it). Inserts are checked by the sink itself
+    /// against the table's column types, on every server (see `layout`).
     pub validation: Option<bool>,
     /// Attempts per request (insert chunk, DDL, query), >= 1. Only retryable
     /// failures are retried.

@@ -6,22 +6,30 @@
 //!   the config forces it.
 //! * [`ClickHouseSink::migrate`] creates the database and the
 //!   `ReplacingMergeTree(created_at) ORDER BY (team_id, uuid)` table if missing
-//!   and checks the column types of an existing one.
+//!   and checks the column types of an existing one: ours, or a modern
+//!   PostHog-shaped table (`DateTime64`, a non-nullable `person_id`), whose
+//!   layout the rows are then encoded for (see `layout`).
 //! * [`ClickHouseSink::insert`] writes events in INSERTs of at most
 //!   `max_buffer_rows` rows and returns once the server acknowledged every row.
 //!   Retryable failures (server down, 5xx, timeouts) are retried with
 //!   exponential backoff, `attempts` times per chunk, each attempt cut
 //!   off after `connect_timeout + request_timeout`: the worst case is
 //!   [`SinkConfig::max_request_duration`] per chunk. A retried chunk may have
-//!   been written already (ack lost): the rows have the same (team_id, uuid),
-//!   so the engine collapses them; read with FINAL, as the read helpers do.
+//!   been written already (ack lost): on servers from 22.2 each INSERT carries
+//!   an `insert_deduplication_token` (a digest of its rows' content), so a
+//!   table that remembers tokens (the one `migrate` creates there, any
+//!   replicated table) drops the repeat; elsewhere the rows have the same
+//!   (team_id, uuid) and the engine collapses them; read with FINAL, as the
+//!   read helpers do.
 //!
-//! Works with ClickHouse 18.16 (Debian) and current servers; only types that
-//! 18.16 knows are used (`DateTime`, second precision).
+//! Works with ClickHouse 18.16 (Debian) and current servers; the table
+//! `migrate` creates uses only types that 18.16 knows (`DateTime`, second
+//! precision).
 
 mod client;
 mod config;
 mod error;
+mod layout;
 mod schema;
 
 use std::collections::HashSet;
@@ -38,26 +46,16 @@ pub use config::{
 };
 pub use error::{ConfigProblem, ErrorKind, SinkError, SinkField};
 pub use schema::{
-    create_database_sql, create_table_sql, table_ref, ServerVersion, StoredEvent, COLUMNS, VALIDATION_MIN_VERSION,
+    create_database_sql, create_table_sql, table_ref, ServerVersion, StoredEvent, DEDUPLICATION_TOKEN_MIN_VERSION,
+    DEDUPLICATION_WINDOW, READ_COLUMNS, VALIDATION_MIN_VERSION,
 };
 pub use crate::event::sentiment_uuid_for;
 
 use crate::event::{EventTime, SentimentEvent};
 use client::{build_client, with_retry, Counters};
 use error::Failure;
-use schema::{EventRow, WAIT_FOR_ASYNC_INSERT_MIN_VERSION};
-
-/// Column names and types the table must have (as `system.columns` spells them).
-const EXPECTED_COLUMNS: [(&str, &str); 8] = [
-    ("uuid", "UUID"),
-    ("event", "String"),
-    ("properties", "String"),
-    ("timestamp", "DateTime('UTC')"),
-    ("team_id", "Int64"),
-    ("distinct_id", "String"),
-    ("person_id", "Nullable(UUID)"),
-    ("created_at", "DateTime('UTC')"),
-];
+use layout::TableLayout;
+use schema::{EventRow, ReadRow, WAIT_FOR_ASYNC_INSERT_MIN_VERSION};
 
 /// Most uuids per `IN (...)` list of a read.
 const READ_BATCH: usize = 1000;
@@ -76,6 +74,8 @@ struct Inner {
     validation: bool,
     /// `` `db`.`table` ``
     table: String,
+    /// Known once the table was seen (a check, or the first insert).
+    layout: tokio::sync::OnceCell<TableLayout>,
     counters: Counters,
 }
 
@@ -118,7 +118,9 @@ impl ClickHouseSink {
             "connected to ClickHouse"
         );
         let client = base.with_validation(validation);
-        Ok(ClickHouseSink { inner: Arc::new(Inner { config, client, version, validation, table, counters }) })
+        Ok(ClickHouseSink {
+            inner: Arc::new(Inner { config, client, version, validation, table, layout: Default::default(), counters }),
+        })
     }
 
     /// One `SELECT 1`, one attempt: Ok when the server answers queries.
@@ -180,44 +182,26 @@ impl ClickHouseSink {
             .await?
             > 0;
         if !table_exists {
-            self.execute("migrate", create_table_sql(&config.database, &config.table)?).await?;
+            let window = self.inner.version.at_least(DEDUPLICATION_TOKEN_MIN_VERSION);
+            self.execute("migrate", create_table_sql(&config.database, &config.table, window)?).await?;
         }
         // The crate caches DESCRIBE results for validation; the table may be new.
         self.inner.client.clear_cached_metadata().await;
         self.check_schema().await
     }
 
-    /// Checks that the table exists with the expected columns and types
-    /// (extra columns are allowed). A mismatch is a final `Schema` error.
+    /// Checks that the table exists with columns of compatible types (extra
+    /// columns are allowed) and learns its layout. A mismatch is a final
+    /// `Schema` error naming each column that does not fit.
     pub async fn check_schema(&self) -> Result<(), SinkError> {
-        #[derive(clickhouse::Row, serde::Deserialize)]
-        struct ColumnRow {
-            name: String,
-            r#type: String,
-        }
-        let config = &self.inner.config;
-        let sql = format!(
-            "SELECT name, type FROM system.columns WHERE database = '{}' AND table = '{}'",
-            config.database, config.table
-        );
-        let columns: Vec<ColumnRow> = self.fetch_all("check_schema", &self.probe(), &sql).await?;
-        let mut problems = Vec::new();
-        for (name, want) in EXPECTED_COLUMNS {
-            match columns.iter().find(|c| c.name == name) {
-                None => problems.push(format!("column {name} is missing")),
-                Some(c) if c.r#type != want => {
-                    problems.push(format!("column {name} is {} instead of {want}", c.r#type))
-                }
-                Some(_) => {}
+        match self.read_layout().await? {
+            Some(_) => {}
+            None => {
+                let message = format!("table {} does not exist", self.inner.table);
+                return Err(Failure { kind: ErrorKind::Schema, code: None, message }.into_error("check_schema", 1, 1));
             }
         }
-        if columns.is_empty() {
-            problems = vec![format!("table {} does not exist", self.inner.table)];
-        }
-        if !problems.is_empty() {
-            let message = problems.join("; ");
-            return Err(Failure { kind: ErrorKind::Schema, code: None, message }.into_error("check_schema", 1, 1));
-        }
+        let config = &self.inner.config;
         // Retried writes are only collapsed by a *ReplacingMergeTree ordered by
         // (team_id, uuid). Other engines (a Distributed table in front of such
         // tables, say) still work, so this is a warning, not an error.
@@ -258,17 +242,30 @@ impl ClickHouseSink {
         }
         let inner = &*self.inner;
         let created_at = EventTime::now();
-        let all_rows = events.iter().map(|e| EventRow::from_event(e, created_at)).collect::<Result<Vec<_>, _>>()?;
+        // A table not there yet: the server's own error says so at the insert.
+        let layout = self.read_layout().await?.unwrap_or(TableLayout::CREATED);
+        let all_rows =
+            events.iter().map(|e| EventRow::from_event(e, created_at, &layout)).collect::<Result<Vec<_>, _>>()?;
         let wait_for_async = inner.version.at_least(WAIT_FOR_ASYNC_INSERT_MIN_VERSION);
+        let with_token = inner.version.at_least(DEDUPLICATION_TOKEN_MIN_VERSION);
+        // The layout check compared every column type already; the client's
+        // own validation would also refuse a table with extra columns that
+        // have no DEFAULT (PostHog's), which an INSERT naming its columns
+        // fills with the type's default.
+        let client = &self.probe();
         for rows in all_rows.chunks(inner.config.max_buffer_rows) {
-            let client = &inner.client;
             let table = inner.table.as_str();
             let timeout = inner.config.request_timeout;
+            let token = with_token.then(|| deduplication_token(rows));
+            let token = token.as_deref();
             self.retry("insert", rows.len(), |_| async move {
                 let mut insert =
                     client.insert_unescaped::<EventRow>(table).await?.with_timeouts(Some(timeout), Some(timeout));
                 if wait_for_async {
                     insert = insert.with_setting("wait_for_async_insert", "1");
+                }
+                if let Some(token) = token {
+                    insert = insert.with_setting("insert_deduplication_token", token);
                 }
                 for row in rows {
                     insert.write(row).await?;
@@ -335,8 +332,8 @@ impl ClickHouseSink {
             Some((order, limit)) => format!(" ORDER BY {order} LIMIT {limit}"),
             None => String::new(),
         };
-        let sql = format!("SELECT {COLUMNS} FROM {} FINAL WHERE {filter}{tail}", self.inner.table);
-        let rows: Vec<EventRow> = self.fetch_all("select", &self.inner.client, &sql).await?;
+        let sql = format!("SELECT {READ_COLUMNS} FROM {} FINAL WHERE {filter}{tail}", self.inner.table);
+        let rows: Vec<ReadRow> = self.fetch_all("select", &self.inner.client, &sql).await?;
         rows.into_iter()
             .map(|r| {
                 StoredEvent::from_row(r).map_err(|message| {
@@ -344,6 +341,28 @@ impl ClickHouseSink {
                 })
             })
             .collect()
+    }
+
+    /// The table's layout: `None` while the table does not exist; an
+    /// incompatible table is a final `Schema` error. Learnt once.
+    async fn read_layout(&self) -> Result<Option<TableLayout>, SinkError> {
+        if let Some(layout) = self.inner.layout.get() {
+            return Ok(Some(*layout));
+        }
+        let config = &self.inner.config;
+        let sql = format!(
+            "SELECT name, type FROM system.columns WHERE database = '{}' AND table = '{}'",
+            config.database, config.table
+        );
+        let columns: Vec<(String, String)> = self.fetch_all("check_schema", &self.probe(), &sql).await?;
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let layout = TableLayout::from_columns(&columns).map_err(|problems| {
+            let message = format!("table {}: {}", self.inner.table, problems.join("; "));
+            Failure { kind: ErrorKind::Schema, code: None, message }.into_error("check_schema", 1, 1)
+        })?;
+        Ok(Some(*self.inner.layout.get_or_init(|| async { layout }).await))
     }
 
     /// Every row `sql` returns on `client`, retried as the sink retries.
@@ -397,6 +416,18 @@ impl ClickHouseSink {
     {
         with_retry(&self.inner.config, attempts, &self.inner.counters, op, rows, attempt).await
     }
+}
+
+/// The INSERT's deduplication token: a SHA-256 of its rows' content (not
+/// of `created_at`, which a retry sets anew), so a repeat of the same rows
+/// is recognised and a changed row (a re-classification) is not.
+fn deduplication_token(rows: &[EventRow]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for row in rows {
+        row.content_digest(&mut hasher);
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// `toUUID('...'), ...` for an `IN` list (uuids are hex and hyphens only).

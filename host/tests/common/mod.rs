@@ -125,15 +125,56 @@ pub fn spawn_logged(cmd: &mut std::process::Command, log: &std::path::Path) -> s
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
-fn run_clickhouse_script(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    script("clickhouse.sh", args)
+/// Which ClickHouse a test server is (`scripts/clickhouse.sh`'s flavours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Debian's package, ClickHouse 18.16.
+    Debian,
+    /// ClickHouse 26.9 (PyPI chdb-core).
+    Modern,
 }
 
-/// `scripts/clickhouse.sh install`, once per test binary.
-pub fn install_clickhouse() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        run_clickhouse_script(&["install".as_ref()]);
+impl Flavor {
+    /// `LLMA_TEST_CLICKHOUSE` (`debian`, the default, or `modern`): the
+    /// flavour every test server of this run is, unless a test asks for one.
+    pub fn of_run() -> Flavor {
+        match std::env::var("LLMA_TEST_CLICKHOUSE").as_deref() {
+            Ok("modern") => Flavor::Modern,
+            Ok("debian") | Ok("") | Err(_) => Flavor::Debian,
+            Ok(other) => panic!("LLMA_TEST_CLICKHOUSE must be debian or modern, not {other:?}"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::Debian => "debian",
+            Flavor::Modern => "modern",
+        }
+    }
+}
+
+fn run_clickhouse_script(flavor: Flavor, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = std::process::Command::new(repo_root().join("scripts/clickhouse.sh"))
+        .args(args)
+        .env("CLICKHOUSE_FLAVOR", flavor.name())
+        .output()
+        .expect("run scripts/clickhouse.sh");
+    assert!(
+        out.status.success(),
+        "clickhouse.sh {args:?} ({flavor:?}) failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `scripts/clickhouse.sh install` of each flavour, once per test binary.
+pub fn install_clickhouse(flavor: Flavor) {
+    static DEBIAN: std::sync::Once = std::sync::Once::new();
+    static MODERN: std::sync::Once = std::sync::Once::new();
+    let once = if flavor == Flavor::Modern { &MODERN } else { &DEBIAN };
+    once.call_once(|| {
+        run_clickhouse_script(flavor, &["install".as_ref()]);
     });
 }
 
@@ -144,15 +185,21 @@ pub struct ClickHouseServer {
     dir: tempfile::TempDir,
     pub url: String,
     pub http_port: u16,
+    pub flavor: Flavor,
     /// The server process when `restart` started it (not the script).
     child: Option<std::process::Child>,
 }
 
 impl ClickHouseServer {
+    /// A server of the run's flavour (see [`Flavor::of_run`]).
     pub fn start() -> ClickHouseServer {
-        install_clickhouse();
+        ClickHouseServer::start_flavor(Flavor::of_run())
+    }
+
+    pub fn start_flavor(flavor: Flavor) -> ClickHouseServer {
+        install_clickhouse(flavor);
         let dir = tempfile::Builder::new().prefix("llma-ch-").tempdir().expect("tempdir");
-        let out = run_clickhouse_script(&["start".as_ref(), dir.path().as_os_str()]);
+        let out = run_clickhouse_script(flavor, &["start".as_ref(), dir.path().as_os_str()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let url = stdout
             .lines()
@@ -161,7 +208,7 @@ impl ClickHouseServer {
             .trim()
             .to_string();
         let http_port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in CLICKHOUSE_URL");
-        ClickHouseServer { dir, url, http_port, child: None }
+        ClickHouseServer { dir, url, http_port, flavor, child: None }
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -170,7 +217,7 @@ impl ClickHouseServer {
 
     /// Stops the server (no-op when stopped); blocks until it is gone.
     pub fn stop(&mut self) {
-        run_clickhouse_script(&["stop".as_ref(), self.dir.path().as_os_str()]);
+        run_clickhouse_script(self.flavor, &["stop".as_ref(), self.dir.path().as_os_str()]);
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
@@ -181,25 +228,15 @@ impl ClickHouseServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none() && !self.dir().join("pid").exists(), "server is still running");
         let dir = self.dir.path();
-        let mut cmd = match std::env::var_os("CLICKHOUSE_SERVER_BIN") {
-            Some(bin) => std::process::Command::new(bin),
-            None if std::path::Path::new("/usr/sbin/clickhouse-server").exists() => {
-                std::process::Command::new("/usr/sbin/clickhouse-server")
-            }
-            None => {
-                let mut c = std::process::Command::new("clickhouse");
-                c.arg("server");
-                c
-            }
-        };
-        let child = spawn_logged(cmd.arg(format!("--config-file={}", dir.join("config.xml").display())), &dir.join("log/stdout.log"));
+        // DIR/run, written by the script's `start`, execs the same server.
+        let child = spawn_logged(&mut std::process::Command::new(dir.join("run")), &dir.join("log/stdout.log"));
         // So that `stop` (and drop) find it.
         std::fs::write(dir.join("pid"), child.id().to_string()).expect("pid file");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !self.answers_ping() {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("restarted clickhouse-server exited with {status}; see {}", dir.join("log").display());
+                panic!("restarted ClickHouse exited with {status}; see {}", dir.join("log").display());
             }
             assert!(std::time::Instant::now() < deadline, "restarted server did not answer /ping within 60 s");
             std::thread::sleep(std::time::Duration::from_millis(100));
