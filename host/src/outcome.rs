@@ -44,8 +44,12 @@ vocabulary! {
         OutOfFuel => "out_of_fuel",
         /// The guest recursed past the wasm stack limit.
         StackOverflow => "stack_overflow",
-        /// The guest tried to grow memory past the per-instance cap.
+        /// The guest tried to grow its memories past the per-instance cap.
         MemoryLimit => "memory_limit",
+        /// The guest tried to grow its tables past the per-instance cap.
+        TableLimit => "table_limit",
+        /// The guest held more WASI handles (files, streams...) than allowed.
+        HandleLimit => "handle_limit",
         /// The guest panicked or aborted (`unreachable`).
         Panic => "panic",
         /// The guest accessed memory out of bounds (a bug, or its shadow stack overflowed).
@@ -118,6 +122,6 @@ mod tests {
         for s in EventStatus::ALL {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        assert_eq!(TrapKind::ALL.len(), 8);
+        assert_eq!(TrapKind::ALL.len(), 10);
     }
 }

@@ -354,3 +354,116 @@ fn analyze_s_driver_skips_trapping_messages_and_records_metrics() {
     let after = ["classified", "skipped", "failed"].map(events_counted);
     assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [1.0, 1.0, 1.0]);
 }
+
+/// Fixture components for the caps that bite at instantiation: one core
+/// module instantiated `instances` times, each with `memories` memories of
+/// `pages` pages, one table (with `table`), and (`grow_table`) a start
+/// function that grows that table without end.
+mod fixtures {
+    use wasm_encoder::*;
+
+    pub fn component(instances: u32, memories: u32, pages: u64, table: bool, grow_table: bool) -> Vec<u8> {
+        let mut m = Module::new();
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        m.section(&types);
+        let mut funcs = FunctionSection::new();
+        funcs.function(0);
+        m.section(&funcs);
+        if table {
+            let mut tables = TableSection::new();
+            tables.table(TableType { element_type: RefType::FUNCREF, table64: false, minimum: 1, maximum: None, shared: false });
+            m.section(&tables);
+        }
+        let mut mems = MemorySection::new();
+        for _ in 0..memories {
+            mems.memory(MemoryType { minimum: pages, maximum: None, memory64: false, shared: false, page_size_log2: None });
+        }
+        m.section(&mems);
+        if grow_table {
+            m.section(&StartSection { function_index: 0 });
+        }
+        let mut code = CodeSection::new();
+        let mut f = Function::new([]);
+        if grow_table {
+            f.instruction(&Instruction::Loop(BlockType::Empty));
+            f.instruction(&Instruction::RefNull(HeapType::Abstract { shared: false, ty: AbstractHeapType::Func }));
+            f.instruction(&Instruction::I32Const(4096));
+            f.instruction(&Instruction::TableGrow(0));
+            f.instruction(&Instruction::Drop);
+            f.instruction(&Instruction::Br(0));
+            f.instruction(&Instruction::End);
+        }
+        f.instruction(&Instruction::End);
+        code.function(&f);
+        m.section(&code);
+
+        let mut c = Component::new();
+        c.section(&ModuleSection(&m));
+        let mut inst = InstanceSection::new();
+        for _ in 0..instances {
+            inst.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+        }
+        c.section(&inst);
+        c.finish()
+    }
+}
+
+/// Each cap of the sandbox against a component made to go past it: refused
+/// or trapped with the cap named, in bounded time, and the engine serves the
+/// next plugin call.
+#[test]
+fn caps_on_tables_memories_and_instances_hold_at_instantiation() {
+    let (engine, mut slot, _m) = slot_with(Limits::default());
+    let limits = Limits::default();
+    // The fixture itself is fine: one instance, one small memory.
+    engine.instantiate_bare(&fixtures::component(1, 1, 1, true, false)).expect("a component inside every cap");
+    let started = Instant::now();
+    let cases = [
+        // A table.grow loop: stopped at the elements cap, not at the host's memory.
+        (fixtures::component(1, 1, 1, true, true), "sandbox cap: table elements would reach"),
+        // One memory more than allowed.
+        (fixtures::component(1, limits.max_memories as u32 + 1, 1, false, false), "memory count too high"),
+        // Memories each under the cap whose total is not (3 GiB twice).
+        (fixtures::component(1, 2, 3 << 14, false, false), "sandbox cap: linear memory bytes would reach"),
+        // One table more than allowed.
+        (fixtures::component(limits.max_tables as u32 + 1, 0, 0, true, false), "table count too high"),
+        // One core instance more than allowed.
+        (fixtures::component(limits.max_instances as u32 + 1, 0, 0, false, false), "instance count too high"),
+    ];
+    for (i, (wasm, want)) in cases.iter().enumerate() {
+        let err = engine.instantiate_bare(wasm).unwrap_err();
+        assert!(matches!(err, EngineError::Instantiate(_)), "case {i}: {err}");
+        assert!(err.to_string().contains(want), "case {i}: {err}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_recovers(&mut slot);
+}
+
+/// A guest that opens files and never closes them: stopped at the handle
+/// cap (a trap, or a denied open the guest reports), the next call served.
+#[test]
+fn a_wasi_handle_flood_is_bounded() {
+    let _traps = trapping();
+    let limits = Limits { max_handles: 256, ..Limits::default() };
+    let (_e, mut slot, _m) = slot_with(limits);
+    let before = traps_counted(TrapKind::HandleLimit);
+    match classify_one(&mut slot, "handles") {
+        Err(EngineError::Plugin { error, .. }) => {
+            let text = error.to_string();
+            let opened: usize = text
+                .split("denied after ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(opened < 256, "{opened} handles opened under a cap of 256");
+        }
+        Err(err) => {
+            assert_eq!(err.trap_kind(), Some(TrapKind::HandleLimit), "{err}");
+            assert_eq!(traps_counted(TrapKind::HandleLimit), before + 1.0);
+        }
+        Ok(score) => panic!("the flood ended without an error: {score}"),
+    }
+    assert_recovers(&mut slot);
+}

@@ -209,7 +209,7 @@ pub const KEYS: &[Key] = &[
         "limits.metering",
         "What the compiled plugin checks to stop a call: epoch (the deadline and cancellation every 10 ms), fuel (the same at each fuel yield, plus a deterministic fuel budget: costs more) or fuel-and-epoch.",
     ),
-    Key::new("limits.memory_bytes", "Linear memory cap per plugin instance, bytes.").range(1, ANY),
+    Key::new("limits.memory_bytes", "Linear memory cap per plugin instance, bytes (all its memories together).").range(1, ANY),
     Key::new("worker.max_concurrent_activities", "Activities run at once; they wait for a plugin instance when all are busy (4 per instance when unset).")
         .alias(&["LLMA_SENTIMENT_MAX_CONCURRENT_ACTIVITIES"])
         .flag(Worker, "max-concurrent-activities")

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use llma_wasi_host::HostState;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreContextMut, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::bindings::{self, Extraction, Labelling, MessageResult, OverallResult, PluginInfo, Scores, UserMessage};
 use super::contract::{Contract, ContractBindings, ContractPre, PluginOptions};
+use super::limiter::{CapExceeded, Capped, SandboxLimiter};
 use super::{EngineError, Limits, Plugin, TrapKind, GUEST_MODEL_DIR};
 
 /// The error a call ends with when its owner interrupted it (not the
@@ -143,6 +144,21 @@ pub(super) fn run_under_limits<R>(
     drive(f(store), &stop)
 }
 
+/// Instantiates `component` in a sandboxed store under `limits` (no model
+/// directory), contract or not: the caps that bite at instantiation (counts
+/// of memories, tables and instances, initial sizes, start functions) are
+/// the same for any component.
+#[cfg(feature = "fault-injection")]
+pub(super) fn instantiate_bare(
+    linker: &wasmtime::component::Linker<HostState>,
+    component: &wasmtime::component::Component,
+    limits: &Limits,
+) -> Result<(), EngineError> {
+    let mut store = new_store(linker.engine(), limits, None)?;
+    run_under_limits(&mut store, async |s| linker.instantiate_async(s, component).await.map(drop))
+        .map_err(|e| EngineError::Instantiate(format!("{e:#}")))
+}
+
 /// The sandbox: the model directory read-only (when the instance must load
 /// it), nothing else. No env, no args, no stdio, no sockets or name lookups.
 fn sandbox(model_dir: Option<&Path>) -> Result<WasiCtx, EngineError> {
@@ -164,14 +180,14 @@ fn sandbox(model_dir: Option<&Path>) -> Result<WasiCtx, EngineError> {
 fn host_state(limits: &Limits, model_dir: Option<&Path>) -> Result<HostState, EngineError> {
     Ok(HostState {
         wasi: sandbox(model_dir)?,
-        table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(limits.max_instances)
-            .tables(limits.max_tables)
-            .memories(limits.max_memories)
-            .trap_on_grow_failure(true)
-            .build(),
+        table: {
+            // The WASI handles a guest holds live in host memory, outside
+            // the linear memory cap: bounded on their own.
+            let mut table = ResourceTable::new();
+            table.set_max_capacity(limits.max_handles);
+            table
+        },
+        limits: Box::new(SandboxLimiter::new(limits)),
         call_deadline: super::limits::deadline_after(limits.load_deadline),
         interrupt: None,
         cap: None,
@@ -181,7 +197,7 @@ fn host_state(limits: &Limits, model_dir: Option<&Path>) -> Result<HostState, En
 /// A store under `limits` and the load budget (fuel and deadline).
 pub(super) fn new_store(engine: &wasmtime::Engine, limits: &Limits, model_dir: Option<&Path>) -> Result<Store<HostState>, EngineError> {
     let mut store = Store::new(engine, host_state(limits, model_dir)?);
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut *s.limits);
     store.epoch_deadline_callback(on_epoch);
     // An engine without fuel metering (`EngineOptions::fuel`) has no fuel to set.
     if store.get_fuel().is_ok() {
@@ -401,13 +417,23 @@ fn trap_kind_of(err: &wasmtime::Error) -> TrapKind {
     if err.downcast_ref::<CallerDeadline>().is_some() {
         return TrapKind::Deadline;
     }
+    if let Some(cap) = err.downcast_ref::<CapExceeded>() {
+        return match cap.capped {
+            Capped::Memory => TrapKind::MemoryLimit,
+            Capped::TableElements => TrapKind::TableLimit,
+        };
+    }
+    if err.chain().any(|e| e.downcast_ref::<wasmtime::component::ResourceTableError>().is_some())
+        || format!("{err:#}").contains("resource table has no free keys")
+    {
+        return TrapKind::HandleLimit;
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => TrapKind::Deadline,
         Some(Trap::OutOfFuel) => TrapKind::OutOfFuel,
         Some(Trap::StackOverflow) => TrapKind::StackOverflow,
         Some(Trap::UnreachableCodeReached) => TrapKind::Panic,
         Some(Trap::MemoryOutOfBounds) => TrapKind::MemoryFault,
-        _ if format!("{err:#}").contains("forcing trap when growing memory") => TrapKind::MemoryLimit,
         _ => TrapKind::Other,
     }
 }

@@ -64,12 +64,18 @@ pub struct Limits {
     pub fuel_per_token: u64,
     /// Fuel of `load`.
     pub load_fuel: u64,
-    /// Linear memory cap per instance, bytes.
+    /// Linear memory cap per instance, bytes: every memory of the instance
+    /// together (see `limiter`).
     pub memory_bytes: usize,
-    /// Caps on instances, tables and memories a component may create.
+    /// Table elements per instance, every table together.
+    pub max_table_elements: usize,
+    /// Caps on the core instances, tables and memories a component may create.
     pub max_instances: usize,
     pub max_tables: usize,
     pub max_memories: usize,
+    /// WASI handles (files, directories, streams, pollables) an instance
+    /// may hold at once.
+    pub max_handles: usize,
     /// Granularity of the epoch deadlines.
     pub epoch_tick: Duration,
     /// Epoch ticks, fuel or both.
@@ -86,9 +92,11 @@ impl Default for Limits {
             fuel_per_token: 1_000_000_000,
             load_fuel: 20_000_000_000_000,
             memory_bytes: 4 << 30,
-            max_instances: 64,
-            max_tables: 64,
-            max_memories: 4,
+            max_table_elements: 1 << 16,
+            max_instances: 16,
+            max_tables: 8,
+            max_memories: 2,
+            max_handles: 4096,
             epoch_tick: Duration::from_millis(10),
             metering: Metering::default(),
         }

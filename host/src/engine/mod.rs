@@ -15,6 +15,7 @@ mod contract;
 pub mod cpu;
 mod error;
 mod instance;
+mod limiter;
 mod limits;
 mod snapshot;
 
@@ -127,6 +128,17 @@ impl PluginEngine {
         let plugin = self.prepare_plugin(wasm, model_dir);
         self.functions.clear();
         plugin
+    }
+
+    /// Test hook: instantiates any component under this engine's sandbox
+    /// and limits, without looking for the contract (see
+    /// `instance::instantiate_bare`).
+    #[cfg(feature = "fault-injection")]
+    pub fn instantiate_bare(&self, wasm: &[u8]) -> Result<(), EngineError> {
+        let component = wasmtime::component::Component::new(&self.engine, wasm)
+            .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        let linker = llma_wasi_host::linker(&self.engine).map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        instance::instantiate_bare(&linker, &component, &self.limits)
     }
 
     fn prepare_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {

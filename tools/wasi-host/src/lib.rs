@@ -16,14 +16,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{Instance, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits};
+use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wizer::{ComponentContext, WasmtimeWizerComponent, Wizer};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub struct HostState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    /// What the instance may allocate (the host's totals over every memory
+    /// and table).
+    pub limits: Box<dyn ResourceLimiter + Send>,
     /// When the call in flight must stop.
     pub call_deadline: Instant,
     /// Set by the owner to stop the call in flight (activity cancelled).

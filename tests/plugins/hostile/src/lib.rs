@@ -2,7 +2,8 @@
 //!
 //! `classify` looks at each text: `spin` loops forever, `recurse` overflows
 //! the stack, `alloc` grows memory without bound, `panic` panics, and
-//! `socket`, `read:PATH`, `write-model`, `env` try to escape the sandbox,
+//! `handles` opens the model's config file again and again without closing
+//! it, `socket`, `read:PATH`, `write-model`, `env` try to escape the sandbox,
 //! answering `invalid-argument("denied: ...")` when the sandbox held and
 //! a positive result with score 1.0 when it did not. Any other text gets a
 //! fixed neutral result. `load` misbehaves the same way when the model
@@ -71,6 +72,19 @@ fn behave(text: &str) -> Result<MessageResult, Error> {
             escaped(format!("allocated {} chunks", hoard.len()))
         }
         "panic" => panic!("hostile plugin panics on purpose"),
+        // A WASI handle flood: every open file is a host-side handle.
+        "handles" => {
+            let mut opened = 0u64;
+            loop {
+                match std::fs::File::open("/model/config.json") {
+                    Ok(f) => {
+                        std::mem::forget(f);
+                        opened += 1;
+                    }
+                    Err(e) => return Err(Error::InvalidArgument(format!("denied after {opened} handles: {e}"))),
+                }
+            }
+        }
         "socket" => match std::net::TcpStream::connect("127.0.0.1:1") {
             Ok(_) => escaped("socket".into()),
             Err(e) => Err(Error::InvalidArgument(format!("denied: {e}"))),
