@@ -248,11 +248,4 @@ cmd_start() {
     start_failed ClickHouse "$dir" "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log" "$dir/log/clickhouse-server.log"
 }
 
-cmd_stop() { stop_server "$@"; }
-
-case "${1:-}" in
-    install) cmd_install ;;
-    start) shift; cmd_start "$@" ;;
-    stop) shift; cmd_stop "$@" ;;
-    *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
-esac
+server_main "$@"

@@ -118,3 +118,14 @@ start_failed() {
     done
     exit 1
 }
+
+# server_main ARGS...: the command line every server script takes (it defines cmd_install and
+# cmd_start): install | start DIR | stop DIR.
+server_main() {
+    case "${1:-}" in
+        install) cmd_install ;;
+        start) shift; cmd_start "$@" ;;
+        stop) shift; stop_server "$@" ;;
+        *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+    esac
+}

@@ -72,9 +72,4 @@ cmd_start() {
     start_failed Redis "$dir" "$dir/redis.log"
 }
 
-case "${1:-}" in
-    install) cmd_install ;;
-    start) shift; cmd_start "$@" ;;
-    stop) shift; stop_server "$@" ;;
-    *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
-esac
+server_main "$@"

@@ -117,11 +117,4 @@ cmd_start() {
     start_failed Temporal "$dir" "$dir/temporal.log"
 }
 
-cmd_stop() { stop_server "$@"; }
-
-case "${1:-}" in
-    install) cmd_install ;;
-    start) shift; cmd_start "$@" ;;
-    stop) shift; cmd_stop "$@" ;;
-    *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
-esac
+server_main "$@"
