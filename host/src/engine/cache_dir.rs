@@ -29,12 +29,23 @@ pub fn secure(dir: &Path) -> Result<(), CacheDirError> {
     let uid = rustix::process::geteuid().as_raw();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            // Gone since it was listed (another process sharing the dir
+            // renamed its temporary or pruned an entry): nothing to check.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
+            Err(e) => return Err(io(&path, e)),
+        };
         if let Some(why) = unsafe_because(&meta, uid) {
             return Err(CacheDirError::Unsafe { path, why, uid });
         }
         if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).map_err(|e| io(&path, e))? {
+            let listing = match std::fs::read_dir(&path) {
+                Ok(listing) => listing,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != dir => continue,
+                Err(e) => return Err(io(&path, e)),
+            };
+            for entry in listing {
                 pending.push(entry.map_err(|e| io(&path, e))?.path());
             }
         }
