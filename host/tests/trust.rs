@@ -262,9 +262,20 @@ fn start_and_the_cli_refuse_an_unsigned_plugin_and_accept_a_signed_one() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"ok\":true"), "{stdout}");
 
-    // The worker refuses before it connects anywhere.
+    // The worker refuses before it connects anywhere: given the file, or
+    // starting with the newest file of its plugin directory (a cache of its
+    // own: no version recorded by another test's worker).
     let (ok, _, stderr) = common::cli_env(&["--plugin", common::hostile_wasm().to_str().unwrap(), "worker"], &trusted, b"");
     assert!(!ok && stderr.contains("not signed"), "{stderr}");
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::copy(common::hostile_wasm(), dir.path().join("v1.wasm")).unwrap();
+    let args = ["--cache-dir", cache.path().to_str().unwrap(), "worker", "--plugin-dir", dir.path().to_str().unwrap()];
+    let (ok, _, stderr) = common::cli_env(&args, &trusted, b"");
+    assert!(!ok && stderr.contains("v1.wasm refused: the component is not signed"), "{stderr}");
+
+    // The embedded default is trusted as built in.
+    let (ok, stdout, stderr) = common::cli_env(&["classify", "I love this"], &trusted, b"");
+    assert!(ok && stdout.contains("positive"), "{stdout} {stderr}");
 
     let verify = |wasm: &Path| common::cli(&["plugin", "verify", "--key", pk.to_str().unwrap(), wasm.to_str().unwrap()], "");
     assert!(verify(&common::signed_plugin_wasm()).0);
