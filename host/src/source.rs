@@ -31,7 +31,7 @@ pub enum SourceError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     CacheDir(#[from] crate::engine::cache_dir::CacheDirError),
-    #[error("no cache dir: neither $XDG_CACHE_HOME nor $HOME is set; set plugin.cache_dir (LLMA_SENTIMENT_CACHE_DIR)")]
+    #[error("no cache dir: no $XDG_CACHE_HOME and no home directory, and the shared temp dir is never used; set plugin.cache_dir (LLMA_SENTIMENT_CACHE_DIR)")]
     NoCacheDir,
     #[error("plugin {path} refused: {refusal}")]
     Refused { path: String, refusal: Refusal },
