@@ -22,6 +22,7 @@ pub mod progress;
 pub mod query;
 pub mod registry;
 pub mod secret;
+pub mod signature;
 pub mod single_flight;
 pub mod sink;
 pub mod source;

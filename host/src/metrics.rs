@@ -60,6 +60,8 @@ metrics! {
     snapshots: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshots_total", "Plugins whose instances start from a pre-initialised snapshot, by how it was had (created, reused)"), &["outcome"]);
     snapshot_fallbacks: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshot_fallbacks_total", "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)"), &["reason"]);
     snapshots_discarded: IntCounter = IntCounter::new("llma_sentiment_plugin_snapshots_discarded_total", "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt");
+    plugins_refused: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_refused_total", "Plugin files refused before compiling because plugin.trusted_keys is set, by reason (unsigned, untrusted, not_a_component, malformed)"), &["reason"]);
+    cache_discarded: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_cache_discarded_total", "Cached compiled artifacts and snapshots deleted and rebuilt instead of loaded, by kind (artifact, snapshot) and reason (no_digest, mismatch: not the SHA-256 recorded when written, unreadable, refused by wasmtime)"), &["kind", "reason"]);
     deduplicated_in_flight: IntCounter = IntCounter::new("llma_sentiment_texts_deduplicated_in_flight_total", "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them");
     inference_seconds: Histogram = Histogram::with_opts(HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)").buckets(INFERENCE_BUCKETS.to_vec()));
     activity_seconds: HistogramVec = HistogramVec::new(HistogramOpts::new("llma_sentiment_activity_seconds", "classify_sentiment_activity duration, by result").buckets(ACTIVITY_BUCKETS.to_vec()), &["result"]);
@@ -93,6 +95,12 @@ pub fn init() {
     }
     for reason in ["no_init_export", "init_failed", "wizer", "store"] {
         m.snapshot_fallbacks.with_label_values(&[reason]);
+    }
+    for reason in ["unsigned", "untrusted", "not_a_component", "malformed"] {
+        m.plugins_refused.with_label_values(&[reason]);
+    }
+    for kind in ["artifact", "snapshot"] {
+        m.cache_discarded.with_label_values(&[kind, "mismatch"]);
     }
 }
 
@@ -181,6 +189,16 @@ pub fn record_snapshot_fallback(reason: &str) {
 
 pub fn record_snapshot_discarded() {
     METRICS.snapshots_discarded.inc();
+}
+
+/// A plugin file refused for its signature (`signature::Refusal::reason`).
+pub fn record_plugin_refused(reason: &str) {
+    METRICS.plugins_refused.with_label_values(&[reason]).inc();
+}
+
+/// A cached `kind` (artifact, snapshot) deleted instead of loaded, for `reason`.
+pub fn record_cache_discarded(kind: &str, reason: &str) {
+    METRICS.cache_discarded.with_label_values(&[kind, reason]).inc();
 }
 
 pub fn record_deduplicated_in_flight() {

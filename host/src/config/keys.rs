@@ -164,6 +164,11 @@ pub const KEYS: &[Key] = &[
         "plugin.snapshots",
         "Worker: use-existing (instances start from a snapshot `plugin prepare` made, else load the model), create (make one at start and activation: minutes per plugin and model on small machines) or off.",
     ),
+    Key::new(
+        "plugin.trusted_keys",
+        "Public key files (`plugin keygen`); when set, every plugin activated from a file (start, plugin.dir, the admin endpoint) must carry a valid signature by one of them (`:`-separated in the environment). The embedded default is trusted as built in.",
+    )
+    .path_list(),
     Key::new("pipeline.max_messages", "Keep the last N user messages of a generation.")
         .alias(&["LLMA_SENTIMENT_MAX_MESSAGES"])
         .flag(Global, "max-messages")

@@ -11,10 +11,12 @@
 pub mod background;
 mod bindings;
 mod cache;
+pub mod cache_dir;
 mod contract;
 pub mod cpu;
 mod error;
 mod instance;
+mod integrity;
 mod limiter;
 mod limits;
 mod snapshot;
@@ -79,6 +81,10 @@ pub struct PluginEngine {
 
 impl PluginEngine {
     pub fn with_options(limits: Limits, cache_dir: Option<PathBuf>, options: EngineOptions) -> Result<Self, EngineError> {
+        // Native code is loaded from it: nobody else may be able to write it.
+        if let Some(dir) = &cache_dir {
+            cache_dir::secure(dir)?;
+        }
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(limits.metering.fuel());

@@ -35,6 +35,24 @@ pub fn hostile_wasm() -> PathBuf {
     env_path("LLMA_TEST_HOSTILE_PLUGIN")
 }
 
+/// The tests' signing key pair (`make signed-plugins` makes it once into build/keys).
+pub fn signing_key() -> PathBuf {
+    env_path("LLMA_TEST_SIGNING_KEY")
+}
+
+pub fn public_key() -> PathBuf {
+    env_path("LLMA_TEST_PUBLIC_KEY")
+}
+
+/// The plugins signed with [`signing_key`].
+pub fn signed_plugin_wasm() -> PathBuf {
+    env_path("LLMA_TEST_SIGNED_PLUGIN")
+}
+
+pub fn signed_hostile_wasm() -> PathBuf {
+    env_path("LLMA_TEST_SIGNED_HOSTILE_PLUGIN")
+}
+
 pub fn python() -> PathBuf {
     env_path("LLMA_TEST_PYTHON")
 }
