@@ -25,6 +25,7 @@ pub mod secret;
 pub mod single_flight;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod watcher;
 pub mod worker;
 

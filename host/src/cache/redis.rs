@@ -16,6 +16,12 @@
 //! once it answers. State changes (available / unavailable) are logged once
 //! each.
 //!
+//! TLS: a `rediss://` URL connects over rustls (the CA file and client
+//! certificate of `cache.redis_tls_*`, else the system roots). A handshake
+//! that fails is no outage to ride out but a setting to fix: the start-up
+//! check ([`RedisTier::check`]) fails the start with it, and the calls count
+//! it as a `tls` error. A `rediss://` URL never falls back to clear text.
+//!
 //! Callers are synchronous (the pipeline runs on blocking threads): each
 //! call runs on this tier's own small runtime and the caller waits for it
 //! with a timeout, so it never needs (or blocks) the caller's runtime.
@@ -52,6 +58,8 @@ pub struct RedisSettings {
     pub ttl: Duration,
     /// Per call (lookup or write), connection wait included.
     pub timeout: Duration,
+    /// With a `rediss://` URL: CA file, client certificate and key.
+    pub tls: crate::tls::TlsFiles,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -60,6 +68,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &crate::secret::redact_url(&self.url))
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -70,6 +79,60 @@ pub enum RedisTierError {
     Url { url: String, reason: String },
     #[error("cannot start the Redis client's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("Redis TLS settings: {0}")]
+    TlsFiles(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Connect(#[from] RedisConnectError),
+}
+
+/// Why one connection to Redis failed ([`RedisTier::check`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectError {
+    #[error(
+        "Redis at {target}: TLS handshake failed: {reason} (check cache.redis_tls_ca and the client certificate, and \
+         that the server speaks TLS on this port)"
+    )]
+    Tls { target: String, reason: String },
+    #[error("Redis at {target}: no answer within {after:?}")]
+    Timeout { target: String, after: Duration },
+    #[error("Redis at {target}: {reason}")]
+    Failed { target: String, reason: String },
+}
+
+impl RedisConnectError {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, RedisConnectError::Tls { .. })
+    }
+}
+
+/// The client for `settings`: over TLS for a `rediss://` URL, with the
+/// configured files read (and checked) now, so a bad one is named at start.
+fn client(settings: &RedisSettings) -> Result<::redis::Client, RedisTierError> {
+    let url = settings.url.as_str();
+    let url_error = |e: ::redis::RedisError| RedisTierError::Url { url: crate::secret::redact_url(url), reason: e.to_string() };
+    if !url.trim_start().starts_with("rediss://") {
+        return ::redis::Client::open(url).map_err(url_error);
+    }
+    // redis builds its rustls configuration on the process default provider.
+    crate::tls::install_default_provider();
+    let files = &settings.tls;
+    let read = |what: &'static str, path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|e| crate::tls::TlsError::Read { what, path: path.clone(), reason: e.to_string() })
+    };
+    let root_cert = match &files.ca {
+        Some(path) => {
+            crate::tls::read_certs("CA file", path)?;
+            Some(read("CA file", path)?)
+        }
+        None => None,
+    };
+    let client_tls = match (files.identity()?, &files.cert, &files.key) {
+        (Some(_), Some(cert), Some(key)) => {
+            Some(::redis::ClientTlsConfig { client_cert: read("client certificate", cert)?, client_key: read("client key", key)? })
+        }
+        _ => None,
+    };
+    ::redis::Client::build_with_tls(url, ::redis::TlsCertificates { client_tls, root_cert }).map_err(url_error)
 }
 
 /// Checks a URL without connecting (for config validation).
@@ -98,7 +161,9 @@ enum Conn {
 
 /// How `/metrics` labels a failed call.
 fn error_kind(e: &::redis::RedisError) -> RedisErrorKind {
-    if e.is_timeout() {
+    if crate::tls::tls_failure(e).is_some() {
+        RedisErrorKind::Tls
+    } else if e.is_timeout() {
         RedisErrorKind::Timeout
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         RedisErrorKind::Unavailable
@@ -163,10 +228,7 @@ pub struct RedisTier {
 impl RedisTier {
     /// Starts connecting in the background and returns at once.
     pub fn new(settings: &RedisSettings) -> Result<RedisTier, RedisTierError> {
-        let client = ::redis::Client::open(settings.url.as_str()).map_err(|e| RedisTierError::Url {
-            url: crate::secret::redact_url(&settings.url),
-            reason: e.to_string(),
-        })?;
+        let client = client(settings)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("llma-redis")
@@ -207,6 +269,32 @@ impl RedisTier {
     /// Whether the last call (or connection attempt) worked.
     pub fn is_available(&self) -> bool {
         self.state.health.load(Ordering::SeqCst) == UP
+    }
+
+    /// Whether the tier talks TLS (a `rediss://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.state.target.starts_with("rediss://")
+    }
+
+    /// One new connection and a PING, now, within `timeout`: the start-up
+    /// check, which tells a TLS failure (a setting to fix) from an outage.
+    pub fn check(&self, timeout: Duration) -> Result<(), RedisConnectError> {
+        let client = self.client.clone();
+        let target = self.state.target.clone();
+        let until = Instant::now() + timeout;
+        let outcome = self.run(until, async move {
+            let config = ::redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+            let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+            ::redis::cmd("PING").query_async::<String>(&mut conn).await
+        });
+        match outcome {
+            Some(Ok(_)) => Ok(()),
+            None => Err(RedisConnectError::Timeout { target, after: timeout }),
+            Some(Err(e)) => Err(match crate::tls::tls_failure(&e) {
+                Some(reason) => RedisConnectError::Tls { target, reason },
+                None => RedisConnectError::Failed { target, reason: e.to_string() },
+            }),
+        }
     }
 
     /// The key of one text: no text, only digests.
@@ -393,7 +481,12 @@ mod tests {
 
     #[test]
     fn settings_debug_hides_the_password() {
-        let s = RedisSettings { url: "redis://:hunter2@127.0.0.1:6379".into(), ttl: Duration::from_secs(1), timeout: Duration::from_millis(50) };
+        let s = RedisSettings {
+            url: "redis://:hunter2@127.0.0.1:6379".into(),
+            ttl: Duration::from_secs(1),
+            timeout: Duration::from_millis(50),
+            tls: Default::default(),
+        };
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

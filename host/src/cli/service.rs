@@ -288,7 +288,7 @@ pub fn plugin_admin(
 ) -> anyhow::Result<()> {
     let token = crate::admin::token(&config.worker).context("the admin endpoint needs the worker's token")?;
     runtime()?.block_on(async {
-        let (status, value) = crate::admin::call(admin, &token, method, path, body)
+        let (status, value) = crate::admin::call(admin, &token, config.admin.tls_ca.as_deref(), method, path, body)
             .await
             .with_context(|| format!("calling the worker's admin endpoint at {admin}"))?;
         println!("{value}");
