@@ -18,6 +18,12 @@
 # Debian 12's package is ClickHouse 18.16: no DateTime64, Bool, Map or JSON types.
 # Environment:
 #   CLICKHOUSE_START_TIMEOUT   seconds to wait for /ping (default 30)
+#   CLICKHOUSE_TLS_CERT, CLICKHOUSE_TLS_KEY
+#                              PEM certificate and key: the server also serves HTTPS on a free
+#                              port; `start` then also prints CLICKHOUSE_HTTPS_PORT and
+#                              CLICKHOUSE_HTTPS_URL=https://127.0.0.1:PORT
+#   CLICKHOUSE_TLS_CA          with the two above: HTTPS clients must present a certificate
+#                              signed by this CA (mutual TLS)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +62,32 @@ cmd_install() {
     find_server || die "installation did not provide clickhouse-server"
 }
 
+# The HTTPS listener and its certificate (the TLS mode), or nothing.
+tls_config() {
+    local https="$1"
+    [ -n "$https" ] || return 0
+    local verify=none ca=""
+    if [ -n "${CLICKHOUSE_TLS_CA:-}" ]; then
+        verify=strict
+        ca="<caConfig>$CLICKHOUSE_TLS_CA</caConfig>"
+    fi
+    cat <<EOF
+    <https_port>$https</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$CLICKHOUSE_TLS_CERT</certificateFile>
+            <privateKeyFile>$CLICKHOUSE_TLS_KEY</privateKeyFile>
+            $ca
+            <verificationMode>$verify</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
 write_config() {
     local dir="$1" http="$2" tcp="$3"
     mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
@@ -73,7 +105,8 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <http_port>$http</http_port>
     <tcp_port>$tcp</tcp_port>
-    <!-- No interserver_http_port / https / secure tcp / mysql ports: nothing else listens. -->
+    <!-- No interserver_http_port / secure tcp / mysql ports; https only in TLS mode. -->
+$(tls_config "$4")
     <max_connections>256</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
@@ -138,14 +171,22 @@ cmd_start() {
     dir="$(prepare_dir "${1:-}")"
 
     local timeout="${CLICKHOUSE_START_TIMEOUT:-30}"
-    local http tcp pid
+    local http tcp pid https=""
+    if [ -n "${CLICKHOUSE_TLS_CERT:-}${CLICKHOUSE_TLS_KEY:-}" ]; then
+        [ -r "${CLICKHOUSE_TLS_CERT:-}" ] && [ -r "${CLICKHOUSE_TLS_KEY:-}" ] \
+            || die "TLS mode needs both CLICKHOUSE_TLS_CERT and CLICKHOUSE_TLS_KEY, readable"
+    fi
     # Ports are picked free and then bound by the server a moment later; on the rare race
     # with another process, retry with new ports.
     for _ in 1 2 3; do
         http="$(free_port)"
         tcp="$(free_port)"
         [ "$http" != "$tcp" ] || continue
-        write_config "$dir" "$http" "$tcp"
+        if [ -n "${CLICKHOUSE_TLS_CERT:-}" ]; then
+            https="$(free_port)"
+            [ "$https" != "$http" ] && [ "$https" != "$tcp" ] || continue
+        fi
+        write_config "$dir" "$http" "$tcp" "$https"
         : >"$dir/log/stdout.log"
         # Runs fine as root (18.16 has no owner check). setsid: own process group, so a ^C on
         # the caller's terminal does not hit it and `stop` controls it alone.
@@ -155,11 +196,16 @@ cmd_start() {
         local deadline=$((SECONDS + timeout))
         while [ $SECONDS -lt $deadline ]; do
             if ! pid_alive "$pid"; then break; fi
-            if [ "$(curl -s --max-time 2 "http://127.0.0.1:$http/ping" 2>/dev/null)" = "Ok." ]; then
+            if [ "$(curl -s --max-time 2 "http://127.0.0.1:$http/ping" 2>/dev/null)" = "Ok." ] \
+                && { [ -z "$https" ] || https_listening "$https"; }; then
                 {
                     echo "CLICKHOUSE_URL=http://127.0.0.1:$http"
                     echo "CLICKHOUSE_HTTP_PORT=$http"
                     echo "CLICKHOUSE_TCP_PORT=$tcp"
+                    if [ -n "$https" ]; then
+                        echo "CLICKHOUSE_HTTPS_PORT=$https"
+                        echo "CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$https"
+                    fi
                     echo "CLICKHOUSE_PID=$pid"
                 } >"$dir/env"
                 cat "$dir/env"
@@ -170,6 +216,12 @@ cmd_start() {
         retry_start "$pid" "$timeout" 2 'address already in use|Net Exception: Address' "$dir/log/"*.log || break
     done
     start_failed ClickHouse "$dir" "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log" "$dir/log/clickhouse-server.log"
+}
+
+# The HTTPS listener accepts connections (whether a handshake succeeds is the client's to
+# judge: with mutual TLS a client without a certificate is refused).
+https_listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 cmd_stop() { stop_server "$@"; }

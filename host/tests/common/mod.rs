@@ -144,16 +144,42 @@ pub struct ClickHouseServer {
     dir: tempfile::TempDir,
     pub url: String,
     pub http_port: u16,
+    /// `https://127.0.0.1:PORT` when started with TLS ([`ClickHouseServer::start_tls`]).
+    pub https_url: Option<String>,
     /// The server process when `restart` started it (not the script).
     child: Option<std::process::Child>,
 }
 
 impl ClickHouseServer {
     pub fn start() -> ClickHouseServer {
+        ClickHouseServer::start_with(&[])
+    }
+
+    /// A server that also serves HTTPS with `cert` and `key` (and asks HTTPS
+    /// clients for a certificate signed by `client_ca`, when given).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, client_ca: Option<&std::path::Path>) -> ClickHouseServer {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let mut env = vec![("CLICKHOUSE_TLS_CERT", cert), ("CLICKHOUSE_TLS_KEY", key)];
+        if let Some(ca) = client_ca {
+            env.push(("CLICKHOUSE_TLS_CA", ca.to_str().unwrap()));
+        }
+        ClickHouseServer::start_with(&env)
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> ClickHouseServer {
         install_clickhouse();
         let dir = tempfile::Builder::new().prefix("llma-ch-").tempdir().expect("tempdir");
-        let out = run_clickhouse_script(&["start".as_ref(), dir.path().as_os_str()]);
+        let out = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/clickhouse.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run scripts/clickhouse.sh");
+        assert!(out.status.success(), "clickhouse.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
+        let https_url = stdout.lines().find_map(|l| l.strip_prefix("CLICKHOUSE_HTTPS_URL=")).map(|u| u.trim().to_string());
         let url = stdout
             .lines()
             .find_map(|l| l.strip_prefix("CLICKHOUSE_URL="))
@@ -161,7 +187,7 @@ impl ClickHouseServer {
             .trim()
             .to_string();
         let http_port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in CLICKHOUSE_URL");
-        ClickHouseServer { dir, url, http_port, child: None }
+        ClickHouseServer { dir, url, http_port, https_url, child: None }
     }
 
     pub fn dir(&self) -> &std::path::Path {
