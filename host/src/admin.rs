@@ -321,7 +321,7 @@ pub async fn call(
     let (status, bytes) = if base.starts_with("https://") {
         connector.enforce_http(false);
         let files = crate::tls::TlsFiles { ca: tls_ca.map(Path::to_path_buf), ..Default::default() };
-        let tls = files.client_config(&[b"http/1.1"])?;
+        let tls = files.client_config(&[])?;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
         exchange(builder.build(https), req).await?
     } else {

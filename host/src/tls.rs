@@ -158,8 +158,8 @@ pub fn server_config(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<rustls::
 
 /// The TLS failure in `err`'s chain, if any: a rustls error (a certificate
 /// that does not verify, a server that does not speak TLS, a refused client
-/// certificate), also when wrapped in the `io::Error` a TLS stream returns
-/// (whose `source()` skips the error it wraps), or a handshake cut short.
+/// certificate), also inside the `io::Error`s TLS streams return (nested, in
+/// hyper-rustls), or a handshake the server cut short.
 pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur = Some(err);
     while let Some(e) = cur {
@@ -167,13 +167,15 @@ pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
             return Some(r.to_string());
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return Some(r.to_string());
-            }
             // tokio-rustls' words for a peer that closed during the handshake
             // (a plain-text server hanging up on a ClientHello).
             if io.to_string().contains("tls handshake eof") {
                 return Some("the server closed the connection during the TLS handshake (does it speak TLS?)".into());
+            }
+            // An io::Error's `source()` skips the error it wraps: look inside.
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner);
+                continue;
             }
         }
         cur = e.source();
@@ -216,6 +218,9 @@ mod tests {
         let inner = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
         assert!(tls_failure(&io).unwrap().contains("UnknownIssuer"));
+        // hyper-rustls wraps tokio-rustls' io::Error in another one.
+        let nested = std::io::Error::other(io);
+        assert!(tls_failure(&nested).unwrap().contains("UnknownIssuer"));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(tls_failure(&plain).is_none());
     }

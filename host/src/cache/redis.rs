@@ -105,6 +105,34 @@ impl RedisConnectError {
     }
 }
 
+/// A TCP connection to `host:port` and a TLS handshake on it, each within `timeout`.
+async fn handshake(
+    host: String,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    target: String,
+) -> Result<(), RedisConnectError> {
+    let failed = |reason: String| RedisConnectError::Failed { target: target.clone(), reason };
+    let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        Err(_) => return Err(RedisConnectError::Timeout { target, after: timeout }),
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| failed(format!("host {host}: {e}")))?;
+    match tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(tls).connect(name, tcp)).await {
+        Err(_) => Err(RedisConnectError::Tls {
+            target,
+            reason: format!("no handshake within {timeout:?}: the port accepts connections but does not answer TLS"),
+        }),
+        Ok(Err(e)) => {
+            let reason = crate::tls::tls_failure(&e).unwrap_or_else(|| e.to_string());
+            Err(RedisConnectError::Tls { target, reason })
+        }
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
 /// The client for `settings`: over TLS for a `rediss://` URL, with the
 /// configured files read (and checked) now, so a bad one is named at start.
 fn client(settings: &RedisSettings) -> Result<::redis::Client, RedisTierError> {
@@ -220,6 +248,8 @@ pub struct RedisTier {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     client: ::redis::Client,
+    /// For a `rediss://` URL, the trust and identity the client uses, for [`RedisTier::check`]'s own handshake.
+    tls: Option<Arc<rustls::ClientConfig>>,
     state: Arc<State>,
     ttl_secs: u64,
     timeout: Duration,
@@ -229,6 +259,10 @@ impl RedisTier {
     /// Starts connecting in the background and returns at once.
     pub fn new(settings: &RedisSettings) -> Result<RedisTier, RedisTierError> {
         let client = client(settings)?;
+        let tls = match client.get_connection_info().addr {
+            ::redis::ConnectionAddr::TcpTls { .. } => Some(Arc::new(settings.tls.client_config(&[])?)),
+            _ => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("llma-redis")
@@ -248,6 +282,7 @@ impl RedisTier {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             client,
+            tls,
             state,
             ttl_secs: settings.ttl.as_secs().max(1),
             timeout: settings.timeout,
@@ -276,13 +311,23 @@ impl RedisTier {
         self.state.target.starts_with("rediss://")
     }
 
-    /// One new connection and a PING, now, within `timeout`: the start-up
-    /// check, which tells a TLS failure (a setting to fix) from an outage.
+    /// The start-up check, within `timeout` for each step: a TLS handshake
+    /// of its own (with the trust the client uses) for a `rediss://` URL,
+    /// then one new connection and a PING. It tells a TLS failure (a setting
+    /// to fix) from an outage; a port that accepts and never completes a
+    /// handshake (a plain-text server waiting for a line) counts as TLS.
     pub fn check(&self, timeout: Duration) -> Result<(), RedisConnectError> {
-        let client = self.client.clone();
         let target = self.state.target.clone();
-        let until = Instant::now() + timeout;
-        let outcome = self.run(until, async move {
+        if let (::redis::ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) = (&self.client.get_connection_info().addr, &self.tls) {
+            let handshake = handshake(host.clone(), *port, tls.clone(), timeout, target.clone());
+            match self.run(Instant::now() + timeout * 2, handshake) {
+                None => return Err(RedisConnectError::Timeout { target, after: timeout * 2 }),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(())) => {}
+            }
+        }
+        let client = self.client.clone();
+        let outcome = self.run(Instant::now() + timeout, async move {
             let config = ::redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
             let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
             ::redis::cmd("PING").query_async::<String>(&mut conn).await

@@ -32,11 +32,12 @@ pub(crate) fn build_client(config: &SinkConfig) -> Result<clickhouse::Client, Si
     connector.set_connect_timeout(Some(config.connect_timeout));
     let mut builder = HyperClient::builder(TokioExecutor::new());
     let mut client = if config.uses_tls() {
-        // The TLS connector hands the plain one https:// URIs.
+        // The TLS connector hands the plain one https:// URIs; it sets the
+        // ALPN protocols (http/1.1) itself.
         connector.enforce_http(false);
         let tls = config
             .tls
-            .client_config(&[b"http/1.1"])
+            .client_config(&[])
             .map_err(|e| SinkError::Config(ConfigProblem::new(SinkField::Tls, format!("ClickHouse TLS: {e}"))))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
         clickhouse::Client::with_http_client(builder.pool_idle_timeout(POOL_IDLE_TIMEOUT).build(https))
