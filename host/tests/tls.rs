@@ -334,7 +334,8 @@ fn temporal_over_tls_mutual_tls_server_name_and_api_key() {
     assert!(matches!(e, TemporalConnectError::Tls { .. }), "{e}");
     let e = temporal_failure(&temporal(&server.address, pki.files(Some(&client)), Some("temporal.test")), "TLS to the plain dev server");
     assert!(matches!(e, TemporalConnectError::Tls { .. }), "{e}");
-    temporal_failure(&temporal(&address, pki.files(None), Some("temporal.test")), "no client certificate");
+    let e = temporal_failure(&temporal(&address, pki.files(None), Some("temporal.test")), "no client certificate");
+    assert!(e.to_string().contains("temporal.tls_cert"), "{e}");
     // An API key alone turns TLS on (system roots, which do not know this
     // CA): it is never sent in clear text.
     let key_only = TemporalConfig { address: address.clone(), api_key: Some(Secret::new("tmprl-test-key")), ..TemporalConfig::default() };

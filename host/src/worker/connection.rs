@@ -208,13 +208,31 @@ pub async fn connect_as(temporal: &TemporalConfig, identity: &str) -> Result<Cli
         Ok(Err(e)) => {
             return Err(match crate::tls::tls_failure(&e).filter(|_| temporal.uses_tls()) {
                 Some(reason) => TemporalConnectError::Tls { address, reason },
-                None => TemporalConnectError::Connect { address, reason: error_chain(&e) },
+                None => TemporalConnectError::Connect { address, reason: connect_failure(&e, temporal.uses_tls()) },
             })
         }
         Ok(Ok(connection)) => connection,
     };
     Client::new(connection, ClientOptions::new(temporal.namespace.clone()).build())
         .map_err(|e| TemporalConnectError::Connect { address: temporal.address.clone(), reason: error_chain(&e) })
+}
+
+/// What went wrong connecting, in words: the first call's status without
+/// its debug dump, and the hint a mutual-TLS refusal needs (TLS 1.3 servers
+/// reject a client certificate after the handshake, so the client sees a
+/// closed connection, not a TLS error).
+fn connect_failure(e: &temporalio_client::errors::ClientConnectError, tls: bool) -> String {
+    use temporalio_client::errors::ClientConnectError as E;
+    let E::SystemInfoCallError(status) = e else { return error_chain(e) };
+    let mut reason = format!("the first call failed: {:?}: {}", status.code(), status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        reason = format!("{reason}: {}", error_chain(source));
+    }
+    let closed = matches!(status.code(), temporalio_client::tonic::Code::Cancelled | temporalio_client::tonic::Code::Unavailable);
+    if tls && closed {
+        reason += " (the server closed the connection after the TLS handshake: with mutual TLS, check temporal.tls_cert and temporal.tls_key)";
+    }
+    reason
 }
 
 /// Each distinct message of an error's chain, outermost first.
