@@ -54,6 +54,25 @@ impl TlsFiles {
         }
     }
 
+    /// The files' PEM text, checked first (so that a bad file is named
+    /// here), for clients that take PEM bytes (the Temporal SDK, redis):
+    /// the CA file's, and the client certificate's and key's.
+    pub fn pem(&self) -> Result<(Option<Vec<u8>>, Option<(Vec<u8>, Vec<u8>)>), TlsError> {
+        let read = |what: &'static str, path: &Path| std::fs::read(path).map_err(|e| read_error(what, path, e));
+        let ca = match &self.ca {
+            Some(path) => {
+                read_certs("CA file", path)?;
+                Some(read("CA file", path)?)
+            }
+            None => None,
+        };
+        let identity = match (self.identity()?, &self.cert, &self.key) {
+            (Some(_), Some(cert), Some(key)) => Some((read("client certificate", cert)?, read("client key", key)?)),
+            _ => None,
+        };
+        Ok((ca, identity))
+    }
+
     /// A client configuration trusting `ca` (else the system roots), with
     /// the client certificate when one is set, speaking `alpn`.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, TlsError> {

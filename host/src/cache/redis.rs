@@ -143,23 +143,8 @@ fn client(settings: &RedisSettings) -> Result<::redis::Client, RedisTierError> {
     }
     // redis builds its rustls configuration on the process default provider.
     crate::tls::install_default_provider();
-    let files = &settings.tls;
-    let read = |what: &'static str, path: &std::path::PathBuf| {
-        std::fs::read(path).map_err(|e| crate::tls::TlsError::Read { what, path: path.clone(), reason: e.to_string() })
-    };
-    let root_cert = match &files.ca {
-        Some(path) => {
-            crate::tls::read_certs("CA file", path)?;
-            Some(read("CA file", path)?)
-        }
-        None => None,
-    };
-    let client_tls = match (files.identity()?, &files.cert, &files.key) {
-        (Some(_), Some(cert), Some(key)) => {
-            Some(::redis::ClientTlsConfig { client_cert: read("client certificate", cert)?, client_key: read("client key", key)? })
-        }
-        _ => None,
-    };
+    let (root_cert, identity) = settings.tls.pem()?;
+    let client_tls = identity.map(|(client_cert, client_key)| ::redis::ClientTlsConfig { client_cert, client_key });
     ::redis::Client::build_with_tls(url, ::redis::TlsCertificates { client_tls, root_cert }).map_err(url_error)
 }
 

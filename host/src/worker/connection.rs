@@ -150,27 +150,8 @@ impl TemporalConfig {
         if !self.uses_tls() {
             return Ok(None);
         }
-        let files = self.tls_files();
-        let read = |what: &'static str, path: &PathBuf| {
-            std::fs::read(path).map_err(|e| TlsError::Read { what, path: path.clone(), reason: e.to_string() })
-        };
-        let ca = match &files.ca {
-            Some(path) => {
-                crate::tls::read_certs("CA file", path)?;
-                Some(read("CA file", path)?)
-            }
-            None => None,
-        };
-        let client = match (&files.cert, &files.key) {
-            (Some(cert), Some(key)) => {
-                files.identity()?;
-                Some(ClientTlsOptions::builder().client_cert(read("client certificate", cert)?).client_private_key(read("client key", key)?).build())
-            }
-            _ => {
-                files.check()?;
-                None
-            }
-        };
+        let (ca, identity) = self.tls_files().pem()?;
+        let client = identity.map(|(cert, key)| ClientTlsOptions::builder().client_cert(cert).client_private_key(key).build());
         Ok(Some(
             TlsOptions::builder()
                 .maybe_server_root_ca_cert(ca)
@@ -228,7 +209,10 @@ fn connect_failure(e: &temporalio_client::errors::ClientConnectError, tls: bool)
     if let Some(source) = std::error::Error::source(status) {
         reason = format!("{reason}: {}", error_chain(source));
     }
-    let closed = matches!(status.code(), temporalio_client::tonic::Code::Cancelled | temporalio_client::tonic::Code::Unavailable);
+    // A transport failure (the connection closed or broke), not an answer
+    // of the server: which code tonic gives it varies with the timing.
+    use temporalio_client::tonic::Code;
+    let closed = std::error::Error::source(status).is_some() || matches!(status.code(), Code::Cancelled | Code::Unavailable | Code::Unknown);
     if tls && closed {
         reason += " (the server closed the connection after the TLS handshake: with mutual TLS, check temporal.tls_cert and temporal.tls_key)";
     }
