@@ -323,6 +323,7 @@ pub async fn call(
         let files = crate::tls::TlsFiles { ca: tls_ca.map(Path::to_path_buf), ..Default::default() };
         let tls = files.client_config(&[])?;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
+        let https = crate::tls::HandshakeDeadline::new(https, CLIENT_CONNECT_TIMEOUT * 2);
         exchange(builder.build(https), req).await?
     } else {
         anyhow::ensure!(tls_ca.is_none(), "admin.tls_ca is set, but the admin URL {base} is not https://");

@@ -175,6 +175,56 @@ pub fn server_config(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<rustls::
     Ok(config)
 }
 
+/// A TLS handshake (with the TCP connect before it) that did not finish in
+/// time: a plain-text server reading a ClientHello as the start of its own
+/// protocol may wait for more forever.
+#[derive(Debug, thiserror::Error)]
+#[error("no TLS handshake within {0:?}: the port accepts connections but does not answer TLS")]
+pub struct HandshakeTimeout(pub std::time::Duration);
+
+/// A connector (hyper-rustls') whose connections must be made, handshake
+/// included, within `limit`; past it the attempt fails with
+/// [`HandshakeTimeout`], which [`tls_failure`] reports as a TLS failure.
+#[derive(Debug, Clone)]
+pub struct HandshakeDeadline<C> {
+    inner: C,
+    limit: std::time::Duration,
+}
+
+impl<C> HandshakeDeadline<C> {
+    pub fn new(inner: C, limit: std::time::Duration) -> Self {
+        HandshakeDeadline { inner, limit }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C, R> tower_service::Service<hyper::Uri> for HandshakeDeadline<C>
+where
+    C: tower_service::Service<hyper::Uri, Response = R>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = R;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let (connecting, limit) = (self.inner.call(uri), self.limit);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(made) => made.map_err(Into::into),
+                Err(_) => Err(Box::new(HandshakeTimeout(limit)) as BoxError),
+            }
+        })
+    }
+}
+
 /// The TLS failure in `err`'s chain, if any: a rustls error (a certificate
 /// that does not verify, a server that does not speak TLS, a refused client
 /// certificate), also inside the `io::Error`s TLS streams return (nested, in
@@ -184,6 +234,9 @@ pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     while let Some(e) = cur {
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
             return Some(r.to_string());
+        }
+        if let Some(t) = e.downcast_ref::<HandshakeTimeout>() {
+            return Some(t.to_string());
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             // tokio-rustls' words for a peer that closed during the handshake

@@ -167,7 +167,23 @@ fn sentiment_of(raw: &Value) -> SentimentEvent {
 }
 
 fn sink_config(url: &str, tls: TlsFiles) -> SinkConfig {
-    SinkConfig { url: url.to_string(), tls, ..SinkConfig::default() }
+    // The handshake's deadline is twice the connect timeout.
+    SinkConfig { url: url.to_string(), tls, connect_timeout: Duration::from_secs(2), ..SinkConfig::default() }
+}
+
+/// A port that accepts connections and never says a word (a plain-text
+/// server waiting for the rest of a line); open while the value lives.
+fn silent_port() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    (port, holder)
 }
 
 /// Connecting fails, fast, with a final TLS error that names ClickHouse and its URL.
@@ -217,6 +233,8 @@ fn clickhouse_over_https_with_a_client_certificate() {
     let stranger = Pki::new("stranger");
     assert_clickhouse_tls_failure(sink_config(&https, stranger.files(Some(&client))), "a CA that did not sign the server's certificate");
     assert_clickhouse_tls_failure(sink_config(&ch.url.replace("http://", "https://"), pki.files(Some(&client))), "https to the plain HTTP port");
+    let (silent, _holder) = silent_port();
+    assert_clickhouse_tls_failure(sink_config(&format!("https://127.0.0.1:{silent}"), pki.files(Some(&client))), "a port that never answers TLS");
     let no_cert = block(ClickHouseSink::connect(sink_config(&https, pki.files(None))));
     let err = no_cert.expect_err("the server requires a client certificate");
     assert_eq!(err.kind(), Some(ErrorKind::Tls), "{err}");

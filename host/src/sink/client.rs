@@ -40,6 +40,10 @@ pub(crate) fn build_client(config: &SinkConfig) -> Result<clickhouse::Client, Si
             .client_config(&[])
             .map_err(|e| SinkError::Config(ConfigProblem::new(SinkField::Tls, format!("ClickHouse TLS: {e}"))))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
+        // The TCP connect has its own timeout: twice it leaves the handshake
+        // at least as long, and a server that never answers it (a plain
+        // HTTP port waiting for a line) fails as TLS, at once final.
+        let https = crate::tls::HandshakeDeadline::new(https, config.connect_timeout * 2);
         clickhouse::Client::with_http_client(builder.pool_idle_timeout(POOL_IDLE_TIMEOUT).build(https))
     } else {
         connector.enforce_http(true);
