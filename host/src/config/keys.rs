@@ -249,7 +249,7 @@ pub const KEYS: &[Key] = &[
         .alias(&["LLMA_SENTIMENT_GRACE_PERIOD_SECS"])
         .flag(Worker, "grace-period-secs")
         .range(0, YEAR_SECS),
-    Key::new("worker.admin_addr", "Admin endpoint (plugin status/activate/rollback, /healthz), e.g. 127.0.0.1:9464; off when unset; loopback only unless worker.admin_allow_remote; needs worker.admin_token or worker.admin_token_file.")
+    Key::new("worker.admin_addr", "Admin endpoint (plugin status/activate/rollback, /healthz), e.g. 127.0.0.1:9464; off when unset; loopback only unless worker.admin_allow_remote (and then with TLS); needs worker.admin_token or worker.admin_token_file.")
         .alias(&["LLMA_SENTIMENT_ADMIN_ADDR"])
         .flag(Worker, "admin-addr"),
     Key::new("worker.admin_allow_remote", "Let the admin endpoint bind a non-loopback address; it then also needs worker.admin_tls_cert and worker.admin_tls_key."),
