@@ -26,6 +26,7 @@ pub mod signature;
 pub mod single_flight;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod watcher;
 pub mod worker;
 

@@ -47,7 +47,7 @@ metrics! {
     events_skipped: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_events_skipped_total", "Events with nothing to classify, by reason"), &["reason"]);
     messages_classified: IntCounter = IntCounter::new("llma_sentiment_messages_classified_total", "User messages of the $ai_sentiment events built (by activities and `analyze`)");
     cache: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_cache_lookups_total", "Result cache lookups of user messages, by tier (l1 in process, l2 Redis) and result (hit, miss); l2 counts only the l1 misses Redis answered for"), &["tier", "result"]);
-    redis_errors: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_redis_errors_total", "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server); each means in-process cache only for that call"), &["kind"]);
+    redis_errors: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_redis_errors_total", "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server, tls); each means in-process cache only for that call"), &["kind"]);
     redis_available: IntGauge = IntGauge::new("llma_sentiment_redis_available", "1 while the Redis result cache answers, 0 after a failed call or connection attempt (stays 0 when no Redis is configured)");
     activities_in_flight: IntGauge = IntGauge::new("llma_sentiment_activities_in_flight", "Activities running now (each holds one activity slot)");
     worker_stuck: IntGauge = IntGauge::new("llma_sentiment_worker_stuck", "1 while the watchdog finds the worker stuck (all slots held without progress, or Temporal unreachable); see /readyz for the reason");

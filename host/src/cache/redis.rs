@@ -16,6 +16,12 @@
 //! once it answers. State changes (available / unavailable) are logged once
 //! each.
 //!
+//! TLS: a `rediss://` URL connects over rustls (the CA file and client
+//! certificate of `cache.redis_tls_*`, else the system roots). A handshake
+//! that fails is no outage to ride out but a setting to fix: the start-up
+//! check ([`RedisTier::check`]) fails the start with it, and the calls count
+//! it as a `tls` error. A `rediss://` URL never falls back to clear text.
+//!
 //! Callers are synchronous (the pipeline runs on blocking threads): each
 //! call runs on this tier's own small runtime and the caller waits for it
 //! with a timeout, so it never needs (or blocks) the caller's runtime.
@@ -52,6 +58,8 @@ pub struct RedisSettings {
     pub ttl: Duration,
     /// Per call (lookup or write), connection wait included.
     pub timeout: Duration,
+    /// With a `rediss://` URL: CA file, client certificate and key.
+    pub tls: crate::tls::TlsFiles,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -60,6 +68,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &crate::secret::redact_url(&self.url))
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -70,6 +79,73 @@ pub enum RedisTierError {
     Url { url: String, reason: String },
     #[error("cannot start the Redis client's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("Redis TLS settings: {0}")]
+    TlsFiles(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Connect(#[from] RedisConnectError),
+}
+
+/// Why one connection to Redis failed ([`RedisTier::check`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConnectError {
+    #[error(
+        "Redis at {target}: TLS handshake failed: {reason} (check cache.redis_tls_ca and the client certificate, and \
+         that the server speaks TLS on this port)"
+    )]
+    Tls { target: String, reason: String },
+    #[error("Redis at {target}: no answer within {after:?}")]
+    Timeout { target: String, after: Duration },
+    #[error("Redis at {target}: {reason}")]
+    Failed { target: String, reason: String },
+}
+
+impl RedisConnectError {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, RedisConnectError::Tls { .. })
+    }
+}
+
+/// A TCP connection to `host:port` and a TLS handshake on it, each within `timeout`.
+async fn handshake(
+    host: String,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    target: String,
+) -> Result<(), RedisConnectError> {
+    let failed = |reason: String| RedisConnectError::Failed { target: target.clone(), reason };
+    let tcp = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        Err(_) => return Err(RedisConnectError::Timeout { target, after: timeout }),
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| failed(format!("host {host}: {e}")))?;
+    match tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(tls).connect(name, tcp)).await {
+        Err(_) => Err(RedisConnectError::Tls {
+            target,
+            reason: format!("no handshake within {timeout:?}: the port accepts connections but does not answer TLS"),
+        }),
+        Ok(Err(e)) => {
+            let reason = crate::tls::tls_failure(&e).unwrap_or_else(|| e.to_string());
+            Err(RedisConnectError::Tls { target, reason })
+        }
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// The client for `settings`: over TLS for a `rediss://` URL, with the
+/// configured files read (and checked) now, so a bad one is named at start.
+fn client(settings: &RedisSettings) -> Result<::redis::Client, RedisTierError> {
+    let url = settings.url.as_str();
+    let url_error = |e: ::redis::RedisError| RedisTierError::Url { url: crate::secret::redact_url(url), reason: e.to_string() };
+    if !url.trim_start().starts_with("rediss://") {
+        return ::redis::Client::open(url).map_err(url_error);
+    }
+    // redis builds its rustls configuration on the process default provider.
+    crate::tls::install_default_provider();
+    let (root_cert, identity) = settings.tls.pem()?;
+    let client_tls = identity.map(|(client_cert, client_key)| ::redis::ClientTlsConfig { client_cert, client_key });
+    ::redis::Client::build_with_tls(url, ::redis::TlsCertificates { client_tls, root_cert }).map_err(url_error)
 }
 
 /// Checks a URL without connecting (for config validation).
@@ -98,7 +174,9 @@ enum Conn {
 
 /// How `/metrics` labels a failed call.
 fn error_kind(e: &::redis::RedisError) -> RedisErrorKind {
-    if e.is_timeout() {
+    if crate::tls::tls_failure(e).is_some() {
+        RedisErrorKind::Tls
+    } else if e.is_timeout() {
         RedisErrorKind::Timeout
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         RedisErrorKind::Unavailable
@@ -155,6 +233,8 @@ pub struct RedisTier {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     client: ::redis::Client,
+    /// For a `rediss://` URL, the trust and identity the client uses, for [`RedisTier::check`]'s own handshake.
+    tls: Option<Arc<rustls::ClientConfig>>,
     state: Arc<State>,
     ttl_secs: u64,
     timeout: Duration,
@@ -163,10 +243,11 @@ pub struct RedisTier {
 impl RedisTier {
     /// Starts connecting in the background and returns at once.
     pub fn new(settings: &RedisSettings) -> Result<RedisTier, RedisTierError> {
-        let client = ::redis::Client::open(settings.url.as_str()).map_err(|e| RedisTierError::Url {
-            url: crate::secret::redact_url(&settings.url),
-            reason: e.to_string(),
-        })?;
+        let client = client(settings)?;
+        let tls = match client.get_connection_info().addr {
+            ::redis::ConnectionAddr::TcpTls { .. } => Some(Arc::new(settings.tls.client_config(&[])?)),
+            _ => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("llma-redis")
@@ -186,6 +267,7 @@ impl RedisTier {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             client,
+            tls,
             state,
             ttl_secs: settings.ttl.as_secs().max(1),
             timeout: settings.timeout,
@@ -207,6 +289,42 @@ impl RedisTier {
     /// Whether the last call (or connection attempt) worked.
     pub fn is_available(&self) -> bool {
         self.state.health.load(Ordering::SeqCst) == UP
+    }
+
+    /// Whether the tier talks TLS (a `rediss://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.state.target.starts_with("rediss://")
+    }
+
+    /// The start-up check, within `timeout` for each step: a TLS handshake
+    /// of its own (with the trust the client uses) for a `rediss://` URL,
+    /// then one new connection and a PING. It tells a TLS failure (a setting
+    /// to fix) from an outage; a port that accepts and never completes a
+    /// handshake (a plain-text server waiting for a line) counts as TLS.
+    pub fn check(&self, timeout: Duration) -> Result<(), RedisConnectError> {
+        let target = self.state.target.clone();
+        if let (::redis::ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) = (&self.client.get_connection_info().addr, &self.tls) {
+            let handshake = handshake(host.clone(), *port, tls.clone(), timeout, target.clone());
+            match self.run(Instant::now() + timeout * 2, handshake) {
+                None => return Err(RedisConnectError::Timeout { target, after: timeout * 2 }),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(())) => {}
+            }
+        }
+        let client = self.client.clone();
+        let outcome = self.run(Instant::now() + timeout, async move {
+            let config = ::redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+            let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+            ::redis::cmd("PING").query_async::<String>(&mut conn).await
+        });
+        match outcome {
+            Some(Ok(_)) => Ok(()),
+            None => Err(RedisConnectError::Timeout { target, after: timeout }),
+            Some(Err(e)) => Err(match crate::tls::tls_failure(&e) {
+                Some(reason) => RedisConnectError::Tls { target, reason },
+                None => RedisConnectError::Failed { target, reason: e.to_string() },
+            }),
+        }
     }
 
     /// The key of one text: no text, only digests.
@@ -393,7 +511,12 @@ mod tests {
 
     #[test]
     fn settings_debug_hides_the_password() {
-        let s = RedisSettings { url: "redis://:hunter2@127.0.0.1:6379".into(), ttl: Duration::from_secs(1), timeout: Duration::from_millis(50) };
+        let s = RedisSettings {
+            url: "redis://:hunter2@127.0.0.1:6379".into(),
+            ttl: Duration::from_secs(1),
+            timeout: Duration::from_millis(50),
+            tls: Default::default(),
+        };
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

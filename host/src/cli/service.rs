@@ -31,6 +31,8 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
     // Before anything slow: an endpoint that may not start stops the worker at once.
     let admin = crate::admin::AdminSettings::from_config(config).context("the admin endpoint may not start")?;
+    // Also before anything slow: a `rediss://` tier whose handshake fails stops the start.
+    let cache = Arc::new(config.result_cache()?);
     crate::metrics::init();
     // Fixed before any workflow task runs: workflow code reads it, never the config.
     crate::worker::set_activity_timeouts(config.workflow.timeouts());
@@ -63,7 +65,6 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let concurrency = args.concurrency_for(instances);
     // Load the model into every instance before taking work.
     pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
-    let cache = Arc::new(config.result_cache()?);
     if cache.shared().is_some() {
         // The shared scope digests the model files: once, before taking work.
         let current = registry.current();
@@ -310,7 +311,7 @@ pub fn plugin_admin(
 ) -> anyhow::Result<()> {
     let token = crate::admin::token(&config.worker).context("the admin endpoint needs the worker's token")?;
     runtime()?.block_on(async {
-        let (status, value) = crate::admin::call(admin, &token, method, path, body)
+        let (status, value) = crate::admin::call(admin, &token, config.admin.tls_ca.as_deref(), method, path, body)
             .await
             .with_context(|| format!("calling the worker's admin endpoint at {admin}"))?;
         println!("{value}");

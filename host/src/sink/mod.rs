@@ -95,7 +95,7 @@ impl ClickHouseSink {
     pub async fn connect(config: SinkConfig) -> Result<ClickHouseSink, SinkError> {
         config.validate()?;
         let table = table_ref(&config.database, &config.table)?;
-        let base = build_client(&config);
+        let base = build_client(&config)?;
         let counters = Counters::default();
         // Plain RowBinary: understood by every server version.
         let probe = base.clone().with_validation(false);
