@@ -17,6 +17,7 @@ pub mod cpu;
 mod error;
 mod instance;
 mod integrity;
+mod interrupt;
 mod limiter;
 mod limits;
 mod snapshot;
@@ -34,7 +35,8 @@ pub use bindings::{
 pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_CACHE_BUDGET_BYTES};
 pub use error::{EngineError, TrapKind};
-pub use instance::{Instance, InstanceSlot, InterruptOnDrop};
+pub use instance::{Instance, InstanceSlot};
+pub use interrupt::InterruptOnDrop;
 pub use llma_wasi_host::HostState;
 pub use limits::{Limits, Metering};
 pub use snapshot::{Fallback, SnapshotPolicy};

@@ -265,13 +265,13 @@ fn preinitialise(engine: &Engine, cache: &CompileCache, wasm: &[u8], model_dir: 
     let init = instance
         .get_typed_func::<(), ()>(&mut store, INIT_EXPORT)
         .map_err(|e| wizer_err(INIT_EXPORT, &e))?;
-    super::instance::run_under_limits(&mut store, async |store| init.call_async(store, ()).await)
+    super::interrupt::run_under_limits(&mut store, async |store| init.call_async(store, ()).await)
         .map_err(|e| Fallback::Wizer(trapped("wizer-initialize", &e).to_string()))?;
     // What the snapshot instances will answer: a model that did not load
     // makes no snapshot.
     let contract = Contract::of(&component, engine).map_err(|e| Fallback::Wizer(e.to_string()))?;
     let api = ContractBindings::of_instance(contract, &mut store, &instance).map_err(|e| wizer_err("bindings", &e))?;
-    match super::instance::run_under_limits(&mut store, async |store| api.info(store).await) {
+    match super::interrupt::run_under_limits(&mut store, async |store| api.info(store).await) {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => return Err(Fallback::InitFailed(EngineError::Plugin { call: "info", error }.to_string())),
         Err(e) => return Err(Fallback::Wizer(trapped("info", &e).to_string())),
