@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use common::redis::RedisServer;
 use common::services::{run_bin, TemporalServer, WorkerProcess};
-use common::ClickHouseServer;
+use common::stack::{block, event};
+use common::{free_port, ClickHouseServer};
 use llma_sentiment::cache::{CacheScope, ResultCache};
 use llma_sentiment::config::{Config, Secret, TemporalConfig};
 use llma_sentiment::engine::{Label, MessageResult, OverallResult, Scores};
@@ -25,7 +26,7 @@ use llma_sentiment::sink::{ClickHouseSink, ErrorKind, SinkConfig};
 use llma_sentiment::tls::TlsFiles;
 use llma_sentiment::worker::TemporalConnectError;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// Every failure below must come well within this: a handshake that fails
@@ -84,14 +85,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 /// A TLS-terminating TCP proxy in front of a plain server (the Temporal dev
 /// server cannot serve TLS itself): HTTP/2 passes through untouched. With
 /// `client_ca` it requires a client certificate signed by it (mutual TLS).
@@ -143,19 +136,7 @@ impl Drop for TlsProxy {
     }
 }
 
-/// A generation whose last user message is `text`, and the sentiment event
-/// the pipeline makes of it.
-fn generation(text: &str) -> Value {
-    json!({
-        "uuid": Uuid::new_v4().to_string(),
-        "event": "$ai_generation",
-        "team_id": 42,
-        "distinct_id": "user-1",
-        "timestamp": "2026-11-01T10:00:00Z",
-        "properties": {"$ai_trace_id": "trace-tls", "$ai_input": [{"role": "user", "content": text}]}
-    })
-}
-
+/// The sentiment event the pipeline makes of a generation.
 fn sentiment_of(raw: &Value) -> SentimentEvent {
     let g = GenerationEvent::parse(raw).unwrap();
     let scores = Scores { negative: 0.1, neutral: 0.2, positive: 0.7 };
@@ -211,7 +192,7 @@ fn clickhouse_over_https_with_a_client_certificate() {
     // The sink: migrate, a row written and read back, over mutual TLS.
     let sink = block(ClickHouseSink::connect(sink_config(&https, pki.files(Some(&client))))).expect("connects over https");
     block(sink.migrate()).expect("migrates over https");
-    let raw = generation("TLS all the way");
+    let raw = event("TLS all the way");
     let event = sentiment_of(&raw);
     block(sink.insert(std::slice::from_ref(&event))).expect("inserts over https");
     let stored = block(sink.fetch_final(&[event.uuid])).expect("reads over https");
@@ -363,7 +344,7 @@ fn temporal_over_tls_mutual_tls_server_name_and_api_key() {
 
     // The binary, through the Temporal CLI's environment names: a wrong CA stops `submit` by name.
     let events = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(events.path(), generation("hello").to_string()).unwrap();
+    std::fs::write(events.path(), event("hello").to_string()).unwrap();
     let env = [
         ("TEMPORAL_ADDRESS", address.as_str()),
         ("TEMPORAL_TLS_CA", s(&stranger.ca_file)),
@@ -410,7 +391,7 @@ fn a_worker_runs_with_every_server_on_tls() {
     assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
     let worker = WorkerProcess::start(&env, &[]);
 
-    let raw = generation("I really love how secure this is");
+    let raw = event("I really love how secure this is");
     let events = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(events.path(), raw.to_string()).unwrap();
     let out = run_bin(&["submit", "--wait", "--id-prefix", "tls", s(events.path())], &env, None);

@@ -188,6 +188,11 @@ fn run_clickhouse_script(flavor: Flavor, env: &[(&str, &str)], args: &[&std::ffi
     out
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// `scripts/clickhouse.sh install` of each flavour, once per test binary.
 pub fn install_clickhouse(flavor: Flavor) {
     static DEBIAN: std::sync::Once = std::sync::Once::new();
