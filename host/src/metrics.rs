@@ -54,6 +54,10 @@ metrics! {
     traps: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_traps_total", "Plugin instance traps, by kind"), &["kind"]);
     clickhouse_rows: IntCounter = IntCounter::new("llma_sentiment_clickhouse_insert_rows_total", "Rows ClickHouse acknowledged");
     clickhouse_errors: IntCounter = IntCounter::new("llma_sentiment_clickhouse_insert_errors_total", "Inserts that failed after all their retries");
+    clickhouse_retries: IntCounter = IntCounter::new("llma_sentiment_clickhouse_retries_total", "ClickHouse requests (inserts, reads, schema checks) retried after a retryable failure");
+    heartbeats: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_heartbeats_total", "Activity heartbeats, by result (recorded, failed: the SDK refused it)"), &["result"]);
+    instances: IntGaugeVec = IntGaugeVec::new(Opts::new("llma_sentiment_instances", "Plugin instances of the worker's pool, by state (busy: checked out by a task, idle), sampled every second"), &["state"]);
+    instances_capacity: IntGauge = IntGauge::new("llma_sentiment_instances_capacity", "The most plugin instances the worker's pool holds (worker.instances)");
     plugin_swaps: IntCounter = IntCounter::new("llma_sentiment_plugin_swaps_total", "Plugin version switches (activations and rollbacks)");
     plugin_rejections: IntCounter = IntCounter::new("llma_sentiment_plugin_rejections_total", "Plugin versions that failed validation and were not activated");
     plugin_info: IntGaugeVec = IntGaugeVec::new(Opts::new("llma_sentiment_plugin_info", "The active plugin version (value 1)"), &["version", "model"]);
@@ -101,6 +105,12 @@ pub fn init() {
     }
     for kind in ["artifact", "snapshot"] {
         m.cache_discarded.with_label_values(&[kind, "mismatch"]);
+    }
+    for result in ["recorded", "failed"] {
+        m.heartbeats.with_label_values(&[result]);
+    }
+    for state in ["busy", "idle"] {
+        m.instances.with_label_values(&[state]);
     }
 }
 
@@ -164,6 +174,24 @@ pub fn record_insert_rows(rows: usize) {
 
 pub fn record_insert_error() {
     METRICS.clickhouse_errors.inc();
+}
+
+/// A ClickHouse request about to be retried.
+pub fn record_clickhouse_retry() {
+    METRICS.clickhouse_retries.inc();
+}
+
+/// One activity heartbeat, `recorded` or not.
+pub fn record_heartbeat(recorded: bool) {
+    METRICS.heartbeats.with_label_values(&[if recorded { "recorded" } else { "failed" }]).inc();
+}
+
+/// The pool's instances now: `busy` checked out, `idle` ready, of at most `capacity`.
+pub fn set_instances(busy: usize, idle: usize, capacity: usize) {
+    let m = &*METRICS;
+    m.instances.with_label_values(&["busy"]).set(busy as i64);
+    m.instances.with_label_values(&["idle"]).set(idle as i64);
+    m.instances_capacity.set(capacity as i64);
 }
 
 /// The active plugin version changed to `version` (counted as a swap unless

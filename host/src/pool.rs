@@ -156,6 +156,21 @@ impl InstancePool {
         evicted
     }
 
+    /// Publishes the instance counts to `/metrics` every `every`, for as
+    /// long as the pool lives (the task holds it weakly).
+    pub fn sample_metrics(self: &Arc<Self>, every: std::time::Duration) {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                let idle = pool.lock();
+                crate::metrics::set_instances(idle.out, idle.slots.len(), pool.capacity);
+            }
+        });
+    }
+
     /// Drops idle instances of versions that are no longer live.
     pub fn prune(&self) {
         self.lock().slots.retain(|(v, _)| (self.is_live)(v));

@@ -97,6 +97,7 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         }
         let watchdog = crate::worker::Watchdog::new(concurrency, config.workflow.timeouts().heartbeat);
         watchdog.spawn(temporal.clone(), args.exit_when_stuck);
+        pool.sample_metrics(std::time::Duration::from_secs(1));
         if let Some(addr) = args.metrics_addr {
             let readiness = crate::ops_server::ReadinessProbe::new(registry.clone(), sink.clone(), temporal.clone(), watchdog.clone());
             let server = crate::ops_server::serve(addr, readiness)

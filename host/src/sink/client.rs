@@ -153,6 +153,7 @@ where
         };
         tokio::time::sleep(backoff).await;
         counters.retries.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::record_clickhouse_retry();
         n += 1;
     }
 }

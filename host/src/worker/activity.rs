@@ -289,9 +289,7 @@ impl SentimentActivities {
                         return Ok(Outcome::Failed(Failure::new("no plugin instance was free before the attempt's deadline", true)));
                     }
                     _ = beat.tick() => {
-                        if let Err(e) = ctx.record_heartbeat(HeartbeatDetails::new(summary, index, total, waiting)).await {
-                            tracing::warn!(error = %e, "heartbeat not recorded");
-                        }
+                        heartbeat(ctx, HeartbeatDetails::new(summary, index, total, waiting)).await;
                     }
                 }
             }
@@ -329,9 +327,7 @@ impl SentimentActivities {
                 Some(p) = rx.recv() => {
                     last = p;
                     self.watchdog.progress();
-                    if let Err(e) = ctx.record_heartbeat(HeartbeatDetails::new(summary, index, total, p)).await {
-                        tracing::warn!(error = %e, "heartbeat not recorded");
-                    }
+                    heartbeat(ctx, HeartbeatDetails::new(summary, index, total, p)).await;
                 }
                 _ = beat.tick() => {
                     // Past `work_until` the call is being trapped: no longer
@@ -339,9 +335,7 @@ impl SentimentActivities {
                     if std::time::Instant::now() < work_until {
                         self.watchdog.progress();
                     }
-                    if let Err(e) = ctx.record_heartbeat(HeartbeatDetails::new(summary, index, total, last)).await {
-                        tracing::warn!(error = %e, "heartbeat not recorded");
-                    }
+                    heartbeat(ctx, HeartbeatDetails::new(summary, index, total, last)).await;
                 }
                 _ = ctx.cancelled(), if !cancel.is_set() => cancel.interrupt(),
                 joined = &mut job => break joined,
@@ -353,5 +347,14 @@ impl SentimentActivities {
             Ok(Ok(Outcome::Failed(_))) if cancel.is_set() => Err(Cancelled),
             Ok(result) => result,
         }
+    }
+}
+
+/// Records one heartbeat, counted in `/metrics` whether the SDK took it or not.
+async fn heartbeat(ctx: &ActivityContext, details: HeartbeatDetails) {
+    let recorded = ctx.record_heartbeat(details).await;
+    crate::metrics::record_heartbeat(recorded.is_ok());
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "heartbeat not recorded");
     }
 }
