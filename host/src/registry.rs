@@ -230,9 +230,30 @@ impl Registry {
         grace: Duration,
         options: PluginOptions,
     ) -> Result<Self, SwapError> {
+        Registry::starting(engine, plugin, source, grace, options, false)
+    }
+
+    /// [`Registry::with_options`]; with `force_canaries`, a first version
+    /// that labels its bundle's canaries otherwise serves anyway (warned),
+    /// as `activate --force` lets a later one.
+    pub fn starting(
+        engine: Arc<PluginEngine>,
+        plugin: Arc<Plugin>,
+        source: Option<PathBuf>,
+        grace: Duration,
+        options: PluginOptions,
+        force_canaries: bool,
+    ) -> Result<Self, SwapError> {
         let first = Arc::new(PluginVersion::new(1, plugin, source, &options)?);
         if !first.canary_disagreements.is_empty() {
-            return Err(SwapError::Canaries(first.canary_disagreements.clone()));
+            if !force_canaries {
+                return Err(SwapError::Canaries(first.canary_disagreements.clone()));
+            }
+            tracing::warn!(
+                version = %first.label(),
+                canaries = %first.canary_disagreements.join("; "),
+                "serving a plugin that labels its bundle's canary texts otherwise (plugin.force_canaries)"
+            );
         }
         crate::metrics::record_plugin_active(&first.label(), &first.info.model_name, false);
         Ok(Registry {

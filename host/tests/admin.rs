@@ -295,3 +295,29 @@ fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
     }
 }
 
+
+/// At start, `plugin.force_canaries` is what `force` is to an activation:
+/// without it the worker refuses a plugin that labels its bundle's canaries
+/// otherwise and names them; with it the worker serves and warns.
+#[test]
+fn a_worker_starts_on_disagreeing_canaries_only_when_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = hostile_in(dir.path());
+    let positive = hostile_model(dir.path(), "ok");
+    std::fs::copy(common::model("default").join("canary.json"), positive.join("canary.json")).unwrap();
+    std::fs::write(positive.join("hostile-always-positive"), b"").unwrap();
+    let (plugin, positive) = (plugin.to_str().unwrap(), positive.to_str().unwrap());
+    let stack = common::stack::Stack::start();
+    let chosen = [("LLMA_SENTIMENT_PLUGIN", plugin), ("LLMA_SENTIMENT_MODEL_DIR", positive)];
+
+    let env: Vec<(&str, &str)> = stack.env().into_iter().chain(chosen).collect();
+    let refused = common::services::run_bin(&["worker"], &env, None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("canary") && stderr.contains("this is broken and I hate it"), "{stderr}");
+
+    let forced: Vec<(&str, &str)> = chosen.into_iter().chain([("LLMA_SENTIMENT_PLUGIN_FORCE_CANARIES", "true")]).collect();
+    let worker = stack.worker(&forced);
+    let log = worker.log_text();
+    assert!(log.contains("plugin.force_canaries") && log.contains("this is broken and I hate it"), "{log}");
+}

@@ -52,7 +52,14 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
     let registry = Arc::new(
-        Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
+        Registry::starting(
+            engine.clone(),
+            loaded,
+            source.plugin.clone(),
+            config.plugin.rollback_grace(),
+            config.pipeline.plugin_options(),
+            config.plugin.force_canaries,
+        )
             .context("the plugin failed its validation")?
             .with_activation_nice(config.plugin.activation_nice)
             .with_trusted_keys(source.trusted_keys.clone())

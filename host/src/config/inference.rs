@@ -41,6 +41,9 @@ pub struct PluginConfig {
     /// Public key files; when set, a plugin from a file must be signed by
     /// one of them (see `signature`).
     pub trusted_keys: Vec<PathBuf>,
+    /// Start on a plugin whose labels of its bundle's canaries disagree
+    /// (warned), as `plugin activate --force` does for an activation.
+    pub force_canaries: bool,
 }
 
 impl Default for PluginConfig {
@@ -57,6 +60,7 @@ impl Default for PluginConfig {
             activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
             snapshots: crate::engine::SnapshotPolicy::default(),
             trusted_keys: Vec::new(),
+            force_canaries: false,
         }
     }
 }

@@ -190,6 +190,11 @@ pub const KEYS: &[Key] = &[
         "Public key files (`plugin keygen`); when set, every plugin activated from a file (start, plugin.dir, the admin endpoint) must carry a valid signature by one of them (`:`-separated in the environment). The embedded default is trusted as built in.",
     )
     .path_list(),
+    Key::new(
+        "plugin.force_canaries",
+        "Start even when the plugin labels its bundle's canary texts (canary.json) otherwise: the start-time form of `plugin activate --force`; the disagreeing texts are logged as a warning.",
+    )
+    .switch_on(Worker, "force-canaries"),
     Key::new("pipeline.max_messages", "Keep the last N user messages of a generation.")
         .alias(&["LLMA_SENTIMENT_MAX_MESSAGES"])
         .flag(Global, "max-messages")
