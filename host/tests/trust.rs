@@ -297,6 +297,10 @@ fn keygen_sign_and_verify_on_the_command_line() {
     let hostile = common::hostile_wasm();
     assert!(run(&["plugin", "sign", "--key", &p("a.sk"), hostile.to_str().unwrap(), "-o", &p("a.wasm")]).0);
     assert!(run(&["plugin", "verify", "--key", &p("a.pk"), &p("a.wasm")]).0);
+    // Keys stay private; the signed plugin is for the worker's user to read.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |name: &str| std::fs::metadata(p(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode("a.sk"), mode("a.pk"), mode("a.wasm")), (0o600, 0o644, 0o644));
     let (ok, _, stderr) = run(&["plugin", "verify", "--key", &p("b.pk"), &p("a.wasm")]);
     assert!(!ok && stderr.contains("no valid signature from a trusted key"), "{stderr}");
     assert!(run(&["plugin", "sign", "--key", &p("b.sk"), &p("a.wasm"), "-o", &p("ab.wasm")]).0);

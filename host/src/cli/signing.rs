@@ -23,6 +23,11 @@ pub fn sign(key: &Path, file: &Path, output: &Path) -> anyhow::Result<()> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let signed = signature::sign(&key, &wasm).with_context(|| format!("signing {}", file.display()))?;
     crate::engine::write_atomically(output, &signed).with_context(|| format!("writing {}", output.display()))?;
+    // The atomic write leaves the file private (it serves the cache); a
+    // signed plugin is for a worker, often another user, to read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(output, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("making {} readable", output.display()))?;
     eprintln!("signed {} -> {}", file.display(), output.display());
     Ok(())
 }
