@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, Sources, SubmitFlags,
-    WorkerFlags,
+    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, ScheduleFlags, Sources,
+    SubmitFlags, WorkerFlags,
 };
 
 #[derive(Debug, Parser)]
@@ -44,6 +44,7 @@ impl Cli {
             Command::Worker { flags: f } => f.apply(&mut flags),
             Command::Config { flags: f, .. } => f.apply(&mut flags),
             Command::Submit { flags: f, .. } => f.apply(&mut flags),
+            Command::Schedule { flags: f } => f.apply(&mut flags),
             Command::Plugin { action } => match action {
                 PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f, .. } | PluginAction::Status { flags: f } => {
                     f.apply(&mut flags)
@@ -112,6 +113,12 @@ pub enum Command {
     Worker {
         #[command(flatten)]
         flags: FlagArgs<WorkerFlags>,
+    },
+    /// Consume `$ai_generation` events from Kafka (PostHog's events JSON topic) in a consumer
+    /// group and start a workflow per event or per batch, until SIGTERM/SIGINT.
+    Schedule {
+        #[command(flatten)]
+        flags: FlagArgs<ScheduleFlags>,
     },
     /// Print the effective configuration as TOML (the ClickHouse password redacted).
     Config {
@@ -272,6 +279,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Status { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::GET, "/plugin", None),
         },
         Command::Worker { .. } => service::worker(&config),
+        Command::Schedule { .. } => service::schedule(&config),
         Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, rollout_percent, dry_run, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),

@@ -202,6 +202,14 @@ mod tests {
         all.worker.admin_token_file = Some("t".into());
         all.worker.metrics_addr = Some("127.0.0.1:2".parse().unwrap());
         all.worker.identity = Some("w1".into());
+        all.schedule.metrics_addr = Some("127.0.0.1:3".parse().unwrap());
+        all.kafka = super::super::KafkaConfig {
+            security_protocol: Some("sasl_ssl".into()),
+            sasl_mechanism: Some("PLAIN".into()),
+            sasl_username: Some("u".into()),
+            sasl_password: Some(super::super::Secret::new("p")),
+            ssl_ca_location: Some("/ca.pem".into()),
+        };
         let mut fields = Vec::new();
         leaves(&serde_json::to_value(&all).unwrap(), "", &mut fields);
         let mut keys: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();

@@ -1,0 +1,255 @@
+//! `llma-sentiment schedule` end to end on real servers: a Kafka-compatible
+//! broker (nisshi), the scheduler, Temporal, the worker and ClickHouse.
+//! Events produced as PostHog's events JSON topic carries them become rows,
+//! once each, with the filtered and unusable messages counted and passed;
+//! a scheduler SIGKILLed mid-stream and restarted starts no workflow twice.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::kafka::{produce, KafkaBroker, Record, SchedulerProcess};
+use common::ops::Scrape;
+use common::stack::{block, Stack};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const TEAM: i64 = 42;
+
+/// A row of PostHog's events JSON topic: `properties` a JSON string,
+/// ClickHouse-format timestamps, person columns.
+fn posthog_row(uuid: &str, event: &str, team: i64, text: &str) -> Vec<u8> {
+    let properties = json!({
+        "$ai_trace_id": format!("trace-{}", &uuid[..8]),
+        "$ai_input": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
+    });
+    json!({
+        "uuid": uuid, "event": event, "team_id": team, "project_id": team, "distinct_id": "user-1",
+        "timestamp": "2026-11-01 10:00:00.123000", "created_at": "2026-11-01 10:00:01.000000",
+        "person_id": "0195a3b2-7c1e-7a10-8f00-0000000000aa", "elements_chain": "",
+        "properties": properties.to_string(), "person_mode": "full",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+const TEXTS: [&str; 4] = ["I love this, thank you!", "this is terrible and broken", "what time is it", "great work, really helpful"];
+
+/// `n` usable generations of team 42: (uuid, record); every other one
+/// without the `productTrack` header (kept when absent).
+fn usable(n: usize) -> Vec<(String, Record)> {
+    (0..n)
+        .map(|i| {
+            let uuid = Uuid::new_v4().to_string();
+            let record = Record {
+                key: uuid.clone(),
+                payload: posthog_row(&uuid, "$ai_generation", TEAM, TEXTS[i % TEXTS.len()]),
+                product_track: (i % 2 == 0).then_some("llma"),
+            };
+            (uuid, record)
+        })
+        .collect()
+}
+
+/// Messages that must start nothing: (reason label, record).
+fn filtered() -> Vec<(&'static str, Record)> {
+    let id = || Uuid::new_v4().to_string();
+    let (a, b, c, d) = (id(), id(), id(), id());
+    vec![
+        ("other_event", Record { key: a.clone(), payload: posthog_row(&a, "$pageview", TEAM, "hi"), product_track: None }),
+        ("other_product", Record { key: b.clone(), payload: posthog_row(&b, "$ai_generation", TEAM, "hi"), product_track: Some("product_analytics") }),
+        ("team_not_allowed", Record { key: c.clone(), payload: posthog_row(&c, "$ai_generation", 7, "I hate it"), product_track: Some("llma") }),
+        ("not_json", Record { key: "poison".into(), payload: b"{\"uuid\": not json at all".to_vec(), product_track: Some("llma") }),
+        (
+            "bad_properties",
+            Record {
+                key: d.clone(),
+                payload: json!({"uuid": d, "event": "$ai_generation", "team_id": TEAM, "properties": "{broken"}).to_string().into_bytes(),
+                product_track: Some("llma"),
+            },
+        ),
+    ]
+}
+
+/// Per generation uuid of team 42: (raw rows, distinct sentiment uuids).
+fn rows(stack: &Stack) -> BTreeMap<String, (u64, HashSet<String>)> {
+    let sink = stack.sink();
+    let sql = format!(
+        "SELECT visitParamExtractString(properties, '$ai_generation_event_uuid'), toString(uuid) FROM {} \
+         WHERE team_id = {TEAM} AND event = '$ai_sentiment'",
+        sink.table()
+    );
+    let raw: Vec<(String, String)> = block(sink.client().query(&sql).fetch_all()).expect("raw rows");
+    let mut out: BTreeMap<String, (u64, HashSet<String>)> = BTreeMap::new();
+    for (generation, uuid) in raw {
+        let e = out.entry(generation).or_default();
+        e.0 += 1;
+        e.1.insert(uuid);
+    }
+    out
+}
+
+fn wait_for_rows(stack: &Stack, uuids: &[String], timeout: Duration) -> BTreeMap<String, (u64, HashSet<String>)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = rows(stack);
+        if uuids.iter().all(|u| got.contains_key(u)) {
+            return got;
+        }
+        let missing = uuids.iter().filter(|u| !got.contains_key(*u)).count();
+        assert!(Instant::now() < deadline, "{missing} of {} generations have no row after {timeout:?}", uuids.len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every workflow execution Temporal knows (this server is the test's own):
+/// workflow id -> runs.
+fn executions(stack: &Stack) -> BTreeMap<String, usize> {
+    let out = stack.temporal.cli(&["workflow", "list", "--output", "json"]);
+    let values: Vec<Value> = match serde_json::from_str::<Value>(&out) {
+        Ok(Value::Array(list)) => list,
+        _ => out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("workflow list line")).collect(),
+    };
+    let mut runs = BTreeMap::new();
+    for v in values {
+        let id = v["execution"]["workflowId"].as_str().unwrap_or_else(|| panic!("no workflow id in {v}")).to_string();
+        *runs.entry(id).or_insert(0) += 1;
+    }
+    runs
+}
+
+fn scheduler_env<'a>(stack: &'a Stack, broker: &'a KafkaBroker, topic: &'a str, group: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = stack.env();
+    env.extend_from_slice(&[
+        ("LLMA_SENTIMENT_SCHEDULE_BROKERS", broker.brokers.as_str()),
+        ("LLMA_SENTIMENT_SCHEDULE_TOPIC", topic),
+        ("LLMA_SENTIMENT_SCHEDULE_GROUP", group),
+        ("LLMA_SENTIMENT_SCHEDULE_TEAMS", "42"),
+        ("LLMA_SENTIMENT_SCHEDULE_METRICS_ADDR", "127.0.0.1:0"),
+        // A killed scheduler's partitions move after 6 s, not librdkafka's 45.
+        ("LLMA_SENTIMENT_SCHEDULE_SESSION_TIMEOUT_MS", "6000"),
+    ]);
+    env.extend_from_slice(extra);
+    env
+}
+
+fn wait_metric(addr: &str, name: &str, labels: &[(&str, &str)], at_least: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Scrape::take(addr).value(name, labels) < at_least {
+        assert!(Instant::now() < deadline, "{name}{labels:?} stayed below {at_least} for {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One workflow per event: N usable events and the filtered ones in, the
+/// scheduler SIGKILLed after some starts (nothing committed yet) and
+/// restarted: every usable generation has exactly one row and one
+/// sentiment uuid, every workflow id one run, the restarted scheduler found
+/// the first one's workflows already started, the unusable messages were
+/// counted and passed, and after a graceful stop a new scheduler of the
+/// group has nothing left to read (the commit landed).
+#[test]
+fn events_from_the_topic_become_rows_once_across_a_kill() {
+    let stack = Stack::start();
+    stack.stop_merges();
+    let _worker = stack.worker(&[]);
+    let broker = KafkaBroker::start();
+    let topic = "clickhouse_events_json";
+    broker.create_topic(topic, 3);
+    let producer = broker.producer();
+
+    let first = usable(12);
+    let second = usable(12);
+    let skipped = filtered();
+    let uuids: Vec<String> = first.iter().chain(&second).map(|(u, _)| u.clone()).collect();
+    let mut phase_one: Vec<Record> = first.into_iter().map(|(_, r)| r).collect();
+    let mut skipped = skipped.into_iter();
+    phase_one.push(skipped.next().unwrap().1); // other_event: filtered while the first scheduler reads
+    produce(&producer, topic, &phase_one);
+
+    // Commits far apart: the first scheduler is killed with every start uncommitted.
+    let slow_commits = [("LLMA_SENTIMENT_SCHEDULE_COMMIT_INTERVAL_MS", "600000")];
+    let first_scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g1", &slow_commits));
+    let addr = first_scheduler.metrics_addr();
+    wait_metric(&addr, "llma_sentiment_schedule_workflows_total", &[("result", "started")], 4.0, Duration::from_secs(120));
+    let started_by_first = Scrape::take(&addr).value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
+    first_scheduler.kill();
+
+    let reasons: Vec<&str> = skipped.clone().map(|(r, _)| r).collect();
+    let mut phase_two: Vec<Record> = second.into_iter().map(|(_, r)| r).collect();
+    phase_two.extend(skipped.map(|(_, r)| r));
+    produce(&producer, topic, &phase_two);
+
+    let second_scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g1", &[]));
+    let addr = second_scheduler.metrics_addr();
+    let got = wait_for_rows(&stack, &uuids, Duration::from_secs(300));
+    wait_metric(&addr, "llma_sentiment_schedule_filtered_total", &[("reason", "bad_properties")], 1.0, Duration::from_secs(30));
+
+    // Rows: exactly one per usable generation, one sentiment uuid each, none for team 7.
+    assert_eq!(got.len(), uuids.len(), "rows only for the usable generations");
+    for (generation, (raw, sentiment_uuids)) in &got {
+        assert_eq!((*raw, sentiment_uuids.len()), (1, 1), "generation {generation}: raw rows, sentiment uuids");
+    }
+    assert_eq!(block(stack.sink().count_raw(Some(7))).unwrap(), 0, "team 7 is not in the allowlist");
+
+    // Workflows: one per usable generation, each id one run.
+    let runs = executions(&stack);
+    let ids: HashSet<String> = uuids.iter().map(|u| format!("llma-sentiment-{u}-ingestion")).collect();
+    assert_eq!(runs.keys().cloned().collect::<HashSet<_>>(), ids, "one workflow per usable event, named by its uuid");
+    assert!(runs.values().all(|n| *n == 1), "a workflow started twice: {runs:?}");
+
+    // The second scheduler re-read the first one's uncommitted starts and started none again.
+    let scrape = Scrape::take(&addr);
+    let started = scrape.value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
+    let already = scrape.value("llma_sentiment_schedule_workflows_total", &[("result", "already_started")]);
+    assert!(already >= started_by_first, "re-read after the kill: {already} already started, the first started {started_by_first}");
+    assert_eq!(started + already, uuids.len() as f64, "every usable event re-read or read once");
+    for reason in &reasons {
+        assert_eq!(scrape.value("llma_sentiment_schedule_filtered_total", &[("reason", reason)]), 1.0, "{reason}");
+    }
+    assert!(scrape.value("llma_sentiment_schedule_filtered_total", &[("reason", "other_event")]) >= 1.0);
+    let log = second_scheduler.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("unusable message") && l.contains("\"reason\":\"not_json\"") && l.contains("\"offset\"")),
+        "the poison message is logged with its offset:\n{log}"
+    );
+    let (status, body) = common::ops::http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    // A graceful stop commits; the next member of the group has nothing left.
+    let status = second_scheduler.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}");
+    let mut third = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g1", &[]));
+    third.wait_for_log("partitions assigned", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let scrape = Scrape::take(&third.metrics_addr());
+    assert_eq!(scrape.value("llma_sentiment_schedule_consumed_total", &[]), 0.0, "everything was committed");
+}
+
+/// Batches: `{"events": [...]}` workflows of one partition, named by topic,
+/// partition and offsets, closed by count or age; every event gets its row.
+#[test]
+fn batched_events_become_rows() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let broker = KafkaBroker::start();
+    let topic = "events-batched";
+    broker.create_topic(topic, 3);
+    let events = usable(20);
+    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
+    let records: Vec<Record> = events.into_iter().map(|(_, r)| r).collect();
+    produce(&broker.producer(), topic, &records);
+    let extra = [("LLMA_SENTIMENT_SCHEDULE_BATCH_EVENTS", "4"), ("LLMA_SENTIMENT_SCHEDULE_BATCH_AGE_MS", "500")];
+    let scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g-batch", &extra));
+    let got = wait_for_rows(&stack, &uuids, Duration::from_secs(300));
+    assert_eq!(got.len(), uuids.len());
+    let runs = executions(&stack);
+    assert!(runs.len() < uuids.len() && runs.len() >= uuids.len() / 4, "{} batch workflows for {} events", runs.len(), uuids.len());
+    assert!(runs.keys().all(|id| id.starts_with(&format!("llma-sentiment-{topic}-")) && id.ends_with("-ingestion")), "{runs:?}");
+    assert!(runs.values().all(|n| *n == 1));
+    let scrape = Scrape::take(&scheduler.metrics_addr());
+    assert_eq!(scrape.value("llma_sentiment_schedule_events_started_total", &[]), uuids.len() as f64);
+    let status = scheduler.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}");
+}
