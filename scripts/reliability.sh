@@ -10,6 +10,8 @@
 #     dated 1969, the Temporal restart 10 times with 2 slots under two busy loops);
 #   * the scenarios that stress the sink (ClickHouse down, SIGKILL mid-batch, the 1969
 #     event) again against ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern);
+#   * the scheduler's scenarios of host/tests/kafka.rs on a real broker (Temporal
+#     frozen 30 s mid-stream, two schedulers in a group with one SIGKILLed);
 #   * the cluster of host/tests/cluster.rs in full: 600 generations through 3
 #     workers with Redis (one SIGKILLed and replaced), and the same stream
 #     through 1 worker and 3 workers without Redis for the hit-rate table.
@@ -22,7 +24,7 @@
 #   LLMA_RELIABILITY_SCENARIOS   filter for the fault scenarios' test names
 #                                (cargo test filter; default: all)
 #   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1 / LLMA_RELIABILITY_SKIP_MODERN=1 /
-#   LLMA_RELIABILITY_SKIP_CLUSTER=1   skip a part
+#   LLMA_RELIABILITY_SKIP_CLUSTER=1 / LLMA_RELIABILITY_SKIP_SCHEDULER=1   skip a part
 # Exits non-zero when any scenario fails (the table is printed anyway).
 set -uo pipefail
 
@@ -57,6 +59,11 @@ if [ "${LLMA_RELIABILITY_SKIP_FAULTS:-0}" != 1 ]; then
     step "fault scenarios" \
         cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test reliability -- --ignored --nocapture --test-threads=1 \
         ${LLMA_RELIABILITY_SCENARIOS:-}
+fi
+if [ "${LLMA_RELIABILITY_SKIP_SCHEDULER:-0}" != 1 ]; then
+    # `llma-sentiment schedule` on a real broker (nisshi, scripts/kafka.sh).
+    step "scheduler scenarios" \
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test kafka -- --ignored --nocapture --test-threads=1
 fi
 if [ "${LLMA_RELIABILITY_SKIP_MODERN:-0}" != 1 ]; then
     for scenario in clickhouse_down_30s sigkill_of_the_worker a_batch_with_one_event_dated_1969; do

@@ -176,9 +176,9 @@ fn events_from_the_topic_become_rows_once_across_a_kill() {
     let started_by_first = Scrape::take(&addr).value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
     first_scheduler.kill();
 
-    let reasons: Vec<&str> = skipped.clone().map(|(r, _)| r).collect();
+    let (reasons, rest): (Vec<&str>, Vec<Record>) = skipped.unzip();
     let mut phase_two: Vec<Record> = second.into_iter().map(|(_, r)| r).collect();
-    phase_two.extend(skipped.map(|(_, r)| r));
+    phase_two.extend(rest);
     produce(&producer, topic, &phase_two);
 
     let second_scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g1", &[]));
@@ -252,4 +252,101 @@ fn batched_events_become_rows() {
     assert_eq!(scrape.value("llma_sentiment_schedule_events_started_total", &[]), uuids.len() as f64);
     let status = scheduler.terminate(Duration::from_secs(40));
     assert!(status.success(), "{status}");
+}
+
+// ---------------------------------------------------------------- long forms (scripts/reliability.sh)
+
+/// One row of the reliability table (tab-separated into
+/// `LLMA_RELIABILITY_REPORT`, as host/tests/reliability.rs writes them).
+fn report(scenario: &str, events: usize, started_twice: usize, lost: usize, duplicated: u64, notes: &str) {
+    let line = format!("{scenario}\t{events}\t{started_twice}\t{lost}\t{duplicated}\t-\t{notes}\n");
+    println!("RELIABILITY {}", line.trim_end().replace('\t', " | "));
+    if let Some(path) = std::env::var_os("LLMA_RELIABILITY_REPORT") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open report");
+        f.write_all(line.as_bytes()).expect("write report");
+    }
+}
+
+/// Rows, runs and the figures of the table, asserted after the row is written.
+fn check_and_report(stack: &Stack, scenario: &str, uuids: &[String], notes: &str) {
+    let got = wait_for_rows(stack, uuids, Duration::from_secs(600));
+    let runs = executions(stack);
+    let started_twice = runs.values().filter(|n| **n > 1).count();
+    let lost = uuids.iter().filter(|u| !got.contains_key(*u)).count();
+    let duplicated: u64 = got.values().map(|(raw, _)| raw - 1).sum();
+    let extra_uuids: usize = got.values().map(|(_, u)| u.len() - 1).sum();
+    report(scenario, uuids.len(), started_twice, lost, duplicated, &format!("{notes}; workflows {}; extra sentiment uuids {extra_uuids}", runs.len()));
+    assert_eq!((started_twice, lost, duplicated, extra_uuids), (0, 0, 0, 0));
+}
+
+/// Temporal frozen (SIGSTOP) for 30 s mid-stream: starts time out and are
+/// retried, the partitions pause at the in-flight bound, nothing is dropped.
+#[test]
+#[ignore]
+fn scheduler_temporal_frozen_30s_mid_stream() {
+    let stack = Stack::start();
+    stack.stop_merges();
+    let _worker = stack.worker(&[]);
+    let broker = KafkaBroker::start();
+    let topic = "events-frozen";
+    broker.create_topic(topic, 3);
+    let producer = broker.producer();
+    let events = usable(120);
+    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
+    let mut records: Vec<Record> = events.into_iter().map(|(_, r)| r).collect();
+    let later = records.split_off(40);
+    produce(&producer, topic, &records);
+    let scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g-frozen", &[("LLMA_SENTIMENT_SCHEDULE_MAX_IN_FLIGHT", "8")]));
+    let addr = scheduler.metrics_addr();
+    wait_metric(&addr, "llma_sentiment_schedule_workflows_total", &[("result", "started")], 10.0, Duration::from_secs(120));
+    stack.temporal.signal("STOP");
+    produce(&producer, topic, &later);
+    std::thread::sleep(Duration::from_secs(30));
+    let frozen = Scrape::take(&addr);
+    let errors = frozen.value("llma_sentiment_schedule_start_errors_total", &[]);
+    let paused = frozen.value("llma_sentiment_schedule_paused", &[]);
+    let in_flight = frozen.value("llma_sentiment_schedule_in_flight", &[]);
+    stack.temporal.signal("CONT");
+    check_and_report(
+        &stack,
+        "scheduler: Temporal frozen 30 s mid-stream",
+        &uuids,
+        &format!("start attempts retried {errors}; paused {paused} with {in_flight} starts in flight (bound 8)"),
+    );
+    assert!(errors >= 1.0 && paused == 1.0 && in_flight <= 8.0 + 3.0, "errors {errors}, paused {paused}, in flight {in_flight}");
+}
+
+/// Two schedulers in one group, one SIGKILLed mid-stream: its partitions
+/// move to the other after the session timeout; every event gets its row,
+/// no workflow starts twice.
+#[test]
+#[ignore]
+fn scheduler_two_in_a_group_one_killed() {
+    let stack = Stack::start();
+    stack.stop_merges();
+    let _worker = stack.worker(&[]);
+    let broker = KafkaBroker::start();
+    let topic = "events-two";
+    broker.create_topic(topic, 3);
+    let producer = broker.producer();
+    let events = usable(150);
+    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
+    let mut records: Vec<Record> = events.into_iter().map(|(_, r)| r).collect();
+    let later = records.split_off(50);
+    let env = scheduler_env(&stack, &broker, topic, "g-two", &[]);
+    let a = SchedulerProcess::start(&env);
+    let b = SchedulerProcess::start(&env);
+    produce(&producer, topic, &records);
+    let (addr_a, addr_b) = (a.metrics_addr(), b.metrics_addr());
+    let started = |addr: &str| Scrape::take(addr).value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while started(&addr_a) + started(&addr_b) < 20.0 {
+        assert!(Instant::now() < deadline, "the schedulers started nothing");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.kill();
+    produce(&producer, topic, &later);
+    check_and_report(&stack, "scheduler: two in a group, one SIGKILLed", &uuids, &format!("started by the survivor {}", started(&addr_b)));
+    drop(b);
 }
