@@ -19,15 +19,22 @@ WASM_DIR := $(CARGO_TARGET_DIR)/wasm32-wasip2/release
 PLUGIN_WASM := $(WASM_DIR)/llma_sentiment_plugin.wasm
 HOSTILE_WASM := $(WASM_DIR)/llma_hostile_plugin.wasm
 BIN := $(CARGO_TARGET_DIR)/debug/llma-sentiment
+# The tests' signing key (made once by `plugin keygen`, never a real one) and
+# the plugins signed with it (beside the built ones: cargo's outputs stay as built).
+TEST_KEYS := $(CURDIR)/build/keys
+SIGNED_PLUGIN_WASM := $(WASM_DIR)/llma_sentiment_plugin.signed.wasm
+SIGNED_HOSTILE_WASM := $(WASM_DIR)/llma_hostile_plugin.signed.wasm
 # What the tests read to find the bundles, the plugins, the venv and the repo.
 TEST_ENV := LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST_HOSTILE_PLUGIN=$(HOSTILE_WASM) \
-	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR)
+	LLMA_TEST_PYTHON=$(PY) LLMA_TEST_REPO=$(CURDIR) \
+	LLMA_TEST_SIGNING_KEY=$(TEST_KEYS)/test.sk LLMA_TEST_PUBLIC_KEY=$(TEST_KEYS)/test.pk \
+	LLMA_TEST_SIGNED_PLUGIN=$(SIGNED_PLUGIN_WASM) LLMA_TEST_SIGNED_HOSTILE_PLUGIN=$(SIGNED_HOSTILE_WASM)
 
 # The host binary embeds the default plugin and model (see host/build.rs).
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugin plugins models build run analyze test test-native native bench bench-model model clean reliability \
+.PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
 	release install cluster-demo deploy-check
 
 setup: target venv
@@ -181,10 +188,17 @@ TEST_FEATURES := --features llma-sentiment/fault-injection
 MODERN_CLICKHOUSE_TESTS := --test sink --test schemas
 test: plugins models
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
+	$(MAKE) --no-print-directory signed-plugins
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
 	$(TEST_ENV) cargo test $(CARGO_PKGS) $(TEST_FEATURES) $(TEST_ARGS)
 	$(if $(TEST_ARGS),,CLICKHOUSE_FLAVOR=modern scripts/clickhouse.sh install)
 	$(if $(TEST_ARGS),,$(TEST_ENV) LLMA_TEST_CLICKHOUSE=modern cargo test $(CARGO_PKGS) $(TEST_FEATURES) $(MODERN_CLICKHOUSE_TESTS))
+
+# The built plugins signed with the tests' key (generated once into build/keys).
+signed-plugins:
+	@test -f $(TEST_KEYS)/test.sk || { mkdir -p $(TEST_KEYS) && $(BIN) plugin keygen --secret $(TEST_KEYS)/test.sk --public $(TEST_KEYS)/test.pk; }
+	$(BIN) plugin sign --key $(TEST_KEYS)/test.sk $(PLUGIN_WASM) -o $(SIGNED_PLUGIN_WASM) 2>/dev/null
+	$(BIN) plugin sign --key $(TEST_KEYS)/test.sk $(HOSTILE_WASM) -o $(SIGNED_HOSTILE_WASM) 2>/dev/null
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv

@@ -26,6 +26,12 @@
 #   CLICKHOUSE_FLAVOR          debian (default) or modern
 #   CLICKHOUSE_START_TIMEOUT   seconds to wait for /ping (default 30)
 #   LLMA_VENV                  the venv of the modern flavour (default /var/cache/llma-sentiment/venv)
+#   CLICKHOUSE_TLS_CERT, CLICKHOUSE_TLS_KEY
+#                              PEM certificate and key: the server also serves HTTPS on a free
+#                              port; `start` then also prints CLICKHOUSE_HTTPS_PORT and
+#                              CLICKHOUSE_HTTPS_URL=https://127.0.0.1:PORT
+#   CLICKHOUSE_TLS_CA          with the two above: HTTPS clients must present a certificate
+#                              signed by this CA (mutual TLS). Debian flavour only.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,6 +93,32 @@ cmd_install() {
     find_server || die "installation did not provide clickhouse-server"
 }
 
+# The HTTPS listener and its certificate (the TLS mode), or nothing.
+tls_config() {
+    local https="$1"
+    [ -n "$https" ] || return 0
+    local verify=none ca=""
+    if [ -n "${CLICKHOUSE_TLS_CA:-}" ]; then
+        verify=strict
+        ca="<caConfig>$CLICKHOUSE_TLS_CA</caConfig>"
+    fi
+    cat <<EOF
+    <https_port>$https</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$CLICKHOUSE_TLS_CERT</certificateFile>
+            <privateKeyFile>$CLICKHOUSE_TLS_KEY</privateKeyFile>
+            $ca
+            <verificationMode>$verify</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+EOF
+}
+
 write_config() {
     local dir="$1" http="$2" tcp="$3"
     mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
@@ -104,7 +136,8 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <http_port>$http</http_port>
     <tcp_port>$tcp</tcp_port>
-    <!-- No interserver_http_port / https / secure tcp / mysql ports: nothing else listens. -->
+    <!-- No interserver_http_port / secure tcp / mysql ports; https only in TLS mode. -->
+$(tls_config "$4")
     <max_connections>256</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
@@ -208,17 +241,26 @@ cmd_start() {
     dir="$(prepare_dir "${1:-}")"
 
     local timeout="${CLICKHOUSE_START_TIMEOUT:-30}"
-    local http tcp pid
+    local http tcp pid https=""
+    if [ -n "${CLICKHOUSE_TLS_CERT:-}${CLICKHOUSE_TLS_KEY:-}" ]; then
+        [ "$FLAVOR" = debian ] || die "TLS mode (CLICKHOUSE_TLS_CERT/KEY) is served by the debian flavour only"
+        [ -r "${CLICKHOUSE_TLS_CERT:-}" ] && [ -r "${CLICKHOUSE_TLS_KEY:-}" ] \
+            || die "TLS mode needs both CLICKHOUSE_TLS_CERT and CLICKHOUSE_TLS_KEY, readable"
+    fi
     # Ports are picked free and then bound by the server a moment later; on the rare race
     # with another process, retry with new ports.
     for _ in 1 2 3; do
         http="$(free_port)"
         tcp="$(free_port)"
         [ "$http" != "$tcp" ] || continue
+        if [ -n "${CLICKHOUSE_TLS_CERT:-}" ]; then
+            https="$(free_port)"
+            [ "$https" != "$http" ] && [ "$https" != "$tcp" ] || continue
+        fi
         if [ "$FLAVOR" = modern ]; then
             write_modern_config "$dir" "$http" "$tcp"
         else
-            write_config "$dir" "$http" "$tcp"
+            write_config "$dir" "$http" "$tcp" "$https"
         fi
         write_run "$dir"
         : >"$dir/log/stdout.log"
@@ -230,11 +272,16 @@ cmd_start() {
         local deadline=$((SECONDS + timeout))
         while [ $SECONDS -lt $deadline ]; do
             if ! pid_alive "$pid"; then break; fi
-            if [ "$(curl -s --max-time 2 "http://127.0.0.1:$http/ping" 2>/dev/null)" = "Ok." ]; then
+            if [ "$(curl -s --max-time 2 "http://127.0.0.1:$http/ping" 2>/dev/null)" = "Ok." ] \
+                && { [ -z "$https" ] || https_listening "$https"; }; then
                 {
                     echo "CLICKHOUSE_URL=http://127.0.0.1:$http"
                     echo "CLICKHOUSE_HTTP_PORT=$http"
                     echo "CLICKHOUSE_TCP_PORT=$tcp"
+                    if [ -n "$https" ]; then
+                        echo "CLICKHOUSE_HTTPS_PORT=$https"
+                        echo "CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$https"
+                    fi
                     echo "CLICKHOUSE_PID=$pid"
                     echo "CLICKHOUSE_FLAVOR=$FLAVOR"
                 } >"$dir/env"
@@ -246,6 +293,12 @@ cmd_start() {
         retry_start "$pid" "$timeout" 2 'address already in use|Net Exception: Address' "$dir/log/"*.log || break
     done
     start_failed ClickHouse "$dir" "$dir/log/stdout.log" "$dir/log/clickhouse-server.err.log" "$dir/log/clickhouse-server.log"
+}
+
+# The HTTPS listener accepts connections (whether a handshake succeeds is the client's to
+# judge: with mutual TLS a client without a certificate is refused).
+https_listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 server_main "$@"

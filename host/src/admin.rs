@@ -1,7 +1,9 @@
 //! The worker's admin endpoint (off unless `worker.admin_addr` is set):
 //! plugin status, activation and rollback. It can make the worker run any
 //! plugin it can read, so it is locked down by default: it binds loopback
-//! addresses only (unless `worker.admin_allow_remote`), every request needs
+//! addresses only (unless `worker.admin_allow_remote`, and then only with
+//! TLS: `worker.admin_tls_cert` and `worker.admin_tls_key`, served by
+//! rustls, so the token never crosses a network in clear text), every request needs
 //! the bearer token (`worker.admin_token`, or the file
 //! `worker.admin_token_file`), and it activates plugins and models only
 //! from `plugin.dir` and `worker.admin_allowed_dirs`.
@@ -62,6 +64,14 @@ pub enum AdminConfigError {
     TokenTooShort,
     #[error("worker.admin_allowed_dirs: {path}: {reason}")]
     AllowedDir { path: PathBuf, reason: String },
+    #[error(
+        "worker.admin_addr {0} is not a loopback address and the admin endpoint has no TLS: the bearer token would \
+         cross the network in clear text; set worker.admin_tls_cert and worker.admin_tls_key \
+         ($LLMA_SENTIMENT_WORKER_ADMIN_TLS_CERT, $LLMA_SENTIMENT_WORKER_ADMIN_TLS_KEY)"
+    )]
+    RemoteWithoutTls(SocketAddr),
+    #[error("admin endpoint TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The admin token as configured (`worker.admin_token` wins over
@@ -92,21 +102,40 @@ pub struct AdminSettings {
     token_digest: [u8; 32],
     /// Canonical directories activation may read plugins and models from.
     allowed: Vec<PathBuf>,
+    /// Serve https with this (certificate and key read at start).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminSettings").field("addr", &self.addr).field("allowed", &self.allowed).finish_non_exhaustive()
+        f.debug_struct("AdminSettings")
+            .field("addr", &self.addr)
+            .field("allowed", &self.allowed)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl AdminSettings {
     /// `None` when the endpoint is off; an error when it may not start as configured.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     pub fn from_config(config: &Config) -> Result<Option<AdminSettings>, AdminConfigError> {
         let worker = &config.worker;
         let Some(addr) = worker.admin_addr else { return Ok(None) };
         if !addr.ip().is_loopback() && !worker.admin_allow_remote {
             return Err(AdminConfigError::NotLoopback(addr));
+        }
+        let files = crate::tls::TlsFiles { cert: worker.admin_tls_cert.clone(), key: worker.admin_tls_key.clone(), ca: None };
+        files.check()?;
+        let tls = match (&files.cert, &files.key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::tls::server_config(cert, key, &[b"http/1.1"])?)),
+            _ => None,
+        };
+        if !addr.ip().is_loopback() && tls.is_none() {
+            return Err(AdminConfigError::RemoteWithoutTls(addr));
         }
         let token = token(worker)?;
         let mut allowed = Vec::new();
@@ -118,7 +147,7 @@ impl AdminSettings {
             }
             allowed.push(real);
         }
-        Ok(Some(AdminSettings { addr, token_digest: digest(token.expose()), allowed }))
+        Ok(Some(AdminSettings { addr, token_digest: digest(token.expose()), allowed, tls }))
     }
 
     /// The canonical form of `path` if it lies inside an allowed directory;
@@ -262,23 +291,25 @@ async fn rollback(State(state): State<Arc<AdminState>>, body: Bytes) -> Response
 
 /// Binds the endpoint; it serves until shut down.
 pub async fn serve(settings: AdminSettings, registry: Arc<Registry>) -> std::io::Result<Server> {
-    let addr = settings.addr;
-    crate::http_server::serve("admin", addr, router(settings, registry), TIMEOUTS).await
+    let (addr, tls) = (settings.addr, settings.tls.clone());
+    crate::http_server::serve_tls("admin", addr, router(settings, registry), TIMEOUTS, tls).await
 }
 
-/// Client side of the endpoint, for `llma-sentiment plugin activate|rollback|status`.
+/// Client side of the endpoint, for `llma-sentiment plugin activate|rollback|status`:
+/// https (rustls, trusting `tls_ca` or else the system roots) for an
+/// `https://` base, never falling back to clear text.
 pub async fn call(
     base: &str,
     token: &Secret,
+    tls_ca: Option<&Path>,
     method: hyper::Method,
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(CLIENT_CONNECT_TIMEOUT));
-    let client: Client<_, Full<Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let uri: hyper::Uri = format!("{}{}", base.trim_end_matches('/'), path).parse()?;
     let req = hyper::Request::builder()
         .method(method)
@@ -286,15 +317,43 @@ pub async fn call(
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))
         .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))?;
+    let builder = Client::builder(hyper_util::rt::TokioExecutor::new());
+    let (status, bytes) = if base.starts_with("https://") {
+        connector.enforce_http(false);
+        let files = crate::tls::TlsFiles { ca: tls_ca.map(Path::to_path_buf), ..Default::default() };
+        let tls = files.client_config(&[])?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
+        let https = crate::tls::HandshakeDeadline::new(https, CLIENT_CONNECT_TIMEOUT * 2);
+        exchange(builder.build(https), req).await?
+    } else {
+        anyhow::ensure!(tls_ca.is_none(), "admin.tls_ca is set, but the admin URL {base} is not https://");
+        exchange(builder.build(connector), req).await?
+    };
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+    Ok((status, value))
+}
+
+/// One request and its whole answer, within [`CLIENT_TIMEOUT`]; a failed
+/// TLS handshake said as such.
+async fn exchange<C>(
+    client: hyper_util::client::legacy::Client<C, http_body_util::Full<Bytes>>,
+    req: hyper::Request<http_body_util::Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    use http_body_util::BodyExt;
     let exchange = async {
-        let resp = client.request(req).await?;
+        let resp = match client.request(req).await {
+            Ok(resp) => resp,
+            Err(e) => match crate::tls::tls_failure(&e) {
+                Some(reason) => anyhow::bail!("TLS handshake with the admin endpoint failed: {reason} (check admin.tls_ca)"),
+                None => return Err(e.into()),
+            },
+        };
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         anyhow::Ok((status, bytes))
     };
-    let (status, bytes) = tokio::time::timeout(CLIENT_TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {CLIENT_TIMEOUT:?}"))??;
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
-    Ok((status, value))
+    tokio::time::timeout(CLIENT_TIMEOUT, exchange).await.map_err(|_| anyhow::anyhow!("no answer within {CLIENT_TIMEOUT:?}"))?
 }

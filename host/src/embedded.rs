@@ -44,12 +44,16 @@ pub fn model_dir(cache_dir: &Path) -> Result<PathBuf, EmbeddedError> {
     if dir.join(".complete").is_file() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| werr(&dir, e))?;
+    // Private like the rest of the cache dir (see `engine::cache_dir`),
+    // whatever the umask.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .map_err(|e| werr(&dir, e))?;
     for (name, bytes) in files::MODEL_FILES {
         let path = dir.join(name);
         crate::engine::write_atomically(&path, bytes).map_err(|e| werr(&path, e))?;
     }
     let marker = dir.join(".complete");
-    std::fs::write(&marker, digest).map_err(|e| werr(&marker, e))?;
+    crate::engine::write_atomically(&marker, digest.as_bytes()).map_err(|e| werr(&marker, e))?;
     Ok(dir)
 }

@@ -2,7 +2,8 @@
 //! and admin): an `axum` router served over HTTP/1 with a header-read
 //! timeout, a per-request timeout, accept errors backed off instead of
 //! spun on, and a graceful shutdown that lets requests in flight finish
-//! within a bound.
+//! within a bound; over TLS (rustls) when given a server configuration,
+//! the handshake bounded by the header-read timeout too.
 //!
 //! The accept loop drives hyper's HTTP/1 connection directly rather than
 //! `axum::serve`, because `axum::serve` sets no timer on hyper, and without
@@ -10,6 +11,7 @@
 //! its request line would hold a connection forever.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -47,15 +49,29 @@ pub struct Server {
 /// `timeouts.request` is answered `503`. `name` goes into the log lines
 /// (`"{name} endpoint listening"`).
 pub async fn serve(name: &'static str, addr: SocketAddr, router: Router, timeouts: Timeouts) -> std::io::Result<Server> {
+    serve_tls(name, addr, router, timeouts, None).await
+}
+
+/// [`serve`], over TLS when `tls` is set: https only, a client speaking
+/// plain HTTP gets its connection closed.
+pub async fn serve_tls(
+    name: &'static str,
+    addr: SocketAddr,
+    router: Router,
+    timeouts: Timeouts,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "{name} endpoint listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "{name} endpoint listening");
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         timeouts.request,
     ));
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(name, listener, router, timeouts.header_read, stopped));
+    let task = tokio::spawn(accept_loop(name, listener, router, timeouts.header_read, tls, stopped));
     Ok(Server { name, addr, stop, task: Some(task) })
 }
 
@@ -83,13 +99,45 @@ impl Drop for Server {
     }
 }
 
+/// Serves one connection (plain or TLS) until it closes or a stop asks it
+/// to finish its request in flight.
+async fn serve_connection<I, S>(name: &'static str, io: I, service: S, header_read: Duration, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new().timer(TokioTimer::new()).header_read_timeout(header_read).serve_connection(io, service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = stop_requested(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "{name} connection ended");
+    }
+}
+
 /// Returns once a stop was requested (or the server dropped), holding no
 /// borrow of the channel afterwards.
 async fn stop_requested(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn accept_loop(name: &'static str, listener: TcpListener, router: Router, header_read: Duration, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    header_read: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
@@ -123,22 +171,18 @@ async fn accept_loop(name: &'static str, listener: TcpListener, router: Router, 
             }
         };
         let service = TowerToHyperService::new(router.clone());
-        let mut stop = stopped.clone();
+        let stop = stopped.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                _ = stop_requested(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let Some(acceptor) = tls else {
+                return serve_connection(name, TokioIo::new(stream), service, header_read, stop).await;
             };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "{name} connection ended");
+            // Bounded like the request head: a client that never finishes
+            // its handshake must not hold one of the connection slots.
+            match tokio::time::timeout(header_read, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(name, TokioIo::new(stream), service, header_read, stop).await,
+                Ok(Err(e)) => tracing::info!(error = %e, "{name} endpoint: TLS handshake failed"),
+                Err(_) => tracing::info!(timeout_ms = header_read.as_millis() as u64, "{name} endpoint: TLS handshake not finished in time"),
             }
         });
     }

@@ -23,9 +23,11 @@ pub mod query;
 pub mod registry;
 pub mod schedule;
 pub mod secret;
+pub mod signature;
 pub mod single_flight;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod watcher;
 pub mod worker;
 

@@ -47,7 +47,7 @@ metrics! {
     events_skipped: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_events_skipped_total", "Events with nothing to classify, by reason"), &["reason"]);
     messages_classified: IntCounter = IntCounter::new("llma_sentiment_messages_classified_total", "User messages of the $ai_sentiment events built (by activities and `analyze`)");
     cache: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_cache_lookups_total", "Result cache lookups of user messages, by tier (l1 in process, l2 Redis) and result (hit, miss); l2 counts only the l1 misses Redis answered for"), &["tier", "result"]);
-    redis_errors: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_redis_errors_total", "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server); each means in-process cache only for that call"), &["kind"]);
+    redis_errors: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_redis_errors_total", "Redis result cache calls that did not work, by kind (timeout, unavailable, garbage, server, tls); each means in-process cache only for that call"), &["kind"]);
     redis_available: IntGauge = IntGauge::new("llma_sentiment_redis_available", "1 while the Redis result cache answers, 0 after a failed call or connection attempt (stays 0 when no Redis is configured)");
     activities_in_flight: IntGauge = IntGauge::new("llma_sentiment_activities_in_flight", "Activities running now (each holds one activity slot)");
     worker_stuck: IntGauge = IntGauge::new("llma_sentiment_worker_stuck", "1 while the watchdog finds the worker stuck (all slots held without progress, or Temporal unreachable); see /readyz for the reason");
@@ -60,6 +60,8 @@ metrics! {
     snapshots: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshots_total", "Plugins whose instances start from a pre-initialised snapshot, by how it was had (created, reused)"), &["outcome"]);
     snapshot_fallbacks: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshot_fallbacks_total", "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)"), &["reason"]);
     snapshots_discarded: IntCounter = IntCounter::new("llma_sentiment_plugin_snapshots_discarded_total", "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt");
+    plugins_refused: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_refused_total", "Plugin files refused before compiling because plugin.trusted_keys is set, by reason (unsigned, untrusted, not_a_component, malformed)"), &["reason"]);
+    cache_discarded: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_cache_discarded_total", "Cached compiled artifacts and snapshots deleted and rebuilt instead of loaded, by kind (artifact, snapshot) and reason (no_digest, mismatch: not the SHA-256 recorded when written, unreadable, refused by wasmtime)"), &["kind", "reason"]);
     deduplicated_in_flight: IntCounter = IntCounter::new("llma_sentiment_texts_deduplicated_in_flight_total", "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them");
     schedule_consumed: IntCounter = IntCounter::new("llma_sentiment_schedule_consumed_total", "`schedule`: messages read from the events topic");
     schedule_filtered: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_schedule_filtered_total", "`schedule`: messages that start no workflow, by reason (other_product, other_event, team_not_allowed; unusable: no_payload, not_json, not_an_object, no_uuid, no_team, bad_properties), committed past"), &["reason"]);
@@ -102,6 +104,12 @@ pub fn init() {
     }
     for reason in ["no_init_export", "init_failed", "wizer", "store"] {
         m.snapshot_fallbacks.with_label_values(&[reason]);
+    }
+    for reason in ["unsigned", "untrusted", "not_a_component", "malformed"] {
+        m.plugins_refused.with_label_values(&[reason]);
+    }
+    for kind in ["artifact", "snapshot"] {
+        m.cache_discarded.with_label_values(&[kind, "mismatch"]);
     }
 }
 
@@ -240,6 +248,16 @@ pub fn record_snapshot_fallback(reason: &str) {
 
 pub fn record_snapshot_discarded() {
     METRICS.snapshots_discarded.inc();
+}
+
+/// A plugin file refused for its signature (`signature::Refusal::reason`).
+pub fn record_plugin_refused(reason: &str) {
+    METRICS.plugins_refused.with_label_values(&[reason]).inc();
+}
+
+/// A cached `kind` (artifact, snapshot) deleted instead of loaded, for `reason`.
+pub fn record_cache_discarded(kind: &str, reason: &str) {
+    METRICS.cache_discarded.with_label_values(&[kind, reason]).inc();
 }
 
 pub fn record_deduplicated_in_flight() {

@@ -107,6 +107,8 @@ vocabulary! {
         Garbage => "garbage",
         /// The server answered with an error.
         Server => "server",
+        /// The TLS handshake failed (certificate, CA, or a server without TLS).
+        Tls => "tls",
     }
 }
 

@@ -49,6 +49,9 @@ pub enum SwapError {
     NoPrevious,
     #[error("no version {0:?} to roll back to (see `plugin status`: its history)")]
     NotInHistory(String),
+    /// `plugin.trusted_keys` is set and the file is not signed by one of them.
+    #[error("plugin refused: {0}")]
+    Refused(#[from] crate::signature::Refusal),
     #[error("canary texts labelled otherwise (activate with --force to override): {}", .0.join("; "))]
     Canaries(Vec<String>),
 }
@@ -207,6 +210,9 @@ pub struct Registry {
     record: Option<PathBuf>,
     /// The pool the validation instances of activations count against.
     gate: std::sync::OnceLock<std::sync::Weak<dyn InstanceGate>>,
+    /// `plugin.trusted_keys`: every activated component must be signed by
+    /// one of them (`None`: any component).
+    trusted_keys: Option<Arc<crate::signature::TrustedKeys>>,
 }
 
 impl Registry {
@@ -240,12 +246,21 @@ impl Registry {
             activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
             record: None,
             gate: std::sync::OnceLock::new(),
+            trusted_keys: None,
         })
     }
 
     /// Activations prepare `nice` steps below the serving threads (0: at their priority).
     pub fn with_activation_nice(mut self, nice: u8) -> Self {
         self.activation_nice = nice;
+        self
+    }
+
+    /// Makes every later activation refuse a component not signed by one of
+    /// `keys`. The first version is checked by whoever loaded it (`source`);
+    /// a rollback only goes back to versions activated here, so checked.
+    pub fn with_trusted_keys(mut self, keys: Option<Arc<crate::signature::TrustedKeys>>) -> Self {
+        self.trusted_keys = keys;
         self
     }
 
@@ -304,7 +319,8 @@ impl Registry {
     }
 
     /// `activate_file`; with `force`, a version whose canaries disagree is
-    /// activated anyway (said in the log).
+    /// activated anyway (said in the log). The file is read once: the bytes
+    /// whose signature is verified are the bytes compiled.
     pub fn activate_file_with(&self, wasm: &Path, model_dir: Option<&Path>, force: bool) -> Result<Arc<PluginVersion>, SwapError> {
         let bytes = std::fs::read(wasm)
             .map_err(|source| EngineError::ReadPlugin { path: wasm.display().to_string(), source })?;
@@ -322,6 +338,12 @@ impl Registry {
         model_dir: Option<&Path>,
         force: bool,
     ) -> Result<Arc<PluginVersion>, SwapError> {
+        // Before anything else touches the bytes (a compile of untrusted
+        // code is work an attacker could make the worker do).
+        if let Err(refusal) = crate::signature::enforce(self.trusted_keys.as_deref(), wasm) {
+            crate::metrics::record_plugin_rejected();
+            return Err(refusal.into());
+        }
         let mut seq = self.activating.lock();
         let model_dir = model_dir.map(Path::to_path_buf).unwrap_or_else(|| self.current().plugin.model_dir().to_path_buf());
         let (engine, options, next) = (&self.engine, &self.options, *seq + 1);

@@ -183,7 +183,8 @@ fn the_endpoint_is_locked_down_by_default() {
         assert!(matches!(AdminSettings::from_config(&config), Err(AdminConfigError::NotLoopback(_))), "{addr}");
     }
     config.worker.admin_allow_remote = true;
-    assert!(AdminSettings::from_config(&config).unwrap().is_some(), "allowed explicitly");
+    // Allowed explicitly, and then only with TLS (tests/tls.rs serves it so).
+    assert!(matches!(AdminSettings::from_config(&config), Err(AdminConfigError::RemoteWithoutTls(_))));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use llma_sentiment::engine::{Label, MessageResult, Scores};
 use serde_json::Value;
 
 fn settings(url: &str) -> RedisSettings {
-    RedisSettings { url: url.into(), ttl: Duration::from_secs(3600), timeout: Duration::from_millis(50) }
+    RedisSettings { url: url.into(), ttl: Duration::from_secs(3600), timeout: Duration::from_millis(50), tls: Default::default() }
 }
 
 /// A worker process's cache: its own L1, the shared L2.

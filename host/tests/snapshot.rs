@@ -140,6 +140,8 @@ fn changed_model_files_or_a_damaged_snapshot_make_a_new_one() {
     assert!(created(&rebuilt), "a damaged snapshot must be rebuilt: {:?}", rebuilt.instance_start);
     assert_eq!(snapshot_path(&rebuilt), path);
     assert!(metric("llma_sentiment_plugin_snapshots_discarded_total") >= discarded + 1.0);
+    // The SHA-256 recorded when the snapshot was written no longer matches.
+    assert!(metric("llma_sentiment_plugin_cache_discarded_total{kind=\"snapshot\",reason=\"mismatch\"}") >= 1.0);
     assert_eq!(format!("{:?}", results(&rebuilt)), format!("{want:?}"));
     drop(rebuilt);
 

@@ -7,13 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use common::services::{run_bin, WorkerProcess};
 use common::stack::{block, event, sentiment_uuid, Stack};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The plugin with a custom section appended: the same code, another build
 /// (another SHA-256, so another version label).

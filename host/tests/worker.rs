@@ -433,6 +433,7 @@ fn a_batch_longer_than_an_attempt_finishes_in_rounds_and_replays() {
         address: stack.temporal.address.clone(),
         namespace: "default".into(),
         task_queue: stack.queue.clone(),
+        ..Default::default()
     };
     let events: Vec<HistoryEvent> = block(async {
         let client = llma_sentiment::worker::connect(&temporal).await.unwrap();

@@ -11,7 +11,7 @@ use crate::engine::InstanceSlot;
 use crate::pipeline::{Attempt, Driver, Failure, Outcome, Summary};
 
 pub(super) fn slot(config: &Config) -> anyhow::Result<(crate::engine::PluginEngine, InstanceSlot)> {
-    let source = config.plugin.source();
+    let source = config.plugin.source().context("plugin.trusted_keys")?;
     // One-shot commands use a snapshot a worker or `plugin prepare` made;
     // making one would cost more than the one load it saves.
     let engine = source.engine(config.limits.limits(), crate::engine::SnapshotPolicy::UseExisting)?;

@@ -4,6 +4,7 @@ mod backfill;
 mod local;
 mod overall;
 mod service;
+mod signing;
 
 use std::path::PathBuf;
 
@@ -49,7 +50,11 @@ impl Cli {
                 PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f, .. } | PluginAction::Status { flags: f } => {
                     f.apply(&mut flags)
                 }
-                PluginAction::Check { .. } | PluginAction::Prepare { .. } => {}
+                PluginAction::Check { .. }
+                | PluginAction::Prepare { .. }
+                | PluginAction::Keygen { .. }
+                | PluginAction::Sign { .. }
+                | PluginAction::Verify { .. } => {}
             },
             Command::Extract | Command::Classify { .. } | Command::Info | Command::Aggregate { .. } => {}
         }
@@ -226,6 +231,38 @@ pub enum PluginAction {
         #[command(flatten)]
         flags: FlagArgs<AdminFlags>,
     },
+    /// Make an Ed25519 key pair for signing plugins: the secret key (mode
+    /// 0600) and the public key to list in plugin.trusted_keys. Never
+    /// overwrites a file.
+    Keygen {
+        /// Where the secret key goes.
+        #[arg(long = "secret", short = 's')]
+        secret: PathBuf,
+        /// Where the public key goes.
+        #[arg(long = "public", short = 'p')]
+        public: PathBuf,
+    },
+    /// Embed a signature by KEY in the component FILE, written to OUT
+    /// (signatures already there stay: sign with the old and the new key
+    /// while rotating keys).
+    Sign {
+        /// The secret key (`plugin keygen`).
+        #[arg(long, short = 'k')]
+        key: PathBuf,
+        file: PathBuf,
+        /// The signed component (may be FILE itself).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Check that FILE is a component signed by one of the public keys
+    /// (each --key; plugin.trusted_keys when none is given); exits non-zero
+    /// with the reason otherwise.
+    Verify {
+        /// A trusted public key; repeat for several.
+        #[arg(long, short = 'k')]
+        key: Vec<PathBuf>,
+        file: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
@@ -277,6 +314,9 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 service::plugin_admin(&config, &config.admin.url, hyper::Method::POST, "/plugin/rollback", body)
             }
             PluginAction::Status { .. } => service::plugin_admin(&config, &config.admin.url, hyper::Method::GET, "/plugin", None),
+            PluginAction::Keygen { secret, public } => signing::keygen(secret, public),
+            PluginAction::Sign { key, file, output } => signing::sign(key, file, output),
+            PluginAction::Verify { key, file } => signing::verify(&config, key, file),
         },
         Command::Worker { .. } => service::worker(&config),
         Command::Schedule { .. } => service::schedule(&config),

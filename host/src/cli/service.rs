@@ -31,6 +31,8 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let (temporal, clickhouse, args) = (&config.temporal, &config.clickhouse, &config.worker);
     // Before anything slow: an endpoint that may not start stops the worker at once.
     let admin = crate::admin::AdminSettings::from_config(config).context("the admin endpoint may not start")?;
+    // Also before anything slow: a `rediss://` tier whose handshake fails stops the start.
+    let cache = Arc::new(config.result_cache()?);
     crate::metrics::init();
     // Fixed before any workflow task runs: workflow code reads it, never the config.
     crate::worker::set_activity_timeouts(config.workflow.timeouts());
@@ -42,8 +44,10 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
             "an insert that rides out a ClickHouse outage may outlast the activity's start-to-close timeout"
         );
     }
-    let mut source = config.plugin.source();
-    let record_file = crate::active_version::file_for(&source.cache_dir(), &temporal.address, &temporal.namespace, &temporal.task_queue);
+    let mut source = config.plugin.source().context("plugin.trusted_keys")?;
+    warn_if_untrusted(config, admin.is_some());
+    let record_file =
+        crate::active_version::file_for(&source.secure_cache_dir()?, &temporal.address, &temporal.namespace, &temporal.task_queue);
     pick_start_version(config, &mut source, &record_file)?;
     let engine = Arc::new(source.engine(config.limits.limits(), config.plugin.snapshots)?);
     let loaded = source.load(&engine)?;
@@ -51,6 +55,7 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
         Registry::with_options(engine.clone(), loaded, source.plugin.clone(), config.plugin.rollback_grace(), config.pipeline.plugin_options())
             .context("the plugin failed its validation")?
             .with_activation_nice(config.plugin.activation_nice)
+            .with_trusted_keys(source.trusted_keys.clone())
             .with_record(record_file),
     );
     let instances = instances_that_fit(args, &registry);
@@ -60,7 +65,6 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     let concurrency = args.concurrency_for(instances);
     // Load the model into every instance before taking work.
     pool.warm(&registry.current(), instances).context("loading the model into the plugin instances")?;
-    let cache = Arc::new(config.result_cache()?);
     if cache.shared().is_some() {
         // The shared scope digests the model files: once, before taking work.
         let current = registry.current();
@@ -127,6 +131,25 @@ pub fn worker(config: &Config) -> anyhow::Result<()> {
     // not waited for: the process ends, Temporal retries what it held.
     rt.shutdown_timeout(worker::stop::RUNTIME_SHUTDOWN);
     outcome
+}
+
+/// Says loudly that whoever can write to `plugin.dir` or holds the admin
+/// token chooses the code the worker runs when no key is trusted.
+fn warn_if_untrusted(config: &Config, admin_on: bool) {
+    if !config.plugin.trusted_keys.is_empty() {
+        return;
+    }
+    if let Some(dir) = &config.plugin.dir {
+        tracing::warn!(
+            dir = %dir.display(),
+            "plugin.dir is set without plugin.trusted_keys: anyone who can write a *.wasm there chooses the code this worker runs; sign plugins (`llma-sentiment plugin sign`) and set plugin.trusted_keys"
+        );
+    }
+    if admin_on {
+        tracing::warn!(
+            "the admin endpoint is on without plugin.trusted_keys: anyone holding its token activates any plugin file it may read; sign plugins (`llma-sentiment plugin sign`) and set plugin.trusted_keys"
+        );
+    }
 }
 
 /// `worker.instances`; else one per core, but no more than fit in the
@@ -263,7 +286,7 @@ pub fn submit(
 /// makes the pre-initialised snapshot a worker on this machine will reuse,
 /// and the self-test runs on an instance made from it.
 pub fn plugin_check(config: &Config, file: Option<&Path>, snapshot: bool) -> anyhow::Result<()> {
-    let mut source = config.plugin.source();
+    let mut source = config.plugin.source().context("plugin.trusted_keys")?;
     if let Some(file) = file {
         source.plugin = Some(file.to_path_buf());
     }
@@ -296,7 +319,7 @@ pub fn plugin_admin(
 ) -> anyhow::Result<()> {
     let token = crate::admin::token(&config.worker).context("the admin endpoint needs the worker's token")?;
     runtime()?.block_on(async {
-        let (status, value) = crate::admin::call(admin, &token, method, path, body)
+        let (status, value) = crate::admin::call(admin, &token, config.admin.tls_ca.as_deref(), method, path, body)
             .await
             .with_context(|| format!("calling the worker's admin endpoint at {admin}"))?;
         println!("{value}");

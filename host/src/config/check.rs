@@ -34,6 +34,9 @@ impl Config {
         if let Err(e) = self.temporal.url() {
             return Err(ConfigError::Invalid { key: "temporal.address", reason: format!("not host:port or a URL: {e}") });
         }
+        if let Err((key, reason)) = self.temporal.check_tls() {
+            return Err(ConfigError::Invalid { key, reason });
+        }
         for (key, value) in [("temporal.namespace", &self.temporal.namespace), ("temporal.task_queue", &self.temporal.task_queue)] {
             if value.trim().is_empty() {
                 return invalid(key, "must not be empty");
@@ -69,6 +72,19 @@ impl Config {
             if let Err(e) = crate::cache::redis::check_url(url) {
                 return Err(ConfigError::Invalid { key: "cache.redis_url", reason: e.to_string() });
             }
+            if !self.cache.redis_tls().is_empty() && !url.trim_start().starts_with("rediss://") {
+                return invalid("cache.redis_url", "a cache.redis_tls_* file is set, but the URL is not rediss://: TLS needs rediss://");
+            }
+        }
+        if let Err(e) = self.cache.redis_tls().check() {
+            return Err(ConfigError::Invalid { key: "cache.redis_tls_key", reason: e.to_string() });
+        }
+        let admin_tls = crate::tls::TlsFiles { cert: self.worker.admin_tls_cert.clone(), key: self.worker.admin_tls_key.clone(), ca: None };
+        if let Err(e) = admin_tls.check() {
+            return Err(ConfigError::Invalid { key: "worker.admin_tls_key", reason: e.to_string() });
+        }
+        if self.admin.tls_ca.is_some() && !self.admin.url.starts_with("https://") {
+            return invalid("admin.url", "admin.tls_ca is set, but the URL is not https://");
         }
         if let Err(e) = self.clickhouse.sink_config().validate() {
             use crate::sink::SinkField;
@@ -76,6 +92,7 @@ impl Config {
                 Some(SinkField::User) => "clickhouse.user",
                 Some(SinkField::Database) => "clickhouse.database",
                 Some(SinkField::Table) => "clickhouse.table",
+                Some(SinkField::Tls) => "clickhouse.tls_key",
                 // The retry and timeout settings are the model's own constants.
                 Some(SinkField::Url) | Some(SinkField::Retries) | None => "clickhouse.url",
             };
@@ -93,6 +110,9 @@ impl Config {
         }
         shown.clickhouse.url = crate::secret::redact_url(&shown.clickhouse.url);
         shown.cache.redis_url = shown.cache.redis_url.as_deref().map(crate::secret::redact_url);
+        if shown.temporal.api_key.is_some() {
+            shown.temporal.api_key = Some(crate::secret::Secret::new("<redacted>"));
+        }
         if shown.kafka.sasl_password.is_some() {
             shown.kafka.sasl_password = Some(crate::secret::Secret::new("<redacted>"));
         }

@@ -38,6 +38,9 @@ pub struct PluginConfig {
     /// made, `create` makes one at start and activation (minutes per plugin and
     /// model on small machines, before serving), `off` never uses one.
     pub snapshots: crate::engine::SnapshotPolicy,
+    /// Public key files; when set, a plugin from a file must be signed by
+    /// one of them (see `signature`).
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Default for PluginConfig {
@@ -53,19 +56,32 @@ impl Default for PluginConfig {
             rollback_grace_secs: 600,
             activation_nice: crate::engine::background::DEFAULT_NICE_INCREMENT,
             snapshots: crate::engine::SnapshotPolicy::default(),
+            trusted_keys: Vec::new(),
         }
     }
 }
 
 impl PluginConfig {
-    pub fn source(&self) -> crate::source::PluginSource {
-        crate::source::PluginSource {
+    /// Where plugin and model come from; fails when a trusted key file
+    /// cannot be read.
+    pub fn source(&self) -> Result<crate::source::PluginSource, crate::signature::KeyError> {
+        Ok(crate::source::PluginSource {
             plugin: self.path.clone(),
             model_dir: self.model_dir.clone(),
             cache_dir: self.cache_dir.clone(),
             no_compile_cache: !self.compile_cache,
             cache_budget_bytes: Some(self.cache_budget_mb.saturating_mul(1 << 20)),
+            trusted_keys: self.trusted_keys()?,
+        })
+    }
+
+    /// The trusted keys, read from their files; `None` when unset (every
+    /// plugin file is accepted).
+    pub fn trusted_keys(&self) -> Result<Option<std::sync::Arc<crate::signature::TrustedKeys>>, crate::signature::KeyError> {
+        if self.trusted_keys.is_empty() {
+            return Ok(None);
         }
+        crate::signature::TrustedKeys::load(&self.trusted_keys).map(|k| Some(std::sync::Arc::new(k)))
     }
 
     pub fn rollback_grace(&self) -> Duration {

@@ -119,6 +119,23 @@ pub const KEYS: &[Key] = &[
     Key::new("temporal.task_queue", "Task queue (production: llm-analytics-task-queue).")
         .alias(&["LLMA_SENTIMENT_TASK_QUEUE"])
         .flag(Temporal, "task-queue"),
+    Key::new("temporal.tls", "Connect over TLS; when unset, on as soon as a temporal.tls_* key or temporal.api_key is set (or the address is https://).")
+        .alias(&["TEMPORAL_TLS"])
+        .switch_on(Temporal, "temporal-tls"),
+    Key::new("temporal.tls_ca", "CA certificate file (PEM) the frontend's certificate must chain to; the system roots when unset.")
+        .alias(&["TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_CA"])
+        .flag(Temporal, "temporal-tls-ca"),
+    Key::new("temporal.tls_cert", "Client certificate file (PEM) for mutual TLS, with temporal.tls_key.")
+        .alias(&["TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CERT"])
+        .flag(Temporal, "temporal-tls-cert"),
+    Key::new("temporal.tls_key", "Private key file (PEM) of temporal.tls_cert.")
+        .alias(&["TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_KEY"])
+        .flag(Temporal, "temporal-tls-key"),
+    Key::new("temporal.tls_server_name", "The name the frontend's certificate is checked against (and the :authority), when not the address's host.")
+        .alias(&["TEMPORAL_TLS_SERVER_NAME"])
+        .flag(Temporal, "temporal-tls-server-name"),
+    Key::new("temporal.api_key", "API key (Temporal Cloud), sent as a bearer token over TLS; never logged nor printed; no flag (flags show in `ps`).")
+        .alias(&["TEMPORAL_API_KEY"]),
     Key::new("workflow.execution_timeout_secs", "Execution timeout `submit` sets.").range(1, YEAR_SECS),
     Key::new("workflow.start_to_close_secs", "One activity attempt.").range(1, YEAR_SECS),
     Key::new("workflow.schedule_to_close_secs", "All activity attempts.").range(1, YEAR_SECS),
@@ -135,6 +152,10 @@ pub const KEYS: &[Key] = &[
     Key::new("clickhouse.table", "Events table.").alias(&["LLMA_SENTIMENT_TABLE"]).flag(ClickHouse, "clickhouse-table"),
     Key::new("clickhouse.validation", "The client's schema validation of reads: auto (off for servers too old to support it), on or off. Inserts are always checked against the table's column types.")
         .flag(ClickHouse, "clickhouse-validation"),
+    Key::new("clickhouse.tls_ca", "With an https:// URL: CA certificate file (PEM) the server's certificate must chain to; the system roots when unset.")
+        .flag(ClickHouse, "clickhouse-tls-ca"),
+    Key::new("clickhouse.tls_cert", "With an https:// URL: client certificate file (PEM), with clickhouse.tls_key.").flag(ClickHouse, "clickhouse-tls-cert"),
+    Key::new("clickhouse.tls_key", "Private key file (PEM) of clickhouse.tls_cert.").flag(ClickHouse, "clickhouse-tls-key"),
     Key::new("plugin.path", "Plugin component (.wasm); the embedded default when unset.").alias(&["LLMA_SENTIMENT_PLUGIN"]).flag(Global, "plugin"),
     Key::new("plugin.dir", "Serve the newest `*.wasm` of this directory and switch when a newer one appears (or on SIGHUP). Overrides --plugin.")
         .flag(Worker, "plugin-dir"),
@@ -166,6 +187,11 @@ pub const KEYS: &[Key] = &[
         "plugin.snapshots",
         "Worker: use-existing (instances start from a snapshot `plugin prepare` made, else load the model), create (make one at start and activation: minutes per plugin and model on small machines) or off.",
     ),
+    Key::new(
+        "plugin.trusted_keys",
+        "Public key files (`plugin keygen`); when set, every plugin activated from a file (start, plugin.dir, the admin endpoint) must carry a valid signature by one of them (`:`-separated in the environment). The embedded default is trusted as built in.",
+    )
+    .path_list(),
     Key::new("pipeline.max_messages", "Keep the last N user messages of a generation.")
         .alias(&["LLMA_SENTIMENT_MAX_MESSAGES"])
         .flag(Global, "max-messages")
@@ -201,6 +227,10 @@ pub const KEYS: &[Key] = &[
         .flag(Cache, "redis-url"),
     Key::new("cache.redis_ttl_secs", "How long Redis keeps a result.").range(1, YEAR_SECS),
     Key::new("cache.redis_timeout_ms", "Per Redis call; a slower answer counts as an error and the lookup goes on without it, ms.").range(1, YEAR_MS),
+    Key::new("cache.redis_tls_ca", "With a rediss:// URL: CA certificate file (PEM) the server's certificate must chain to; the system roots when unset.")
+        .flag(Cache, "redis-tls-ca"),
+    Key::new("cache.redis_tls_cert", "With a rediss:// URL: client certificate file (PEM), with cache.redis_tls_key.").flag(Cache, "redis-tls-cert"),
+    Key::new("cache.redis_tls_key", "Private key file (PEM) of cache.redis_tls_cert.").flag(Cache, "redis-tls-key"),
     Key::new("limits.call_deadline_base_ms", "Wall-clock allowance of every plugin call, ms.").range(1, YEAR_MS),
     Key::new("limits.call_deadline_per_text_ms", "Extra allowance per text of a classify batch, ms.").range(0, YEAR_MS),
     Key::new("limits.load_deadline_ms", "Wall-clock allowance of the model load, ms.").range(1, YEAR_MS),
@@ -226,10 +256,13 @@ pub const KEYS: &[Key] = &[
         .alias(&["LLMA_SENTIMENT_GRACE_PERIOD_SECS"])
         .flag(Worker, "grace-period-secs")
         .range(0, YEAR_SECS),
-    Key::new("worker.admin_addr", "Admin endpoint (plugin status/activate/rollback, /healthz), e.g. 127.0.0.1:9464; off when unset; loopback only unless worker.admin_allow_remote; needs worker.admin_token or worker.admin_token_file.")
+    Key::new("worker.admin_addr", "Admin endpoint (plugin status/activate/rollback, /healthz), e.g. 127.0.0.1:9464; off when unset; loopback only unless worker.admin_allow_remote (and then with TLS); needs worker.admin_token or worker.admin_token_file.")
         .alias(&["LLMA_SENTIMENT_ADMIN_ADDR"])
         .flag(Worker, "admin-addr"),
-    Key::new("worker.admin_allow_remote", "Let the admin endpoint bind a non-loopback address."),
+    Key::new("worker.admin_allow_remote", "Let the admin endpoint bind a non-loopback address; it then also needs worker.admin_tls_cert and worker.admin_tls_key."),
+    Key::new("worker.admin_tls_cert", "Certificate file (PEM, chain) the admin endpoint serves https with, with worker.admin_tls_key; required on a non-loopback address.")
+        .flag(Worker, "admin-tls-cert"),
+    Key::new("worker.admin_tls_key", "Private key file (PEM) of worker.admin_tls_cert.").flag(Worker, "admin-tls-key"),
     Key::new("worker.admin_token", "The admin endpoint's bearer token (16+ characters); never logged nor printed; the CLI's `plugin` commands send it.")
         .alias(&["LLMA_SENTIMENT_ADMIN_TOKEN"]),
     Key::new("worker.admin_token_file", "A file holding the admin token, used when worker.admin_token is unset.")
@@ -254,7 +287,9 @@ pub const KEYS: &[Key] = &[
         .flag(Progress, "progress"),
     Key::new("progress.every", "Plain progress: a line every N items (0: only by time).").flag(Progress, "progress-every"),
     Key::new("progress.secs", "Plain progress: a line at least every N seconds.").flag(Progress, "progress-secs").range(0, YEAR_SECS),
-    Key::new("admin.url", "The worker's admin endpoint, for `plugin activate|rollback|status`.").flag(Admin, "admin-url"),
+    Key::new("admin.url", "The worker's admin endpoint, for `plugin activate|rollback|status` (https:// when it serves TLS).").flag(Admin, "admin-url"),
+    Key::new("admin.tls_ca", "With an https:// admin.url: CA certificate file (PEM) the endpoint's certificate must chain to; the system roots when unset.")
+        .flag(Admin, "admin-tls-ca"),
     Key::new("schedule.brokers", "`schedule`: Kafka bootstrap brokers, host:port[,host:port...].")
         .alias(&["KAFKA_HOSTS"])
         .flag(Schedule, "brokers"),

@@ -210,6 +210,21 @@ mod tests {
             sasl_password: Some(super::super::Secret::new("p")),
             ssl_ca_location: Some("/ca.pem".into()),
         };
+        all.temporal.tls = Some(true);
+        all.temporal.tls_ca = Some("ca".into());
+        all.temporal.tls_cert = Some("c".into());
+        all.temporal.tls_key = Some("k".into());
+        all.temporal.tls_server_name = Some("n".into());
+        all.temporal.api_key = Some(super::super::Secret::new("a"));
+        all.clickhouse.tls_ca = Some("ca".into());
+        all.clickhouse.tls_cert = Some("c".into());
+        all.clickhouse.tls_key = Some("k".into());
+        all.cache.redis_tls_ca = Some("ca".into());
+        all.cache.redis_tls_cert = Some("c".into());
+        all.cache.redis_tls_key = Some("k".into());
+        all.worker.admin_tls_cert = Some("c".into());
+        all.worker.admin_tls_key = Some("k".into());
+        all.admin.tls_ca = Some("ca".into());
         let mut fields = Vec::new();
         leaves(&serde_json::to_value(&all).unwrap(), "", &mut fields);
         let mut keys: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
@@ -256,6 +271,55 @@ mod tests {
         assert_eq!(c.clickhouse.table, "events");
         let seed = load(&Sources { env: env(&[("POSTHOG_SENTIMENT_MODEL_CACHE", "/seed")]), ..Default::default() }).unwrap();
         assert_eq!(seed.plugin.model_dir.as_deref(), Some(Path::new("/seed")));
+    }
+
+    /// The Temporal CLI's environment names, and its older ones, set the TLS keys.
+    #[test]
+    fn temporal_tls_comes_from_the_temporal_cli_names() {
+        let c = load(&Sources {
+            env: env(&[
+                ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/c.pem"),
+                ("TEMPORAL_TLS_KEY", "/k.pem"),
+                ("TEMPORAL_TLS_CA", "/ca.pem"),
+                ("TEMPORAL_TLS_SERVER_NAME", "frontend.example"),
+                ("TEMPORAL_API_KEY", "tmprl-hunter2"),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        let t = &c.temporal;
+        assert_eq!(t.tls_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(t.tls_key.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(t.tls_ca.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(t.tls_server_name.as_deref(), Some("frontend.example"));
+        assert_eq!(t.api_key.as_ref().map(|k| k.expose()), Some("tmprl-hunter2"));
+        assert!(t.uses_tls());
+        assert!(!c.to_redacted_toml().contains("hunter2") && !format!("{c:?}").contains("hunter2"));
+        let off = load(&Sources { env: env(&[("TEMPORAL_TLS", "false"), ("TEMPORAL_API_KEY", "k")]), ..Default::default() });
+        assert!(matches!(off, Err(ConfigError::Invalid { key: "temporal.tls", .. })), "{off:?}");
+    }
+
+    /// A TLS file with a clear-text URL, or a certificate without its key, is refused at load.
+    #[test]
+    fn tls_files_need_a_tls_url_and_come_in_pairs() {
+        for (pairs, key) in [
+            (&[("LLMA_SENTIMENT_CLICKHOUSE_TLS_CA", "/ca.pem")][..], "clickhouse.url"),
+            (&[("CLICKHOUSE_URL", "https://h:8443"), ("LLMA_SENTIMENT_CLICKHOUSE_TLS_CERT", "/c.pem")][..], "clickhouse.tls_key"),
+            (&[("REDIS_URL", "redis://h:6379"), ("LLMA_SENTIMENT_CACHE_REDIS_TLS_CA", "/ca.pem")][..], "cache.redis_url"),
+            (&[("LLMA_SENTIMENT_WORKER_ADMIN_TLS_CERT", "/c.pem")][..], "worker.admin_tls_key"),
+            (&[("LLMA_SENTIMENT_ADMIN_TLS_CA", "/ca.pem")][..], "admin.url"),
+        ] {
+            match load(&Sources { env: env(pairs), ..Default::default() }) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{pairs:?}"),
+                other => panic!("{pairs:?}: {other:?}"),
+            }
+        }
+        let ok = load(&Sources {
+            env: env(&[("CLICKHOUSE_URL", "https://h:8443"), ("LLMA_SENTIMENT_CLICKHOUSE_TLS_CA", "/ca.pem"), ("REDIS_URL", "rediss://h:6380")]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.clickhouse.sink_config().tls.ca.as_deref(), Some(Path::new("/ca.pem")));
     }
 
     #[test]

@@ -111,12 +111,25 @@ impl WorkflowConfig {
 }
 
 
+/// How long the start-up TLS check of a `rediss://` tier may take.
+const REDIS_TLS_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Config {
     /// Both tiers of the result cache as configured (the Redis tier starts
     /// connecting in the background).
     pub fn result_cache(&self) -> Result<crate::cache::ResultCache, crate::cache::redis::RedisTierError> {
         let memory = crate::cache::MemoryTier::with_megabytes(self.pipeline.result_cache_mb);
         let shared = self.cache.redis_settings().map(|s| crate::cache::RedisTier::new(&s)).transpose()?;
+        if let Some(tier) = shared.as_ref().filter(|t| t.uses_tls()) {
+            // A TLS setting that cannot work is no outage: say so now, by
+            // name, rather than run on without the shared tier. An outage
+            // (refused, timed out) stays the tier's to ride out.
+            match tier.check(REDIS_TLS_CHECK_TIMEOUT) {
+                Err(e) if e.is_tls() => return Err(e.into()),
+                Err(e) => tracing::warn!(error = %e, "Redis result cache not answering at start: in-process cache only until it does"),
+                Ok(()) => {}
+            }
+        }
         Ok(crate::cache::ResultCache::from_tiers(memory, shared))
     }
 }
@@ -140,8 +153,13 @@ pub struct WorkerConfig {
     /// Admin endpoint (plugin status/activate/rollback); off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_addr: Option<SocketAddr>,
-    /// Let the admin endpoint bind an address other than loopback.
+    /// Let the admin endpoint bind an address other than loopback (with TLS only).
     pub admin_allow_remote: bool,
+    /// The admin endpoint's TLS certificate (chain) and key: it serves https with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tls_key: Option<PathBuf>,
     /// The admin endpoint's bearer token; never logged nor printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
@@ -171,6 +189,8 @@ impl Default for WorkerConfig {
             grace_period_secs: 30,
             admin_addr: None,
             admin_allow_remote: false,
+            admin_tls_cert: None,
+            admin_tls_key: None,
             admin_token: None,
             admin_token_file: None,
             admin_allowed_dirs: Vec::new(),
@@ -264,11 +284,15 @@ impl ProgressOptions {
 pub struct AdminConfig {
     /// The worker's admin endpoint.
     pub url: String,
+    /// With an `https://` URL: the CA file the endpoint's certificate must
+    /// chain to (the system roots when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { url: "http://127.0.0.1:9464".into() }
+        AdminConfig { url: "http://127.0.0.1:9464".into(), tls_ca: None }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where the results go and where they are shared: the ClickHouse sink's
 //! and the Redis tier's settings (credentials never shown: `crate::secret`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,13 @@ pub struct ClickHouseConfig {
     pub table: String,
     /// The client's schema validation of reads: `auto` turns it off for servers too old to support it.
     pub validation: Validation,
+    /// With an `https://` URL: CA file (system roots when unset), client certificate and key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ClickHouseConfig {
@@ -39,6 +47,9 @@ impl Default for ClickHouseConfig {
             database: crate::sink::DEFAULT_DATABASE.into(),
             table: crate::sink::DEFAULT_TABLE.into(),
             validation: Validation::Auto,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -52,6 +63,9 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("database", &self.database)
             .field("table", &self.table)
             .field("validation", &self.validation)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -77,6 +91,7 @@ impl ClickHouseConfig {
             max_backoff: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(8),
+            tls: crate::tls::TlsFiles { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() },
             ..SinkConfig::default()
         }
     }
@@ -95,12 +110,26 @@ pub struct CacheConfig {
     pub redis_ttl_secs: u64,
     /// Per Redis call; a slower answer counts as an error and the lookup goes on without it.
     pub redis_timeout_ms: u64,
+    /// With a `rediss://` URL: CA file (system roots when unset), client certificate and key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_tls_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_tls_key: Option<PathBuf>,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         // 24 h, as PostHog's on-demand sentiment cache.
-        CacheConfig { redis_url: None, redis_ttl_secs: 24 * 3600, redis_timeout_ms: 50 }
+        CacheConfig {
+            redis_url: None,
+            redis_ttl_secs: 24 * 3600,
+            redis_timeout_ms: 50,
+            redis_tls_ca: None,
+            redis_tls_cert: None,
+            redis_tls_key: None,
+        }
     }
 }
 
@@ -110,6 +139,9 @@ impl std::fmt::Debug for CacheConfig {
             .field("redis_url", &self.redis_url.as_deref().map(crate::secret::redact_url))
             .field("redis_ttl_secs", &self.redis_ttl_secs)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("redis_tls_ca", &self.redis_tls_ca)
+            .field("redis_tls_cert", &self.redis_tls_cert)
+            .field("redis_tls_key", &self.redis_tls_key)
             .finish()
     }
 }
@@ -121,6 +153,11 @@ impl CacheConfig {
             url: url.clone(),
             ttl: Duration::from_secs(self.redis_ttl_secs),
             timeout: Duration::from_millis(self.redis_timeout_ms),
+            tls: self.redis_tls(),
         })
+    }
+
+    pub fn redis_tls(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles { ca: self.redis_tls_ca.clone(), cert: self.redis_tls_cert.clone(), key: self.redis_tls_key.clone() }
     }
 }

@@ -7,7 +7,7 @@ mod v1_1 {
         world: "plugin",
         path: "../wit/sentiment.wit",
         additional_derives: [PartialEq],
-        // Async calls, so a call can yield on fuel (see `instance::drive`).
+        // Async calls, so a call can yield on fuel (see `interrupt::drive`).
         exports: { default: async },
     });
 }

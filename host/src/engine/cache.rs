@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use super::EngineError;
+use super::{integrity, EngineError};
 
 /// Disk the cache may take by default: artifacts and snapshots of about a
 /// dozen plugin versions or models of RoBERTa-base's size.
@@ -97,22 +97,19 @@ impl CompileCache {
         let key = Self::key(engine, wasm);
         if let Some(path) = self.path(&key) {
             if path.is_file() {
-                // SAFETY: the file is an artifact this cache wrote with
-                // `precompile_component` for an engine with the same
-                // compatibility hash (part of the key); wasmtime also checks
-                // the header and refuses a mismatched artifact.
-                match unsafe { Component::deserialize_file(engine, &path) } {
-                    Ok(c) => {
-                        mark_used(&path);
-                        return Ok((c, true));
-                    }
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact"),
+                if let Some(component) = load_checked(engine, &path, &digest_path(&path)) {
+                    mark_used(&path);
+                    return Ok((component, true));
                 }
             }
         }
         let compiled = engine.precompile_component(wasm).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         if let Some(path) = self.path(&key) {
-            match write_atomically(&path, &compiled) {
+            // The digest goes last: a crash in between leaves an artifact
+            // without one, which the next load discards.
+            let written = write_atomically(&path, &compiled)
+                .and_then(|()| write_atomically(&digest_path(&path), integrity::digest_bytes(&compiled).as_bytes()));
+            match written {
                 Ok(()) => {
                     self.prune(&[&key]);
                 }
@@ -165,6 +162,36 @@ impl CompileCache {
         }
         removed
     }
+}
+
+/// Where the SHA-256 of the artifact at `path` (`<key>.cwasm`) is recorded:
+/// `<key>.digest`, named by the same key, so pruning removes both.
+fn digest_path(path: &Path) -> PathBuf {
+    path.with_extension("digest")
+}
+
+/// The artifact at `path`, if it matches its recorded digest and wasmtime
+/// accepts it; otherwise it is deleted (with its digest), logged and
+/// counted, and the caller compiles anew. The file is read once: the bytes
+/// checked are the bytes deserialized.
+fn load_checked(engine: &Engine, path: &Path, digest: &Path) -> Option<Component> {
+    let (reason, why) = match integrity::read_checked(path, digest) {
+        // SAFETY: the bytes are an artifact this cache wrote with
+        // `precompile_component` for an engine with the same compatibility
+        // hash (part of the key), unchanged since (their SHA-256 is the one
+        // recorded when they were written, in a dir only this user can
+        // write); wasmtime also checks the header.
+        Ok(bytes) => match unsafe { Component::deserialize(engine, &bytes) } {
+            Ok(c) => return Some(c),
+            Err(e) => ("refused", format!("wasmtime refused it: {e:#}")),
+        },
+        Err(m) => (m.reason(), m.to_string()),
+    };
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(digest);
+    crate::metrics::record_cache_discarded("artifact", reason);
+    tracing::warn!(path = %path.display(), reason = %why, "discarded a cached compiled artifact; compiling it again");
+    None
 }
 
 /// Cranelift's result per function, kept while one plugin is compiled into

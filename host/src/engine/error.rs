@@ -6,6 +6,8 @@ pub use crate::outcome::TrapKind;
 pub enum EngineError {
     #[error("cannot read plugin {path}: {source}")]
     ReadPlugin { path: String, source: std::io::Error },
+    #[error(transparent)]
+    CacheDir(#[from] super::cache_dir::CacheDirError),
     #[error("plugin does not compile as a component: {0}")]
     Compile(String),
     #[error("plugin does not implement the llma:sentiment/plugin world: {0}")]

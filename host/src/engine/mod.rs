@@ -11,10 +11,13 @@
 pub mod background;
 mod bindings;
 mod cache;
+pub mod cache_dir;
 mod contract;
 pub mod cpu;
 mod error;
 mod instance;
+mod integrity;
+mod interrupt;
 mod limiter;
 mod limits;
 mod snapshot;
@@ -32,7 +35,8 @@ pub use bindings::{
 pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_CACHE_BUDGET_BYTES};
 pub use error::{EngineError, TrapKind};
-pub use instance::{Instance, InstanceSlot, InterruptOnDrop};
+pub use instance::{Instance, InstanceSlot};
+pub use interrupt::InterruptOnDrop;
 pub use llma_wasi_host::HostState;
 pub use limits::{Limits, Metering};
 pub use snapshot::{Fallback, SnapshotPolicy};
@@ -79,6 +83,10 @@ pub struct PluginEngine {
 
 impl PluginEngine {
     pub fn with_options(limits: Limits, cache_dir: Option<PathBuf>, options: EngineOptions) -> Result<Self, EngineError> {
+        // Native code is loaded from it: nobody else may be able to write it.
+        if let Some(dir) = &cache_dir {
+            cache_dir::secure(dir)?;
+        }
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(limits.metering.fuel());

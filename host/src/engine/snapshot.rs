@@ -10,8 +10,8 @@
 //! copy-on-write (`Component::deserialize_file` + `memory_init_cow`), so they
 //! start with the model loaded and share its pages.
 //!
-//! A snapshot file comes with a sidecar digest (length and XXH3-128) written
-//! after it: a file without one, or that does not match it, is deleted and
+//! A snapshot file comes with a sidecar digest (length and SHA-256, see
+//! `integrity`) written after it: a file without one, or that does not match it, is deleted and
 //! rebuilt, never loaded. Whatever fails here, the caller falls back to the
 //! ordinary load path and says why (`Fallback`).
 
@@ -126,40 +126,41 @@ fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
     (dir.join(format!("{key}.snapshot.cwasm")), dir.join(format!("{key}.snapshot.digest")))
 }
 
-/// `len xxh3-128` of a snapshot file, computed on every start (see
-/// `llma_sparse_file::digest`: fast, holes not read).
+/// `len sha256` of a snapshot file (see `integrity`).
+#[cfg(test)]
 fn digest_of(path: &Path) -> std::io::Result<String> {
-    llma_sparse_file::digest(path)
+    super::integrity::digest_file(path)
 }
 
-/// Checks a cached snapshot against its digest and maps it. `Ok(None)` when
-/// there is none; a damaged one is deleted and reported as `Err`.
+/// Checks a cached snapshot against its SHA-256 recorded when it was written
+/// and maps it. `Ok(None)` when there is none; a damaged one is deleted,
+/// counted and reported as `Err`.
 fn open_cached(engine: &Engine, file: &Path, sidecar: &Path) -> Result<Option<(Component, u64)>, String> {
     if !file.is_file() {
         return Ok(None);
     }
-    let expected = std::fs::read_to_string(sidecar).unwrap_or_default();
-    let verdict = match digest_of(file) {
-        Ok(actual) if actual == expected.trim() => {
+    let (reason, verdict) = match super::integrity::check_file(file, sidecar) {
+        Ok(actual) => {
             // SAFETY: the file is a snapshot this module compiled with
             // `precompile_component` for an engine of the same fingerprint
-            // (part of the key), and it matches the digest written after it;
-            // wasmtime also checks its header.
+            // (part of the key), and its SHA-256 is the one recorded when it
+            // was written, in a dir only this user can write (so nobody
+            // changes it between the check and the mapping); wasmtime also
+            // checks its header.
             match unsafe { Component::deserialize_file(engine, file) } {
                 Ok(c) => {
                     // An entry's use is its newest file's time: the sidecar need not be touched.
                     mark_used(file);
                     return Ok(Some((c, actual.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0))));
                 }
-                Err(e) => format!("wasmtime refused it: {e:#}"),
+                Err(e) => ("refused", format!("wasmtime refused it: {e:#}")),
             }
         }
-        Ok(actual) if expected.is_empty() => format!("no digest beside it (file is {actual})"),
-        Ok(actual) => format!("digest {actual} does not match the recorded {}", expected.trim()),
-        Err(e) => format!("cannot read it: {e}"),
+        Err(m) => (m.reason(), m.to_string()),
     };
     let _ = std::fs::remove_file(file);
     let _ = std::fs::remove_file(sidecar);
+    crate::metrics::record_cache_discarded("snapshot", reason);
     Err(verdict)
 }
 
@@ -224,7 +225,7 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     let compiled = engine.precompile_component(&snapshot_wasm).map_err(|e| Fallback::Store(format!("compile: {e:#}")))?;
     drop(snapshot_wasm);
     let file_bytes = compiled.len() as u64;
-    let digest = llma_sparse_file::digest_bytes(&compiled);
+    let digest = super::integrity::digest_bytes(&compiled);
     // The digest goes last: a crash in between leaves a file without one,
     // which the next load deletes. Mapping the file below checks what
     // reached the disk against it.
@@ -264,13 +265,13 @@ fn preinitialise(engine: &Engine, cache: &CompileCache, wasm: &[u8], model_dir: 
     let init = instance
         .get_typed_func::<(), ()>(&mut store, INIT_EXPORT)
         .map_err(|e| wizer_err(INIT_EXPORT, &e))?;
-    super::instance::run_under_limits(&mut store, async |store| init.call_async(store, ()).await)
+    super::interrupt::run_under_limits(&mut store, async |store| init.call_async(store, ()).await)
         .map_err(|e| Fallback::Wizer(trapped("wizer-initialize", &e).to_string()))?;
     // What the snapshot instances will answer: a model that did not load
     // makes no snapshot.
     let contract = Contract::of(&component, engine).map_err(|e| Fallback::Wizer(e.to_string()))?;
     let api = ContractBindings::of_instance(contract, &mut store, &instance).map_err(|e| wizer_err("bindings", &e))?;
-    match super::instance::run_under_limits(&mut store, async |store| api.info(store).await) {
+    match super::interrupt::run_under_limits(&mut store, async |store| api.info(store).await) {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => return Err(Fallback::InitFailed(EngineError::Plugin { call: "info", error }.to_string())),
         Err(e) => return Err(Fallback::Wizer(trapped("info", &e).to_string())),

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 
 use super::config::SinkConfig;
-use super::error::{classify, Failure, SinkError};
+use super::error::{classify, ConfigProblem, ErrorKind, Failure, SinkError, SinkField};
 
 /// TCP keepalive probes on pooled connections (as the crate's default client).
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -21,18 +21,39 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// connector does not, and every small insert then waits for a delayed ACK),
 /// with the configured credentials. No default database: every statement
 /// names its database, so `CREATE DATABASE` works before the database exists.
-pub(crate) fn build_client(config: &SinkConfig) -> clickhouse::Client {
+///
+/// An `https://` URL gets the same connector wrapped in rustls, HTTPS only:
+/// a URL that says TLS never falls back to clear text. The TLS handshake is
+/// inside each attempt, so `with_retry`'s attempt timeout bounds it too.
+pub(crate) fn build_client(config: &SinkConfig) -> Result<clickhouse::Client, SinkError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_keepalive(Some(TCP_KEEPALIVE));
     connector.set_connect_timeout(Some(config.connect_timeout));
-    connector.enforce_http(true);
-    let http = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector);
-    let mut client = clickhouse::Client::with_http_client(http).with_url(&config.url).with_user(&config.user);
+    let mut builder = HyperClient::builder(TokioExecutor::new());
+    let mut client = if config.uses_tls() {
+        // The TLS connector hands the plain one https:// URIs; it sets the
+        // ALPN protocols (http/1.1) itself.
+        connector.enforce_http(false);
+        let tls = config
+            .tls
+            .client_config(&[])
+            .map_err(|e| SinkError::Config(ConfigProblem::new(SinkField::Tls, format!("ClickHouse TLS: {e}"))))?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(connector);
+        // The TCP connect has its own timeout: twice it leaves the handshake
+        // at least as long, and a server that never answers it (a plain
+        // HTTP port waiting for a line) fails as TLS, at once final.
+        let https = crate::tls::HandshakeDeadline::new(https, config.connect_timeout * 2);
+        clickhouse::Client::with_http_client(builder.pool_idle_timeout(POOL_IDLE_TIMEOUT).build(https))
+    } else {
+        connector.enforce_http(true);
+        clickhouse::Client::with_http_client(builder.pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector))
+    };
+    client = client.with_url(&config.url).with_user(&config.user);
     if let Some(password) = &config.password {
         client = client.with_password(password);
     }
-    client
+    Ok(client)
 }
 
 /// Counters of a sink, shared by its clones.
@@ -102,7 +123,14 @@ where
                 );
                 return Ok(value);
             }
-            Ok(Err(e)) => classify(&e),
+            Ok(Err(e)) => {
+                let mut failure = classify(&e);
+                if failure.kind == ErrorKind::Tls {
+                    // Which server refused: there may be several ClickHouses in one config's history.
+                    failure.message = format!("{}: {}", crate::secret::redact_url(&config.url), failure.message);
+                }
+                failure
+            }
             Err(_) => Failure::timeout(limit),
         };
         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);

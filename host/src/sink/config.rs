@@ -22,8 +22,9 @@ pub const MAX_IDENTIFIER_LEN: usize = 128;
 /// credentials embedded in the URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SinkConfig {
-    /// HTTP endpoint of the server, e.g. `http://127.0.0.1:8123` (plain HTTP only:
-    /// the crate is built without TLS). Must not embed credentials.
+    /// HTTP endpoint of the server, e.g. `http://127.0.0.1:8123`, or
+    /// `https://ch.example:8443` for TLS (rustls; see `tls`). Must not embed
+    /// credentials.
     pub url: String,
     pub user: String,
     pub password: Option<String>,
@@ -49,6 +50,9 @@ pub struct SinkConfig {
     /// Upper bound of one attempt once connected (send all rows + server ack,
     /// or run one query).
     pub request_timeout: Duration,
+    /// With an `https://` URL: the CA file (system roots when unset) and the
+    /// client certificate and key. Any of them with an `http://` URL is an error.
+    pub tls: crate::tls::TlsFiles,
 }
 
 impl Default for SinkConfig {
@@ -66,6 +70,7 @@ impl Default for SinkConfig {
             max_buffer_rows: 10_000,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            tls: crate::tls::TlsFiles::default(),
         }
     }
 }
@@ -85,6 +90,7 @@ impl fmt::Debug for SinkConfig {
             .field("max_buffer_rows", &self.max_buffer_rows)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -95,10 +101,23 @@ impl SinkConfig {
         let problem = |field, message: &str| Err(SinkError::Config(ConfigProblem::new(field, message)));
         identifier(SinkField::Database, "database", &self.database)?;
         identifier(SinkField::Table, "table", &self.table)?;
-        let Some(rest) = self.url.strip_prefix("http://") else {
-            let message = format!("url {:?} must start with http:// (TLS is not built in)", redact_url(&self.url));
-            return problem(SinkField::Url, &message);
+        let rest = match (self.url.strip_prefix("http://"), self.url.strip_prefix("https://")) {
+            (Some(_), _) if !self.tls.is_empty() => {
+                let message = format!(
+                    "url {:?} is plain http://, but a TLS file is set: use https:// (nothing is sent in clear text that was meant not to be)",
+                    redact_url(&self.url)
+                );
+                return problem(SinkField::Url, &message);
+            }
+            (Some(rest), _) | (_, Some(rest)) => rest,
+            (None, None) => {
+                let message = format!("url {:?} must start with http:// or https://", redact_url(&self.url));
+                return problem(SinkField::Url, &message);
+            }
         };
+        if let Err(e) = self.tls.check() {
+            return problem(SinkField::Tls, &e.to_string());
+        }
         let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
         if authority.is_empty() {
             return problem(SinkField::Url, "url has no host");
@@ -141,6 +160,11 @@ impl SinkConfig {
             .with_max_delay(max)
             .with_max_times(attempts.max(1) as usize - 1);
         if jitter { builder.with_jitter() } else { builder }.build()
+    }
+
+    /// Whether requests go over TLS (an `https://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.url.starts_with("https://")
     }
 
     /// Upper bound of one attempt: connecting plus the request itself.
@@ -218,10 +242,17 @@ mod tests {
     #[test]
     fn config_validation() {
         assert!(SinkConfig::default().validate().is_ok());
+        assert!(SinkConfig { url: "https://ch:8443".into(), ..Default::default() }.validate().is_ok());
         let bad = [
             SinkConfig { table: "events;drop".into(), ..Default::default() },
             SinkConfig { database: "".into(), ..Default::default() },
-            SinkConfig { url: "https://ch:8443".into(), ..Default::default() },
+            SinkConfig { url: "ftp://ch:8443".into(), ..Default::default() },
+            SinkConfig { tls: crate::tls::TlsFiles { ca: Some("ca.pem".into()), ..Default::default() }, ..Default::default() },
+            SinkConfig {
+                url: "https://ch:8443".into(),
+                tls: crate::tls::TlsFiles { cert: Some("c.pem".into()), ..Default::default() },
+                ..Default::default()
+            },
             SinkConfig { url: "127.0.0.1:8123".into(), ..Default::default() },
             SinkConfig { url: "http://".into(), ..Default::default() },
             SinkConfig { url: "http://u:p@ch:8123".into(), ..Default::default() },

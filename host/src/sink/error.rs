@@ -28,6 +28,11 @@ pub enum ErrorKind {
     BadRequest,
     /// The client could not encode or decode the data (protocol mismatch). Final.
     Client,
+    /// The TLS handshake failed: the server's certificate does not verify
+    /// against the configured CA, the server does not speak TLS, or it
+    /// refused the client certificate. Final: retrying cannot fix it, and
+    /// nothing falls back to clear text.
+    Tls,
 }
 
 impl ErrorKind {
@@ -45,6 +50,7 @@ impl ErrorKind {
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Client => "client",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -64,6 +70,8 @@ pub enum SinkField {
     Table,
     /// Attempts, backoffs, timeouts, rows per INSERT.
     Retries,
+    /// The TLS files (CA, client certificate and key).
+    Tls,
 }
 
 /// What is wrong with a [`super::SinkConfig`], and which setting it is.
@@ -181,6 +189,14 @@ pub(crate) fn classify(err: &clickhouse::error::Error) -> Failure {
         E::Other(inner) => error_chain(inner.as_ref()),
         _ => error_chain(err),
     });
+    let transport: Option<&(dyn std::error::Error + 'static)> = match err {
+        E::Network(inner) | E::Other(inner) => Some(inner.as_ref()),
+        _ => None,
+    };
+    if let Some(reason) = transport.and_then(crate::tls::tls_failure) {
+        let message = truncate(format!("TLS handshake failed: {reason} (check clickhouse.tls_ca and the client certificate, and that the server speaks TLS on this port)"));
+        return Failure { kind: ErrorKind::Tls, code: None, message };
+    }
     let (kind, code) = match err {
         E::Network(inner) => (transport_kind(inner.as_ref(), true), None),
         E::Other(inner) => (transport_kind(inner.as_ref(), false), None),

@@ -17,7 +17,7 @@ use anyhow::Context;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
-pub use connection::{connect, connect_as, default_identity, TemporalConfig};
+pub use connection::{connect, connect_as, default_identity, TemporalConfig, TemporalConnectError, CONNECT_TIMEOUT};
 pub use activity::{ClassificationSummary, Faults, HeartbeatDetails, SentimentActivities};
 pub use crate::pipeline::EventOutcome;
 pub use input::{InputError, WorkflowInput};

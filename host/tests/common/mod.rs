@@ -36,6 +36,24 @@ pub fn hostile_wasm() -> PathBuf {
     env_path("LLMA_TEST_HOSTILE_PLUGIN")
 }
 
+/// The tests' signing key pair (`make signed-plugins` makes it once into build/keys).
+pub fn signing_key() -> PathBuf {
+    env_path("LLMA_TEST_SIGNING_KEY")
+}
+
+pub fn public_key() -> PathBuf {
+    env_path("LLMA_TEST_PUBLIC_KEY")
+}
+
+/// The plugins signed with [`signing_key`].
+pub fn signed_plugin_wasm() -> PathBuf {
+    env_path("LLMA_TEST_SIGNED_PLUGIN")
+}
+
+pub fn signed_hostile_wasm() -> PathBuf {
+    env_path("LLMA_TEST_SIGNED_HOSTILE_PLUGIN")
+}
+
 pub fn python() -> PathBuf {
     env_path("LLMA_TEST_PYTHON")
 }
@@ -154,10 +172,12 @@ impl Flavor {
     }
 }
 
-fn run_clickhouse_script(flavor: Flavor, args: &[&std::ffi::OsStr]) -> std::process::Output {
+fn run_clickhouse_script(flavor: Flavor, env: &[(&str, &str)], args: &[&std::ffi::OsStr]) -> std::process::Output {
     let out = std::process::Command::new(repo_root().join("scripts/clickhouse.sh"))
         .args(args)
         .env("CLICKHOUSE_FLAVOR", flavor.name())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
         .output()
         .expect("run scripts/clickhouse.sh");
     assert!(
@@ -169,13 +189,18 @@ fn run_clickhouse_script(flavor: Flavor, args: &[&std::ffi::OsStr]) -> std::proc
     out
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// `scripts/clickhouse.sh install` of each flavour, once per test binary.
 pub fn install_clickhouse(flavor: Flavor) {
     static DEBIAN: std::sync::Once = std::sync::Once::new();
     static MODERN: std::sync::Once = std::sync::Once::new();
     let once = if flavor == Flavor::Modern { &MODERN } else { &DEBIAN };
     once.call_once(|| {
-        run_clickhouse_script(flavor, &["install".as_ref()]);
+        run_clickhouse_script(flavor, &[], &["install".as_ref()]);
     });
 }
 
@@ -187,6 +212,8 @@ pub struct ClickHouseServer {
     pub url: String,
     pub http_port: u16,
     pub flavor: Flavor,
+    /// `https://127.0.0.1:PORT` when started with TLS ([`ClickHouseServer::start_tls`]).
+    pub https_url: Option<String>,
     /// The server process when `restart` started it (not the script).
     child: Option<std::process::Child>,
 }
@@ -198,10 +225,27 @@ impl ClickHouseServer {
     }
 
     pub fn start_flavor(flavor: Flavor) -> ClickHouseServer {
+        ClickHouseServer::start_with(flavor, &[])
+    }
+
+    /// A server (Debian's: the TLS mode is served there) that also serves HTTPS with
+    /// `cert` and `key` (and asks HTTPS clients for a certificate signed by `client_ca`,
+    /// when given).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, client_ca: Option<&std::path::Path>) -> ClickHouseServer {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let mut env = vec![("CLICKHOUSE_TLS_CERT", cert), ("CLICKHOUSE_TLS_KEY", key)];
+        if let Some(ca) = client_ca {
+            env.push(("CLICKHOUSE_TLS_CA", ca.to_str().unwrap()));
+        }
+        ClickHouseServer::start_with(Flavor::Debian, &env)
+    }
+
+    fn start_with(flavor: Flavor, env: &[(&str, &str)]) -> ClickHouseServer {
         install_clickhouse(flavor);
         let dir = tempfile::Builder::new().prefix("llma-ch-").tempdir().expect("tempdir");
-        let out = run_clickhouse_script(flavor, &["start".as_ref(), dir.path().as_os_str()]);
+        let out = run_clickhouse_script(flavor, env, &["start".as_ref(), dir.path().as_os_str()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
+        let https_url = stdout.lines().find_map(|l| l.strip_prefix("CLICKHOUSE_HTTPS_URL=")).map(|u| u.trim().to_string());
         let url = stdout
             .lines()
             .find_map(|l| l.strip_prefix("CLICKHOUSE_URL="))
@@ -209,7 +253,7 @@ impl ClickHouseServer {
             .trim()
             .to_string();
         let http_port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in CLICKHOUSE_URL");
-        ClickHouseServer { dir, url, http_port, flavor, child: None }
+        ClickHouseServer { dir, url, http_port, flavor, https_url, child: None }
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -218,7 +262,7 @@ impl ClickHouseServer {
 
     /// Stops the server (no-op when stopped); blocks until it is gone.
     pub fn stop(&mut self) {
-        run_clickhouse_script(self.flavor, &["stop".as_ref(), self.dir.path().as_os_str()]);
+        run_clickhouse_script(self.flavor, &[], &["stop".as_ref(), self.dir.path().as_os_str()]);
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }

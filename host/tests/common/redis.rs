@@ -28,9 +28,23 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with extra environment for `redis.sh start`
+    /// (e.g. `REDIS_EXTRA_ARGS`).
+    pub fn start_with(env: &[(&str, &str)]) -> RedisServer {
         install();
         let dir = tempfile::Builder::new().prefix("llma-redis-").tempdir().expect("tempdir");
-        let out = script(&["start".as_ref(), dir.path().as_os_str()]);
+        let out = std::process::Command::new("bash")
+            .arg(super::repo_root().join("scripts/redis.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/redis.sh");
+        assert!(out.status.success(), "redis.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let get = |k: &str| {
             stdout

@@ -16,6 +16,12 @@
 //! once it answers. State changes (available / unavailable) are logged once
 //! each.
 //!
+//! TLS: a `rediss://` URL connects over rustls (the CA file and client
+//! certificate of `cache.redis_tls_*`, else the system roots). A handshake
+//! that fails is no outage to ride out but a setting to fix: the start-up
+//! check ([`RedisTier::check`]) fails the start with it, and the calls count
+//! it as a `tls` error. A `rediss://` URL never falls back to clear text.
+//!
 //! Callers are synchronous (the pipeline runs on blocking threads): each
 //! call runs on this tier's own small runtime and the caller waits for it
 //! with a timeout, so it never needs (or blocks) the caller's runtime.
@@ -28,6 +34,11 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
+
+mod connect;
+
+pub use connect::{check_url, RedisConnectError, RedisSettings, RedisTierError};
+use connect::{client, error_kind, handshake};
 
 use super::value::{decode, encode};
 use super::CacheScope;
@@ -44,41 +55,6 @@ const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
 
 const KEY_PREFIX: &str = "llma-sentiment:v1:";
 
-/// Where the shared tier is and how it is used (from `cache.*`).
-#[derive(Clone, PartialEq)]
-pub struct RedisSettings {
-    /// `redis://[user:password@]host:port[/db]`; never logged with its credentials.
-    pub url: String,
-    pub ttl: Duration,
-    /// Per call (lookup or write), connection wait included.
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSettings")
-            .field("url", &crate::secret::redact_url(&self.url))
-            .field("ttl", &self.ttl)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RedisTierError {
-    #[error("cache.redis_url {url}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("cannot start the Redis client's runtime: {0}")]
-    Runtime(std::io::Error),
-}
-
-/// Checks a URL without connecting (for config validation).
-pub fn check_url(url: &str) -> Result<(), RedisTierError> {
-    ::redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|e| RedisTierError::Url { url: crate::secret::redact_url(url), reason: e.to_string() })
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RedisStats {
     /// Texts Redis answered with a result, and without.
@@ -94,19 +70,6 @@ enum Conn {
     Connecting,
     Ready(ConnectionManager),
     Down { retry_at: Instant },
-}
-
-/// How `/metrics` labels a failed call.
-fn error_kind(e: &::redis::RedisError) -> RedisErrorKind {
-    if e.is_timeout() {
-        RedisErrorKind::Timeout
-    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
-        RedisErrorKind::Unavailable
-    } else if matches!(e.kind(), ::redis::ErrorKind::TypeError | ::redis::ErrorKind::ParseError) {
-        RedisErrorKind::Garbage
-    } else {
-        RedisErrorKind::Server
-    }
 }
 
 const UNKNOWN: u8 = 0;
@@ -155,6 +118,8 @@ pub struct RedisTier {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     client: ::redis::Client,
+    /// For a `rediss://` URL, the trust and identity the client uses, for [`RedisTier::check`]'s own handshake.
+    tls: Option<Arc<rustls::ClientConfig>>,
     state: Arc<State>,
     ttl_secs: u64,
     timeout: Duration,
@@ -163,10 +128,11 @@ pub struct RedisTier {
 impl RedisTier {
     /// Starts connecting in the background and returns at once.
     pub fn new(settings: &RedisSettings) -> Result<RedisTier, RedisTierError> {
-        let client = ::redis::Client::open(settings.url.as_str()).map_err(|e| RedisTierError::Url {
-            url: crate::secret::redact_url(&settings.url),
-            reason: e.to_string(),
-        })?;
+        let client = client(settings)?;
+        let tls = match client.get_connection_info().addr {
+            ::redis::ConnectionAddr::TcpTls { .. } => Some(Arc::new(settings.tls.client_config(&[])?)),
+            _ => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("llma-redis")
@@ -186,6 +152,7 @@ impl RedisTier {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             client,
+            tls,
             state,
             ttl_secs: settings.ttl.as_secs().max(1),
             timeout: settings.timeout,
@@ -207,6 +174,42 @@ impl RedisTier {
     /// Whether the last call (or connection attempt) worked.
     pub fn is_available(&self) -> bool {
         self.state.health.load(Ordering::SeqCst) == UP
+    }
+
+    /// Whether the tier talks TLS (a `rediss://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.state.target.starts_with("rediss://")
+    }
+
+    /// The start-up check, within `timeout` for each step: a TLS handshake
+    /// of its own (with the trust the client uses) for a `rediss://` URL,
+    /// then one new connection and a PING. It tells a TLS failure (a setting
+    /// to fix) from an outage; a port that accepts and never completes a
+    /// handshake (a plain-text server waiting for a line) counts as TLS.
+    pub fn check(&self, timeout: Duration) -> Result<(), RedisConnectError> {
+        let target = self.state.target.clone();
+        if let (::redis::ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) = (&self.client.get_connection_info().addr, &self.tls) {
+            let handshake = handshake(host.clone(), *port, tls.clone(), timeout, target.clone());
+            match self.run(Instant::now() + timeout * 2, handshake) {
+                None => return Err(RedisConnectError::Timeout { target, after: timeout * 2 }),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(())) => {}
+            }
+        }
+        let client = self.client.clone();
+        let outcome = self.run(Instant::now() + timeout, async move {
+            let config = ::redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+            let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+            ::redis::cmd("PING").query_async::<String>(&mut conn).await
+        });
+        match outcome {
+            Some(Ok(_)) => Ok(()),
+            None => Err(RedisConnectError::Timeout { target, after: timeout }),
+            Some(Err(e)) => Err(match crate::tls::tls_failure(&e) {
+                Some(reason) => RedisConnectError::Tls { target, reason },
+                None => RedisConnectError::Failed { target, reason: e.to_string() },
+            }),
+        }
     }
 
     /// The key of one text: no text, only digests.
@@ -393,7 +396,12 @@ mod tests {
 
     #[test]
     fn settings_debug_hides_the_password() {
-        let s = RedisSettings { url: "redis://:hunter2@127.0.0.1:6379".into(), ttl: Duration::from_secs(1), timeout: Duration::from_millis(50) };
+        let s = RedisSettings {
+            url: "redis://:hunter2@127.0.0.1:6379".into(),
+            ttl: Duration::from_secs(1),
+            timeout: Duration::from_millis(50),
+            tls: Default::default(),
+        };
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }
