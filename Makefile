@@ -35,7 +35,7 @@ export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
 .PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
-	release install cluster-demo deploy-check
+	release install cluster-demo deploy-check kafka-broker
 
 setup: target venv
 
@@ -186,7 +186,11 @@ TEST_FEATURES := --features llma-sentiment/fault-injection
 # ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern). With TEST_ARGS
 # only the first pass runs (LLMA_TEST_CLICKHOUSE=modern picks the server).
 MODERN_CLICKHOUSE_TESTS := --test sink --test schemas
+# The scheduler's tests (--test kafka) need the broker: installed when the
+# whole suite runs or TEST_ARGS names them (kafka.sh skips a pinned install).
+NEEDS_BROKER := $(if $(TEST_ARGS),$(findstring kafka,$(TEST_ARGS)),all)
 test: plugins models
+	$(if $(NEEDS_BROKER),$(MAKE) --no-print-directory kafka-broker)
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	$(MAKE) --no-print-directory signed-plugins
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
@@ -199,6 +203,12 @@ signed-plugins:
 	@test -f $(TEST_KEYS)/test.sk || { mkdir -p $(TEST_KEYS) && $(BIN) plugin keygen --secret $(TEST_KEYS)/test.sk --public $(TEST_KEYS)/test.pk; }
 	$(BIN) plugin sign --key $(TEST_KEYS)/test.sk $(PLUGIN_WASM) -o $(SIGNED_PLUGIN_WASM) 2>/dev/null
 	$(BIN) plugin sign --key $(TEST_KEYS)/test.sk $(HOSTILE_WASM) -o $(SIGNED_HOSTILE_WASM) 2>/dev/null
+
+# The Kafka-compatible broker of the scheduler's tests (nisshi, pinned) into
+# the tools cache outside the clone: a cold install compiles it (~15 min on 2
+# cores), a second run only checks `nisshi --version`.
+kafka-broker:
+	scripts/kafka.sh install
 
 # The production model needs a reachable model hub (not these machines).
 model: | venv
@@ -214,6 +224,6 @@ clean:
 # cases per property; prints a table. Takes ~20 minutes on 2 cores, so it is
 # not part of `make test` (which runs the fuzz properties at 256 cases).
 # LLMA_FUZZ_CASES=N overrides the case count.
-reliability: plugins models
+reliability: plugins models kafka-broker
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	$(TEST_ENV) scripts/reliability.sh

@@ -32,8 +32,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE/.."
 
 REPORT="$(mktemp "${TMPDIR:-/tmp}/llma-reliability.XXXXXX")"
-trap 'rm -f "$REPORT"' EXIT
+# The scheduler's rows have their own columns (events produced, rows, started twice).
+SCHEDULER_REPORT="$(mktemp "${TMPDIR:-/tmp}/llma-reliability-scheduler.XXXXXX")"
+trap 'rm -f "$REPORT" "$SCHEDULER_REPORT"' EXIT
 export LLMA_RELIABILITY_REPORT="$REPORT"
+export LLMA_RELIABILITY_SCHEDULER_REPORT="$SCHEDULER_REPORT"
 export LLMA_FUZZ_CASES="${LLMA_FUZZ_CASES:-100000}"
 
 status=0
@@ -83,16 +86,24 @@ fi
 echo
 echo "Reliability ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, LLMA_FUZZ_CASES=$LLMA_FUZZ_CASES)"
 echo
-python3 - "$REPORT" <<'EOF'
+python3 - "$REPORT" "$SCHEDULER_REPORT" <<'EOF'
 import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-head = ["scenario", "tasks", "failures", "lost", "duplicated", "max RSS MB", "notes"]
-rows = [(r + [""] * len(head))[: len(head)] for r in rows]
-w = [max(len(x) for x in col) for col in zip(head, *rows)]
-fmt = lambda r: "| " + " | ".join(c.ljust(w[i]) if i in (0, 6) else c.rjust(w[i]) for i, c in enumerate(r)) + " |"
-print(fmt(head))
-print("|" + "|".join("-" * (n + 2) for n in w) + "|")
-for r in rows:
-    print(fmt(r))
+
+def table(path, head):
+    rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+    if not rows:
+        return
+    rows = [(r + [""] * len(head))[: len(head)] for r in rows]
+    w = [max(len(x) for x in col) for col in zip(head, *rows)]
+    last = len(head) - 1
+    fmt = lambda r: "| " + " | ".join(c.ljust(w[i]) if i in (0, last) else c.rjust(w[i]) for i, c in enumerate(r)) + " |"
+    print(fmt(head))
+    print("|" + "|".join("-" * (n + 2) for n in w) + "|")
+    for r in rows:
+        print(fmt(r))
+    print()
+
+table(sys.argv[1], ["scenario", "tasks", "failures", "lost", "duplicated", "max RSS MB", "notes"])
+table(sys.argv[2], ["scheduler scenario", "events produced", "rows", "lost", "duplicated", "started twice", "notes"])
 EOF
 exit "$status"

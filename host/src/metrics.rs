@@ -72,6 +72,7 @@ metrics! {
     schedule_in_flight: IntGauge = IntGauge::new("llma_sentiment_schedule_in_flight", "`schedule`: workflow starts not yet acknowledged by Temporal");
     schedule_paused: IntGauge = IntGauge::new("llma_sentiment_schedule_paused", "`schedule`: 1 while the partitions are paused (in-flight bound reached)");
     schedule_commits: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_schedule_commits_total", "`schedule`: offset commits, by result (ok, error)"), &["result"]);
+    schedule_lag: IntGaugeVec = IntGaugeVec::new(Opts::new("llma_sentiment_schedule_lag", "`schedule`: messages of each partition held here past its committed offset (the brokers' high watermark minus the committed offset, from librdkafka's statistics every 5 s)"), &["partition"]);
     inference_seconds: Histogram = Histogram::with_opts(HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)").buckets(INFERENCE_BUCKETS.to_vec()));
     activity_seconds: HistogramVec = HistogramVec::new(HistogramOpts::new("llma_sentiment_activity_seconds", "classify_sentiment_activity duration, by result").buckets(ACTIVITY_BUCKETS.to_vec()), &["result"]);
 }
@@ -157,6 +158,16 @@ pub fn set_schedule_in_flight(n: usize) {
 
 pub fn set_schedule_paused(paused: bool) {
     METRICS.schedule_paused.set(paused as i64);
+}
+
+/// The lag of every partition held now, replacing the last report (a
+/// partition that moved away loses its series).
+pub fn set_schedule_lag(lags: &[(i32, i64)]) {
+    let m = &*METRICS;
+    m.schedule_lag.reset();
+    for (partition, lag) in lags {
+        m.schedule_lag.with_label_values(&[&partition.to_string()]).set(*lag);
+    }
 }
 
 pub fn record_schedule_commit(ok: bool) {

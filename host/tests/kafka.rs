@@ -254,37 +254,91 @@ fn batched_events_become_rows() {
     assert!(status.success(), "{status}");
 }
 
-// ---------------------------------------------------------------- long forms (scripts/reliability.sh)
+// ---------------------------------------------------------------- faults: short forms here, long forms in `make reliability`
 
-/// One row of the reliability table (tab-separated into
-/// `LLMA_RELIABILITY_REPORT`, as host/tests/reliability.rs writes them).
-fn report(scenario: &str, events: usize, started_twice: usize, lost: usize, duplicated: u64, notes: &str) {
-    let line = format!("{scenario}\t{events}\t{started_twice}\t{lost}\t{duplicated}\t-\t{notes}\n");
+/// One row of the scheduler's reliability table (tab-separated into
+/// `LLMA_RELIABILITY_SCHEDULER_REPORT`; scripts/reliability.sh prints it).
+fn report(scenario: &str, produced: usize, rows: u64, lost: usize, duplicated: u64, started_twice: usize, notes: &str) {
+    let line = format!("{scenario}\t{produced}\t{rows}\t{lost}\t{duplicated}\t{started_twice}\t{notes}\n");
     println!("RELIABILITY {}", line.trim_end().replace('\t', " | "));
-    if let Some(path) = std::env::var_os("LLMA_RELIABILITY_REPORT") {
+    if let Some(path) = std::env::var_os("LLMA_RELIABILITY_SCHEDULER_REPORT") {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open report");
         f.write_all(line.as_bytes()).expect("write report");
     }
 }
 
-/// Rows, runs and the figures of the table, asserted after the row is written.
-fn check_and_report(stack: &Stack, scenario: &str, uuids: &[String], notes: &str) {
-    let got = wait_for_rows(stack, uuids, Duration::from_secs(600));
+/// Waits for every generation's row, then asserts (after writing the table
+/// row when `scenario` is given): none lost, no raw row twice, one
+/// sentiment uuid per generation, no workflow id with two runs.
+fn check_rows_once(stack: &Stack, scenario: Option<&str>, produced: usize, uuids: &[String], timeout: Duration, notes: &str) {
+    let got = wait_for_rows(stack, uuids, timeout);
     let runs = executions(stack);
     let started_twice = runs.values().filter(|n| **n > 1).count();
     let lost = uuids.iter().filter(|u| !got.contains_key(*u)).count();
+    let raw: u64 = got.values().map(|(raw, _)| raw).sum();
     let duplicated: u64 = got.values().map(|(raw, _)| raw - 1).sum();
     let extra_uuids: usize = got.values().map(|(_, u)| u.len() - 1).sum();
-    report(scenario, uuids.len(), started_twice, lost, duplicated, &format!("{notes}; workflows {}; extra sentiment uuids {extra_uuids}", runs.len()));
-    assert_eq!((started_twice, lost, duplicated, extra_uuids), (0, 0, 0, 0));
+    if let Some(scenario) = scenario {
+        report(scenario, produced, raw, lost, duplicated, started_twice, &format!("{notes}; {} workflows", runs.len()));
+    }
+    assert_eq!(
+        (lost, duplicated, extra_uuids, started_twice),
+        (0, 0, 0, 0),
+        "lost, raw rows twice, generations with two sentiment uuids, workflow ids started twice ({notes})"
+    );
 }
 
-/// Temporal frozen (SIGSTOP) for 30 s mid-stream: starts time out and are
-/// retried, the partitions pause at the in-flight bound, nothing is dropped.
-#[test]
-#[ignore]
-fn scheduler_temporal_frozen_30s_mid_stream() {
+/// Usable events (uuids, records) with the five filtered/unusable messages
+/// spread among them: the poison never blocks its partition.
+fn stream(n: usize) -> (Vec<String>, Vec<Record>) {
+    let events = usable(n);
+    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
+    let mut records: Vec<Record> = events.into_iter().map(|(_, r)| r).collect();
+    for (i, (_, r)) in filtered().into_iter().enumerate() {
+        let at = (i * 2 + 1) * records.len() / 11;
+        records.insert(at, r);
+    }
+    (uuids, records)
+}
+
+/// The scheduler SIGKILLed mid-stream with nothing committed, restarted:
+/// every event re-read, nothing started twice, every row once.
+fn sigkill_mid_stream(n: usize, batch_events: &str, scenario: Option<&str>) {
+    let stack = Stack::start();
+    stack.stop_merges();
+    let _worker = stack.worker(&[]);
+    let broker = KafkaBroker::start();
+    let topic = "events-kill";
+    broker.create_topic(topic, 3);
+    let producer = broker.producer();
+    let (uuids, mut records) = stream(n);
+    let produced = records.len();
+    let later = records.split_off(records.len() / 3);
+    produce(&producer, topic, &records);
+    let batching = [("LLMA_SENTIMENT_SCHEDULE_BATCH_EVENTS", batch_events), ("LLMA_SENTIMENT_SCHEDULE_BATCH_AGE_MS", "500")];
+    let mut first_env = scheduler_env(&stack, &broker, topic, "g-kill", &batching);
+    first_env.push(("LLMA_SENTIMENT_SCHEDULE_COMMIT_INTERVAL_MS", "600000"));
+    let first = SchedulerProcess::start(&first_env);
+    let addr = first.metrics_addr();
+    wait_metric(&addr, "llma_sentiment_schedule_events_started_total", &[], (n / 10).max(2) as f64, Duration::from_secs(120));
+    let before_kill = Scrape::take(&addr).value("llma_sentiment_schedule_events_started_total", &[]);
+    first.kill();
+    produce(&producer, topic, &later);
+    let second = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g-kill", &batching));
+    check_rows_once(&stack, scenario, produced, &uuids, Duration::from_secs(120 + n as u64), &format!("{before_kill} events started before the kill"));
+    let scrape = Scrape::take(&second.metrics_addr());
+    for (reason, _) in filtered() {
+        assert!(scrape.value("llma_sentiment_schedule_filtered_total", &[("reason", reason)]) >= 1.0, "{reason} counted");
+    }
+    let status = second.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}");
+}
+
+/// Temporal frozen (SIGSTOP) for `freeze` mid-stream: starts time out and
+/// are retried, the partitions pause at the in-flight bound, nothing is
+/// dropped; after SIGCONT every event gets its row.
+fn temporal_frozen_mid_stream(n: usize, freeze: Duration, scenario: Option<&str>) {
     let stack = Stack::start();
     stack.stop_merges();
     let _worker = stack.worker(&[]);
@@ -292,37 +346,68 @@ fn scheduler_temporal_frozen_30s_mid_stream() {
     let topic = "events-frozen";
     broker.create_topic(topic, 3);
     let producer = broker.producer();
-    let events = usable(120);
-    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
-    let mut records: Vec<Record> = events.into_iter().map(|(_, r)| r).collect();
-    let later = records.split_off(40);
+    let (uuids, mut records) = stream(n);
+    let produced = records.len();
+    let later = records.split_off(records.len() / 3);
     produce(&producer, topic, &records);
-    let scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g-frozen", &[("LLMA_SENTIMENT_SCHEDULE_MAX_IN_FLIGHT", "8")]));
+    let bound = 4;
+    let scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g-frozen", &[("LLMA_SENTIMENT_SCHEDULE_MAX_IN_FLIGHT", "4")]));
     let addr = scheduler.metrics_addr();
-    wait_metric(&addr, "llma_sentiment_schedule_workflows_total", &[("result", "started")], 10.0, Duration::from_secs(120));
+    wait_metric(&addr, "llma_sentiment_schedule_workflows_total", &[("result", "started")], 2.0, Duration::from_secs(120));
     stack.temporal.signal("STOP");
+    // Thawed however the test ends: a frozen server would outlive it.
+    let thaw = ThawOnDrop(&stack);
     produce(&producer, topic, &later);
-    std::thread::sleep(Duration::from_secs(30));
+    std::thread::sleep(freeze);
     let frozen = Scrape::take(&addr);
     let errors = frozen.value("llma_sentiment_schedule_start_errors_total", &[]);
     let paused = frozen.value("llma_sentiment_schedule_paused", &[]);
     let in_flight = frozen.value("llma_sentiment_schedule_in_flight", &[]);
-    stack.temporal.signal("CONT");
-    check_and_report(
-        &stack,
-        "scheduler: Temporal frozen 30 s mid-stream",
-        &uuids,
-        &format!("start attempts retried {errors}; paused {paused} with {in_flight} starts in flight (bound 8)"),
+    let lag = lag_total(&frozen);
+    drop(thaw);
+    let notes = format!(
+        "frozen {} s: {errors} start attempts retried; paused {paused} with {in_flight} starts in flight (bound {bound}); lag {lag}",
+        freeze.as_secs()
     );
-    assert!(errors >= 1.0 && paused == 1.0 && in_flight <= 8.0 + 3.0, "errors {errors}, paused {paused}, in flight {in_flight}");
+    check_rows_once(&stack, scenario, produced, &uuids, Duration::from_secs(120 + n as u64), &notes);
+    // Each call waits at most starter::CALL_TIMEOUT (10 s) before it is retried.
+    assert!(errors >= 1.0 && paused == 1.0 && in_flight <= bound as f64 && lag > 0.0, "{notes}");
+    // Once everything is started and committed the lag drains to 0
+    // (librdkafka's statistics come every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lag_total(&Scrape::take(&addr)) > 0.0 {
+        assert!(Instant::now() < deadline, "the lag stayed above 0 after every start was acknowledged");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status = scheduler.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}");
+}
+
+/// `llma_sentiment_schedule_lag` over every partition.
+fn lag_total(scrape: &Scrape) -> f64 {
+    scrape
+        .0
+        .iter()
+        .filter(|s| s.metric == "llma_sentiment_schedule_lag")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+struct ThawOnDrop<'a>(&'a Stack);
+
+impl Drop for ThawOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.temporal.signal("CONT");
+    }
 }
 
 /// Two schedulers in one group, one SIGKILLed mid-stream: its partitions
-/// move to the other after the session timeout; every event gets its row,
-/// no workflow starts twice.
-#[test]
-#[ignore]
-fn scheduler_two_in_a_group_one_killed() {
+/// move to the other after the session timeout (6 s here); every event
+/// gets its row, no workflow starts twice.
+fn two_in_a_group_one_killed(n: usize, scenario: Option<&str>) {
     let stack = Stack::start();
     stack.stop_merges();
     let _worker = stack.worker(&[]);
@@ -330,23 +415,64 @@ fn scheduler_two_in_a_group_one_killed() {
     let topic = "events-two";
     broker.create_topic(topic, 3);
     let producer = broker.producer();
-    let events = usable(150);
-    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
-    let mut records: Vec<Record> = events.into_iter().map(|(_, r)| r).collect();
-    let later = records.split_off(50);
+    let (uuids, mut records) = stream(n);
+    let produced = records.len();
+    let later = records.split_off(records.len() / 3);
     let env = scheduler_env(&stack, &broker, topic, "g-two", &[]);
-    let a = SchedulerProcess::start(&env);
-    let b = SchedulerProcess::start(&env);
+    let mut a = SchedulerProcess::start(&env);
+    let mut b = SchedulerProcess::start(&env);
+    // Both members hold partitions before the kill (3 partitions: 2 + 1).
+    for s in [&mut a, &mut b] {
+        s.wait_for_log("partitions assigned", Duration::from_secs(60));
+    }
     produce(&producer, topic, &records);
     let (addr_a, addr_b) = (a.metrics_addr(), b.metrics_addr());
     let started = |addr: &str| Scrape::take(addr).value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while started(&addr_a) + started(&addr_b) < 20.0 {
-        assert!(Instant::now() < deadline, "the schedulers started nothing");
+    while started(&addr_a) < 1.0 || started(&addr_b) < 1.0 {
+        assert!(Instant::now() < deadline, "both schedulers should start workflows: {} and {}", started(&addr_a), started(&addr_b));
         std::thread::sleep(Duration::from_millis(200));
     }
+    let by_a = started(&addr_a);
     a.kill();
     produce(&producer, topic, &later);
-    check_and_report(&stack, "scheduler: two in a group, one SIGKILLed", &uuids, &format!("started by the survivor {}", started(&addr_b)));
-    drop(b);
+    let notes = format!("{by_a} started by the killed one before the kill");
+    check_rows_once(&stack, scenario, produced, &uuids, Duration::from_secs(120 + n as u64), &notes);
+    let status = b.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn temporal_frozen_mid_stream_drops_nothing() {
+    // 12 s: longer than one start call's 10 s bound, so starts are retried.
+    temporal_frozen_mid_stream(24, Duration::from_secs(12), None);
+}
+
+#[test]
+fn two_schedulers_in_a_group_one_killed() {
+    two_in_a_group_one_killed(24, None);
+}
+
+#[test]
+#[ignore]
+fn long_scheduler_sigkilled_mid_stream() {
+    sigkill_mid_stream(400, "1", Some("scheduler SIGKILLed mid-stream, restarted (one workflow per event)"));
+}
+
+#[test]
+#[ignore]
+fn long_scheduler_sigkilled_mid_stream_batched() {
+    sigkill_mid_stream(400, "10", Some("scheduler SIGKILLed mid-stream, restarted (batches of 10)"));
+}
+
+#[test]
+#[ignore]
+fn long_temporal_frozen_30s_mid_stream() {
+    temporal_frozen_mid_stream(300, Duration::from_secs(30), Some("Temporal frozen (SIGSTOP) 30 s mid-stream"));
+}
+
+#[test]
+#[ignore]
+fn long_two_schedulers_one_killed() {
+    two_in_a_group_one_killed(300, Some("two schedulers in a group, one SIGKILLed"));
 }

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::Tracker;
@@ -32,6 +33,8 @@ pub fn client_config(schedule: &ScheduleConfig, kafka: &KafkaConfig) -> ClientCo
         // Bounded prefetch: the memory a paused consumer holds.
         .set("queued.max.messages.kbytes", "16384")
         .set("session.timeout.ms", schedule.session_timeout_ms.to_string())
+        // The lag per partition comes from librdkafka's statistics (no extra request).
+        .set("statistics.interval.ms", "5000")
         .set("client.id", crate::worker::default_identity());
     for (name, value) in kafka.properties() {
         c.set(name, value);
@@ -47,7 +50,20 @@ pub struct Context {
     pub revoked: Arc<Mutex<Vec<i32>>>,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let lags: Vec<(i32, i64)> = statistics
+            .topics
+            .get(&self.topic)
+            .map(|t| {
+                // Partition -1 is librdkafka's internal one; a lag of -1 means
+                // not known yet (nothing committed, no watermark fetched).
+                t.partitions.values().filter(|p| p.partition >= 0 && p.consumer_lag >= 0).map(|p| (p.partition, p.consumer_lag)).collect()
+            })
+            .unwrap_or_default();
+        crate::metrics::set_schedule_lag(&lags);
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -54,7 +54,7 @@ enum Attempt {
     Final(Outcome),
 }
 
-async fn attempt(client: &Client, settings: &StartSettings, unit: &Unit) -> Attempt {
+async fn attempt(client: &Client, settings: &StartSettings, unit: &Unit, request_id: &str) -> Attempt {
     let payload = crate::worker::WorkflowInput::payload(unit.input.clone());
     let request = StartWorkflowExecutionRequest {
         namespace: settings.namespace.clone(),
@@ -64,9 +64,12 @@ async fn attempt(client: &Client, settings: &StartSettings, unit: &Unit) -> Atte
         input: Some(Payloads { payloads: payload.payloads }),
         workflow_execution_timeout: settings.execution_timeout.try_into().ok(),
         identity: settings.identity.clone(),
-        // The same request id on every attempt: a retry of a start whose
-        // answer was lost is recognised by the server as the same request.
-        request_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, unit.workflow_id.as_bytes()).to_string(),
+        // The same request id on every attempt of this start: a retry whose
+        // first answer was lost is recognised by the server as the same
+        // request (and answers `started` again, truly). Not derived from
+        // the workflow id: Temporal would answer a re-read after a crash
+        // `started` too, and the count of workflows started twice would lie.
+        request_id: request_id.to_string(),
         workflow_id_reuse_policy: WorkflowIdReusePolicy::AllowDuplicateFailedOnly as i32,
         workflow_id_conflict_policy: WorkflowIdConflictPolicy::UseExisting as i32,
         ..Default::default()
@@ -91,11 +94,12 @@ pub async fn start(client: &Client, settings: &StartSettings, unit: &Unit, still
         .with_jitter()
         .without_max_times()
         .build();
+    let request_id = uuid::Uuid::new_v4().to_string();
     loop {
         if !still_ours() {
             return Outcome::Abandoned;
         }
-        match attempt(client, settings, unit).await {
+        match attempt(client, settings, unit, &request_id).await {
             Attempt::Final(outcome) => return outcome,
             Attempt::Retry(error) => {
                 crate::metrics::record_schedule_start_error();
