@@ -35,7 +35,7 @@ export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
 .PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
-	release install cluster-demo deploy-check kafka-broker
+	release install cluster-demo deploy-check kafka-broker bench-ingest
 
 setup: target venv
 
@@ -81,6 +81,16 @@ bench: build models native $(if $(BENCH_QUICK),,bench-model)
 	$(BENCH_BIN) $(if $(BENCH_QUICK),--quick) --plugin $(PLUGIN_WASM) \
 		--models-dir $(MODELS) --python $(PY) --scripts models \
 		--native-bench $(CARGO_TARGET_DIR)/debug/examples/native-bench --work-dir build/bench
+
+# `make bench-ingest`: `llma-sentiment schedule` on a real broker with one
+# worker on the default bundle: events/s consumed and started and rows/s from
+# a backlog, produce-to-row p50/p99 at a steady offered rate, one workflow per
+# event and batched (host/tests/bench_ingest.rs; ~3 min). Table on stdout and
+# in build/bench/ingest.md; LLMA_BENCH_INGEST_SCALE=F scales the counts.
+bench-ingest: plugins models kafka-broker
+	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
+	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
+	$(TEST_ENV) cargo test -p llma-sentiment $(TEST_FEATURES) --test bench_ingest -- --ignored --nocapture
 
 # The plugin's inference compiled natively (feature `native`): a tract and a
 # tokenizers for the host, which nothing else needs, so `make build` and

@@ -2,55 +2,23 @@
 //! broker (nisshi), the scheduler, Temporal, the worker and ClickHouse.
 //! Events produced as PostHog's events JSON topic carries them become rows,
 //! once each, with the filtered and unusable messages counted and passed;
-//! a scheduler SIGKILLed mid-stream and restarted starts no workflow twice.
+//! a scheduler SIGKILLed mid-stream and restarted starts no workflow twice;
+//! Temporal frozen mid-stream drops nothing; two schedulers of one group, one
+//! killed, leave no event without its row. The long forms (#[ignore]) are
+//! `make reliability`'s scheduler rows.
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::kafka::{produce, KafkaBroker, Record, SchedulerProcess};
+use common::kafka::{
+    executions, posthog_row, produce, rows, scheduler_env, usable, wait_for_rows, wait_metric, KafkaBroker, Record, SchedulerProcess, TEAM,
+};
 use common::ops::Scrape;
 use common::stack::{block, Stack};
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
-
-const TEAM: i64 = 42;
-
-/// A row of PostHog's events JSON topic: `properties` a JSON string,
-/// ClickHouse-format timestamps, person columns.
-fn posthog_row(uuid: &str, event: &str, team: i64, text: &str) -> Vec<u8> {
-    let properties = json!({
-        "$ai_trace_id": format!("trace-{}", &uuid[..8]),
-        "$ai_input": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
-    });
-    json!({
-        "uuid": uuid, "event": event, "team_id": team, "project_id": team, "distinct_id": "user-1",
-        "timestamp": "2026-11-01 10:00:00.123000", "created_at": "2026-11-01 10:00:01.000000",
-        "person_id": "0195a3b2-7c1e-7a10-8f00-0000000000aa", "elements_chain": "",
-        "properties": properties.to_string(), "person_mode": "full",
-    })
-    .to_string()
-    .into_bytes()
-}
-
-const TEXTS: [&str; 4] = ["I love this, thank you!", "this is terrible and broken", "what time is it", "great work, really helpful"];
-
-/// `n` usable generations of team 42: (uuid, record); every other one
-/// without the `productTrack` header (kept when absent).
-fn usable(n: usize) -> Vec<(String, Record)> {
-    (0..n)
-        .map(|i| {
-            let uuid = Uuid::new_v4().to_string();
-            let record = Record {
-                key: uuid.clone(),
-                payload: posthog_row(&uuid, "$ai_generation", TEAM, TEXTS[i % TEXTS.len()]),
-                product_track: (i % 2 == 0).then_some("llma"),
-            };
-            (uuid, record)
-        })
-        .collect()
-}
 
 /// Messages that must start nothing: (reason label, record).
 fn filtered() -> Vec<(&'static str, Record)> {
@@ -70,76 +38,6 @@ fn filtered() -> Vec<(&'static str, Record)> {
             },
         ),
     ]
-}
-
-/// Per generation uuid of team 42: (raw rows, distinct sentiment uuids).
-fn rows(stack: &Stack) -> BTreeMap<String, (u64, HashSet<String>)> {
-    let sink = stack.sink();
-    let sql = format!(
-        "SELECT visitParamExtractString(properties, '$ai_generation_event_uuid'), toString(uuid) FROM {} \
-         WHERE team_id = {TEAM} AND event = '$ai_sentiment'",
-        sink.table()
-    );
-    let raw: Vec<(String, String)> = block(sink.client().query(&sql).fetch_all()).expect("raw rows");
-    let mut out: BTreeMap<String, (u64, HashSet<String>)> = BTreeMap::new();
-    for (generation, uuid) in raw {
-        let e = out.entry(generation).or_default();
-        e.0 += 1;
-        e.1.insert(uuid);
-    }
-    out
-}
-
-fn wait_for_rows(stack: &Stack, uuids: &[String], timeout: Duration) -> BTreeMap<String, (u64, HashSet<String>)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = rows(stack);
-        if uuids.iter().all(|u| got.contains_key(u)) {
-            return got;
-        }
-        let missing = uuids.iter().filter(|u| !got.contains_key(*u)).count();
-        assert!(Instant::now() < deadline, "{missing} of {} generations have no row after {timeout:?}", uuids.len());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Every workflow execution Temporal knows (this server is the test's own):
-/// workflow id -> runs.
-fn executions(stack: &Stack) -> BTreeMap<String, usize> {
-    let out = stack.temporal.cli(&["workflow", "list", "--output", "json"]);
-    let values: Vec<Value> = match serde_json::from_str::<Value>(&out) {
-        Ok(Value::Array(list)) => list,
-        _ => out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("workflow list line")).collect(),
-    };
-    let mut runs = BTreeMap::new();
-    for v in values {
-        let id = v["execution"]["workflowId"].as_str().unwrap_or_else(|| panic!("no workflow id in {v}")).to_string();
-        *runs.entry(id).or_insert(0) += 1;
-    }
-    runs
-}
-
-fn scheduler_env<'a>(stack: &'a Stack, broker: &'a KafkaBroker, topic: &'a str, group: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut env = stack.env();
-    env.extend_from_slice(&[
-        ("LLMA_SENTIMENT_SCHEDULE_BROKERS", broker.brokers.as_str()),
-        ("LLMA_SENTIMENT_SCHEDULE_TOPIC", topic),
-        ("LLMA_SENTIMENT_SCHEDULE_GROUP", group),
-        ("LLMA_SENTIMENT_SCHEDULE_TEAMS", "42"),
-        ("LLMA_SENTIMENT_SCHEDULE_METRICS_ADDR", "127.0.0.1:0"),
-        // A killed scheduler's partitions move after 6 s, not librdkafka's 45.
-        ("LLMA_SENTIMENT_SCHEDULE_SESSION_TIMEOUT_MS", "6000"),
-    ]);
-    env.extend_from_slice(extra);
-    env
-}
-
-fn wait_metric(addr: &str, name: &str, labels: &[(&str, &str)], at_least: f64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Scrape::take(addr).value(name, labels) < at_least {
-        assert!(Instant::now() < deadline, "{name}{labels:?} stayed below {at_least} for {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// One workflow per event: N usable events and the filtered ones in, the
@@ -272,7 +170,15 @@ fn report(scenario: &str, produced: usize, rows: u64, lost: usize, duplicated: u
 /// row when `scenario` is given): none lost, no raw row twice, one
 /// sentiment uuid per generation, no workflow id with two runs.
 fn check_rows_once(stack: &Stack, scenario: Option<&str>, produced: usize, uuids: &[String], timeout: Duration, notes: &str) {
-    let got = wait_for_rows(stack, uuids, timeout);
+    // Not `wait_for_rows`: a row of the table is written even when some are missing.
+    let deadline = Instant::now() + timeout;
+    let got = loop {
+        let got = rows(stack);
+        if uuids.iter().all(|u| got.contains_key(u)) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let runs = executions(stack);
     let started_twice = runs.values().filter(|n| **n > 1).count();
     let lost = uuids.iter().filter(|u| !got.contains_key(*u)).count();
@@ -280,7 +186,8 @@ fn check_rows_once(stack: &Stack, scenario: Option<&str>, produced: usize, uuids
     let duplicated: u64 = got.values().map(|(raw, _)| raw - 1).sum();
     let extra_uuids: usize = got.values().map(|(_, u)| u.len() - 1).sum();
     if let Some(scenario) = scenario {
-        report(scenario, produced, raw, lost, duplicated, started_twice, &format!("{notes}; {} workflows", runs.len()));
+        let skipped = produced - uuids.len();
+        report(scenario, produced, raw, lost, duplicated, started_twice, &format!("{skipped} filtered or unusable, committed past; {notes}; {} workflows", runs.len()));
     }
     assert_eq!(
         (lost, duplicated, extra_uuids, started_twice),
@@ -453,10 +360,14 @@ fn two_schedulers_in_a_group_one_killed() {
     two_in_a_group_one_killed(24, None);
 }
 
+// One workflow per event is one insert, one part: with merges stopped (raw
+// rows counted exactly) ClickHouse 18.16 delays inserts past 150 parts and
+// refuses them past 300, so the per-event long forms stay at 250 events.
+
 #[test]
 #[ignore]
 fn long_scheduler_sigkilled_mid_stream() {
-    sigkill_mid_stream(400, "1", Some("scheduler SIGKILLed mid-stream, restarted (one workflow per event)"));
+    sigkill_mid_stream(250, "1", Some("scheduler SIGKILLed mid-stream, restarted (one workflow per event)"));
 }
 
 #[test]
@@ -468,11 +379,11 @@ fn long_scheduler_sigkilled_mid_stream_batched() {
 #[test]
 #[ignore]
 fn long_temporal_frozen_30s_mid_stream() {
-    temporal_frozen_mid_stream(300, Duration::from_secs(30), Some("Temporal frozen (SIGSTOP) 30 s mid-stream"));
+    temporal_frozen_mid_stream(250, Duration::from_secs(30), Some("Temporal frozen (SIGSTOP) 30 s mid-stream"));
 }
 
 #[test]
 #[ignore]
 fn long_two_schedulers_one_killed() {
-    two_in_a_group_one_killed(300, Some("two schedulers in a group, one SIGKILLed"));
+    two_in_a_group_one_killed(250, Some("two schedulers in a group, one SIGKILLed"));
 }
