@@ -231,8 +231,9 @@ clean:
 
 # Fault injection on real servers (ClickHouse down 30 s, Temporal restarted,
 # worker SIGKILLed mid-batch, an unstorable event in a batch) and 100_000 fuzz
-# cases per property; prints a table. Takes ~20 minutes on 2 cores, so it is
-# not part of `make test` (which runs the fuzz properties at 256 cases).
+# cases per property, and the scheduler's long forms on a real broker; prints
+# the tables. Takes ~50 minutes on 2 cores, so it is not part of `make test`
+# (which runs the fuzz properties at 256 cases and the scheduler's short forms).
 # LLMA_FUZZ_CASES=N overrides the case count.
 reliability: plugins models kafka-broker
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)

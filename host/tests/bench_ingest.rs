@@ -15,9 +15,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::kafka::{rows, scheduler_env, usable, KafkaBroker, Record, SchedulerProcess};
+use common::kafka::{scheduler_env, usable, KafkaBroker, Record, SchedulerProcess, TEAM};
 use common::ops::Scrape;
 use common::stack::{block, Stack};
+use llma_sentiment::sink::ClickHouseSink;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -69,8 +70,21 @@ fn send(producer: &FutureProducer, topic: &str, r: &Record) -> rdkafka::producer
     }
 }
 
+/// Generation uuids of the rows written in the last few seconds
+/// (`created_at` is the worker's clock at the insert, whole seconds): a poll
+/// reads what is new, not the whole table, at 1,000 events/s.
+fn recent_rows(sink: &ClickHouseSink) -> Vec<String> {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 3;
+    let sql = format!(
+        "SELECT visitParamExtractString(properties, '$ai_generation_event_uuid') FROM {} \
+         WHERE team_id = {TEAM} AND event = '$ai_sentiment' AND created_at >= toDateTime({since})",
+        sink.table()
+    );
+    block(sink.client().query(&sql).fetch_all()).expect("recent rows")
+}
+
 fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
-    let topic = format!("bench-{}", mode.batch_events);
+    let topic = format!("bench-{}-{}", mode.batch_events, mode.rate as u64);
     broker.create_topic(&topic, 3);
     let producer = broker.producer();
     let backlog = usable(mode.backlog);
@@ -115,11 +129,12 @@ fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
             block(async { futures::future::join_all(acks).await });
         })
     };
+    let sink = stack.sink();
     let mut seen: HashMap<String, Instant> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(mode.secs + 60);
     loop {
         let now = Instant::now();
-        for uuid in rows(stack).into_keys() {
+        for uuid in recent_rows(&sink) {
             seen.entry(uuid).or_insert(now);
         }
         let done = producing.is_finished() && sent_at.lock().keys().all(|u| seen.contains_key(u));
@@ -157,6 +172,8 @@ fn bench_ingest() {
     let modes = [
         Mode { name: "one workflow per event", batch_events: 1, batch_age_ms: 30_000, backlog: count(600.0), rate: 20.0 * s.min(1.0), secs: 20 },
         Mode { name: "batches of 100 (age 500 ms)", batch_events: 100, batch_age_ms: 500, backlog: count(5000.0), rate: 200.0 * s.min(1.0), secs: 20 },
+        // The issue's goal: 1,000 events/s offered, batched, p99 under 2 s.
+        Mode { name: "batches of 100 (age 500 ms)", batch_events: 100, batch_age_ms: 500, backlog: count(2000.0), rate: 1000.0 * s.min(1.0), secs: 20 },
     ];
     let stack = Stack::start();
     let _worker = stack.worker(&[]);
@@ -184,8 +201,15 @@ fn bench_ingest() {
         table.push_str(&line);
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu.lines().find(|l| l.starts_with("model name")).unwrap_or("").to_string();
-    let header = format!("`make bench-ingest`, {} cores, {}\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), model);
+    let field = |name: &str| cpu.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map_or("", |(_, v)| v.trim()).to_string();
+    let simd = if field("flags").split(' ').any(|f| f == "avx512f") { "AVX-512" } else { "no AVX-512" };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let header = format!(
+        "`make bench-ingest`, {} cores, {} ({simd}), load average {}\n\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        field("model name"),
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
     println!("\n{header}{table}");
     let dir = common::repo().join("build/bench");
     std::fs::create_dir_all(&dir).unwrap();
