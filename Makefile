@@ -35,7 +35,7 @@ export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
 .PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
-	release install cluster-demo deploy-check kafka-broker bench-ingest
+	release install cluster-demo deploy-check kafka-broker bench-ingest demo-kafka
 
 setup: target venv
 
@@ -123,6 +123,12 @@ PROFILE ?= seed
 run: build
 	@test -f profiles/$(PROFILE).toml || { echo "no profile profiles/$(PROFILE).toml (seed, posthog-2026)" >&2; exit 2; }
 	LLMA_SENTIMENT_CONFIG=$(CURDIR)/profiles/$(PROFILE).toml scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
+
+# The seed's pipeline from the events topic: a throwaway broker, the sample
+# events produced as PostHog's events JSON rows, `llma-sentiment schedule`,
+# the worker, the rows in ClickHouse; everything stopped afterwards.
+demo-kafka: build kafka-broker
+	scripts/with-services.sh scripts/run-kafka-demo.sh $(BIN) samples/events.jsonl
 
 # Release builds of the plugin (always release) and the host, which embeds the
 # default plugin and model. A cold release build of the host takes ~20 min on
