@@ -13,6 +13,8 @@ EVENTS="${2:-samples/events.jsonl}"
 TOPIC=clickhouse_events_json
 NISSHI="${LLMA_TOOLS_DIR:-/var/cache/llma-sentiment/tools}/bin/nisshi"
 export LLMA_SENTIMENT_TASK_QUEUE="${LLMA_SENTIMENT_TASK_QUEUE:-development-task-queue}"
+# Info: the scheduler's log names the metrics address this script reads.
+export LLMA_SENTIMENT_LOG="${LLMA_SENTIMENT_LOG:-info}" LLMA_SENTIMENT_LOG_FORMAT=json
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/llma-kafka-demo.XXXXXX")"
 WORKER="" SCHEDULER=""
 
@@ -33,11 +35,10 @@ trap cleanup EXIT
 "$NISSHI" topic create --broker "tcp://$KAFKA_BROKERS" --partitions 3 "$TOPIC" >/dev/null
 echo "== broker nisshi on $KAFKA_BROKERS, topic $TOPIC (3 partitions)"
 
-"$BIN" migrate
-LLMA_SENTIMENT_LOG_FORMAT=json "$BIN" worker >"$WORK/worker.log" 2>&1 &
+"$BIN" migrate 2>/dev/null
+"$BIN" worker >"$WORK/worker.log" 2>&1 &
 WORKER=$!
-LLMA_SENTIMENT_LOG_FORMAT=json LLMA_SENTIMENT_SCHEDULE_METRICS_ADDR=127.0.0.1:0 \
-    "$BIN" schedule --brokers "$KAFKA_BROKERS" --topic "$TOPIC" --group llma-demo >"$WORK/schedule.log" 2>&1 &
+LLMA_SENTIMENT_SCHEDULE_METRICS_ADDR=127.0.0.1:0 "$BIN" schedule --brokers "$KAFKA_BROKERS" --topic "$TOPIC" --group llma-demo >"$WORK/schedule.log" 2>&1 &
 SCHEDULER=$!
 
 # The events as the topic carries them, spread over the partitions by uuid
