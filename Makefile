@@ -202,9 +202,10 @@ TEST_FEATURES := --features llma-sentiment/fault-injection
 # ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern). With TEST_ARGS
 # only the first pass runs (LLMA_TEST_CLICKHOUSE=modern picks the server).
 MODERN_CLICKHOUSE_TESTS := --test sink --test schemas
-# The scheduler's tests (--test kafka) need the broker: installed when the
-# whole suite runs or TEST_ARGS names them (kafka.sh skips a pinned install).
-NEEDS_BROKER := $(if $(TEST_ARGS),$(findstring kafka,$(TEST_ARGS)),all)
+# The scheduler's tests (--test kafka) need the broker: installed unless
+# TEST_ARGS picks targets (--test, --lib) without them (kafka.sh skips a
+# pinned install).
+NEEDS_BROKER := $(if $(filter --test --lib,$(TEST_ARGS)),$(findstring kafka,$(TEST_ARGS)),all)
 test: plugins models
 	$(if $(NEEDS_BROKER),$(MAKE) --no-print-directory kafka-broker)
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
