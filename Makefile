@@ -35,7 +35,7 @@ export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
 .PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
-	release install cluster-demo deploy-check
+	release install cluster-demo deploy-check kafka-broker bench-ingest demo-kafka
 
 setup: target venv
 
@@ -82,6 +82,16 @@ bench: build models native $(if $(BENCH_QUICK),,bench-model)
 		--models-dir $(MODELS) --python $(PY) --scripts models \
 		--native-bench $(CARGO_TARGET_DIR)/debug/examples/native-bench --work-dir build/bench
 
+# `make bench-ingest`: `llma-sentiment schedule` on a real broker with one
+# worker on the default bundle: events/s consumed and started and rows/s from
+# a backlog, produce-to-row p50/p99 at a steady offered rate, one workflow per
+# event and batched (host/tests/bench_ingest.rs; ~3 min). Table on stdout and
+# in build/bench/ingest.md; LLMA_BENCH_INGEST_SCALE=F scales the counts.
+bench-ingest: plugins models kafka-broker
+	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
+	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
+	$(TEST_ENV) cargo test -p llma-sentiment $(TEST_FEATURES) --test bench_ingest -- --ignored --nocapture
+
 # The plugin's inference compiled natively (feature `native`): a tract and a
 # tokenizers for the host, which nothing else needs, so `make build` and
 # `make test` leave them out. `native` builds `native-bench` (for `make
@@ -113,6 +123,12 @@ PROFILE ?= seed
 run: build
 	@test -f profiles/$(PROFILE).toml || { echo "no profile profiles/$(PROFILE).toml (seed, posthog-2026)" >&2; exit 2; }
 	LLMA_SENTIMENT_CONFIG=$(CURDIR)/profiles/$(PROFILE).toml scripts/with-services.sh scripts/run-demo.sh $(BIN) samples/events.jsonl
+
+# The seed's pipeline from the events topic: a throwaway broker, the sample
+# events produced as PostHog's events JSON rows, `llma-sentiment schedule`,
+# the worker, the rows in ClickHouse; everything stopped afterwards.
+demo-kafka: build kafka-broker
+	scripts/with-services.sh scripts/run-kafka-demo.sh $(BIN) samples/events.jsonl
 
 # Release builds of the plugin (always release) and the host, which embeds the
 # default plugin and model. A cold release build of the host takes ~20 min on
@@ -186,7 +202,12 @@ TEST_FEATURES := --features llma-sentiment/fault-injection
 # ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern). With TEST_ARGS
 # only the first pass runs (LLMA_TEST_CLICKHOUSE=modern picks the server).
 MODERN_CLICKHOUSE_TESTS := --test sink --test schemas
+# The scheduler's tests (--test kafka) need the broker: installed unless
+# TEST_ARGS picks targets (--test, --lib) without them (kafka.sh skips a
+# pinned install).
+NEEDS_BROKER := $(if $(filter --test --lib,$(TEST_ARGS)),$(findstring kafka,$(TEST_ARGS)),all)
 test: plugins models
+	$(if $(NEEDS_BROKER),$(MAKE) --no-print-directory kafka-broker)
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	$(MAKE) --no-print-directory signed-plugins
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
@@ -200,6 +221,12 @@ signed-plugins:
 	$(BIN) plugin sign --key $(TEST_KEYS)/test.sk $(PLUGIN_WASM) -o $(SIGNED_PLUGIN_WASM) 2>/dev/null
 	$(BIN) plugin sign --key $(TEST_KEYS)/test.sk $(HOSTILE_WASM) -o $(SIGNED_HOSTILE_WASM) 2>/dev/null
 
+# The Kafka-compatible broker of the scheduler's tests (nisshi, pinned) into
+# the tools cache outside the clone: a cold install compiles it (~15 min on 2
+# cores), a second run only checks `nisshi --version`.
+kafka-broker:
+	scripts/kafka.sh install
+
 # The production model needs a reachable model hub (not these machines).
 model: | venv
 	$(LLMA_VENV)/bin/pip install 'optimum[onnxruntime]'
@@ -211,9 +238,10 @@ clean:
 
 # Fault injection on real servers (ClickHouse down 30 s, Temporal restarted,
 # worker SIGKILLed mid-batch, an unstorable event in a batch) and 100_000 fuzz
-# cases per property; prints a table. Takes ~20 minutes on 2 cores, so it is
-# not part of `make test` (which runs the fuzz properties at 256 cases).
+# cases per property, and the scheduler's long forms on a real broker; prints
+# the tables. Takes ~50 minutes on 2 cores, so it is not part of `make test`
+# (which runs the fuzz properties at 256 cases and the scheduler's short forms).
 # LLMA_FUZZ_CASES=N overrides the case count.
-reliability: plugins models
+reliability: plugins models kafka-broker
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	$(TEST_ENV) scripts/reliability.sh

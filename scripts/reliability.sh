@@ -10,6 +10,8 @@
 #     dated 1969, the Temporal restart 10 times with 2 slots under two busy loops);
 #   * the scenarios that stress the sink (ClickHouse down, SIGKILL mid-batch, the 1969
 #     event) again against ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern);
+#   * the scheduler's scenarios of host/tests/kafka.rs on a real broker (Temporal
+#     frozen 30 s mid-stream, two schedulers in a group with one SIGKILLed);
 #   * the cluster of host/tests/cluster.rs in full: 600 generations through 3
 #     workers with Redis (one SIGKILLed and replaced), and the same stream
 #     through 1 worker and 3 workers without Redis for the hit-rate table.
@@ -22,7 +24,7 @@
 #   LLMA_RELIABILITY_SCENARIOS   filter for the fault scenarios' test names
 #                                (cargo test filter; default: all)
 #   LLMA_RELIABILITY_SKIP_FUZZ=1 / LLMA_RELIABILITY_SKIP_FAULTS=1 / LLMA_RELIABILITY_SKIP_MODERN=1 /
-#   LLMA_RELIABILITY_SKIP_CLUSTER=1   skip a part
+#   LLMA_RELIABILITY_SKIP_CLUSTER=1 / LLMA_RELIABILITY_SKIP_SCHEDULER=1   skip a part
 # Exits non-zero when any scenario fails (the table is printed anyway).
 set -uo pipefail
 
@@ -30,8 +32,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE/.."
 
 REPORT="$(mktemp "${TMPDIR:-/tmp}/llma-reliability.XXXXXX")"
-trap 'rm -f "$REPORT"' EXIT
+# The scheduler's rows have their own columns (events produced, rows, started twice).
+SCHEDULER_REPORT="$(mktemp "${TMPDIR:-/tmp}/llma-reliability-scheduler.XXXXXX")"
+trap 'rm -f "$REPORT" "$SCHEDULER_REPORT"' EXIT
 export LLMA_RELIABILITY_REPORT="$REPORT"
+export LLMA_RELIABILITY_SCHEDULER_REPORT="$SCHEDULER_REPORT"
 export LLMA_FUZZ_CASES="${LLMA_FUZZ_CASES:-100000}"
 
 status=0
@@ -58,6 +63,11 @@ if [ "${LLMA_RELIABILITY_SKIP_FAULTS:-0}" != 1 ]; then
         cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test reliability -- --ignored --nocapture --test-threads=1 \
         ${LLMA_RELIABILITY_SCENARIOS:-}
 fi
+if [ "${LLMA_RELIABILITY_SKIP_SCHEDULER:-0}" != 1 ]; then
+    # `llma-sentiment schedule` on a real broker (nisshi, scripts/kafka.sh).
+    step "scheduler scenarios" \
+        cargo test -p llma-sentiment-plugin -p llma-sentiment --features llma-sentiment/fault-injection --test kafka -- --ignored --nocapture --test-threads=1
+fi
 if [ "${LLMA_RELIABILITY_SKIP_MODERN:-0}" != 1 ]; then
     for scenario in clickhouse_down_30s sigkill_of_the_worker a_batch_with_one_event_dated_1969; do
         step "fault scenarios on ClickHouse 26.9 ($scenario)" \
@@ -76,16 +86,24 @@ fi
 echo
 echo "Reliability ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, LLMA_FUZZ_CASES=$LLMA_FUZZ_CASES)"
 echo
-python3 - "$REPORT" <<'EOF'
+python3 - "$REPORT" "$SCHEDULER_REPORT" <<'EOF'
 import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-head = ["scenario", "tasks", "failures", "lost", "duplicated", "max RSS MB", "notes"]
-rows = [(r + [""] * len(head))[: len(head)] for r in rows]
-w = [max(len(x) for x in col) for col in zip(head, *rows)]
-fmt = lambda r: "| " + " | ".join(c.ljust(w[i]) if i in (0, 6) else c.rjust(w[i]) for i, c in enumerate(r)) + " |"
-print(fmt(head))
-print("|" + "|".join("-" * (n + 2) for n in w) + "|")
-for r in rows:
-    print(fmt(r))
+
+def table(path, head):
+    rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+    if not rows:
+        return
+    rows = [(r + [""] * len(head))[: len(head)] for r in rows]
+    w = [max(len(x) for x in col) for col in zip(head, *rows)]
+    last = len(head) - 1
+    fmt = lambda r: "| " + " | ".join(c.ljust(w[i]) if i in (0, last) else c.rjust(w[i]) for i, c in enumerate(r)) + " |"
+    print(fmt(head))
+    print("|" + "|".join("-" * (n + 2) for n in w) + "|")
+    for r in rows:
+        print(fmt(r))
+    print()
+
+table(sys.argv[1], ["scenario", "tasks", "failures", "lost", "duplicated", "max RSS MB", "notes"])
+table(sys.argv[2], ["scheduler scenario", "events produced", "rows", "lost", "duplicated", "started twice", "notes"])
 EOF
 exit "$status"

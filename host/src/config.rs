@@ -8,6 +8,7 @@
 
 mod check;
 mod inference;
+mod ingest;
 mod keys;
 mod load;
 mod model;
@@ -32,6 +33,7 @@ pub use model::{
     ACTIVITIES_PER_INSTANCE,
 };
 pub use stores::{CacheConfig, ClickHouseConfig, Validation};
+pub use ingest::{BadTeam, KafkaConfig, ScheduleConfig};
 
 /// Flag values by section, as the flag layer of [`load`] takes them.
 #[derive(Debug, Default)]
@@ -73,9 +75,11 @@ flag_groups! {
     AnalyzeFlags => [ClickHouse, Backfill, Progress, Cache],
     WorkerFlags => [Temporal, ClickHouse, Worker, Cache],
     /// `config` takes every flag, to show what it would set.
-    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache],
+    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache, Schedule],
     SubmitFlags => [Temporal, Progress],
     AdminFlags => [Admin],
+    /// `schedule`: the events consumer.
+    ScheduleFlags => [Temporal, Schedule],
 }
 
 /// The flags of some groups as given on the command line: `clap`

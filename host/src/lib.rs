@@ -21,6 +21,7 @@ pub mod pool;
 pub mod progress;
 pub mod query;
 pub mod registry;
+pub mod schedule;
 pub mod secret;
 pub mod signature;
 pub mod single_flight;

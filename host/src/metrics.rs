@@ -67,6 +67,16 @@ metrics! {
     plugins_refused: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_refused_total", "Plugin files refused before compiling because plugin.trusted_keys is set, by reason (unsigned, untrusted, not_a_component, malformed)"), &["reason"]);
     cache_discarded: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_cache_discarded_total", "Cached compiled artifacts and snapshots deleted and rebuilt instead of loaded, by kind (artifact, snapshot) and reason (no_digest, mismatch: not the SHA-256 recorded when written, unreadable, refused by wasmtime)"), &["kind", "reason"]);
     deduplicated_in_flight: IntCounter = IntCounter::new("llma_sentiment_texts_deduplicated_in_flight_total", "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them");
+    schedule_consumed: IntCounter = IntCounter::new("llma_sentiment_schedule_consumed_total", "`schedule`: messages read from the events topic");
+    schedule_filtered: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_schedule_filtered_total", "`schedule`: messages that start no workflow, by reason (other_product, other_event, team_not_allowed; unusable: no_payload, not_json, not_an_object, no_uuid, no_team, bad_properties), committed past"), &["reason"]);
+    schedule_sampled_out: IntCounter = IntCounter::new("llma_sentiment_schedule_sampled_out_total", "`schedule`: $ai_generation events left out by the rollout percentage");
+    schedule_workflows: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_schedule_workflows_total", "`schedule`: workflow starts Temporal answered, by result (started; already_started: the id existed, nothing started twice; rejected: Temporal refused the input, committed past)"), &["result"]);
+    schedule_events_started: IntCounter = IntCounter::new("llma_sentiment_schedule_events_started_total", "`schedule`: events in workflows Temporal started");
+    schedule_start_errors: IntCounter = IntCounter::new("llma_sentiment_schedule_start_errors_total", "`schedule`: workflow start attempts that failed and are retried (Temporal unreachable, timeouts)");
+    schedule_in_flight: IntGauge = IntGauge::new("llma_sentiment_schedule_in_flight", "`schedule`: workflow starts not yet acknowledged by Temporal");
+    schedule_paused: IntGauge = IntGauge::new("llma_sentiment_schedule_paused", "`schedule`: 1 while the partitions are paused (in-flight bound reached)");
+    schedule_commits: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_schedule_commits_total", "`schedule`: offset commits, by result (ok, error)"), &["result"]);
+    schedule_lag: IntGaugeVec = IntGaugeVec::new(Opts::new("llma_sentiment_schedule_lag", "`schedule`: messages of each partition held here past its committed offset (the brokers' high watermark minus the committed offset, from librdkafka's statistics every 5 s)"), &["partition"]);
     inference_seconds: Histogram = Histogram::with_opts(HistogramOpts::new("llma_sentiment_inference_seconds", "Model inference time per message (a batch's time over its size)").buckets(INFERENCE_BUCKETS.to_vec()));
     activity_seconds: HistogramVec = HistogramVec::new(HistogramOpts::new("llma_sentiment_activity_seconds", "classify_sentiment_activity duration, by result").buckets(ACTIVITY_BUCKETS.to_vec()), &["result"]);
 }
@@ -112,6 +122,66 @@ pub fn init() {
     for state in ["busy", "idle"] {
         m.instances.with_label_values(&[state]);
     }
+}
+
+/// The scheduler's series at zero (`llma-sentiment schedule`).
+pub fn init_schedule(filter_reasons: &[&str]) {
+    let m = &*METRICS;
+    for reason in filter_reasons {
+        m.schedule_filtered.with_label_values(&[reason]);
+    }
+    for result in ["started", "already_started", "rejected"] {
+        m.schedule_workflows.with_label_values(&[result]);
+    }
+    for result in ["ok", "error"] {
+        m.schedule_commits.with_label_values(&[result]);
+    }
+}
+
+pub fn record_schedule_consumed() {
+    METRICS.schedule_consumed.inc();
+}
+
+pub fn record_schedule_filtered(reason: &str) {
+    METRICS.schedule_filtered.with_label_values(&[reason]).inc();
+}
+
+pub fn record_schedule_sampled_out() {
+    METRICS.schedule_sampled_out.inc();
+}
+
+/// A workflow start Temporal answered: `result` is started, already_started or rejected.
+pub fn record_schedule_workflow(result: &str, events: usize) {
+    METRICS.schedule_workflows.with_label_values(&[result]).inc();
+    if result == "started" {
+        METRICS.schedule_events_started.inc_by(events as u64);
+    }
+}
+
+pub fn record_schedule_start_error() {
+    METRICS.schedule_start_errors.inc();
+}
+
+pub fn set_schedule_in_flight(n: usize) {
+    METRICS.schedule_in_flight.set(n as i64);
+}
+
+pub fn set_schedule_paused(paused: bool) {
+    METRICS.schedule_paused.set(paused as i64);
+}
+
+/// The lag of every partition held now, replacing the last report (a
+/// partition that moved away loses its series).
+pub fn set_schedule_lag(lags: &[(i32, i64)]) {
+    let m = &*METRICS;
+    m.schedule_lag.reset();
+    for (partition, lag) in lags {
+        m.schedule_lag.with_label_values(&[&partition.to_string()]).set(*lag);
+    }
+}
+
+pub fn record_schedule_commit(ok: bool) {
+    METRICS.schedule_commits.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
 }
 
 /// One input event handled by the pipeline (`analyze` or an activity):

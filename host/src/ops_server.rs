@@ -23,7 +23,7 @@ use crate::registry::Registry;
 use crate::sink::ClickHouseSink;
 
 /// A readiness probe must answer well within an orchestrator's probe timeout.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `/readyz` checks.
 pub struct ReadinessProbe {
@@ -54,7 +54,6 @@ impl ReadinessProbe {
     }
 
     async fn temporal(&self) -> Result<(), String> {
-        use temporalio_common::protos::grpc::health::v1::{health_check_response::ServingStatus, HealthCheckRequest};
         let mut guard = self.client.lock().await;
         if guard.is_none() {
             let client = tokio::time::timeout(CHECK_TIMEOUT, crate::worker::connect(&self.temporal))
@@ -63,19 +62,7 @@ impl ReadinessProbe {
                 .map_err(|e| format!("{e:#}"))?;
             *guard = Some(client);
         }
-        let client = guard.as_ref().expect("connected above");
-        let request = temporalio_client::tonic::Request::new(HealthCheckRequest {
-            service: "temporal.api.workflowservice.v1.WorkflowService".into(),
-        });
-        let mut health = client.connection().health_service();
-        let response = tokio::time::timeout(CHECK_TIMEOUT, health.check(request))
-            .await
-            .map_err(|_| format!("no answer within {CHECK_TIMEOUT:?}"))?
-            .map_err(|e| e.message().to_string())?;
-        match response.into_inner().status() {
-            ServingStatus::Serving => Ok(()),
-            other => Err(format!("frontend is {}", other.as_str_name())),
-        }
+        temporal_serving(guard.as_ref().expect("connected above")).await
     }
 
     async fn clickhouse(&self) -> Result<(), String> {
@@ -123,8 +110,26 @@ impl ReadinessProbe {
     }
 }
 
+/// Whether Temporal's frontend answers a gRPC health check as serving,
+/// within `CHECK_TIMEOUT` (the worker's and the scheduler's `/readyz`).
+pub async fn temporal_serving(client: &temporalio_client::Client) -> Result<(), String> {
+    use temporalio_common::protos::grpc::health::v1::{health_check_response::ServingStatus, HealthCheckRequest};
+    let request = temporalio_client::tonic::Request::new(HealthCheckRequest {
+        service: "temporal.api.workflowservice.v1.WorkflowService".into(),
+    });
+    let mut health = client.connection().health_service();
+    let response = tokio::time::timeout(CHECK_TIMEOUT, health.check(request))
+        .await
+        .map_err(|_| format!("no answer within {CHECK_TIMEOUT:?}"))?
+        .map_err(|e| e.message().to_string())?;
+    match response.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("frontend is {}", other.as_str_name())),
+    }
+}
+
 /// ReadinessProbe checks take at most `CHECK_TIMEOUT` each, run at once.
-const TIMEOUTS: Timeouts = Timeouts { header_read: Duration::from_secs(10), request: Duration::from_secs(10) };
+pub const TIMEOUTS: Timeouts = Timeouts { header_read: Duration::from_secs(10), request: Duration::from_secs(10) };
 
 /// `/metrics`, `/healthz`, `/readyz`.
 pub fn router(readiness: Arc<ReadinessProbe>) -> Router {

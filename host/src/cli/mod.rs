@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, Sources, SubmitFlags,
-    WorkerFlags,
+    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, ScheduleFlags, Sources,
+    SubmitFlags, WorkerFlags,
 };
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,7 @@ impl Cli {
             Command::Worker { flags: f } => f.apply(&mut flags),
             Command::Config { flags: f, .. } => f.apply(&mut flags),
             Command::Submit { flags: f, .. } => f.apply(&mut flags),
+            Command::Schedule { flags: f } => f.apply(&mut flags),
             Command::Plugin { action } => match action {
                 PluginAction::Activate { flags: f, .. } | PluginAction::Rollback { flags: f, .. } | PluginAction::Status { flags: f } => {
                     f.apply(&mut flags)
@@ -117,6 +118,12 @@ pub enum Command {
     Worker {
         #[command(flatten)]
         flags: FlagArgs<WorkerFlags>,
+    },
+    /// Consume `$ai_generation` events from Kafka (PostHog's events JSON topic) in a consumer
+    /// group and start a workflow per event or per batch, until SIGTERM/SIGINT.
+    Schedule {
+        #[command(flatten)]
+        flags: FlagArgs<ScheduleFlags>,
     },
     /// Print the effective configuration as TOML (the ClickHouse password redacted).
     Config {
@@ -312,6 +319,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Verify { key, file } => signing::verify(&config, key, file),
         },
         Command::Worker { .. } => service::worker(&config),
+        Command::Schedule { .. } => service::schedule(&config),
         Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, rollout_percent, dry_run, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),

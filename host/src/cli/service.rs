@@ -215,6 +215,14 @@ fn snapshot_in_background(source: crate::source::PluginSource, limits: crate::en
     }
 }
 
+/// `schedule`: the Kafka consumer that starts workflows.
+pub fn schedule(config: &Config) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let outcome = rt.block_on(crate::schedule::run(config));
+    rt.shutdown_timeout(worker::stop::RUNTIME_SHUTDOWN);
+    Ok(outcome?)
+}
+
 /// Which version the worker starts with, said in the log with why: a plugin
 /// given explicitly (`plugin.path`); else the version active before the restart
 /// (recorded at every switch, while its files are unchanged); else the

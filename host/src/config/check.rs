@@ -56,6 +56,18 @@ impl Config {
         if self.pipeline.evaluation_id.trim().is_empty() {
             return invalid("pipeline.evaluation_id", "must not be empty");
         }
+        let sc = &self.schedule;
+        if !(0.0..=100.0).contains(&sc.rollout_percent) {
+            return invalid("schedule.rollout_percent", "must be between 0 and 100");
+        }
+        if let Err(e) = sc.team_allowlist() {
+            return Err(ConfigError::Invalid { key: "schedule.teams", reason: e.to_string() });
+        }
+        for (key, value) in [("schedule.brokers", &sc.brokers), ("schedule.topic", &sc.topic), ("schedule.group", &sc.group)] {
+            if value.trim().is_empty() {
+                return invalid(key, "must not be empty");
+            }
+        }
         if let Some(url) = self.cache.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
             if let Err(e) = crate::cache::redis::check_url(url) {
                 return Err(ConfigError::Invalid { key: "cache.redis_url", reason: e.to_string() });
@@ -100,6 +112,9 @@ impl Config {
         shown.cache.redis_url = shown.cache.redis_url.as_deref().map(crate::secret::redact_url);
         if shown.temporal.api_key.is_some() {
             shown.temporal.api_key = Some(crate::secret::Secret::new("<redacted>"));
+        }
+        if shown.kafka.sasl_password.is_some() {
+            shown.kafka.sasl_password = Some(crate::secret::Secret::new("<redacted>"));
         }
         if shown.worker.admin_token.is_some() {
             shown.worker.admin_token = Some(crate::secret::Secret::new("<redacted>"));

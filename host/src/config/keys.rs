@@ -25,6 +25,8 @@ pub enum Group {
     Admin,
     /// The shared result cache: `analyze` and the worker.
     Cache,
+    /// `schedule`: the Kafka consumer that starts workflows.
+    Schedule,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +295,38 @@ pub const KEYS: &[Key] = &[
     Key::new("admin.url", "The worker's admin endpoint, for `plugin activate|rollback|status` (https:// when it serves TLS).").flag(Admin, "admin-url"),
     Key::new("admin.tls_ca", "With an https:// admin.url: CA certificate file (PEM) the endpoint's certificate must chain to; the system roots when unset.")
         .flag(Admin, "admin-tls-ca"),
+    Key::new("schedule.brokers", "`schedule`: Kafka bootstrap brokers, host:port[,host:port...].")
+        .alias(&["KAFKA_HOSTS"])
+        .flag(Schedule, "brokers"),
+    Key::new("schedule.topic", "`schedule`: the events JSON topic (PostHog's ClickHouse events format).").flag(Schedule, "topic"),
+    Key::new("schedule.group", "`schedule`: the consumer group; schedulers of one group share the topic's partitions.").flag(Schedule, "group"),
+    Key::new("schedule.teams", "`schedule`: team ids whose events start workflows, comma-separated; empty: every team.").flag(Schedule, "teams"),
+    Key::new("schedule.rollout_percent", "`schedule`: start workflows only for generations in this rollout (PostHog's rule: md5 of the uuid, first 8 hex digits, % 10000 / 100 < P), 0..=100.")
+        .flag(Schedule, "rollout-percent"),
+    Key::new("schedule.batch_events", "`schedule`: events per workflow; 1 starts one workflow per event (`event_data`), more start `{\"events\": [...]}` batches of one partition.")
+        .flag(Schedule, "batch-events")
+        .range(1, 10_000),
+    Key::new("schedule.batch_age_ms", "`schedule`: a batch that is not full starts once its first event waited this long, ms.")
+        .flag(Schedule, "batch-age-ms")
+        .range(1, YEAR_MS),
+    Key::new("schedule.batch_max_bytes", "`schedule`: a batch's workflow input stays within this many bytes (an event larger than that goes alone).")
+        .range(1024, 2 * 1024 * 1024),
+    Key::new("schedule.max_in_flight", "`schedule`: workflow starts not yet acknowledged by Temporal; at the bound the consumer pauses its partitions.")
+        .flag(Schedule, "max-in-flight")
+        .range(1, 100_000),
+    Key::new("schedule.id_prefix", "`schedule`: workflow ids are PREFIX-<uuid>-ingestion (one event) or PREFIX-<topic>-<partition>-<first>-<last>-ingestion (a batch)."),
+    Key::new("schedule.metrics_addr", "`schedule`: metrics and health endpoint (/metrics, /healthz, /readyz) of the scheduler; off when unset.")
+        .flag(Schedule, "schedule-metrics-addr"),
+    Key::new("schedule.shutdown_secs", "`schedule`: after SIGTERM/SIGINT, how long open batches, in-flight starts and the last commit may take; the rest is re-read by the next owner.")
+        .range(1, 3600),
+    Key::new("schedule.commit_interval_ms", "`schedule`: how often acknowledged offsets are committed, ms.").range(10, 3_600_000),
+    Key::new("schedule.session_timeout_ms", "`schedule`: librdkafka `session.timeout.ms`: how long a scheduler that died unannounced keeps its partitions before the group hands them over, ms.")
+        .range(1000, 3_600_000),
+    Key::new("kafka.security_protocol", "librdkafka `security.protocol` (plaintext, ssl, sasl_plaintext, sasl_ssl).").alias(&["KAFKA_SECURITY_PROTOCOL"]),
+    Key::new("kafka.sasl_mechanism", "librdkafka `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).").alias(&["KAFKA_SASL_MECHANISM"]),
+    Key::new("kafka.sasl_username", "librdkafka `sasl.username`.").alias(&["KAFKA_SASL_USER"]),
+    Key::new("kafka.sasl_password", "librdkafka `sasl.password`; never logged nor printed (prefer the environment).").alias(&["KAFKA_SASL_PASSWORD"]),
+    Key::new("kafka.ssl_ca_location", "librdkafka `ssl.ca.location`: the CA bundle of the brokers' certificates."),
     #[cfg(feature = "fault-injection")]
     Key { test_only: true, ..Key::new("faults.fail_first_attempt_after_insert", "Fail every first activity attempt after its insert.") }
         .alias(&["LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT"]),

@@ -202,6 +202,14 @@ mod tests {
         all.worker.admin_token_file = Some("t".into());
         all.worker.metrics_addr = Some("127.0.0.1:2".parse().unwrap());
         all.worker.identity = Some("w1".into());
+        all.schedule.metrics_addr = Some("127.0.0.1:3".parse().unwrap());
+        all.kafka = super::super::KafkaConfig {
+            security_protocol: Some("sasl_ssl".into()),
+            sasl_mechanism: Some("PLAIN".into()),
+            sasl_username: Some("u".into()),
+            sasl_password: Some(super::super::Secret::new("p")),
+            ssl_ca_location: Some("/ca.pem".into()),
+        };
         all.temporal.tls = Some(true);
         all.temporal.tls_ca = Some("ca".into());
         all.temporal.tls_cert = Some("c".into());

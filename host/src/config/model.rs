@@ -12,6 +12,7 @@ use crate::secret::Secret;
 use crate::worker::TemporalConfig;
 
 use super::inference::{LimitsConfig, PipelineConfig, PluginConfig};
+use super::ingest::{KafkaConfig, ScheduleConfig};
 use super::stores::{CacheConfig, ClickHouseConfig};
 
 /// The effective configuration of one `llma-sentiment` process.
@@ -30,6 +31,8 @@ pub struct Config {
     pub backfill: BackfillConfig,
     pub progress: ProgressOptions,
     pub admin: AdminConfig,
+    pub schedule: ScheduleConfig,
+    pub kafka: KafkaConfig,
     /// Test-only fault switches: compiled only with the `fault-injection`
     /// feature, which the tests enable and no shipped binary has.
     #[cfg(feature = "fault-injection")]

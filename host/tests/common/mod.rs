@@ -2,6 +2,7 @@
 //! not a reason to skip: run the tests through `make test`.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod ops;
 pub mod redis;
 pub mod services;

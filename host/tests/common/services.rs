@@ -51,6 +51,14 @@ impl TemporalServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: it keeps its
+    /// in-memory state and answers nothing while frozen.
+    pub fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("pid")).expect("temporal pid file");
+        let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.trim()).status().expect("kill").success();
+        assert!(ok, "kill -{signal} temporal");
+    }
+
     /// The workflow's history as JSON events.
     pub fn history(&self, workflow_id: &str) -> Vec<serde_json::Value> {
         let out = self.cli(&["workflow", "show", "--workflow-id", workflow_id, "--output", "json"]);

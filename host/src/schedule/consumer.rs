@@ -1,0 +1,149 @@
+//! The Kafka side: the consumer's settings and its rebalance callbacks.
+//!
+//! Offsets are committed by hand, only what [`Tracker`] allows (never
+//! librdkafka's auto-commit, which commits what was read). On a revocation
+//! the callback, which librdkafka runs inside the poll before the
+//! partitions move, commits what is done and ends the partition's epoch:
+//! its open batch and unfinished starts are abandoned, and the next owner
+//! reads them again (deterministic workflow ids: nothing starts twice).
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::offsets::Tracker;
+use crate::config::{KafkaConfig, ScheduleConfig};
+
+/// librdkafka's own session and poll settings are its defaults; these are
+/// the ones the scheduler depends on.
+pub fn client_config(schedule: &ScheduleConfig, kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &schedule.brokers)
+        .set("group.id", &schedule.group)
+        .set("enable.auto.commit", "false")
+        // Not the store either: what is committed comes from the tracker.
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the oldest message kept: nothing is skipped.
+        .set("auto.offset.reset", "earliest")
+        // Bounded prefetch: the memory a paused consumer holds.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("session.timeout.ms", schedule.session_timeout_ms.to_string())
+        // The lag per partition comes from librdkafka's statistics (no extra request).
+        .set("statistics.interval.ms", "5000")
+        .set("client.id", crate::worker::default_identity());
+    for (name, value) in kafka.properties() {
+        c.set(name, value);
+    }
+    c
+}
+
+/// The rebalance callbacks' view of the offsets; the run loop shares it.
+pub struct Context {
+    pub topic: String,
+    pub tracker: Arc<Mutex<Tracker>>,
+    /// Partitions revoked since the run loop last looked (it drops their open batches).
+    pub revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let lags: Vec<(i32, i64)> = statistics
+            .topics
+            .get(&self.topic)
+            .map(|t| {
+                // Partition -1 is librdkafka's internal one; a lag of -1 means
+                // not known yet (nothing committed, no watermark fetched).
+                t.partitions.values().filter(|p| p.partition >= 0 && p.consumer_lag >= 0).map(|p| (p.partition, p.consumer_lag)).collect()
+            })
+            .unwrap_or_default();
+        crate::metrics::set_schedule_lag(&lags);
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else { return };
+        let mut commit = TopicPartitionList::new();
+        let mut partitions = Vec::new();
+        {
+            let mut tracker = self.tracker.lock();
+            for element in list.elements_for_topic(&self.topic) {
+                let partition = element.partition();
+                partitions.push(partition);
+                if let Some(offset) = tracker.revoke(partition) {
+                    let _ = commit.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+                }
+            }
+        }
+        if commit.count() > 0 {
+            let ok = consumer.commit(&commit, CommitMode::Sync).is_ok();
+            crate::metrics::record_schedule_commit(ok);
+            tracing::info!(?partitions, committed = ok, "partitions revoked: done offsets committed, the rest left to the next owner");
+        } else {
+            tracing::info!(?partitions, "partitions revoked");
+        }
+        self.revoked.lock().extend(partitions);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut tracker = self.tracker.lock();
+                let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                for p in &partitions {
+                    tracker.assign(*p);
+                }
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            crate::metrics::record_schedule_commit(false);
+            tracing::warn!(error = %e, offsets = ?offsets.to_topic_map(), "offset commit failed (the next commit carries them)");
+        }
+    }
+}
+
+pub type EventsConsumer = StreamConsumer<Context>;
+
+/// Commits `(partition, offset)` pairs of `topic`.
+pub fn commit(consumer: &EventsConsumer, topic: &str, offsets: &[(i32, i64)], mode: CommitMode) -> bool {
+    if offsets.is_empty() {
+        return true;
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    let ok = match consumer.commit(&list, mode) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, ?offsets, "offset commit failed");
+            false
+        }
+    };
+    crate::metrics::record_schedule_commit(ok);
+    if ok {
+        tracing::debug!(?offsets, "offsets committed");
+    }
+    ok
+}
+
+/// Pauses or resumes every partition assigned now.
+pub fn set_paused(consumer: &EventsConsumer, paused: bool) {
+    let Ok(assignment) = consumer.assignment() else { return };
+    let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, paused, "cannot pause/resume the partitions");
+    }
+    crate::metrics::set_schedule_paused(paused);
+}

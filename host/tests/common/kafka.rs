@@ -1,0 +1,279 @@
+//! A Kafka-compatible broker (nisshi, `scripts/kafka.sh`), a producer, and
+//! the `llma-sentiment schedule` process, for the scheduler's tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::collections::{BTreeMap, HashSet};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::ops::Scrape;
+use super::stack::{block, Stack};
+
+/// A throwaway broker on a free loopback port (installed first if it is
+/// not: the install is cached outside the clone); stopped on drop.
+pub struct KafkaBroker {
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`.
+    pub brokers: String,
+}
+
+impl KafkaBroker {
+    pub fn start() -> KafkaBroker {
+        super::script("kafka.sh", &["install".as_ref()]);
+        let dir = tempfile::Builder::new().prefix("llma-kafka-").tempdir().unwrap();
+        let out = super::script("kafka.sh", &["start".as_ref(), dir.path().as_os_str()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let brokers = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("KAFKA_BROKERS="))
+            .unwrap_or_else(|| panic!("kafka.sh start printed no KAFKA_BROKERS: {stdout}"))
+            .trim()
+            .to_string();
+        KafkaBroker { dir, brokers }
+    }
+
+    fn nisshi() -> PathBuf {
+        let tools = std::env::var_os("LLMA_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/cache/llma-sentiment/tools".into());
+        tools.join("bin/nisshi")
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let out = Command::new(Self::nisshi())
+            .args(["topic", "create", "--broker", &format!("tcp://{}", self.brokers), "--partitions", &partitions.to_string(), topic])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nisshi topic create");
+        assert!(out.status.success(), "nisshi topic create {topic}: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("message.timeout.ms", "30000")
+            .create()
+            .expect("producer")
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        super::try_script("kafka.sh", &["stop".as_ref(), self.dir.path().as_os_str()]);
+    }
+}
+
+/// One message: its key, payload and `productTrack` header (if any).
+pub struct Record {
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub product_track: Option<&'static str>,
+}
+
+/// Produces `records` to `topic` and waits for every acknowledgement.
+pub fn produce(producer: &FutureProducer, topic: &str, records: &[Record]) {
+    super::stack::block(async {
+        let mut sends = Vec::new();
+        for r in records {
+            let mut record = FutureRecord::to(topic).key(&r.key).payload(&r.payload);
+            if let Some(track) = r.product_track {
+                record = record.headers(OwnedHeaders::new().insert(Header { key: "productTrack", value: Some(track) }));
+            }
+            sends.push(producer.send(record, Duration::from_secs(30)));
+        }
+        for sent in futures::future::join_all(sends).await {
+            if let Err((e, _)) = sent {
+                panic!("produce: {e}");
+            }
+        }
+    });
+}
+
+/// A `llma-sentiment schedule` process; SIGKILLed on drop if still running.
+pub struct SchedulerProcess {
+    child: Child,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SchedulerProcess {
+    pub fn start(env: &[(&str, &str)]) -> SchedulerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("schedule.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(super::services::bin())
+            .arg("schedule")
+            .envs(env.iter().copied())
+            .env("LLMA_SENTIMENT_LOG", "info")
+            .env("LLMA_SENTIMENT_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn scheduler");
+        let mut s = SchedulerProcess { child, log, _dir: dir };
+        s.wait_for_log("scheduler consuming", Duration::from_secs(120));
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("scheduler exited ({status}) before its log said {needle:?}:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "scheduler log never said {needle:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The address its metrics endpoint bound (it was given port 0).
+    pub fn metrics_addr(&self) -> String {
+        super::ops::metrics_addr(&self.log_text())
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; the exit status, within `timeout`.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "scheduler did not exit within {timeout:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SchedulerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- events, rows, runs
+
+pub const TEAM: i64 = 42;
+
+/// A row of PostHog's events JSON topic: `properties` a JSON string,
+/// ClickHouse-format timestamps, person columns.
+pub fn posthog_row(uuid: &str, event: &str, team: i64, text: &str) -> Vec<u8> {
+    let properties = json!({
+        "$ai_trace_id": format!("trace-{}", &uuid[..8]),
+        "$ai_input": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
+    });
+    json!({
+        "uuid": uuid, "event": event, "team_id": team, "project_id": team, "distinct_id": "user-1",
+        "timestamp": "2026-11-01 10:00:00.123000", "created_at": "2026-11-01 10:00:01.000000",
+        "person_id": "0195a3b2-7c1e-7a10-8f00-0000000000aa", "elements_chain": "",
+        "properties": properties.to_string(), "person_mode": "full",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+pub const TEXTS: [&str; 4] = ["I love this, thank you!", "this is terrible and broken", "what time is it", "great work, really helpful"];
+
+/// `n` usable generations of team 42: (uuid, record); every other one
+/// without the `productTrack` header (kept when absent).
+pub fn usable(n: usize) -> Vec<(String, Record)> {
+    (0..n)
+        .map(|i| {
+            let uuid = Uuid::new_v4().to_string();
+            let record = Record {
+                key: uuid.clone(),
+                payload: posthog_row(&uuid, "$ai_generation", TEAM, TEXTS[i % TEXTS.len()]),
+                product_track: (i % 2 == 0).then_some("llma"),
+            };
+            (uuid, record)
+        })
+        .collect()
+}
+
+/// Per generation uuid of team 42: (raw rows, distinct sentiment uuids).
+pub fn rows(stack: &Stack) -> BTreeMap<String, (u64, HashSet<String>)> {
+    let sink = stack.sink();
+    let sql = format!(
+        "SELECT visitParamExtractString(properties, '$ai_generation_event_uuid'), toString(uuid) FROM {} \
+         WHERE team_id = {TEAM} AND event = '$ai_sentiment'",
+        sink.table()
+    );
+    let raw: Vec<(String, String)> = block(sink.client().query(&sql).fetch_all()).expect("raw rows");
+    let mut out: BTreeMap<String, (u64, HashSet<String>)> = BTreeMap::new();
+    for (generation, uuid) in raw {
+        let e = out.entry(generation).or_default();
+        e.0 += 1;
+        e.1.insert(uuid);
+    }
+    out
+}
+
+pub fn wait_for_rows(stack: &Stack, uuids: &[String], timeout: Duration) -> BTreeMap<String, (u64, HashSet<String>)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = rows(stack);
+        if uuids.iter().all(|u| got.contains_key(u)) {
+            return got;
+        }
+        let missing = uuids.iter().filter(|u| !got.contains_key(*u)).count();
+        assert!(Instant::now() < deadline, "{missing} of {} generations have no row after {timeout:?}", uuids.len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every workflow execution Temporal knows (this server is the test's own):
+/// workflow id -> runs.
+pub fn executions(stack: &Stack) -> BTreeMap<String, usize> {
+    let out = stack.temporal.cli(&["workflow", "list", "--output", "json"]);
+    let values: Vec<Value> = match serde_json::from_str::<Value>(&out) {
+        Ok(Value::Array(list)) => list,
+        _ => out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("workflow list line")).collect(),
+    };
+    let mut runs = BTreeMap::new();
+    for v in values {
+        let id = v["execution"]["workflowId"].as_str().unwrap_or_else(|| panic!("no workflow id in {v}")).to_string();
+        *runs.entry(id).or_insert(0) += 1;
+    }
+    runs
+}
+
+pub fn scheduler_env<'a>(stack: &'a Stack, broker: &'a KafkaBroker, topic: &'a str, group: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = stack.env();
+    env.extend_from_slice(&[
+        ("LLMA_SENTIMENT_SCHEDULE_BROKERS", broker.brokers.as_str()),
+        ("LLMA_SENTIMENT_SCHEDULE_TOPIC", topic),
+        ("LLMA_SENTIMENT_SCHEDULE_GROUP", group),
+        ("LLMA_SENTIMENT_SCHEDULE_TEAMS", "42"),
+        ("LLMA_SENTIMENT_SCHEDULE_METRICS_ADDR", "127.0.0.1:0"),
+        // A killed scheduler's partitions move after 6 s, not librdkafka's 45.
+        ("LLMA_SENTIMENT_SCHEDULE_SESSION_TIMEOUT_MS", "6000"),
+    ]);
+    env.extend_from_slice(extra);
+    env
+}
+
+pub fn wait_metric(addr: &str, name: &str, labels: &[(&str, &str)], at_least: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Scrape::take(addr).value(name, labels) < at_least {
+        assert!(Instant::now() < deadline, "{name}{labels:?} stayed below {at_least} for {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
