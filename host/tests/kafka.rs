@@ -286,6 +286,14 @@ fn temporal_frozen_mid_stream(n: usize, freeze: Duration, scenario: Option<&str>
         assert!(Instant::now() < deadline, "the lag stayed above 0 after every start was acknowledged");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Every scheduler series the dashboard and the alert rules use is served
+    // (the per-partition lag only once a partition committed: it has now).
+    let served = common::ops::served_metric_names(&addr);
+    let missing: Vec<String> = common::ops::deploy_metric_names()
+        .into_iter()
+        .filter(|n| n.starts_with("llma_sentiment_schedule_") && !served.contains(n))
+        .collect();
+    assert!(missing.is_empty(), "used by deploy/ but not served by the scheduler: {missing:?}\nserved: {served:?}");
     let status = scheduler.terminate(Duration::from_secs(40));
     assert!(status.success(), "{status}");
 }

@@ -70,3 +70,36 @@ impl Scrape {
         }
     }
 }
+
+/// The metric names (`llma_sentiment_...`) a text mentions.
+pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.match_indices("llma_sentiment_")
+        .map(|(at, _)| text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
+        .collect()
+}
+
+/// Every metric name the Grafana dashboard's queries and the alert rules in
+/// `deploy/` use.
+pub fn deploy_metric_names() -> std::collections::BTreeSet<String> {
+    let root = super::repo_root();
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(root.join("deploy/grafana/llma-sentiment.json")).unwrap())
+        .expect("the dashboard is JSON");
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().expect("every target has an expression"))
+        .collect();
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    let mut names = metric_names(&exprs.join("\n"));
+    names.extend(metric_names(&rules));
+    names
+}
+
+/// The names of the series `/metrics` at `addr` serves now.
+pub fn served_metric_names(addr: &str) -> std::collections::BTreeSet<String> {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines().filter(|l| !l.starts_with('#')).flat_map(|l| metric_names(l).into_iter().take(1)).collect()
+}
