@@ -200,6 +200,8 @@ fn bad_config_keys_and_values_are_named_with_a_non_zero_exit() {
         ("[workflow]\nmax_attempts = 0\n", vec!["workflow.max_attempts"]),
         ("[log]\nformat = \"xml\"\n", vec!["log.format", "xml"]),
         ("[temporal\n", vec!["TOML"]),
+        ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", vec!["kafka.security_protocol", "TLS to Kafka is not in this build"]),
+        ("[kafka]\nsasl_mechanism = \"SCRAM-SHA-256\"\n", vec!["kafka.sasl_mechanism", "only PLAIN"]),
     ];
     for (text, needles) in cases {
         let (_dir, path) = write_config(text);

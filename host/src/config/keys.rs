@@ -322,11 +322,11 @@ pub const KEYS: &[Key] = &[
     Key::new("schedule.commit_interval_ms", "`schedule`: how often acknowledged offsets are committed, ms.").range(10, 3_600_000),
     Key::new("schedule.session_timeout_ms", "`schedule`: librdkafka `session.timeout.ms`: how long a scheduler that died unannounced keeps its partitions before the group hands them over, ms.")
         .range(1000, 3_600_000),
-    Key::new("kafka.security_protocol", "librdkafka `security.protocol` (plaintext, ssl, sasl_plaintext, sasl_ssl).").alias(&["KAFKA_SECURITY_PROTOCOL"]),
-    Key::new("kafka.sasl_mechanism", "librdkafka `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).").alias(&["KAFKA_SASL_MECHANISM"]),
+    Key::new("kafka.security_protocol", "librdkafka `security.protocol`: plaintext or sasl_plaintext (ssl and sasl_ssl are refused: this build's librdkafka has no TLS).").alias(&["KAFKA_SECURITY_PROTOCOL"]),
+    Key::new("kafka.sasl_mechanism", "librdkafka `sasl.mechanism`: PLAIN (SCRAM needs the OpenSSL this build does not link).").alias(&["KAFKA_SASL_MECHANISM"]),
     Key::new("kafka.sasl_username", "librdkafka `sasl.username`.").alias(&["KAFKA_SASL_USER"]),
     Key::new("kafka.sasl_password", "librdkafka `sasl.password`; never logged nor printed (prefer the environment).").alias(&["KAFKA_SASL_PASSWORD"]),
-    Key::new("kafka.ssl_ca_location", "librdkafka `ssl.ca.location`: the CA bundle of the brokers' certificates."),
+    Key::new("kafka.ssl_ca_location", "librdkafka `ssl.ca.location`; refused: this build's librdkafka has no TLS."),
     #[cfg(feature = "fault-injection")]
     Key { test_only: true, ..Key::new("faults.fail_first_attempt_after_insert", "Fail every first activity attempt after its insert.") }
         .alias(&["LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT"]),
