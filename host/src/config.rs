@@ -28,7 +28,7 @@ pub use reference::reference;
 pub use model::FaultsConfig;
 pub use inference::{AggregationMode, EventSchema, LimitsConfig, PipelineConfig, PluginConfig, TruncationMode};
 pub use model::{
-    AdminConfig, BackfillConfig, Config, LogConfig, LogFormat, ProgressOptions, WorkerConfig, WorkflowConfig,
+    AdminConfig, BackfillConfig, Config, LogConfig, LogFormat, ProgressOptions, ServeConfig, WorkerConfig, WorkflowConfig,
     ACTIVITIES_PER_INSTANCE,
 };
 pub use stores::{CacheConfig, ClickHouseConfig, Validation};
@@ -73,7 +73,8 @@ flag_groups! {
     AnalyzeFlags => [ClickHouse, Backfill, Progress, Cache],
     WorkerFlags => [Temporal, ClickHouse, Worker, Cache],
     /// `config` takes every flag, to show what it would set.
-    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache],
+    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache, Serve],
+    ServeFlags => [ClickHouse, Serve],
     SubmitFlags => [Temporal, Progress],
     AdminFlags => [Admin],
 }

@@ -3,6 +3,7 @@
 mod backfill;
 mod local;
 mod overall;
+mod serve;
 mod service;
 mod signing;
 
@@ -11,8 +12,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, Sources, SubmitFlags,
-    WorkerFlags,
+    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, ServeFlags, Sources,
+    SubmitFlags, WorkerFlags,
 };
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,7 @@ impl Cli {
             Command::Migrate { flags: f } | Command::Trace { flags: f, .. } | Command::Session { flags: f, .. } => f.apply(&mut flags),
             Command::Analyze { flags: f, .. } => f.apply(&mut flags),
             Command::Worker { flags: f } => f.apply(&mut flags),
+            Command::Serve { flags: f } => f.apply(&mut flags),
             Command::Config { flags: f, .. } => f.apply(&mut flags),
             Command::Submit { flags: f, .. } => f.apply(&mut flags),
             Command::Plugin { action } => match action {
@@ -117,6 +119,13 @@ pub enum Command {
     Worker {
         #[command(flatten)]
         flags: FlagArgs<WorkerFlags>,
+    },
+    /// Serve the Sentiment pages (traces ranked by intensity, a trace's
+    /// generations, the trend) and their JSON API, read-only over the stored
+    /// events, until SIGTERM/SIGINT; prints the address to open.
+    Serve {
+        #[command(flatten)]
+        flags: FlagArgs<ServeFlags>,
     },
     /// Print the effective configuration as TOML (the ClickHouse password redacted).
     Config {
@@ -312,6 +321,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             PluginAction::Verify { key, file } => signing::verify(&config, key, file),
         },
         Command::Worker { .. } => service::worker(&config),
+        Command::Serve { .. } => serve::serve(&config),
         Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, rollout_percent, dry_run, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),

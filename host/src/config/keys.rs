@@ -25,6 +25,8 @@ pub enum Group {
     Admin,
     /// The shared result cache: `analyze` and the worker.
     Cache,
+    /// `serve`: the Sentiment pages.
+    Serve,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +290,17 @@ pub const KEYS: &[Key] = &[
     Key::new("admin.url", "The worker's admin endpoint, for `plugin activate|rollback|status` (https:// when it serves TLS).").flag(Admin, "admin-url"),
     Key::new("admin.tls_ca", "With an https:// admin.url: CA certificate file (PEM) the endpoint's certificate must chain to; the system roots when unset.")
         .flag(Admin, "admin-tls-ca"),
+    Key::new("serve.addr", "`serve`: where the Sentiment pages listen; loopback only unless serve.allow_remote (and then with TLS and a token).")
+        .flag(Serve, "addr"),
+    Key::new("serve.allow_remote", "`serve`: let the pages bind a non-loopback address; they then also need serve.tls_cert, serve.tls_key and a token."),
+    Key::new("serve.tls_cert", "`serve`: certificate file (PEM, chain) the pages are served over https with, with serve.tls_key; required on a non-loopback address.")
+        .flag(Serve, "tls-cert"),
+    Key::new("serve.tls_key", "`serve`: private key file (PEM) of serve.tls_cert.").flag(Serve, "tls-key"),
+    Key::new("serve.token", "`serve`: bearer token (16+ characters) every request must carry (or the cookie /login sets); optional on loopback, required otherwise; never logged nor printed; no flag (flags show in `ps`)."),
+    Key::new("serve.token_file", "`serve`: a file holding the token, used when serve.token is unset.").flag(Serve, "token-file"),
+    Key::new("serve.window_days", "`serve`: the pages' default time window, days (a request's `days` overrides it).")
+        .flag(Serve, "window-days")
+        .range(1, 3650),
     #[cfg(feature = "fault-injection")]
     Key { test_only: true, ..Key::new("faults.fail_first_attempt_after_insert", "Fail every first activity attempt after its insert.") }
         .alias(&["LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT"]),
