@@ -182,10 +182,10 @@ TEST_CACHE := $(CARGO_BUILD_BUILD_DIR)/tmp/llma-test-cache
 TEST_FEATURES := --features llma-sentiment/fault-injection
 
 # Every test runs against Debian's ClickHouse 18.16; the sink's, the
-# migration's and the read side's (trace, session) run again against
+# migration's, the read side's (trace, session) and the pages' (view) run again against
 # ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern). With TEST_ARGS
 # only the first pass runs (LLMA_TEST_CLICKHOUSE=modern picks the server).
-MODERN_CLICKHOUSE_TESTS := --test sink --test schemas
+MODERN_CLICKHOUSE_TESTS := --test sink --test schemas --test view
 test: plugins models
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	$(MAKE) --no-print-directory signed-plugins

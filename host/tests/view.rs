@@ -7,55 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use common::ops::http;
-use common::view::{analyze_into, generation, migrate, ranking, stored, Expected, ServeProcess, MILD, NEGATIVE, NEUTRAL, POSITIVE};
+use common::view::{migrate, ranking, write_rows, Expected, ServeProcess, NEGATIVE, TEAM};
 use common::ClickHouseServer;
 use serde_json::Value;
-
-const TEAM: i64 = 7;
-const OTHER_TEAM: i64 = 8;
-/// More traces than one page holds.
-const BULK: usize = 206;
-
-fn ago(days: i64, hours: i64) -> DateTime<Utc> {
-    Utc::now() - chrono::Duration::days(days) - chrono::Duration::hours(hours)
-}
-
-/// The fixture: hand-made traces of team 7 (one of them 40 days old), bulk
-/// traces for paging, one trace of team 8, one trace in the evaluation
-/// schema with its texts stored, and one generation re-classified later in
-/// the other schema (the latest event wins).
-fn write_rows(ch: &ClickHouseServer) -> Vec<Expected> {
-    migrate(ch);
-    let mut seed = vec![
-        generation(TEAM, "t-angry", ago(2, 3), &[NEUTRAL, NEGATIVE]),
-        generation(TEAM, "t-angry", ago(1, 2), &[NEGATIVE]),
-        generation(TEAM, "t-happy", ago(3, 0), &[POSITIVE]),
-        generation(TEAM, "t-mixed", ago(5, 1), &[POSITIVE]),
-        generation(TEAM, "t-mixed", ago(5, 0), &[MILD]),
-        generation(TEAM, "t-mixed", ago(4, 0), &[NEGATIVE, POSITIVE]),
-        generation(TEAM, "t-calm", ago(6, 0), &[NEUTRAL]),
-        generation(TEAM, "t-old", ago(40, 0), &[NEGATIVE]),
-        generation(OTHER_TEAM, "t-other", ago(1, 0), &[NEGATIVE]),
-    ];
-    let texts = [NEGATIVE, POSITIVE, NEUTRAL, MILD];
-    for i in 0..BULK {
-        seed.push(generation(TEAM, &format!("bulk-{i:03}"), ago((i % 20) as i64, (i % 7) as i64), &[texts[i % 4]]));
-    }
-    analyze_into(ch, &seed, &[]);
-    let eval = vec![
-        generation(TEAM, "t-eval", ago(0, 3), &[NEUTRAL, NEGATIVE]),
-        generation(TEAM, "t-eval", ago(0, 2), &[POSITIVE, MILD]),
-    ];
-    analyze_into(ch, &eval, &["--event-schema", "evaluation", "--store-text"]);
-    // created_at has whole seconds: the re-classification must be in a later one.
-    std::thread::sleep(Duration::from_millis(1100));
-    analyze_into(ch, &seed[6..7], &["--event-schema", "evaluation", "--store-text"]);
-    stored(ch, &[TEAM, OTHER_TEAM])
-}
 
 fn ids(list: &Value) -> Vec<String> {
     list["traces"].as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap().to_string()).collect()
