@@ -74,7 +74,7 @@ flag_groups! {
     WorkerFlags => [Temporal, ClickHouse, Worker, Cache],
     /// `config` takes every flag, to show what it would set.
     ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache, Serve],
-    ServeFlags => [ClickHouse, Serve],
+    ServeFlags => [ClickHouse, Serve, Cache],
     SubmitFlags => [Temporal, Progress],
     AdminFlags => [Admin],
 }

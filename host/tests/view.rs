@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use common::ops::http;
-use common::view::{migrate, ranking, write_rows, Expected, ServeProcess, NEGATIVE, TEAM};
+use common::view::{
+    ago, analyze_into, generation, migrate, ranking, write_rows, Expected, ServeProcess, MILD, NEGATIVE, NEUTRAL, OTHER_TEAM, POSITIVE, TEAM,
+};
 use common::ClickHouseServer;
 use serde_json::Value;
 
@@ -199,4 +201,83 @@ fn a_token_guards_every_page_and_off_loopback_needs_tls_and_a_token() {
     let tls = ["--addr", "0.0.0.0:0", "--tls-cert", cert_file.to_str().unwrap(), "--tls-key", key_file.to_str().unwrap()];
     let stderr = refused(&allow, &tls);
     assert!(stderr.contains("no token"), "{stderr}");
+}
+
+/// `INSERT ... FORMAT JSONEachRow` of `$ai_generation` events as a producer's
+/// table holds them (properties as JSON text).
+fn insert_generations(ch: &ClickHouseServer, events: &[Value]) {
+    let body: String = events
+        .iter()
+        .map(|e| {
+            let at = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+            let row = serde_json::json!({
+                "uuid": e["uuid"], "event": "$ai_generation", "properties": e["properties"].to_string(),
+                "timestamp": at.format("%Y-%m-%d %H:%M:%S").to_string(), "team_id": e["team_id"],
+                "distinct_id": e["distinct_id"], "person_id": null, "created_at": Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            });
+            format!("{row}\n")
+        })
+        .collect();
+    let (status, answer) = http(&format!("127.0.0.1:{}", ch.http_port), "POST", "/?query=INSERT%20INTO%20default.events%20FORMAT%20JSONEachRow", &[], &body);
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn classify_on_demand_writes_the_missing_generations_and_is_rate_limited() {
+    let ch = ClickHouseServer::start();
+    migrate(&ch);
+    let events = vec![
+        generation(TEAM, "t-new", ago(1, 3), &[NEUTRAL, NEGATIVE]),
+        generation(TEAM, "t-new", ago(1, 2), &[POSITIVE]),
+        generation(TEAM, "t-new", ago(1, 1), &[MILD]),
+        generation(OTHER_TEAM, "t-new", ago(1, 1), &[NEGATIVE]),
+    ];
+    insert_generations(&ch, &events);
+    // One generation is classified already (a worker did it): it is not redone.
+    analyze_into(&ch, &events[..1], &[]);
+    // What the same pipeline says of each, offline.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, events.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = common::services::run_bin(&["analyze", file.to_str().unwrap(), "--progress", "off"], &[], None);
+    assert!(out.status.success());
+    let offline: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|e| (e["properties"]["$ai_generation_event_uuid"].as_str().unwrap().to_string(), e["properties"]["$ai_sentiment_label"].as_str().unwrap().to_string()))
+        .collect();
+
+    let off = ServeProcess::start(&ch, &[], &[]);
+    let (status, _) = http(&off.addr(), "POST", &format!("/api/traces/t-new/classify?team={TEAM}"), &[], "");
+    assert_eq!(status, 404, "classification is off unless serve.classify");
+    drop(off);
+
+    let serve = ServeProcess::start(&ch, &[("LLMA_SENTIMENT_SERVE_CLASSIFY_PER_MINUTE", "2")], &["--classify"]);
+    assert_eq!(serve.json(&format!("/api/traces/t-new?team={TEAM}"))["generation_count"], 1);
+    let post = |path: &str| {
+        let (status, body) = http(&serve.addr(), "POST", path, &[], "");
+        (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let path = format!("/api/traces/t-new/classify?team={TEAM}");
+    let (status, trace) = post(&path);
+    assert_eq!(status, 200, "{trace}");
+    assert_eq!(trace["classification"], serde_json::json!({"found": 3, "already_stored": 1, "classified": 2, "skipped": 0, "failed": 0}));
+    let gens = trace["generations"].as_array().unwrap();
+    let want: Vec<&str> = events[..3].iter().map(|e| e["uuid"].as_str().unwrap()).collect();
+    assert_eq!(gens.iter().map(|g| g["generation_uuid"].as_str().unwrap()).collect::<Vec<_>>(), want, "in time order");
+    for g in gens {
+        assert_eq!(g["label"].as_str(), offline.get(g["generation_uuid"].as_str().unwrap()).map(String::as_str), "{g}");
+    }
+    // Stored, not only answered; the other team's generation untouched.
+    assert_eq!(serve.json(&format!("/api/traces/t-new?team={TEAM}"))["generation_count"], 3);
+    assert_eq!(serve.json(&format!("/api/traces/t-new?team={OTHER_TEAM}"))["generation_count"], 0);
+    let (status, again) = post(&path);
+    assert_eq!((status, &again["classification"]["classified"], &again["classification"]["already_stored"]), (200, &serde_json::json!(0), &serde_json::json!(3)));
+    // The third in a minute is over the limit: 429, and when to come back.
+    let (status, body) = http(&serve.addr(), "POST", &path, &[], "");
+    assert_eq!(status, 429, "{body}");
+    let retry: Value = serde_json::from_str(&body).unwrap();
+    assert!(retry["retry_after_secs"].as_u64().is_some_and(|s| (1..=60).contains(&s)), "{retry}");
+    let (status, body) = http(&serve.addr(), "POST", "/api/traces/t-new/classify", &[], "");
+    assert!(status == 400 || status == 429, "{status} {body}");
 }

@@ -309,6 +309,9 @@ pub struct ServeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
     pub window_days: u32,
+    pub classify: bool,
+    pub classify_per_minute: u32,
+    pub classify_per_hour: u32,
 }
 
 impl Default for ServeConfig {
@@ -321,6 +324,9 @@ impl Default for ServeConfig {
             token: None,
             token_file: None,
             window_days: 30,
+            classify: false,
+            classify_per_minute: 60,
+            classify_per_hour: 600,
         }
     }
 }

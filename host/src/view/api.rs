@@ -26,6 +26,9 @@ pub enum ViewError {
     BadRequest(String),
     #[error(transparent)]
     Read(#[from] QueryError),
+    /// On-demand classification could not finish (its writes, its thread).
+    #[error("classifying: {0}")]
+    Classify(String),
 }
 
 impl ViewError {
@@ -34,14 +37,14 @@ impl ViewError {
             ViewError::BadRequest(_) => StatusCode::BAD_REQUEST,
             // ClickHouse, not this server, failed: a gateway's error.
             ViewError::Read(QueryError::Timeout { .. } | QueryError::ReadTimeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            ViewError::Read(_) => StatusCode::BAD_GATEWAY,
+            ViewError::Read(_) | ViewError::Classify(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }
 
 impl IntoResponse for ViewError {
     fn into_response(self) -> Response {
-        if matches!(self, ViewError::Read(_)) {
+        if !matches!(self, ViewError::BadRequest(_)) {
             tracing::warn!(error = %self, "sentiment pages: read failed");
         }
         (self.status(), Json(json!({"error": self.to_string()}))).into_response()

@@ -7,6 +7,7 @@
 //! | `/traces/{id}` | one trace's generations in time order, a bar per message |
 //! | `/trend` | per day counts and mean scores, as SVG charts |
 //! | `/api/traces`, `/api/traces/{id}`, `/api/trend` | the same data as JSON |
+//! | `POST /api/traces/{id}/classify` | on-demand classification (`serve.classify`, rate-limited) |
 //! | `/login` | a form that sets the token cookie, for browsers |
 //!
 //! Served by the project's one HTTP setup (`http_server`: connection cap,
@@ -17,7 +18,10 @@
 
 mod api;
 mod chart;
+mod classify;
 mod pages;
+
+pub use classify::Classifier;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::admin::{digest, presented_bearer, same_digest, MIN_TOKEN_LEN};
@@ -125,6 +129,8 @@ struct ViewState {
     secure_cookie: bool,
     window_days: u32,
     templates: minijinja::Environment<'static>,
+    /// `serve.classify`: the plugin and limits of `POST .../classify`.
+    classifier: Option<Arc<Classifier>>,
 }
 
 /// The digest of the token cookie of `headers`, if any.
@@ -160,13 +166,14 @@ async fn require_token(State(state): State<Arc<ViewState>>, request: Request, ne
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response()
 }
 
-fn router(settings: &ServeSettings, sink: ClickHouseSink) -> Router {
+fn router(settings: &ServeSettings, sink: ClickHouseSink, classifier: Option<Arc<Classifier>>) -> Router {
     let state = Arc::new(ViewState {
         sink,
         token_digest: settings.token_digest,
         secure_cookie: settings.tls.is_some(),
         window_days: settings.window_days,
         templates: pages::templates(),
+        classifier,
     });
     Router::new()
         .route("/", get(pages::sentiment))
@@ -176,6 +183,7 @@ fn router(settings: &ServeSettings, sink: ClickHouseSink) -> Router {
         .route("/api/traces", get(api::traces))
         .route("/api/traces/{id}", get(api::trace))
         .route("/api/trend", get(api::trend))
+        .route("/api/traces/{id}/classify", post(classify::classify))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(axum::extract::DefaultBodyLimit::max(4096))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
@@ -183,8 +191,8 @@ fn router(settings: &ServeSettings, sink: ClickHouseSink) -> Router {
 }
 
 /// Binds the pages; they serve until shut down.
-pub async fn serve(settings: ServeSettings, sink: ClickHouseSink) -> std::io::Result<Server> {
-    let router = router(&settings, sink);
+pub async fn serve(settings: ServeSettings, sink: ClickHouseSink, classifier: Option<Classifier>) -> std::io::Result<Server> {
+    let router = router(&settings, sink, classifier.map(Arc::new));
     crate::http_server::serve_tls("sentiment pages", settings.addr, router, TIMEOUTS, settings.tls.clone()).await
 }
 
