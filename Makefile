@@ -35,7 +35,7 @@ export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
 .PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
-	release install cluster-demo deploy-check kafka-broker bench-ingest demo-kafka
+	release install cluster-demo deploy-check kafka-broker bench-ingest demo-kafka screenshots
 
 setup: target venv
 
@@ -87,6 +87,10 @@ bench: build models native $(if $(BENCH_QUICK),,bench-model)
 # a backlog, produce-to-row p50/p99 at a steady offered rate, one workflow per
 # event and batched (host/tests/bench_ingest.rs; ~3 min). Table on stdout and
 # in build/bench/ingest.md; LLMA_BENCH_INGEST_SCALE=F scales the counts.
+# The Sentiment pages' screenshots in docs/img/, from the browser test.
+screenshots:
+	LLMA_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(MAKE) --no-print-directory test TEST_ARGS="--test view_browser"
+
 bench-ingest: plugins models kafka-broker
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
@@ -198,10 +202,10 @@ TEST_CACHE := $(CARGO_BUILD_BUILD_DIR)/tmp/llma-test-cache
 TEST_FEATURES := --features llma-sentiment/fault-injection
 
 # Every test runs against Debian's ClickHouse 18.16; the sink's, the
-# migration's and the read side's (trace, session) run again against
+# migration's, the read side's (trace, session) and the pages' (view) run again against
 # ClickHouse 26.9 (scripts/clickhouse.sh, flavour modern). With TEST_ARGS
 # only the first pass runs (LLMA_TEST_CLICKHOUSE=modern picks the server).
-MODERN_CLICKHOUSE_TESTS := --test sink --test schemas
+MODERN_CLICKHOUSE_TESTS := --test sink --test schemas --test view
 # The scheduler's tests (--test kafka) need the broker: installed unless
 # TEST_ARGS picks targets (--test, --lib) without them (kafka.sh skips a
 # pinned install).

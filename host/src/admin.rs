@@ -172,8 +172,25 @@ impl AdminSettings {
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
+/// SHA-256 of a token: tokens are compared digest to digest.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The digest of the `Authorization: Bearer` token of `headers`, if any (the
+/// scheme is case-insensitive, RFC 9110).
+pub(crate) fn presented_bearer(headers: &axum::http::HeaderMap) -> Option<[u8; 32]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| digest(token.trim()))
+}
+
+/// Compared in constant time, so the answer's timing says nothing about the token.
+pub(crate) fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]))
 }
 
 pub fn status_json(registry: &Registry) -> Value {
@@ -196,16 +213,7 @@ struct AdminState {
 
 /// Every route needs `Authorization: Bearer <token>`; the token is never logged.
 async fn require_token(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
-    // The scheme is case-insensitive (RFC 9110); the digests are compared in
-    // constant time, so the answer's timing says nothing about the token.
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| digest(token.trim()));
-    let matches = presented.is_some_and(|p| bool::from(subtle::ConstantTimeEq::ct_eq(&p[..], &state.settings.token_digest[..])));
+    let matches = presented_bearer(request.headers()).is_some_and(|p| same_digest(&p, &state.settings.token_digest));
     if !matches {
         tracing::warn!(method = %request.method(), path = %request.uri().path(), "admin request refused: missing or wrong bearer token");
         let mut response = reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));

@@ -29,7 +29,7 @@ pub use reference::reference;
 pub use model::FaultsConfig;
 pub use inference::{AggregationMode, EventSchema, LimitsConfig, PipelineConfig, PluginConfig, TruncationMode};
 pub use model::{
-    AdminConfig, BackfillConfig, Config, LogConfig, LogFormat, ProgressOptions, WorkerConfig, WorkflowConfig,
+    AdminConfig, BackfillConfig, Config, LogConfig, LogFormat, ProgressOptions, ServeConfig, WorkerConfig, WorkflowConfig,
     ACTIVITIES_PER_INSTANCE,
 };
 pub use stores::{CacheConfig, ClickHouseConfig, Validation};
@@ -75,7 +75,8 @@ flag_groups! {
     AnalyzeFlags => [ClickHouse, Backfill, Progress, Cache],
     WorkerFlags => [Temporal, ClickHouse, Worker, Cache],
     /// `config` takes every flag, to show what it would set.
-    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache, Schedule],
+    ConfigFlags => [Temporal, ClickHouse, Worker, Backfill, Progress, Admin, Cache, Schedule, Serve],
+    ServeFlags => [ClickHouse, Serve, Cache],
     SubmitFlags => [Temporal, Progress],
     AdminFlags => [Admin],
     /// `schedule`: the events consumer.

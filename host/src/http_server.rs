@@ -155,10 +155,10 @@ async fn accept_loop(
             _ = stop_requested(&mut stopped) => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF.0;
-                stream
+                (stream, peer)
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "{name} endpoint: accept failed");
@@ -170,7 +170,8 @@ async fn accept_loop(
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that need the client's address read it as axum's `ConnectInfo`.
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))));
         let stop = stopped.clone();
         let tls = tls.clone();
         connections.spawn(async move {

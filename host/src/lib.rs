@@ -2,6 +2,7 @@
 //! wasmtime with deadlines and fuel, for the CLI and the Temporal worker.
 
 pub mod active_version;
+pub mod browse;
 pub mod admin;
 pub mod cache;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod single_flight;
 pub mod sink;
 pub mod source;
 pub mod tls;
+pub mod view;
 pub mod watcher;
 pub mod worker;
 

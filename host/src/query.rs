@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::engine::Scores;
-use crate::event::{EVALUATION_EVENT, SENTIMENT_EVENT};
 use crate::sink::ClickHouseSink;
 
 /// What to read: every generation of a trace, or of a session.
@@ -64,20 +63,40 @@ pub fn sql(table: &str, scope: &Scope, team: bool) -> String {
         "SELECT generation,
        argMax(event, created_at) AS latest_event,
        argMax(properties, created_at) AS latest_properties,
-       toDateTime(max(created_at), 'UTC') AS latest_created_at
+       toDateTime(max(created_at), 'UTC') AS latest_created_at,
+       toDateTime(argMax(timestamp, created_at), 'UTC') AS generation_time
 FROM (
-  SELECT event, properties, created_at,
-         if(event = '{EVALUATION_EVENT}',
-            visitParamExtractString(properties, '$ai_target_event_id'),
-            visitParamExtractString(properties, '$ai_generation_event_uuid')) AS generation
+  SELECT event, properties, created_at, timestamp,
+         {GENERATION}
   FROM {table} FINAL
-  WHERE event IN ('{SENTIMENT_EVENT}', '{EVALUATION_EVENT}')
+  WHERE {EVENTS}
     AND {}{team}
 )
 GROUP BY generation
 ORDER BY latest_created_at, generation",
         scope.filter()
     )
+}
+
+/// The generation a stored event of either schema belongs to (`AS generation`).
+pub const GENERATION: &str = "if(event = '$ai_evaluation',
+            visitParamExtractString(properties, '$ai_target_event_id'),
+            visitParamExtractString(properties, '$ai_generation_event_uuid')) AS generation";
+
+/// The stored events of either schema.
+pub const EVENTS: &str = "event IN ('$ai_sentiment', '$ai_evaluation')";
+
+/// Runs `query` within the sink's connect + request timeouts; `what` names
+/// the read in the errors.
+pub async fn fetch_rows<T>(sink: &ClickHouseSink, query: clickhouse::query::Query, what: &str) -> Result<Vec<T>, QueryError>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    let limit = sink.config().connect_timeout + sink.config().request_timeout;
+    match tokio::time::timeout(limit, query.fetch_all::<T>()).await {
+        Ok(rows) => rows.map_err(|source| QueryError::Read { what: what.to_string(), source }),
+        Err(_) => Err(QueryError::ReadTimeout { what: what.to_string(), secs: limit.as_secs() }),
+    }
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -87,6 +106,8 @@ struct LatestRow {
     properties: String,
     #[serde(with = "clickhouse::serde::chrono::datetime")]
     created_at: DateTime<Utc>,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    generation_time: DateTime<Utc>,
 }
 
 /// One stored per-message result.
@@ -99,6 +120,12 @@ pub struct StoredMessage {
     /// `None` in the sentiment schema, whose entries are `{label, score}`.
     #[serde(skip)]
     pub scores: Option<Scores>,
+    /// The confidence of `label`.
+    #[serde(skip)]
+    pub score: Option<f64>,
+    /// The classified text, as cut, when `pipeline.store_text` kept it.
+    #[serde(skip)]
+    pub text: Option<String>,
 }
 
 /// The latest stored event of one generation.
@@ -115,6 +142,14 @@ pub struct StoredGeneration {
     pub scores: Option<Scores>,
     #[serde(skip)]
     pub messages: Vec<StoredMessage>,
+    /// The stored event's `timestamp`: when the generation happened.
+    #[serde(skip)]
+    pub generation_time: DateTime<Utc>,
+    /// `$ai_sentiment_model` and `$ai_sentiment_plugin_version`: what classified it.
+    #[serde(skip)]
+    pub model: Option<String>,
+    #[serde(skip)]
+    pub plugin_version: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +160,10 @@ pub enum QueryError {
     Timeout { scope: &'static str, id: String, secs: u64 },
     #[error("stored event of generation {generation} is unreadable: {reason}")]
     BadRow { generation: String, reason: String },
+    #[error("reading {what}: {source}")]
+    Read { what: String, source: clickhouse::error::Error },
+    #[error("reading {what}: timed out after {secs} s")]
+    ReadTimeout { what: String, secs: u64 },
 }
 
 /// The latest event per generation of `scope` (of one team when given),
@@ -167,7 +206,11 @@ impl StoredGeneration {
             Some(_) => None,
         }
         .ok_or_else(|| bad("$ai_sentiment_messages entries are not {label, score, scores}"))?;
+        let text = |k: &str| properties.get(k).and_then(Value::as_str).map(str::to_string);
         Ok(StoredGeneration {
+            model: text("$ai_sentiment_model"),
+            plugin_version: text("$ai_sentiment_plugin_version"),
+            generation_time: row.generation_time,
             scores: properties.get("$ai_sentiment_scores").and_then(scores),
             message_count: messages.len(),
             generation_uuid: row.generation,
@@ -182,7 +225,13 @@ impl StoredGeneration {
 
 fn message(index: Option<u32>, m: &Value) -> Option<StoredMessage> {
     let label = m.get("label")?.as_str()?.to_string();
-    Some(StoredMessage { index, label, scores: m.get("scores").and_then(scores) })
+    Some(StoredMessage {
+        index,
+        label,
+        scores: m.get("scores").and_then(scores),
+        score: m.get("score").and_then(Value::as_f64),
+        text: m.get("text").and_then(Value::as_str).map(str::to_string),
+    })
 }
 
 fn scores(s: &Value) -> Option<Scores> {
@@ -211,6 +260,13 @@ pub fn flatten(generations: &[StoredGeneration]) -> Vec<Scores> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{EVALUATION_EVENT, SENTIMENT_EVENT};
+
+    #[test]
+    fn the_shared_fragments_name_both_events() {
+        assert!(GENERATION.contains(&format!("event = '{EVALUATION_EVENT}'")));
+        assert_eq!(EVENTS, format!("event IN ('{SENTIMENT_EVENT}', '{EVALUATION_EVENT}')"));
+    }
 
     #[test]
     fn sql_binds_every_value_and_names_both_schemas() {
@@ -233,7 +289,13 @@ mod tests {
     }
 
     fn row(event: &str, properties: Value) -> LatestRow {
-        LatestRow { generation: "g".into(), event: event.into(), properties: properties.to_string(), created_at: Utc::now() }
+        LatestRow {
+            generation: "g".into(),
+            event: event.into(),
+            properties: properties.to_string(),
+            created_at: Utc::now(),
+            generation_time: Utc::now(),
+        }
     }
 
     #[test]

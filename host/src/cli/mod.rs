@@ -3,6 +3,7 @@
 mod backfill;
 mod local;
 mod overall;
+mod serve;
 mod service;
 mod signing;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, ScheduleFlags, Sources,
+    AdminFlags, AnalyzeFlags, Config, ConfigFlags, FlagArgs, Flags, GlobalFlags, MigrateFlags, ScheduleFlags, ServeFlags, Sources,
     SubmitFlags, WorkerFlags,
 };
 
@@ -43,6 +44,7 @@ impl Cli {
             Command::Migrate { flags: f } | Command::Trace { flags: f, .. } | Command::Session { flags: f, .. } => f.apply(&mut flags),
             Command::Analyze { flags: f, .. } => f.apply(&mut flags),
             Command::Worker { flags: f } => f.apply(&mut flags),
+            Command::Serve { flags: f } => f.apply(&mut flags),
             Command::Config { flags: f, .. } => f.apply(&mut flags),
             Command::Submit { flags: f, .. } => f.apply(&mut flags),
             Command::Schedule { flags: f } => f.apply(&mut flags),
@@ -124,6 +126,13 @@ pub enum Command {
     Schedule {
         #[command(flatten)]
         flags: FlagArgs<ScheduleFlags>,
+    },
+    /// Serve the Sentiment pages (traces ranked by intensity, a trace's
+    /// generations, the trend) and their JSON API, read-only over the stored
+    /// events, until SIGTERM/SIGINT; prints the address to open.
+    Serve {
+        #[command(flatten)]
+        flags: FlagArgs<ServeFlags>,
     },
     /// Print the effective configuration as TOML (the ClickHouse password redacted).
     Config {
@@ -320,6 +329,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         },
         Command::Worker { .. } => service::worker(&config),
         Command::Schedule { .. } => service::schedule(&config),
+        Command::Serve { .. } => serve::serve(&config),
         Command::Submit { file, batch, batch_max_bytes, wait, id_prefix, parallelism, rollout_percent, dry_run, .. } => {
             let options = crate::worker::SubmitOptions {
                 task_queue: config.temporal.task_queue.clone(),

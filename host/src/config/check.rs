@@ -101,6 +101,10 @@ impl Config {
         if let Err(e) = admin_tls.check() {
             return Err(ConfigError::Invalid { key: "worker.admin_tls_key", reason: e.to_string() });
         }
+        let serve_tls = crate::tls::TlsFiles { cert: self.serve.tls_cert.clone(), key: self.serve.tls_key.clone(), ca: None };
+        if let Err(e) = serve_tls.check() {
+            return Err(ConfigError::Invalid { key: "serve.tls_key", reason: e.to_string() });
+        }
         if self.admin.tls_ca.is_some() && !self.admin.url.starts_with("https://") {
             return invalid("admin.url", "admin.tls_ca is set, but the URL is not https://");
         }
@@ -136,6 +140,9 @@ impl Config {
         }
         if shown.worker.admin_token.is_some() {
             shown.worker.admin_token = Some(crate::secret::Secret::new("<redacted>"));
+        }
+        if shown.serve.token.is_some() {
+            shown.serve.token = Some(crate::secret::Secret::new("<redacted>"));
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render the config as TOML: {e}\n"))
     }
@@ -249,8 +256,9 @@ mod tests {
         let mut c = Config::default();
         c.clickhouse.password = Some("hunter2".into());
         c.worker.admin_token = Some(crate::secret::Secret::new("admin-hunter3"));
+        c.serve.token = Some(crate::secret::Secret::new("serve-hunter4"));
         let shown = c.to_redacted_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("admin-hunter3"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("admin-hunter3") && !shown.contains("serve-hunter4"), "{shown}");
         assert!(!format!("{c:?}").contains("admin-hunter3"));
         assert!(shown.contains("<redacted>"), "{shown}");
         assert!(!format!("{c:?}").contains("hunter2"));

@@ -27,6 +27,8 @@ pub enum Group {
     Cache,
     /// `schedule`: the Kafka consumer that starts workflows.
     Schedule,
+    /// `serve`: the Sentiment pages.
+    Serve,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +329,21 @@ pub const KEYS: &[Key] = &[
     Key::new("kafka.sasl_username", "librdkafka `sasl.username`.").alias(&["KAFKA_SASL_USER"]),
     Key::new("kafka.sasl_password", "librdkafka `sasl.password`; never logged nor printed (prefer the environment).").alias(&["KAFKA_SASL_PASSWORD"]),
     Key::new("kafka.ssl_ca_location", "librdkafka `ssl.ca.location`; refused: this build's librdkafka has no TLS."),
+    Key::new("serve.addr", "`serve`: where the Sentiment pages listen; loopback only unless serve.allow_remote (and then with TLS and a token).")
+        .flag(Serve, "addr"),
+    Key::new("serve.allow_remote", "`serve`: let the pages bind a non-loopback address; they then also need serve.tls_cert, serve.tls_key and a token."),
+    Key::new("serve.tls_cert", "`serve`: certificate file (PEM, chain) the pages are served over https with, with serve.tls_key; required on a non-loopback address.")
+        .flag(Serve, "tls-cert"),
+    Key::new("serve.tls_key", "`serve`: private key file (PEM) of serve.tls_cert.").flag(Serve, "tls-key"),
+    Key::new("serve.token", "`serve`: bearer token (16+ characters) every request must carry (or the cookie /login sets); optional on loopback, required otherwise; never logged nor printed; no flag (flags show in `ps`)."),
+    Key::new("serve.token_file", "`serve`: a file holding the token, used when serve.token is unset.").flag(Serve, "token-file"),
+    Key::new("serve.classify", "`serve`: answer POST /api/traces/{id}/classify (classify the trace's generations without a sentiment event now, and write their events); loads the plugin and needs a ClickHouse user that may insert.")
+        .switch_on(Serve, "classify"),
+    Key::new("serve.classify_per_minute", "`serve.classify`: classifications a client may ask for per minute (PostHog: 60).").range(1, 1_000_000),
+    Key::new("serve.classify_per_hour", "`serve.classify`: classifications a client may ask for per hour (PostHog: 600).").range(1, 1_000_000),
+    Key::new("serve.window_days", "`serve`: the pages' default time window, days (a request's `days` overrides it).")
+        .flag(Serve, "window-days")
+        .range(1, 3650),
     #[cfg(feature = "fault-injection")]
     Key { test_only: true, ..Key::new("faults.fail_first_attempt_after_insert", "Fail every first activity attempt after its insert.") }
         .alias(&["LLMA_SENTIMENT_FAULT_FAIL_FIRST_ATTEMPT"]),

@@ -225,6 +225,10 @@ mod tests {
         all.worker.admin_tls_cert = Some("c".into());
         all.worker.admin_tls_key = Some("k".into());
         all.admin.tls_ca = Some("ca".into());
+        all.serve.tls_cert = Some("c".into());
+        all.serve.tls_key = Some("k".into());
+        all.serve.token = Some(super::super::Secret::new("t"));
+        all.serve.token_file = Some("t".into());
         let mut fields = Vec::new();
         leaves(&serde_json::to_value(&all).unwrap(), "", &mut fields);
         let mut keys: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();

@@ -33,6 +33,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub schedule: ScheduleConfig,
     pub kafka: KafkaConfig,
+    pub serve: ServeConfig,
     /// Test-only fault switches: compiled only with the `fault-injection`
     /// feature, which the tests enable and no shipped binary has.
     #[cfg(feature = "fault-injection")]
@@ -293,6 +294,43 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig { url: "http://127.0.0.1:9464".into(), tls_ca: None }
+    }
+}
+
+/// `serve`: the Sentiment pages (read-only over ClickHouse).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub allow_remote: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    pub window_days: u32,
+    pub classify: bool,
+    pub classify_per_minute: u32,
+    pub classify_per_hour: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9467)),
+            allow_remote: false,
+            tls_cert: None,
+            tls_key: None,
+            token: None,
+            token_file: None,
+            window_days: 30,
+            classify: false,
+            classify_per_minute: 60,
+            classify_per_hour: 600,
+        }
     }
 }
 

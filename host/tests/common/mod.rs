@@ -7,6 +7,7 @@ pub mod ops;
 pub mod redis;
 pub mod services;
 pub mod stack;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;

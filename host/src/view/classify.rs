@@ -1,0 +1,186 @@
+//! On-demand classification (`serve.classify`): `POST
+//! /api/traces/{id}/classify?team=N` reads the trace's `$ai_generation`
+//! events from the events table, classifies those without a stored
+//! sentiment event through the same driver as `analyze` (the result cache,
+//! the plugin's sandbox and deadlines), writes their events and answers the
+//! trace as `GET /api/traces/{id}` does. Off by default: it makes `serve`
+//! load the plugin and write to ClickHouse.
+//!
+//! Rate-limited per client address (`governor`), with PostHog's limits as
+//! defaults (60 a minute, 600 an hour); a refusal is a 429 whose
+//! `Retry-After` says when the next one is let through.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{self, Params, ViewError};
+use super::ViewState;
+use crate::cache::ResultCache;
+use crate::engine::{InstanceSlot, PluginEngine};
+use crate::pipeline::{Attempt, Driver, Outcome, PipelineOptions};
+use crate::query::{fetch_rows, Scope};
+
+/// Generations one request classifies at most: a larger trace is done in
+/// several requests (each finds the ones already stored).
+pub const MAX_GENERATIONS: u64 = 500;
+
+/// The plugin, the cache and the limits of on-demand classification.
+pub struct Classifier {
+    /// The engine outlives the instance it made.
+    slot: Mutex<(PluginEngine, InstanceSlot)>,
+    cache: ResultCache,
+    options: PipelineOptions,
+    per_minute: DefaultKeyedRateLimiter<IpAddr>,
+    per_hour: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Classifier {
+    pub fn new(engine: PluginEngine, slot: InstanceSlot, cache: ResultCache, options: PipelineOptions, per_minute: u32, per_hour: u32) -> Classifier {
+        let quota = |n: u32, per: fn(NonZeroU32) -> Quota| per(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Classifier {
+            slot: Mutex::new((engine, slot)),
+            cache,
+            options,
+            per_minute: DefaultKeyedRateLimiter::keyed(quota(per_minute, Quota::per_minute)),
+            per_hour: DefaultKeyedRateLimiter::keyed(quota(per_hour, Quota::per_hour)),
+        }
+    }
+
+    /// `Err(wait)` when `client` is over either limit.
+    fn admit(&self, client: IpAddr) -> Result<(), Duration> {
+        let now = DefaultClock::default().now();
+        let result = self
+            .per_minute
+            .check_key(&client)
+            .and_then(|_| self.per_hour.check_key(&client))
+            .map_err(|not_until| not_until.wait_time_from(now));
+        // Forget clients whose allowance is whole again: the maps stay small.
+        self.per_minute.retain_recent();
+        self.per_hour.retain_recent();
+        result
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct GenerationRow {
+    uuid: String,
+    properties: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    timestamp: DateTime<Utc>,
+    team_id: i64,
+    distinct_id: String,
+}
+
+/// The trace's `$ai_generation` events, oldest first; binds: team, trace id, limit.
+pub fn generations_sql(table: &str) -> String {
+    format!(
+        "SELECT toString(uuid) AS id, properties, toDateTime(timestamp, 'UTC') AS time, team_id, distinct_id
+FROM {table} FINAL
+WHERE event = '$ai_generation' AND team_id = ? AND visitParamExtractString(properties, '$ai_trace_id') = ?
+ORDER BY time, id
+LIMIT ?"
+    )
+}
+
+/// What a run classified, for the answer.
+#[derive(Debug, Default, serde::Serialize)]
+struct Run {
+    found: usize,
+    already_stored: usize,
+    classified: usize,
+    skipped: usize,
+    failed: usize,
+}
+
+async fn classify_trace(state: &ViewState, classifier: &Arc<Classifier>, trace_id: &str, team: i64) -> Result<Run, ViewError> {
+    let sink = &state.sink;
+    let query = sink.client().clone().with_validation(false).query(&generations_sql(sink.table())).bind(team).bind(trace_id).bind(MAX_GENERATIONS);
+    let rows: Vec<GenerationRow> = fetch_rows(sink, query, "the trace's generations").await?;
+    let stored: HashSet<String> =
+        crate::query::fetch(sink, &Scope::Trace(trace_id.to_string()), Some(team)).await?.into_iter().map(|g| g.generation_uuid).collect();
+    let mut run = Run { found: rows.len(), ..Run::default() };
+    let lines: Vec<String> = rows
+        .into_iter()
+        .filter(|r| {
+            let known = stored.contains(&r.uuid);
+            run.already_stored += usize::from(known);
+            !known
+        })
+        .map(|r| {
+            // The event as a producer sends it (properties JSON-encoded as stored).
+            json!({"uuid": r.uuid, "event": "$ai_generation", "team_id": r.team_id, "distinct_id": r.distinct_id,
+                   "timestamp": r.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "properties": r.properties})
+            .to_string()
+        })
+        .collect();
+    let worker = classifier.clone();
+    // The plugin runs synchronously (its own deadlines bound every call): off the async threads.
+    let (events, counts) = tokio::task::spawn_blocking(move || {
+        let mut guard = worker.slot.lock();
+        let mut driver = Driver::new(worker.options.clone(), Attempt::ONLY, false);
+        let (mut events, mut counts) = (Vec::new(), (0, 0));
+        for (i, line) in lines.iter().enumerate() {
+            match driver.run_text(i, line, &mut guard.1, Some(&worker.cache)) {
+                Ok((_, Outcome::Classified(event))) => events.push(*event),
+                Ok((_, Outcome::Skipped(_))) => counts.0 += 1,
+                Ok((_, Outcome::Failed(f))) => {
+                    tracing::warn!(error = %f.message, "on-demand classification: a generation failed");
+                    counts.1 += 1;
+                }
+                Err(_) => counts.1 += 1,
+            }
+        }
+        (events, counts)
+    })
+    .await
+    .map_err(|e| ViewError::Classify(e.to_string()))?;
+    sink.insert(&events).await.map_err(|e| ViewError::Classify(format!("writing the sentiment events: {e}")))?;
+    (run.classified, run.skipped, run.failed) = (events.len(), counts.0, counts.1);
+    Ok(run)
+}
+
+pub async fn classify(
+    State(state): State<Arc<ViewState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    Query(params): Query<Params>,
+) -> Response {
+    let Some(classifier) = state.classifier.clone() else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "on-demand classification is off (serve.classify)"}))).into_response();
+    };
+    if let Err(wait) = classifier.admit(peer.ip()) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let body = Json(json!({"error": "too many classifications: retry later", "retry_after_secs": secs}));
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], body).into_response();
+    }
+    let team = match params.get("team").map(|t| t.trim().parse::<i64>()) {
+        Some(Ok(team)) => team,
+        _ => return ViewError::BadRequest("`team` (a number) is required: trace ids are per team".into()).into_response(),
+    };
+    let run = match classify_trace(&state, &classifier, &id, team).await {
+        Ok(run) => run,
+        Err(e) => return e.into_response(),
+    };
+    tracing::info!(trace = %id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
+    match api::trace_data(&state, &id, &params).await {
+        Ok(mut trace) => {
+            trace["classification"] = json!(run);
+            Json(trace).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
