@@ -68,3 +68,26 @@ FORMAT PrettyCompactMonoBlock"
 TRACE=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["properties"]["$ai_trace_id"])' "$EVENTS")
 echo "== sentiment of trace $TRACE, computed when read (llma-sentiment trace)"
 "$BIN" trace "$TRACE" --format table
+
+# The Sentiment pages over these rows (`llma-sentiment serve`, loopback only).
+# The samples are dated 2025-03-14: the window reaches back to them.
+DAYS=$(( ( $(date +%s) - $(date -d 2025-03-01 +%s) ) / 86400 ))
+SERVE_OUT="$(mktemp "${TMPDIR:-/tmp}/llma-serve.XXXXXX")"
+"$BIN" serve --addr 127.0.0.1:0 --window-days "$DAYS" >"$SERVE_OUT" 2>>"$LOG" &
+SERVE_PID=$!
+trap 'kill "$SERVE_PID" 2>/dev/null || true; rm -f "$SERVE_OUT"' EXIT
+for _ in $(seq 1 100); do
+    grep -q '^Sentiment pages: ' "$SERVE_OUT" && break
+    sleep 0.1
+done
+URL="$(sed -n 's/^Sentiment pages: //p' "$SERVE_OUT")"
+URL="${URL%/}"
+[ -n "$URL" ] || { echo "llma-sentiment serve did not start; its log: $LOG" >&2; exit 1; }
+TRACES=$(curl -fsS --max-time 10 "$URL/api/traces?team=2&filter=all" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["traces"]))')
+echo "== the Sentiment page: $URL/?team=2&filter=all ($TRACES traces of team 2)"
+if [ -t 0 ] && [ -t 1 ]; then
+    echo "   open it in a browser on this machine; press Enter to stop it and the servers"
+    read -r _ || true
+else
+    echo "   (not a terminal: stopped now; \`llma-sentiment serve\` serves it over your own ClickHouse)"
+fi
