@@ -9,6 +9,10 @@ SHELL := /bin/bash
 # target dir, so two checkouts never overwrite each other's binaries.
 export CARGO_BUILD_BUILD_DIR ?= /var/cache/llma-sentiment/target
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
+# No incremental data: every checkout (and CI's clean clones) shares the build
+# dir, where it grew by gigabytes per checkout and bought little for a build
+# that mostly compiles the host crate once.
+export CARGO_INCREMENTAL ?= 0
 # The plugins' build scripts rebuild them when the checkout changes (their
 # artifacts in the shared build dir would otherwise pass for another's).
 export LLMA_CHECKOUT_DIR := $(CURDIR)

@@ -209,19 +209,41 @@ fn stream(n: usize) -> (Vec<String>, Vec<Record>) {
     (uuids, records)
 }
 
+/// A long-form run's setting: a stack (merges stopped: raw rows are
+/// counted) and its worker, a broker with `topic` (3 partitions), and a
+/// stream of `n` generations with the filtered ones among them, its first
+/// third for before the fault and the rest for after.
+struct Run {
+    stack: Stack,
+    _worker: common::services::WorkerProcess,
+    broker: KafkaBroker,
+    producer: rdkafka::producer::FutureProducer,
+    topic: &'static str,
+    uuids: Vec<String>,
+    produced: usize,
+    first: Vec<Record>,
+    later: Vec<Record>,
+}
+
+impl Run {
+    fn begin(topic: &'static str, n: usize) -> Run {
+        let stack = Stack::start();
+        stack.stop_merges();
+        let _worker = stack.worker(&[]);
+        let broker = KafkaBroker::start();
+        broker.create_topic(topic, 3);
+        let producer = broker.producer();
+        let (uuids, mut first) = stream(n);
+        let produced = first.len();
+        let later = first.split_off(first.len() / 3);
+        Run { stack, _worker, broker, producer, topic, uuids, produced, first, later }
+    }
+}
+
 /// The scheduler SIGKILLed mid-stream with nothing committed, restarted:
 /// every event re-read, nothing started twice, every row once.
 fn sigkill_mid_stream(n: usize, batch_events: &str, scenario: Option<&str>) {
-    let stack = Stack::start();
-    stack.stop_merges();
-    let _worker = stack.worker(&[]);
-    let broker = KafkaBroker::start();
-    let topic = "events-kill";
-    broker.create_topic(topic, 3);
-    let producer = broker.producer();
-    let (uuids, mut records) = stream(n);
-    let produced = records.len();
-    let later = records.split_off(records.len() / 3);
+    let Run { stack, _worker, broker, producer, topic, uuids, produced, first: records, later } = Run::begin("events-kill", n);
     produce(&producer, topic, &records);
     let batching = [("LLMA_SENTIMENT_SCHEDULE_BATCH_EVENTS", batch_events), ("LLMA_SENTIMENT_SCHEDULE_BATCH_AGE_MS", "500")];
     let mut first_env = scheduler_env(&stack, &broker, topic, "g-kill", &batching);
@@ -246,16 +268,7 @@ fn sigkill_mid_stream(n: usize, batch_events: &str, scenario: Option<&str>) {
 /// are retried, the partitions pause at the in-flight bound, nothing is
 /// dropped; after SIGCONT every event gets its row.
 fn temporal_frozen_mid_stream(n: usize, freeze: Duration, scenario: Option<&str>) {
-    let stack = Stack::start();
-    stack.stop_merges();
-    let _worker = stack.worker(&[]);
-    let broker = KafkaBroker::start();
-    let topic = "events-frozen";
-    broker.create_topic(topic, 3);
-    let producer = broker.producer();
-    let (uuids, mut records) = stream(n);
-    let produced = records.len();
-    let later = records.split_off(records.len() / 3);
+    let Run { stack, _worker, broker, producer, topic, uuids, produced, first: records, later } = Run::begin("events-frozen", n);
     produce(&producer, topic, &records);
     let bound = 4;
     let scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "g-frozen", &[("LLMA_SENTIMENT_SCHEDULE_MAX_IN_FLIGHT", "4")]));
@@ -323,16 +336,7 @@ impl Drop for ThawOnDrop<'_> {
 /// move to the other after the session timeout (6 s here); every event
 /// gets its row, no workflow starts twice.
 fn two_in_a_group_one_killed(n: usize, scenario: Option<&str>) {
-    let stack = Stack::start();
-    stack.stop_merges();
-    let _worker = stack.worker(&[]);
-    let broker = KafkaBroker::start();
-    let topic = "events-two";
-    broker.create_topic(topic, 3);
-    let producer = broker.producer();
-    let (uuids, mut records) = stream(n);
-    let produced = records.len();
-    let later = records.split_off(records.len() / 3);
+    let Run { stack, _worker, broker, producer, topic, uuids, produced, first: records, later } = Run::begin("events-two", n);
     let env = scheduler_env(&stack, &broker, topic, "g-two", &[]);
     let mut a = SchedulerProcess::start(&env);
     let mut b = SchedulerProcess::start(&env);

@@ -281,3 +281,40 @@ fn classify_on_demand_writes_the_missing_generations_and_is_rate_limited() {
     let (status, body) = http(&serve.addr(), "POST", "/api/traces/t-new/classify", &[], "");
     assert!(status == 400 || status == 429, "{status} {body}");
 }
+
+#[test]
+fn a_batch_of_traces_is_classified_in_one_request_and_counts_against_the_limits() {
+    let ch = ClickHouseServer::start();
+    migrate(&ch);
+    let events = vec![
+        generation(TEAM, "t-a", ago(1, 3), &[NEGATIVE]),
+        generation(TEAM, "t-a", ago(1, 2), &[POSITIVE]),
+        generation(TEAM, "t-b", ago(1, 1), &[MILD]),
+    ];
+    insert_generations(&ch, &events);
+    let serve = ServeProcess::start(&ch, &[("LLMA_SENTIMENT_SERVE_CLASSIFY_PER_MINUTE", "5")], &["--classify"]);
+    let post = |body: &str| {
+        let (status, answer) = http(&serve.addr(), "POST", &format!("/api/classify?team={TEAM}"), &[("Content-Type", "application/json")], body);
+        (status, serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null))
+    };
+    let (status, answer) = post(r#"{"trace_ids": ["t-a", "t-b", "t-unknown"]}"#);
+    assert_eq!(status, 200, "{answer}");
+    let counts: Vec<(&str, u64, u64)> = answer["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["trace_id"].as_str().unwrap(), t["classification"]["found"].as_u64().unwrap(), t["classification"]["classified"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(counts, [("t-a", 2, 2), ("t-b", 1, 1), ("t-unknown", 0, 0)]);
+    assert_eq!(serve.json(&format!("/api/traces/t-a?team={TEAM}"))["generation_count"], 2, "stored, not only answered");
+    // 3 of 5 used: a batch of 3 is over the limit as a whole and nothing of it is counted ...
+    let (status, answer) = post(r#"{"trace_ids": ["t-a", "t-b", "t-a"]}"#);
+    assert_eq!(status, 429, "{answer}");
+    // ... so a batch of 2 still fits, and finds everything stored.
+    let (status, answer) = post(r#"{"trace_ids": ["t-a", "t-b"]}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["traces"].as_array().unwrap().iter().all(|t| t["classification"]["classified"] == 0), "{answer}");
+    let too_many: Vec<String> = (0..21).map(|i| format!("t-{i}")).collect();
+    assert_eq!(post(&serde_json::json!({"trace_ids": too_many}).to_string()).0, 400);
+    assert_eq!(post(r#"{"trace_ids": []}"#).0, 400);
+}

@@ -3,12 +3,15 @@
 //! events from the events table, classifies those without a stored
 //! sentiment event through the same driver as `analyze` (the result cache,
 //! the plugin's sandbox and deadlines), writes their events and answers the
-//! trace as `GET /api/traces/{id}` does. Off by default: it makes `serve`
-//! load the plugin and write to ClickHouse.
+//! trace as `GET /api/traces/{id}` does. `POST /api/classify?team=N`
+//! with `{"trace_ids": [...]}` does the same for up to [`MAX_BATCH`] traces
+//! and answers each trace's counts. Off by default: it makes `serve` load
+//! the plugin and write to ClickHouse.
 //!
 //! Rate-limited per client address (`governor`), with PostHog's limits as
-//! defaults (60 a minute, 600 an hour); a refusal is a 429 whose
-//! `Retry-After` says when the next one is let through.
+//! defaults (60 a minute, 600 an hour), each trace of a batch counting as
+//! one; a refusal is a 429 whose `Retry-After` says when the next one (or
+//! the whole batch) is let through.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +40,8 @@ use crate::query::{fetch_rows, Scope};
 /// Generations one request classifies at most: a larger trace is done in
 /// several requests (each finds the ones already stored).
 pub const MAX_GENERATIONS: u64 = 500;
+/// Trace ids one batch request may name.
+pub const MAX_BATCH: usize = 20;
 
 /// The plugin, the cache and the limits of on-demand classification.
 pub struct Classifier {
@@ -60,14 +65,18 @@ impl Classifier {
         }
     }
 
-    /// `Err(wait)` when `client` is over either limit.
-    fn admit(&self, client: IpAddr) -> Result<(), Duration> {
+    /// `Err(wait)` when `n` more classifications would take `client` over
+    /// either limit (none of them is counted then); a batch larger than a
+    /// limit never fits: it waits for a whole period.
+    fn admit(&self, client: IpAddr, n: usize) -> Result<(), Duration> {
         let now = DefaultClock::default().now();
-        let result = self
-            .per_minute
-            .check_key(&client)
-            .and_then(|_| self.per_hour.check_key(&client))
-            .map_err(|not_until| not_until.wait_time_from(now));
+        let n = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        let check = |limiter: &DefaultKeyedRateLimiter<IpAddr>, period: Duration| match limiter.check_key_n(&client, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(now)),
+            Err(_) => Err(period),
+        };
+        let result = check(&self.per_minute, Duration::from_secs(60)).and_then(|_| check(&self.per_hour, Duration::from_secs(3600)));
         // Forget clients whose allowance is whole again: the maps stay small.
         self.per_minute.retain_recent();
         self.per_hour.retain_recent();
@@ -153,23 +162,32 @@ async fn classify_trace(state: &ViewState, classifier: &Arc<Classifier>, trace_i
     Ok(run)
 }
 
+/// The classifier and the team of a request, once `n` classifications are
+/// admitted for its client; else the answer (404 off, 429, 400).
+fn admitted(state: &ViewState, peer: SocketAddr, params: &Params, n: usize) -> Result<(Arc<Classifier>, i64), Response> {
+    let Some(classifier) = state.classifier.clone() else {
+        return Err((StatusCode::NOT_FOUND, Json(json!({"error": "on-demand classification is off (serve.classify)"}))).into_response());
+    };
+    if let Err(wait) = classifier.admit(peer.ip(), n) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let body = Json(json!({"error": "too many classifications: retry later", "retry_after_secs": secs}));
+        return Err((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], body).into_response());
+    }
+    match params.get("team").map(|t| t.trim().parse::<i64>()) {
+        Some(Ok(team)) => Ok((classifier, team)),
+        _ => Err(ViewError::BadRequest("`team` (a number) is required: trace ids are per team".into()).into_response()),
+    }
+}
+
 pub async fn classify(
     State(state): State<Arc<ViewState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     Query(params): Query<Params>,
 ) -> Response {
-    let Some(classifier) = state.classifier.clone() else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "on-demand classification is off (serve.classify)"}))).into_response();
-    };
-    if let Err(wait) = classifier.admit(peer.ip()) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let body = Json(json!({"error": "too many classifications: retry later", "retry_after_secs": secs}));
-        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], body).into_response();
-    }
-    let team = match params.get("team").map(|t| t.trim().parse::<i64>()) {
-        Some(Ok(team)) => team,
-        _ => return ViewError::BadRequest("`team` (a number) is required: trace ids are per team".into()).into_response(),
+    let (classifier, team) = match admitted(&state, peer, &params, 1) {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
     };
     let run = match classify_trace(&state, &classifier, &id, team).await {
         Ok(run) => run,
@@ -183,4 +201,38 @@ pub async fn classify(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// The body of a batch: the traces of one team to classify.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    trace_ids: Vec<String>,
+}
+
+pub async fn classify_batch(
+    State(state): State<Arc<ViewState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(params): Query<Params>,
+    Json(batch): Json<Batch>,
+) -> Response {
+    let ids = batch.trace_ids;
+    if ids.is_empty() || ids.len() > MAX_BATCH {
+        return ViewError::BadRequest(format!("`trace_ids` holds 1 to {MAX_BATCH} trace ids, not {}", ids.len())).into_response();
+    }
+    let (classifier, team) = match admitted(&state, peer, &params, ids.len()) {
+        Ok(admitted) => admitted,
+        Err(answer) => return answer,
+    };
+    let mut traces = Vec::with_capacity(ids.len());
+    for id in ids {
+        match classify_trace(&state, &classifier, &id, team).await {
+            Ok(run) => {
+                tracing::info!(trace = %id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
+                traces.push(json!({"trace_id": id, "classification": run}));
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    Json(json!({"team_id": team, "traces": traces})).into_response()
 }

@@ -8,6 +8,7 @@
 //! | `/trend` | per day counts and mean scores, as SVG charts |
 //! | `/api/traces`, `/api/traces/{id}`, `/api/trend` | the same data as JSON |
 //! | `POST /api/traces/{id}/classify` | on-demand classification (`serve.classify`, rate-limited) |
+//! | `POST /api/classify?team=N` | the same for up to 20 traces of a team (`{"trace_ids": [...]}`) |
 //! | `/login` | a form that sets the token cookie, for browsers |
 //!
 //! Served by the project's one HTTP setup (`http_server`: connection cap,
@@ -183,6 +184,7 @@ fn router(settings: &ServeSettings, sink: ClickHouseSink, classifier: Option<Arc
         .route("/api/traces", get(api::traces))
         .route("/api/traces/{id}", get(api::trace))
         .route("/api/trend", get(api::trend))
+        .route("/api/classify", post(classify::classify_batch))
         .route("/api/traces/{id}/classify", post(classify::classify))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(axum::extract::DefaultBodyLimit::max(4096))
