@@ -72,42 +72,48 @@ impl ReadinessProbe {
             Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
         }
     }
+}
 
-    /// Runs every check; ready when all pass.
-    pub async fn check(&self) -> (bool, Value) {
+impl Readiness for ReadinessProbe {
+    async fn check(&self) -> (bool, Value) {
         let (temporal, clickhouse) = tokio::join!(self.temporal(), self.clickhouse());
         let plugin = self.plugin();
         let watchdog = match self.watchdog.stuck_reason() {
             None => Ok(self.watchdog.in_flight()),
             Some(reason) => Err(reason),
         };
-        let ready = plugin.is_ok() && temporal.is_ok() && clickhouse.is_ok() && watchdog.is_ok();
-        let one = |r: Result<Value, String>| match r {
-            Ok(detail) => json!({"ok": true, "detail": detail}),
-            Err(error) => json!({"ok": false, "error": error}),
-        };
-        let failed: Vec<&str> = [
-            ("plugin", plugin.is_ok()),
-            ("temporal", temporal.is_ok()),
-            ("clickhouse", clickhouse.is_ok()),
-            ("watchdog", watchdog.is_ok()),
-        ]
-            .into_iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(name, _)| name)
-            .collect();
-        let body = json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "failed": failed,
-            "checks": {
-                "plugin": one(plugin.map(Value::from)),
-                "temporal": one(temporal.map(|()| Value::from(self.temporal.address.clone()))),
-                "clickhouse": one(clickhouse.map(|()| Value::from(self.sink.table().to_string()))),
-                "watchdog": one(watchdog.map(|n| Value::from(format!("{n} activities in flight")))),
-            },
-        });
-        (ready, body)
+        readiness(vec![
+            ("plugin", plugin.map(Value::from)),
+            ("temporal", temporal.map(|()| Value::from(self.temporal.address.clone()))),
+            ("clickhouse", clickhouse.map(|()| Value::from(self.sink.table().to_string()))),
+            ("watchdog", watchdog.map(|n| Value::from(format!("{n} activities in flight")))),
+        ])
     }
+}
+
+/// What a process's `/readyz` runs (the worker's checks, the scheduler's).
+pub trait Readiness: Send + Sync + 'static {
+    /// Every check, each within `CHECK_TIMEOUT`; ready when all pass, and
+    /// the body (see [`readiness`]).
+    fn check(&self) -> impl std::future::Future<Output = (bool, Value)> + Send;
+}
+
+/// `/readyz`'s answer from named checks: ready when every one passed; the
+/// body names the failed ones and holds each check's detail or error.
+pub fn readiness(checks: Vec<(&'static str, Result<Value, String>)>) -> (bool, Value) {
+    let failed: Vec<&str> = checks.iter().filter(|(_, r)| r.is_err()).map(|(name, _)| *name).collect();
+    let ready = failed.is_empty();
+    let checks: serde_json::Map<String, Value> = checks
+        .into_iter()
+        .map(|(name, r)| {
+            let one = match r {
+                Ok(detail) => json!({"ok": true, "detail": detail}),
+                Err(error) => json!({"ok": false, "error": error}),
+            };
+            (name.to_string(), one)
+        })
+        .collect();
+    (ready, json!({"status": if ready { "ready" } else { "not_ready" }, "failed": failed, "checks": checks}))
 }
 
 /// Whether Temporal's frontend answers a gRPC health check as serving,
@@ -132,7 +138,7 @@ pub async fn temporal_serving(client: &temporalio_client::Client) -> Result<(), 
 pub const TIMEOUTS: Timeouts = Timeouts { header_read: Duration::from_secs(10), request: Duration::from_secs(10) };
 
 /// `/metrics`, `/healthz`, `/readyz`.
-pub fn router(readiness: Arc<ReadinessProbe>) -> Router {
+pub fn router<P: Readiness>(readiness: Arc<P>) -> Router {
     Router::new()
         .route("/metrics", get(|| async { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()) }))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -141,7 +147,7 @@ pub fn router(readiness: Arc<ReadinessProbe>) -> Router {
         .with_state(readiness)
 }
 
-async fn readyz(State(readiness): State<Arc<ReadinessProbe>>) -> (StatusCode, Json<Value>) {
+async fn readyz<P: Readiness>(State(readiness): State<Arc<P>>) -> (StatusCode, Json<Value>) {
     let (ready, body) = readiness.check().await;
     if !ready {
         tracing::warn!(checks = %body["checks"], "not ready");
@@ -150,6 +156,6 @@ async fn readyz(State(readiness): State<Arc<ReadinessProbe>>) -> (StatusCode, Js
 }
 
 /// Binds `addr` and serves until shut down.
-pub async fn serve(addr: SocketAddr, readiness: Arc<ReadinessProbe>) -> std::io::Result<Server> {
+pub async fn serve<P: Readiness>(addr: SocketAddr, readiness: Arc<P>) -> std::io::Result<Server> {
     crate::http_server::serve("metrics", addr, router(readiness), TIMEOUTS).await
 }

@@ -82,7 +82,7 @@ pub async fn run(config: &Config) -> Result<(), ScheduleError> {
     let server = match sc.metrics_addr {
         Some(addr) => {
             let probe = Arc::new(ops::Probe { client: client.clone(), consumer: consumer.clone(), topic: sc.topic.clone() });
-            let server = crate::http_server::serve("metrics", addr, ops::router(probe), crate::ops_server::TIMEOUTS)
+            let server = crate::ops_server::serve(addr, probe)
                 .await
                 .map_err(|source| ScheduleError::Bind { addr, source })?;
             Some(server)

@@ -1,20 +1,16 @@
-//! The scheduler's `/metrics`, `/healthz` and `/readyz` (the worker's
-//! routes, with the scheduler's checks): ready when Temporal's frontend is
+//! The scheduler's `/readyz` checks (served on the worker's routes, see
+//! `ops_server`): ready when Temporal's frontend is
 //! serving and the brokers answer a metadata request for the topic, each
 //! within 3 s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use rdkafka::consumer::Consumer;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::consumer::EventsConsumer;
-use crate::ops_server::CHECK_TIMEOUT;
+use crate::ops_server::{readiness, Readiness, CHECK_TIMEOUT};
 
 pub struct Probe {
     pub client: temporalio_client::Client,
@@ -42,38 +38,11 @@ impl Probe {
             Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
         }
     }
+}
 
+impl Readiness for Probe {
     async fn check(&self) -> (bool, Value) {
         let (temporal, kafka) = tokio::join!(crate::ops_server::temporal_serving(&self.client), self.kafka());
-        let ready = temporal.is_ok() && kafka.is_ok();
-        let one = |r: Result<String, String>| match r {
-            Ok(detail) => json!({"ok": true, "detail": detail}),
-            Err(error) => json!({"ok": false, "error": error}),
-        };
-        let failed: Vec<&str> =
-            [("temporal", temporal.is_ok()), ("kafka", kafka.is_ok())].into_iter().filter(|(_, ok)| !ok).map(|(n, _)| n).collect();
-        let body = json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "failed": failed,
-            "checks": {"temporal": one(temporal.map(|()| "serving".to_string())), "kafka": one(kafka)},
-        });
-        (ready, body)
+        readiness(vec![("temporal", temporal.map(|()| Value::from("serving"))), ("kafka", kafka.map(Value::from))])
     }
-}
-
-pub fn router(probe: Arc<Probe>) -> Router {
-    Router::new()
-        .route("/metrics", get(|| async { ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()) }))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))) })
-        .with_state(probe)
-}
-
-async fn readyz(State(probe): State<Arc<Probe>>) -> (StatusCode, Json<Value>) {
-    let (ready, body) = probe.check().await;
-    if !ready {
-        tracing::warn!(checks = %body["checks"], "not ready");
-    }
-    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
