@@ -38,13 +38,17 @@ TEST_ENV := LLMA_TEST_MODELS=$(MODELS) LLMA_TEST_PLUGIN=$(PLUGIN_WASM) LLMA_TEST
 export LLMA_EMBED_PLUGIN := $(PLUGIN_WASM)
 export LLMA_EMBED_MODEL_DIR := $(MODELS)/default
 
-.PHONY: setup venv target plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
+.PHONY: setup venv target sysdeps plugin plugins signed-plugins models build run analyze test test-native native bench bench-model model clean reliability \
 	release install cluster-demo deploy-check kafka-broker bench-ingest demo-kafka screenshots
 
 setup: target venv
 
-target:
+target: sysdeps
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Debian's libssl-dev and pkg-config (the Kafka client's TLS), when missing.
+sysdeps:
+	@scripts/sysdeps.sh
 
 venv:
 	@scripts/venv.sh models/requirements.txt >/dev/null

@@ -18,6 +18,13 @@
 # Environment:
 #   LLMA_TOOLS_DIR        install root (default /var/cache/llma-sentiment/tools; the binary is bin/nisshi)
 #   KAFKA_START_TIMEOUT   seconds to wait for the port (default 15)
+#   KAFKA_TLS_CERT, KAFKA_TLS_KEY   PEM certificate chain and PKCS#8 key: the listener speaks TLS only
+#   KAFKA_SCRAM_USERS     "name:password ...": SCRAM-SHA-512 (and -256) users; the broker then
+#                         requires a SASL login (nisshi's --authentication)
+#   KAFKA_TOPICS          "name:partitions ...": topics made before a TLS or login-only broker
+#                         starts (nisshi's own CLI speaks plaintext without a login)
+# A TLS or login-only broker keeps its users and topics in DIR/broker.db (SQLite): they are
+# written through a plaintext broker on the same port first, which is then replaced.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,13 +63,27 @@ cmd_start() {
     local timeout="${KAFKA_START_TIMEOUT:-15}"
     local port pid
     mkdir -p "$dir/log"
+    local secure="" storage="memory://nisshi/" extra=""
+    if [ -n "${KAFKA_TLS_CERT:-}${KAFKA_SCRAM_USERS:-}" ]; then
+        secure=1
+        storage="sqlite://broker.db"
+    fi
+    if [ -n "${KAFKA_TLS_CERT:-}" ]; then
+        [ -n "${KAFKA_TLS_KEY:-}" ] || die "KAFKA_TLS_CERT needs KAFKA_TLS_KEY"
+        extra="$extra --cert $(printf %q "$KAFKA_TLS_CERT") --key $(printf %q "$KAFKA_TLS_KEY")"
+    fi
+    [ -z "${KAFKA_SCRAM_USERS:-}" ] || extra="$extra --authentication"
     for _ in 1 2 3; do
         port="$(free_port)"
         : >"$dir/log/stdout.log"
-        printf '#!/bin/sh\ncd %q && exec %q broker --listener-url tcp://127.0.0.1:%s --advertised-listener-url tcp://127.0.0.1:%s --storage-engine memory://nisshi/ --group-initial-rebalance-delay 100ms\n' \
-            "$dir" "$NISSHI" "$port" "$port" >"$dir/run"
+        printf '#!/bin/sh\ncd %q && exec %q broker --listener-url tcp://127.0.0.1:%s --advertised-listener-url tcp://127.0.0.1:%s --storage-engine %s --group-initial-rebalance-delay 100ms "$@"\n' \
+            "$dir" "$NISSHI" "$port" "$port" "$storage" >"$dir/run"
         chmod +x "$dir/run"
-        setsid "$dir/run" </dev/null >>"$dir/log/stdout.log" 2>&1 &
+        if [ -n "$secure" ]; then
+            seed_broker "$dir" "$port" "$timeout" || continue
+        fi
+        # shellcheck disable=SC2086 # $extra holds quoted words
+        eval "setsid \"\$dir/run\" $extra" </dev/null >>"$dir/log/stdout.log" 2>&1 &
         pid=$!
         echo "$pid" >"$dir/pid"
         local deadline=$((SECONDS + timeout))
@@ -78,6 +99,35 @@ cmd_start() {
         retry_start "$pid" "$timeout" 2 'address already in use|Address in use' "$dir/log/stdout.log" || break
     done
     start_failed nisshi "$dir" "$dir/log/stdout.log"
+}
+
+# seed_broker DIR PORT TIMEOUT: the users and topics of a TLS or login-only broker, written
+# through a plaintext broker on DIR/broker.db and PORT, stopped afterwards.
+seed_broker() {
+    local dir="$1" port="$2" timeout="$3" pid ok=""
+    rm -f "$dir"/broker.db*
+    setsid "$dir/run" </dev/null >>"$dir/log/seed.log" 2>&1 &
+    pid=$!
+    local deadline=$((SECONDS + timeout))
+    while [ $SECONDS -lt $deadline ] && pid_alive "$pid"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
+        sleep 0.1
+    done
+    if [ -n "$ok" ]; then
+        local entry
+        for entry in ${KAFKA_SCRAM_USERS:-}; do
+            for mech in scram512 scram256; do
+                "$NISSHI" user create --broker "tcp://127.0.0.1:$port" --mechanism "$mech" "${entry%%:*}" "${entry#*:}" >>"$dir/log/seed.log" 2>&1 || ok=""
+            done
+        done
+        for entry in ${KAFKA_TOPICS:-}; do
+            "$NISSHI" topic create --silent --broker "tcp://127.0.0.1:$port" --partitions "${entry#*:}" "${entry%%:*}" >>"$dir/log/seed.log" 2>&1 || ok=""
+        done
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    [ -n "$ok" ] || { echo "kafka.sh: seeding the broker on port $port failed:" >&2; tail -20 "$dir/log/seed.log" >&2; return 1; }
 }
 
 server_main "$@"

@@ -33,7 +33,7 @@ pub use model::{
     ACTIVITIES_PER_INSTANCE,
 };
 pub use stores::{CacheConfig, ClickHouseConfig, Validation};
-pub use ingest::{BadTeam, KafkaConfig, ScheduleConfig};
+pub use ingest::{BadTeam, KafkaConfig, KafkaProtocol, ScheduleConfig};
 
 /// Flag values by section, as the flag layer of [`load`] takes them.
 #[derive(Debug, Default)]

@@ -13,8 +13,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::kafka::{
-    executions, posthog_row, produce, rows, scheduler_env, usable, wait_for_rows, wait_metric, KafkaBroker, Record, SchedulerProcess, TEAM,
+    executions, posthog_row, produce, rows, scheduler_env, usable, wait_for_rows, wait_metric, KafkaBroker, Record, SchedulerProcess, Secured,
+    TEAM,
 };
+use common::pki::Pki;
 use common::ops::Scrape;
 use common::stack::{block, Stack};
 use serde_json::json;
@@ -123,6 +125,77 @@ fn events_from_the_topic_become_rows_once_across_a_kill() {
     std::thread::sleep(Duration::from_secs(3));
     let scrape = Scrape::take(&third.metrics_addr());
     assert_eq!(scrape.value("llma_sentiment_schedule_consumed_total", &[]), 0.0, "everything was committed");
+}
+
+/// A managed Kafka's transport: a broker that speaks TLS only and requires
+/// a SCRAM-SHA-512 login (a certificate of the test's own CA). The scheduler
+/// over sasl_ssl with that CA turns the events into rows; a wrong CA, a
+/// wrong password and a plaintext client each stop it at start, non-zero,
+/// with the refusal named (librdkafka alone would retry them for ever),
+/// and the password is in no log.
+#[test]
+fn the_scheduler_reads_a_tls_broker_with_a_scram_login_and_names_refusals() {
+    let stack = Stack::start();
+    let _worker = stack.worker(&[]);
+    let pki = Pki::new("kafka");
+    let (cert, key) = pki.server("broker", &["127.0.0.1"]);
+    let other = Pki::new("other");
+    let topic = "events-tls";
+    let password = "s3cret-broker-pass";
+    let broker = KafkaBroker::start_secured(&Secured {
+        tls: Some((&cert, &key)),
+        users: &[("sentiment", password)],
+        topics: &[(topic, 2)],
+    });
+    let ca = pki.ca_file.to_str().unwrap();
+    let client = [
+        ("security.protocol", "sasl_ssl"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "sentiment"),
+        ("sasl.password", password),
+        ("ssl.ca.location", ca),
+    ];
+    let events = usable(6);
+    let uuids: Vec<String> = events.iter().map(|(u, _)| u.clone()).collect();
+    produce(&broker.producer_with(&client), topic, &events.into_iter().map(|(_, r)| r).collect::<Vec<_>>());
+
+    fn secured<'a>(ca: &'a str, password: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("LLMA_SENTIMENT_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("LLMA_SENTIMENT_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("LLMA_SENTIMENT_KAFKA_SASL_USERNAME", "sentiment"),
+            ("KAFKA_SASL_PASSWORD", password),
+            ("LLMA_SENTIMENT_KAFKA_TLS_CA", ca),
+        ]
+    }
+    let other_ca = other.ca_file.to_str().unwrap();
+
+    let scheduler = SchedulerProcess::start(&scheduler_env(&stack, &broker, topic, "tls", &secured(ca, password)));
+    let got = wait_for_rows(&stack, &uuids, Duration::from_secs(180));
+    assert_eq!(got.len(), uuids.len(), "a row per event read over sasl_ssl");
+    assert!(got.values().all(|(raw, ids)| (*raw, ids.len()) == (1, 1)), "{got:?}");
+    let (status, body) = common::ops::http_get(&scheduler.metrics_addr(), "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let log = scheduler.log_text();
+    assert!(scheduler.terminate(Duration::from_secs(40)).success());
+    assert!(!log.contains(password), "the SASL password is in the scheduler's log:\n{log}");
+
+    let refusals = [
+        ("another CA", secured(other_ca, password), "TLS with the brokers failed"),
+        ("a wrong password", secured(ca, "not-the-password"), "refused the SASL login"),
+        ("plaintext", vec![], "another security protocol"),
+    ];
+    for (what, settings, named) in refusals {
+        let started = Instant::now();
+        let mut refused = SchedulerProcess::spawn(&scheduler_env(&stack, &broker, topic, "tls-refused", &settings));
+        let status = refused.wait_exit(Duration::from_secs(60));
+        let log = refused.log_text();
+        assert!(!status.success(), "{what}: the scheduler ran on:\n{log}");
+        assert!(log.contains(named), "{what}: the refusal is not named {named:?}:\n{log}");
+        assert!(!log.contains("partitions assigned"), "{what}: the group took it:\n{log}");
+        assert!(!log.contains(password), "{what}: the password is in the log");
+        assert!(started.elapsed() < Duration::from_secs(40), "{what}: refused after {:?}", started.elapsed());
+    }
 }
 
 /// Batches: `{"events": [...]}` workflows of one partition, named by topic,

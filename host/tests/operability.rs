@@ -200,8 +200,13 @@ fn bad_config_keys_and_values_are_named_with_a_non_zero_exit() {
         ("[workflow]\nmax_attempts = 0\n", vec!["workflow.max_attempts"]),
         ("[log]\nformat = \"xml\"\n", vec!["log.format", "xml"]),
         ("[temporal\n", vec!["TOML"]),
-        ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", vec!["kafka.security_protocol", "TLS to Kafka is not in this build"]),
-        ("[kafka]\nsasl_mechanism = \"SCRAM-SHA-256\"\n", vec!["kafka.sasl_mechanism", "only PLAIN"]),
+        ("[kafka]\nsecurity_protocol = \"tls\"\n", vec!["kafka.security_protocol", "sasl_ssl"]),
+        ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", vec!["kafka.sasl_mechanism", "SCRAM-SHA-512"]),
+        ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"GSSAPI\"\nsasl_username = \"u\"\nsasl_password = \"p\"\n", vec!["kafka.sasl_mechanism", "GSSAPI is not in this build"]),
+        ("[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n", vec!["kafka.sasl_username", "kafka.sasl_password"]),
+        ("[kafka]\nsasl_mechanism = \"PLAIN\"\n", vec!["kafka.sasl_mechanism", "not sasl_plaintext or sasl_ssl"]),
+        ("[kafka]\ntls_ca = \"/ca.pem\"\n", vec!["kafka.security_protocol", "TLS needs"]),
+        ("[kafka]\nsecurity_protocol = \"ssl\"\ntls_cert = \"/c.pem\"\n", vec!["kafka.tls_key", "key"]),
     ];
     for (text, needles) in cases {
         let (_dir, path) = write_config(text);

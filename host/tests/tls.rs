@@ -9,11 +9,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use common::pki::Pki;
 use common::redis::RedisServer;
 use common::services::{run_bin, TemporalServer, WorkerProcess};
 use common::stack::{block, event};
@@ -25,61 +26,12 @@ use llma_sentiment::event::{EventOptions, EventTime, GenerationEvent, Producer, 
 use llma_sentiment::sink::{ClickHouseSink, ErrorKind, SinkConfig};
 use llma_sentiment::tls::TlsFiles;
 use llma_sentiment::worker::TemporalConnectError;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use serde_json::Value;
 use uuid::Uuid;
 
 /// Every failure below must come well within this: a handshake that fails
 /// is answered at once, and a hang would take the servers' timeouts.
 const FAST: Duration = Duration::from_secs(8);
-
-/// A CA of the test's own and the certificates it signs, as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-    ca_file: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = tempfile::Builder::new().prefix("llma-pki-").tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, format!("llma {name} test CA"));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        Pki { dir, ca, ca_file }
-    }
-
-    /// A server certificate for `names` (DNS names or IP addresses); (cert file, key file).
-    fn server(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        self.issue(file, names, ExtendedKeyUsagePurpose::ServerAuth)
-    }
-
-    /// A client certificate; (cert file, key file).
-    fn client(&self, file: &str) -> (PathBuf, PathBuf) {
-        self.issue(file, &[], ExtendedKeyUsagePurpose::ClientAuth)
-    }
-
-    fn issue(&self, file: &str, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or(file));
-        params.extended_key_usages = vec![usage];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let (cert_file, key_file) = (self.dir.path().join(format!("{file}.pem")), self.dir.path().join(format!("{file}-key.pem")));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
-
-    fn files(&self, client: Option<&(PathBuf, PathBuf)>) -> TlsFiles {
-        TlsFiles { ca: Some(self.ca_file.clone()), cert: client.map(|c| c.0.clone()), key: client.map(|c| c.1.clone()) }
-    }
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

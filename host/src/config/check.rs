@@ -68,23 +68,8 @@ impl Config {
                 return invalid(key, "must not be empty");
             }
         }
-        // librdkafka does TLS and SCRAM through OpenSSL only, and this build
-        // links no OpenSSL: asking for them is refused here, by name, rather
-        // than by librdkafka once the scheduler is running.
-        let kafka = &self.kafka;
-        match kafka.security_protocol.as_deref().map(|p| p.trim().to_ascii_lowercase()) {
-            None => {}
-            Some(p) if p.is_empty() || p == "plaintext" || p == "sasl_plaintext" => {}
-            Some(p) if p == "ssl" || p == "sasl_ssl" => {
-                return invalid("kafka.security_protocol", "TLS to Kafka is not in this build (librdkafka does TLS through OpenSSL only, and the project links none): reach the brokers over a private network or a TLS-terminating proxy");
-            }
-            Some(_) => return invalid("kafka.security_protocol", "must be plaintext or sasl_plaintext"),
-        }
-        if kafka.sasl_mechanism.as_deref().is_some_and(|m| !m.trim().is_empty() && !m.trim().eq_ignore_ascii_case("PLAIN")) {
-            return invalid("kafka.sasl_mechanism", "only PLAIN is in this build (librdkafka's SCRAM needs OpenSSL)");
-        }
-        if kafka.ssl_ca_location.is_some() {
-            return invalid("kafka.ssl_ca_location", "TLS to Kafka is not in this build (see kafka.security_protocol)");
+        if let Err((key, reason)) = self.kafka.check() {
+            return Err(ConfigError::Invalid { key, reason });
         }
         if let Some(url) = self.cache.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
             if let Err(e) = crate::cache::redis::check_url(url) {

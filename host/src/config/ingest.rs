@@ -102,7 +102,8 @@ impl ScheduleConfig {
 
 /// librdkafka settings for a managed Kafka: only these are passed through
 /// (an allow-list, so a config file cannot switch off what the scheduler
-/// relies on: manual commits, the group, the offsets reset).
+/// relies on: manual commits, the group, the offsets reset, the brokers'
+/// host name check).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
@@ -117,26 +118,103 @@ pub struct KafkaConfig {
     /// Never logged nor printed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sasl_password: Option<Secret>,
-    /// `ssl.ca.location`: the CA bundle that signs the brokers' certificates.
+    /// `ssl.ca.location`: the CA file (PEM) that signs the brokers'
+    /// certificates; the system's CA store when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_ca_location: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    /// `ssl.certificate.location`: the client certificate (PEM) for mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// `ssl.key.location`: its private key (PEM, unencrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
+/// `kafka.security_protocol`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaProtocol {
+    pub fn tls(self) -> bool {
+        matches!(self, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, KafkaProtocol::SaslPlaintext | KafkaProtocol::SaslSsl)
+    }
+}
+
+/// The SASL mechanisms this build's librdkafka has (no GSSAPI, no OAUTHBEARER).
+pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
 impl KafkaConfig {
+    /// The protocol, plaintext when unset; `None` for a name librdkafka does not know.
+    pub fn protocol(&self) -> Option<KafkaProtocol> {
+        match self.security_protocol.as_deref().map(|p| p.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("plaintext") => Some(KafkaProtocol::Plaintext),
+            Some("ssl") => Some(KafkaProtocol::Ssl),
+            Some("sasl_plaintext") => Some(KafkaProtocol::SaslPlaintext),
+            Some("sasl_ssl") => Some(KafkaProtocol::SaslSsl),
+            Some(_) => None,
+        }
+    }
+
+    /// The TLS files, in the form the other clients' settings take.
+    pub fn tls(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() }
+    }
+
+    /// The settings that cannot work together, as (key, reason).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let Some(protocol) = self.protocol() else {
+            return Err(("kafka.security_protocol", "must be plaintext, ssl, sasl_plaintext or sasl_ssl".into()));
+        };
+        let mechanism = self.sasl_mechanism.as_deref().map(str::trim).filter(|m| !m.is_empty());
+        match (protocol.sasl(), mechanism) {
+            (true, None) => return Err(("kafka.sasl_mechanism", format!("{} needs a mechanism: one of {}", self.security_protocol.as_deref().unwrap_or_default().trim(), SASL_MECHANISMS.join(", ")))),
+            (true, Some(m)) if !SASL_MECHANISMS.iter().any(|k| k.eq_ignore_ascii_case(m)) => {
+                return Err(("kafka.sasl_mechanism", format!("{m} is not in this build: one of {}", SASL_MECHANISMS.join(", "))))
+            }
+            (true, Some(_)) if self.sasl_username.as_deref().is_none_or(|u| u.trim().is_empty()) || self.sasl_password.is_none() => {
+                return Err(("kafka.sasl_username", "SASL needs kafka.sasl_username and kafka.sasl_password".into()))
+            }
+            (false, Some(_)) => return Err(("kafka.sasl_mechanism", "set, but kafka.security_protocol is not sasl_plaintext or sasl_ssl".into())),
+            _ => {}
+        }
+        let tls = self.tls();
+        if !tls.is_empty() && !protocol.tls() {
+            return Err(("kafka.security_protocol", "a kafka.tls_* file is set, but the protocol is not ssl or sasl_ssl: TLS needs one of them".into()));
+        }
+        tls.check().map_err(|e| ("kafka.tls_key", e.to_string()))
+    }
+
     /// The librdkafka properties set, as (name, value); the password is in
     /// it, so this never goes to a log.
     pub fn properties(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let mut set = |name: &'static str, value: Option<String>| {
             if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                out.push((name, v));
+                out.push((name, v.trim().to_string()));
             }
         };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         set("security.protocol", self.security_protocol.clone());
-        set("sasl.mechanism", self.sasl_mechanism.clone());
+        set("sasl.mechanism", self.sasl_mechanism.as_ref().map(|m| m.to_ascii_uppercase()));
         set("sasl.username", self.sasl_username.clone());
         set("sasl.password", self.sasl_password.as_ref().map(|s| s.expose().to_string()));
-        set("ssl.ca.location", self.ssl_ca_location.as_ref().map(|p| p.display().to_string()));
+        set("ssl.ca.location", path(&self.tls_ca));
+        set("ssl.certificate.location", path(&self.tls_cert));
+        set("ssl.key.location", path(&self.tls_key));
+        if self.protocol().is_some_and(KafkaProtocol::tls) {
+            // librdkafka's default since 2.0, set so that no default can
+            // turn the brokers' host name check off.
+            set("ssl.endpoint.identification.algorithm", Some("https".into()));
+        }
         out
     }
 }

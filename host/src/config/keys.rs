@@ -324,11 +324,13 @@ pub const KEYS: &[Key] = &[
     Key::new("schedule.commit_interval_ms", "`schedule`: how often acknowledged offsets are committed, ms.").range(10, 3_600_000),
     Key::new("schedule.session_timeout_ms", "`schedule`: librdkafka `session.timeout.ms`: how long a scheduler that died unannounced keeps its partitions before the group hands them over, ms.")
         .range(1000, 3_600_000),
-    Key::new("kafka.security_protocol", "librdkafka `security.protocol`: plaintext or sasl_plaintext (ssl and sasl_ssl are refused: this build's librdkafka has no TLS).").alias(&["KAFKA_SECURITY_PROTOCOL"]),
-    Key::new("kafka.sasl_mechanism", "librdkafka `sasl.mechanism`: PLAIN (SCRAM needs the OpenSSL this build does not link).").alias(&["KAFKA_SASL_MECHANISM"]),
+    Key::new("kafka.security_protocol", "librdkafka `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl (TLS through the system's OpenSSL; the brokers' host names are always checked).").alias(&["KAFKA_SECURITY_PROTOCOL"]),
+    Key::new("kafka.sasl_mechanism", "librdkafka `sasl.mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with sasl_*.").alias(&["KAFKA_SASL_MECHANISM"]),
     Key::new("kafka.sasl_username", "librdkafka `sasl.username`.").alias(&["KAFKA_SASL_USER"]),
     Key::new("kafka.sasl_password", "librdkafka `sasl.password`; never logged nor printed (prefer the environment).").alias(&["KAFKA_SASL_PASSWORD"]),
-    Key::new("kafka.ssl_ca_location", "librdkafka `ssl.ca.location`; refused: this build's librdkafka has no TLS."),
+    Key::new("kafka.tls_ca", "With ssl or sasl_ssl: CA certificate file (PEM) the brokers' certificates must chain to; the system's CA store when unset."),
+    Key::new("kafka.tls_cert", "With ssl or sasl_ssl: client certificate file (PEM) for mutual TLS, with kafka.tls_key."),
+    Key::new("kafka.tls_key", "Private key file (PEM, unencrypted) of kafka.tls_cert."),
     Key::new("serve.addr", "`serve`: where the Sentiment pages listen; loopback only unless serve.allow_remote (and then with TLS and a token).")
         .flag(Serve, "addr"),
     Key::new("serve.allow_remote", "`serve`: let the pages bind a non-loopback address; they then also need serve.tls_cert, serve.tls_key and a token."),

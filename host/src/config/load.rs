@@ -208,7 +208,9 @@ mod tests {
             sasl_mechanism: Some("PLAIN".into()),
             sasl_username: Some("u".into()),
             sasl_password: Some(super::super::Secret::new("p")),
-            ssl_ca_location: Some("/ca.pem".into()),
+            tls_ca: Some("/ca.pem".into()),
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
         };
         all.temporal.tls = Some(true);
         all.temporal.tls_ca = Some("ca".into());

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::Tracker;
@@ -48,9 +49,87 @@ pub struct Context {
     pub tracker: Arc<Mutex<Tracker>>,
     /// Partitions revoked since the run loop last looked (it drops their open batches).
     pub revoked: Arc<Mutex<Vec<i32>>>,
+    /// The last error retrying cannot mend (TLS, authentication, a protocol
+    /// mismatch), as librdkafka reported it.
+    pub refused: Arc<Mutex<Option<Refused>>>,
+    /// Set once the group assigned partitions here: the brokers took this client.
+    pub contacted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why the brokers would not talk to this client: librdkafka retries these
+/// for ever, so a scheduler that meets one before the brokers ever took it
+/// names it and stops (run loop) instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("TLS with the brokers failed: {0}")]
+    Tls(String),
+    #[error("the brokers refused the SASL login: {0}")]
+    Authentication(String),
+    #[error("the brokers speak another security protocol than kafka.security_protocol: {0}")]
+    Protocol(String),
+}
+
+impl Refused {
+    /// The errors of the kinds above; `None` for the ones retrying may mend
+    /// (a broker down, a timeout).
+    pub fn classify(error: &KafkaError, reason: &str) -> Option<Refused> {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::SSL) => Some(Refused::Tls(reason.to_string())),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                Some(Refused::Authentication(reason.to_string()))
+            }
+            _ => Refused::from_text(reason),
+        }
+    }
+
+    /// From librdkafka's text alone: a failed handshake comes as a
+    /// transport failure whose reason is OpenSSL's; a plaintext client
+    /// meeting a TLS listener sees the connection closed at its first
+    /// request (the ApiVersion query), and the reverse gets librdkafka's own
+    /// hint about `security.protocol`.
+    pub fn from_text(text: &str) -> Option<Refused> {
+        if text.contains("SSL handshake failed") || text.contains("SSL routines") {
+            Some(Refused::Tls(text.to_string()))
+        } else if text.contains("SASL authentication error") || text.contains("Authentication failed") {
+            Some(Refused::Authentication(text.to_string()))
+        } else if text.contains("security.protocol") || (text.contains("Disconnected") && text.contains("in state APIVERSION_QUERY")) {
+            Some(Refused::Protocol(text.to_string()))
+        } else {
+            None
+        }
+    }
 }
 
 impl ClientContext for Context {
+    /// librdkafka's own log lines (through its main queue, served by the
+    /// poll), where a failed handshake or login is told first.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // A connection failure is facility FAIL, at info level when the peer closed it.
+        if facility == "FAIL" || (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            if let Some(refused) = Refused::from_text(message) {
+                *self.refused.lock() = Some(refused);
+            }
+        }
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match Refused::classify(&error, reason) {
+            Some(refused) => {
+                tracing::error!(error = %refused, "kafka brokers refused the connection");
+                *self.refused.lock() = Some(refused);
+            }
+            None => tracing::warn!(error = %error, reason, "kafka client error (librdkafka retries)"),
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let lags: Vec<(i32, i64)> = statistics
             .topics
@@ -98,6 +177,7 @@ impl ConsumerContext for Context {
                 for p in &partitions {
                     tracker.assign(*p);
                 }
+                self.contacted.store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(?partitions, "partitions assigned");
             }
             Rebalance::Revoke(_) => {}

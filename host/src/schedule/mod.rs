@@ -39,6 +39,10 @@ use starter::{Outcome, StartSettings};
 pub enum ScheduleError {
     #[error("kafka consumer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("kafka brokers {brokers}: {refused}")]
+    Refused { brokers: String, refused: consumer::Refused },
+    #[error("kafka TLS settings: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("schedule.teams: {0}")]
     Teams(#[from] crate::config::BadTeam),
     #[error("binding the metrics endpoint {addr}: {source}")]
@@ -49,6 +53,7 @@ pub enum ScheduleError {
 
 /// How long to wait between attempts to reach Temporal at start.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
+
 
 /// Runs until SIGTERM/SIGINT, then starts the open batches, waits for the
 /// starts in flight and commits, within `schedule.shutdown_secs`.
@@ -75,7 +80,16 @@ pub async fn run(config: &Config) -> Result<(), ScheduleError> {
 
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let revoked = Arc::new(Mutex::new(Vec::new()));
-    let context = Context { topic: sc.topic.clone(), tracker: tracker.clone(), revoked: revoked.clone() };
+    let (refused, contacted) = (Arc::new(Mutex::new(None)), Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let context =
+        Context { topic: sc.topic.clone(), tracker: tracker.clone(), revoked: revoked.clone(), refused: refused.clone(), contacted: contacted.clone() };
+    // A bad file is named here, not by librdkafka's OpenSSL error text.
+    config.kafka.tls().pem()?;
+    if config.kafka.protocol() == Some(crate::config::KafkaProtocol::SaslPlaintext)
+        && config.kafka.sasl_mechanism.as_deref().is_some_and(|m| m.trim().eq_ignore_ascii_case("PLAIN"))
+    {
+        tracing::warn!("kafka.sasl_mechanism PLAIN over sasl_plaintext sends the password in clear text: use sasl_ssl or SCRAM");
+    }
     let consumer: Arc<EventsConsumer> = Arc::new(consumer::client_config(sc, &config.kafka).create_with_context(context)?);
     consumer.subscribe(&[&sc.topic])?;
 
@@ -120,8 +134,15 @@ pub async fn run(config: &Config) -> Result<(), ScheduleError> {
         topic: sc.topic.clone(),
         max_in_flight: sc.max_in_flight,
         paused: false,
+        refused,
+        contacted,
     };
-    run.consume(stop, sc.commit_interval()).await;
+    if let Err(refused) = run.consume(stop, sc.commit_interval()).await {
+        if let Some(server) = server {
+            server.shutdown(crate::worker::stop::ENDPOINTS_SHUTDOWN).await;
+        }
+        return Err(ScheduleError::Refused { brokers: sc.brokers.clone(), refused });
+    }
     run.shut_down(sc.shutdown_bound()).await;
     if let Some(server) = server {
         server.shutdown(crate::worker::stop::ENDPOINTS_SHUTDOWN).await;
@@ -142,16 +163,31 @@ struct Loop {
     topic: String,
     max_in_flight: usize,
     paused: bool,
+    refused: Arc<Mutex<Option<consumer::Refused>>>,
+    contacted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An idle loop still wakes this often (open batches, pause state).
 const IDLE: Duration = Duration::from_secs(1);
 
 impl Loop {
-    async fn consume(&mut self, mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>, commit_every: Duration) {
+    /// Until `stop`; `Err` when the brokers refused this client before they
+    /// ever took it (a TLS, login or protocol error: retrying cannot mend
+    /// it). One that comes later, with partitions held, is logged and
+    /// retried (a certificate being rotated).
+    async fn consume(
+        &mut self,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        commit_every: Duration,
+    ) -> Result<(), consumer::Refused> {
         let mut commit_tick = tokio::time::interval(commit_every);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if !self.contacted.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(refused) = self.refused.lock().take() {
+                    return Err(refused);
+                }
+            }
             self.forget_revoked();
             // At the bound the partitions pause; polling goes on, so the
             // group keeps this member and rebalances still reach it.
@@ -167,11 +203,14 @@ impl Loop {
             tokio::select! {
                 _ = &mut stop => {
                     tracing::info!("shutdown requested: starting open batches, finishing starts, committing");
-                    return;
+                    return Ok(());
                 }
                 message = consumer.recv() => {
                     let units = match message {
-                        Ok(m) => self.take(&m),
+                        Ok(m) => {
+                            self.contacted.store(true, std::sync::atomic::Ordering::Relaxed);
+                            self.take(&m)
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka consumer error");
                             tokio::time::sleep(Duration::from_millis(100)).await;

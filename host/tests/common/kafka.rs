@@ -2,7 +2,8 @@
 //! the `llma-sentiment schedule` process, for the scheduler's tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,38 @@ pub struct KafkaBroker {
     pub brokers: String,
 }
 
+/// What a TLS or login-only broker is started with.
+pub struct Secured<'a> {
+    /// Server certificate chain and PKCS#8 key (PEM): the listener speaks TLS only.
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// SCRAM users (name, password): a SASL login is required.
+    pub users: &'a [(&'a str, &'a str)],
+    /// Topics made before it starts (name, partitions).
+    pub topics: &'a [(&'a str, u32)],
+}
+
 impl KafkaBroker {
     pub fn start() -> KafkaBroker {
+        Self::start_with(&[])
+    }
+
+    /// A broker that speaks TLS and/or requires a SCRAM login.
+    pub fn start_secured(secured: &Secured<'_>) -> KafkaBroker {
+        let join = |items: Vec<String>| std::ffi::OsString::from(items.join(" "));
+        let users = join(secured.users.iter().map(|(u, p)| format!("{u}:{p}")).collect());
+        let topics = join(secured.topics.iter().map(|(t, n)| format!("{t}:{n}")).collect());
+        let mut env: Vec<(&str, &OsStr)> = vec![("KAFKA_SCRAM_USERS", &users), ("KAFKA_TOPICS", &topics)];
+        if let Some((cert, key)) = secured.tls {
+            env.extend([("KAFKA_TLS_CERT", cert.as_os_str()), ("KAFKA_TLS_KEY", key.as_os_str())]);
+        }
+        Self::start_with(&env)
+    }
+
+    fn start_with(env: &[(&str, &OsStr)]) -> KafkaBroker {
         super::script("kafka.sh", &["install".as_ref()]);
         let dir = tempfile::Builder::new().prefix("llma-kafka-").tempdir().unwrap();
-        let out = super::script("kafka.sh", &["start".as_ref(), dir.path().as_os_str()]);
+        let out = super::try_script_env("kafka.sh", &["start".as_ref(), dir.path().as_os_str()], env);
+        assert!(out.status.success(), "kafka.sh start failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let brokers = stdout
             .lines()
@@ -56,11 +84,17 @@ impl KafkaBroker {
     }
 
     pub fn producer(&self) -> FutureProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("message.timeout.ms", "30000")
-            .create()
-            .expect("producer")
+        self.producer_with(&[])
+    }
+
+    /// A producer with librdkafka `settings` added (TLS, SASL).
+    pub fn producer_with(&self, settings: &[(&str, &str)]) -> FutureProducer {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers).set("message.timeout.ms", "30000");
+        for (k, v) in settings {
+            config.set(*k, *v);
+        }
+        config.create().expect("producer")
     }
 }
 
@@ -105,6 +139,13 @@ pub struct SchedulerProcess {
 
 impl SchedulerProcess {
     pub fn start(env: &[(&str, &str)]) -> SchedulerProcess {
+        let mut s = Self::spawn(env);
+        s.wait_for_log("scheduler consuming", Duration::from_secs(120));
+        s
+    }
+
+    /// Started, not waited for (one that must fail).
+    pub fn spawn(env: &[(&str, &str)]) -> SchedulerProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("schedule.log");
         let file = std::fs::File::create(&log).unwrap();
@@ -118,9 +159,19 @@ impl SchedulerProcess {
             .stderr(file)
             .spawn()
             .expect("spawn scheduler");
-        let mut s = SchedulerProcess { child, log, _dir: dir };
-        s.wait_for_log("scheduler consuming", Duration::from_secs(120));
-        s
+        SchedulerProcess { child, log, _dir: dir }
+    }
+
+    /// Its exit status, within `timeout` (it was not stopped).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "scheduler still running after {timeout:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -151,14 +202,7 @@ impl SchedulerProcess {
     /// SIGTERM; the exit status, within `timeout`.
     pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "scheduler did not exit within {timeout:?}:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_exit(timeout)
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod ops;
+pub mod pki;
 pub mod redis;
 pub mod services;
 pub mod stack;
@@ -117,9 +118,15 @@ pub fn repo_root() -> PathBuf {
 
 /// Runs `scripts/NAME` (a server helper: install, start DIR, stop DIR); its output if it succeeded.
 pub fn try_script(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    try_script_env(name, args, &[])
+}
+
+/// [`try_script`] with environment variables set.
+pub fn try_script_env(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
     std::process::Command::new("bash")
         .arg(repo_root().join("scripts").join(name))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"))
