@@ -93,8 +93,9 @@ bench: build models native $(if $(BENCH_QUICK),,bench-model)
 # `make bench-ingest`: `llma-sentiment schedule` on a real broker with one
 # worker on the default bundle: events/s consumed and started and rows/s from
 # a backlog, produce-to-row p50/p99 at a steady offered rate, one workflow per
-# event and batched (host/tests/bench_ingest.rs; ~3 min). Table on stdout and
-# in build/bench/ingest.md; LLMA_BENCH_INGEST_SCALE=F scales the counts.
+# event and batched, and each process's CPU per 1,000 events
+# (host/tests/bench_ingest.rs; ~2 min). Tables on stdout and in
+# build/bench/ingest.md; LLMA_BENCH_INGEST_SCALE=F scales the counts.
 # The Sentiment pages' screenshots in docs/img/, from the browser test.
 screenshots:
 	LLMA_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(MAKE) --no-print-directory test TEST_ARGS="--test view_browser"

@@ -63,16 +63,16 @@ cmd_start() {
     local timeout="${KAFKA_START_TIMEOUT:-15}"
     local port pid
     mkdir -p "$dir/log"
-    local secure="" storage="memory://nisshi/" extra=""
+    local secure="" storage="memory://nisshi/" extra=()
     if [ -n "${KAFKA_TLS_CERT:-}${KAFKA_SCRAM_USERS:-}" ]; then
         secure=1
         storage="sqlite://broker.db"
     fi
     if [ -n "${KAFKA_TLS_CERT:-}" ]; then
         [ -n "${KAFKA_TLS_KEY:-}" ] || die "KAFKA_TLS_CERT needs KAFKA_TLS_KEY"
-        extra="$extra --cert $(printf %q "$KAFKA_TLS_CERT") --key $(printf %q "$KAFKA_TLS_KEY")"
+        extra+=(--cert "$KAFKA_TLS_CERT" --key "$KAFKA_TLS_KEY")
     fi
-    [ -z "${KAFKA_SCRAM_USERS:-}" ] || extra="$extra --authentication"
+    [ -z "${KAFKA_SCRAM_USERS:-}" ] || extra+=(--authentication)
     for _ in 1 2 3; do
         port="$(free_port)"
         : >"$dir/log/stdout.log"
@@ -82,8 +82,7 @@ cmd_start() {
         if [ -n "$secure" ]; then
             seed_broker "$dir" "$port" "$timeout" || continue
         fi
-        # shellcheck disable=SC2086 # $extra holds quoted words
-        eval "setsid \"\$dir/run\" $extra" </dev/null >>"$dir/log/stdout.log" 2>&1 &
+        setsid "$dir/run" "${extra[@]}" </dev/null >>"$dir/log/stdout.log" 2>&1 &
         pid=$!
         echo "$pid" >"$dir/pid"
         local deadline=$((SECONDS + timeout))

@@ -3,11 +3,18 @@
 //! scheduler and one worker (the tests' debug build, dependencies
 //! optimised), a real broker, Temporal and ClickHouse on this machine.
 //!
-//! Per mode (one workflow per event; batches): a backlog produced before the
+//! Texts are new in every mode but the last (no result cache hit: each
+//! message is classified, as in PostHog's last-message mode); the last
+//! repeats the tests' few texts (the seed's whole conversations repeat most
+//! of theirs). Per mode (one workflow per event; batches): a backlog produced before the
 //! scheduler starts gives the rate it consumes and starts (events/s) and the
 //! rate rows appear; then a steady offered rate gives produce-to-row latency
 //! (p50/p99/max: from the producer's send to the first poll, every 100 ms,
-//! that sees the row). The table goes to stdout and build/bench/ingest.md.
+//! that sees the row). Where the time goes: the CPU seconds each process
+//! (scheduler, worker, Temporal, ClickHouse, broker) used over the mode,
+//! per 1,000 events, from /proc, and the worker's own inference and
+//! activity time from its metrics. The tables go to stdout and
+//! build/bench/ingest.md.
 //! Sizes: LLMA_BENCH_INGEST_SCALE (default 1.0) multiplies every count.
 
 mod common;
@@ -15,7 +22,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::kafka::{scheduler_env, usable, KafkaBroker, Record, SchedulerProcess, TEAM};
+use common::kafka::{scheduler_env, usable, usable_unique, KafkaBroker, Record, SchedulerProcess, TEAM};
 use common::ops::Scrape;
 use common::stack::{block, Stack};
 use llma_sentiment::sink::ClickHouseSink;
@@ -29,6 +36,8 @@ struct Mode {
     backlog: usize,
     rate: f64,
     secs: u64,
+    /// Every text new (no result cache hit), else the tests' few texts repeated.
+    unique: bool,
 }
 
 struct Figures {
@@ -40,6 +49,20 @@ struct Figures {
     max: Duration,
     late: usize,
     workflows: f64,
+    /// CPU seconds per process over the mode, in [`PROCESSES`] order.
+    cpu: Vec<f64>,
+    /// The worker's inference and activity seconds over the mode (metrics).
+    inference: f64,
+    activities: f64,
+    events: usize,
+}
+
+const PROCESSES: [&str; 6] = ["scheduler", "worker", "Temporal", "ClickHouse", "broker", "this bench (producer, polls)"];
+
+/// The worker's (inference, activity) seconds so far.
+fn worker_time(addr: &str) -> (f64, f64) {
+    let s = Scrape::take(addr);
+    (s.histogram_sum("llma_sentiment_inference_seconds"), s.histogram_sum("llma_sentiment_activity_seconds"))
 }
 
 fn scale() -> f64 {
@@ -83,11 +106,12 @@ fn recent_rows(sink: &ClickHouseSink) -> Vec<String> {
     block(sink.client().query(&sql).fetch_all()).expect("recent rows")
 }
 
-fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
-    let topic = format!("bench-{}-{}", mode.batch_events, mode.rate as u64);
+fn run(stack: &Stack, broker: &KafkaBroker, worker: (i32, &str), mode: &Mode) -> Figures {
+    let topic = format!("bench-{}-{}-{}", mode.batch_events, mode.rate as u64, if mode.unique { "new" } else { "repeated" });
     broker.create_topic(&topic, 3);
     let producer = broker.producer();
-    let backlog = usable(mode.backlog);
+    let texts = if mode.unique { usable_unique } else { usable };
+    let backlog = texts(mode.backlog);
     let mut acks: Vec<_> = backlog.iter().map(|(_, r)| send(&producer, &topic, r)).collect();
     block(async { futures::future::join_all(acks.drain(..)).await });
     let backlog_uuids: Vec<String> = backlog.iter().map(|(u, _)| u.clone()).collect();
@@ -96,6 +120,9 @@ fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
     let extra = [("LLMA_SENTIMENT_SCHEDULE_BATCH_EVENTS", events.as_str()), ("LLMA_SENTIMENT_SCHEDULE_BATCH_AGE_MS", age.as_str())];
     let scheduler = SchedulerProcess::start(&scheduler_env(stack, broker, &topic, &topic, &extra));
     let addr = scheduler.metrics_addr();
+    let pids = [scheduler.pid(), worker.0, stack.temporal.pid(), stack.ch.pid(), broker.pid(), std::process::id() as i32];
+    let cpu_before: Vec<f64> = pids.iter().map(|p| common::cpu_seconds(*p)).collect();
+    let worker_before = worker_time(worker.1);
     let t0 = Instant::now();
     let timeout = Duration::from_secs(120 + mode.backlog as u64 / 10);
     let started = |a: &str| Scrape::take(a).value("llma_sentiment_schedule_events_started_total", &[]);
@@ -110,7 +137,7 @@ fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
     // Steady rate: a producer thread offers `rate` events/s; this thread
     // polls the table and notes when each row is first seen.
     let n = (mode.rate * mode.secs as f64) as usize;
-    let steady = usable(n);
+    let steady = texts(n);
     let sent_at: std::sync::Arc<parking_lot::Mutex<HashMap<String, Instant>>> = Default::default();
     let producing = {
         let (producer, topic, sent_at) = (producer.clone(), topic.clone(), sent_at.clone());
@@ -149,6 +176,8 @@ fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
     let late = sent_at.len() - latencies.len();
     latencies.sort();
     let workflows = Scrape::take(&addr).value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
+    let cpu: Vec<f64> = pids.iter().zip(&cpu_before).map(|(p, before)| common::cpu_seconds(*p) - before).collect();
+    let worker_after = worker_time(worker.1);
     let status = scheduler.terminate(Duration::from_secs(40));
     assert!(status.success(), "{status}");
     assert!(!latencies.is_empty(), "no row of the steady phase within 60 s after it");
@@ -161,6 +190,10 @@ fn run(stack: &Stack, broker: &KafkaBroker, mode: &Mode) -> Figures {
         max: *latencies.last().unwrap(),
         late,
         workflows,
+        cpu,
+        inference: worker_after.0 - worker_before.0,
+        activities: worker_after.1 - worker_before.1,
+        events: mode.backlog + n,
     }
 }
 
@@ -170,19 +203,36 @@ fn bench_ingest() {
     let s = scale();
     let count = |n: f64| ((n * s) as usize).max(10);
     let modes = [
-        Mode { name: "one workflow per event", batch_events: 1, batch_age_ms: 30_000, backlog: count(600.0), rate: 20.0 * s.min(1.0), secs: 20 },
-        Mode { name: "batches of 100 (age 500 ms)", batch_events: 100, batch_age_ms: 500, backlog: count(5000.0), rate: 200.0 * s.min(1.0), secs: 20 },
+        Mode { name: "one workflow per event", batch_events: 1, batch_age_ms: 30_000, backlog: count(600.0), rate: 20.0 * s.min(1.0), secs: 20, unique: true },
+        Mode { name: "batches of 100 (age 500 ms)", batch_events: 100, batch_age_ms: 500, backlog: count(5000.0), rate: 200.0 * s.min(1.0), secs: 20, unique: true },
         // The goal: 1,000 events/s offered, batched, p99 under 2 s.
-        Mode { name: "batches of 100 (age 500 ms)", batch_events: 100, batch_age_ms: 500, backlog: count(2000.0), rate: 1000.0 * s.min(1.0), secs: 20 },
+        Mode { name: "batches of 100 (age 500 ms)", batch_events: 100, batch_age_ms: 500, backlog: count(2000.0), rate: 1000.0 * s.min(1.0), secs: 20, unique: true },
+        Mode { name: "batches of 100 (age 500 ms), texts repeated", batch_events: 100, batch_age_ms: 500, backlog: count(2000.0), rate: 1000.0 * s.min(1.0), secs: 20, unique: false },
     ];
     let stack = Stack::start();
-    let _worker = stack.worker(&[]);
+    let worker = stack.worker(&[("LLMA_SENTIMENT_METRICS_ADDR", "127.0.0.1:0")]);
+    let worker_metrics = common::ops::metrics_addr(&worker.log_text());
     let broker = KafkaBroker::start();
     let mut table = String::from(
         "| mode | backlog | started, events/s | rows, events/s | offered, events/s | p50 produce-to-row | p99 | max | no row within 60 s | workflows |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let mut profile = format!(
+        "| mode | events | {} | all | worker: inference | worker: activities (wall) |\n|---|---|{}---|---|---|\n",
+        PROCESSES.map(|p| format!("{p} CPU")).join(" | "),
+        "---|".repeat(PROCESSES.len())
+    );
     for mode in &modes {
-        let f = run(&stack, &broker, mode);
+        let f = run(&stack, &broker, (worker.pid(), &worker_metrics), mode);
+        let per_k = |seconds: f64| format!("{:.2} s", seconds * 1000.0 / f.events as f64);
+        profile.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            mode.name,
+            f.events,
+            f.cpu.iter().map(|c| per_k(*c)).collect::<Vec<_>>().join(" | "),
+            per_k(f.cpu.iter().sum()),
+            per_k(f.inference),
+            per_k(f.activities)
+        ));
         let line = format!(
             "| {} | {} | {:.0} | {:.0} | {:.0} ({} events) | {} ms | {} ms | {} ms | {} | {:.0} |\n",
             mode.name,
@@ -210,8 +260,9 @@ fn bench_ingest() {
         field("model name"),
         load.split(' ').take(3).collect::<Vec<_>>().join(" ")
     );
-    println!("\n{header}{table}");
+    let profile = format!("\nWhere the time goes, per 1,000 events (backlog and steady phase together):\n\n{profile}");
+    println!("\n{header}{table}{profile}");
     let dir = common::repo().join("build/bench");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ingest.md"), format!("{header}{table}")).unwrap();
+    std::fs::write(dir.join("ingest.md"), format!("{header}{table}{profile}")).unwrap();
 }

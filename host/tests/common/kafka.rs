@@ -68,6 +68,11 @@ impl KafkaBroker {
         KafkaBroker { dir, brokers }
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> i32 {
+        super::pid_file(&self.dir.path().join("pid"))
+    }
+
     fn nisshi() -> PathBuf {
         let tools = std::env::var_os("LLMA_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/cache/llma-sentiment/tools".into());
         tools.join("bin/nisshi")
@@ -189,6 +194,10 @@ impl SchedulerProcess {
         }
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// The address its metrics endpoint bound (it was given port 0).
     pub fn metrics_addr(&self) -> String {
         super::ops::metrics_addr(&self.log_text())
@@ -239,12 +248,23 @@ pub const TEXTS: [&str; 4] = ["I love this, thank you!", "this is terrible and b
 /// `n` usable generations of team 42: (uuid, record); every other one
 /// without the `productTrack` header (kept when absent).
 pub fn usable(n: usize) -> Vec<(String, Record)> {
+    usable_with(n, |i| TEXTS[i % TEXTS.len()].to_string())
+}
+
+/// [`usable`] with every text new (numbered): no result cache hit, each
+/// message classified (PostHog's last-message mode, where texts rarely repeat).
+pub fn usable_unique(n: usize) -> Vec<(String, Record)> {
+    let run = Uuid::new_v4().simple().to_string();
+    usable_with(n, |i| format!("{} (ticket {}-{i})", TEXTS[i % TEXTS.len()], &run[..8]))
+}
+
+fn usable_with(n: usize, text: impl Fn(usize) -> String) -> Vec<(String, Record)> {
     (0..n)
         .map(|i| {
             let uuid = Uuid::new_v4().to_string();
             let record = Record {
                 key: uuid.clone(),
-                payload: posthog_row(&uuid, "$ai_generation", TEAM, TEXTS[i % TEXTS.len()]),
+                payload: posthog_row(&uuid, "$ai_generation", TEAM, &text(i)),
                 product_track: (i % 2 == 0).then_some("llma"),
             };
             (uuid, record)

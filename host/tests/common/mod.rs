@@ -132,6 +132,23 @@ pub fn try_script_env(name: &str, args: &[&std::ffi::OsStr], env: &[(&str, &std:
         .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"))
 }
 
+/// The process id a server script wrote to `path`.
+pub fn pid_file(path: &std::path::Path) -> i32 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.trim().parse().unwrap_or_else(|e| panic!("{}: {text:?}: {e}", path.display()))
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from
+/// /proc/PID/stat; 0 once it is gone.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // The fields after the command name, which may hold spaces, in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, fields 14 and 15 of stat(5), are 11 and 12 here (state, field 3, is 0); USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// [`try_script`], asserting it succeeded.
 pub fn script(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
     let out = try_script(name, args);
@@ -266,6 +283,11 @@ impl ClickHouseServer {
 
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// The server's process id (its pid file).
+    pub fn pid(&self) -> i32 {
+        pid_file(&self.dir().join("pid"))
     }
 
     /// Stops the server (no-op when stopped); blocks until it is gone.

@@ -56,6 +56,19 @@ impl Scrape {
         Scrape(prometheus_parse::Scrape::parse(lines).expect("Prometheus text format").samples)
     }
 
+    /// A histogram's sum of observations (its `_sum` series), summed over
+    /// every label set; 0 when it has none yet.
+    pub fn histogram_sum(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|s| s.metric == format!("{name}_sum") || s.metric == name)
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => *v,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let want: HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let sample = self

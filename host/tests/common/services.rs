@@ -34,6 +34,11 @@ impl TemporalServer {
         }
     }
 
+    /// The server's process id (its pid file).
+    pub fn pid(&self) -> i32 {
+        super::pid_file(&self.dir.path().join("pid"))
+    }
+
     /// Runs the official `temporal` CLI against this server; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(&self.bin)
