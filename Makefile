@@ -96,14 +96,14 @@ bench: build models native $(if $(BENCH_QUICK),,bench-model)
 # event and batched, and each process's CPU per 1,000 events
 # (host/tests/bench_ingest.rs; ~2 min). Tables on stdout and in
 # build/bench/ingest.md; LLMA_BENCH_INGEST_SCALE=F scales the counts.
-# The Sentiment pages' screenshots in docs/img/, from the browser test.
-screenshots:
-	LLMA_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(MAKE) --no-print-directory test TEST_ARGS="--test view_browser"
-
 bench-ingest: plugins models kafka-broker
 	cargo build $(CARGO_PKGS) --all-targets $(TEST_FEATURES)
 	LLMA_SENTIMENT_CACHE_DIR=$(TEST_CACHE) $(BIN) plugin prepare >/dev/null
 	$(TEST_ENV) cargo test -p llma-sentiment $(TEST_FEATURES) --test bench_ingest -- --ignored --nocapture
+
+# The Sentiment pages' screenshots in docs/img/, from the browser test.
+screenshots:
+	LLMA_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(MAKE) --no-print-directory test TEST_ARGS="--test view_browser"
 
 # The plugin's inference compiled natively (feature `native`): a tract and a
 # tokenizers for the host, which nothing else needs, so `make build` and
