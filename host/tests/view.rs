@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use common::ops::http;
 use common::view::{
+    insert_generations,
     ago, analyze_into, generation, migrate, ranking, write_rows, Expected, ServeProcess, MILD, NEGATIVE, NEUTRAL, OTHER_TEAM, POSITIVE, TEAM,
 };
 use common::ClickHouseServer;
@@ -205,22 +206,6 @@ fn a_token_guards_every_page_and_off_loopback_needs_tls_and_a_token() {
 
 /// `INSERT ... FORMAT JSONEachRow` of `$ai_generation` events as a producer's
 /// table holds them (properties as JSON text).
-fn insert_generations(ch: &ClickHouseServer, events: &[Value]) {
-    let body: String = events
-        .iter()
-        .map(|e| {
-            let at = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().with_timezone(&Utc);
-            let row = serde_json::json!({
-                "uuid": e["uuid"], "event": "$ai_generation", "properties": e["properties"].to_string(),
-                "timestamp": at.format("%Y-%m-%d %H:%M:%S").to_string(), "team_id": e["team_id"],
-                "distinct_id": e["distinct_id"], "person_id": null, "created_at": Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
-            });
-            format!("{row}\n")
-        })
-        .collect();
-    let (status, answer) = http(&format!("127.0.0.1:{}", ch.http_port), "POST", "/?query=INSERT%20INTO%20default.events%20FORMAT%20JSONEachRow", &[], &body);
-    assert_eq!(status, 200, "{answer}");
-}
 
 #[test]
 fn classify_on_demand_writes_the_missing_generations_and_is_rate_limited() {
@@ -317,4 +302,36 @@ fn a_batch_of_traces_is_classified_in_one_request_and_counts_against_the_limits(
     let too_many: Vec<String> = (0..21).map(|i| format!("t-{i}")).collect();
     assert_eq!(post(&serde_json::json!({"trace_ids": too_many}).to_string()).0, 400);
     assert_eq!(post(r#"{"trace_ids": []}"#).0, 400);
+}
+
+/// The trace page's form: from the page itself it classifies and sends the
+/// browser back (303) with the counts; from another site it is refused
+/// (403) and classifies nothing; without serve.classify there is no button.
+#[test]
+fn the_classify_button_posts_from_the_page_only() {
+    let ch = ClickHouseServer::start();
+    migrate(&ch);
+    let events = vec![generation(TEAM, "t-form", ago(0, 2), &[NEGATIVE]), generation(TEAM, "t-form", ago(0, 1), &[POSITIVE])];
+    insert_generations(&ch, &events);
+    let off = ServeProcess::start(&ch, &[], &[]);
+    let (status, page) = http(&off.addr(), "GET", &format!("/traces/t-form?team={TEAM}"), &[], "");
+    assert_eq!(status, 200);
+    assert!(!page.contains("<form id=\"classify-form\""), "no button without serve.classify");
+    drop(off);
+
+    let serve = ServeProcess::start(&ch, &[], &["--classify"]);
+    let (status, page) = http(&serve.addr(), "GET", &format!("/traces/t-form?team={TEAM}"), &[], "");
+    assert_eq!(status, 200);
+    assert!(page.contains("<form id=\"classify-form\" method=\"post\""), "{page}");
+    let path = format!("/traces/t-form/classify?team={TEAM}");
+    let (status, page) = http(&serve.addr(), "POST", &path, &[("Origin", "http://evil.example")], "");
+    assert_eq!(status, 403, "{page}");
+    assert_eq!(serve.json(&format!("/api/traces/t-form?team={TEAM}"))["generation_count"], 0, "a refused form classifies nothing");
+    let origin = format!("http://{}", serve.addr());
+    let (status, _) = http(&serve.addr(), "POST", &path, &[("Origin", origin.as_str())], "");
+    assert_eq!(status, 303, "sent back to the trace");
+    assert_eq!(serve.json(&format!("/api/traces/t-form?team={TEAM}"))["generation_count"], 2);
+    let (status, page) = http(&serve.addr(), "GET", &format!("/traces/t-form?team={TEAM}&found=2&classified=2&skipped=0&failed=0"), &[], "");
+    assert_eq!(status, 200);
+    assert!(page.contains("Classified 2 generation(s) now of the 2 found."), "{page}");
 }

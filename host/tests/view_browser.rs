@@ -3,6 +3,8 @@
 //! the project's venv; `scripts/chromium.sh install` runs first). It opens
 //! the Sentiment page, drags the slider, changes the filter, opens a trace
 //! and the trend; this test holds what it saw to the rows as stored. It
+//! Another presses a trace's "Classify now" (`serve --classify`) and sees
+//! the generations that had no sentiment appear, as stored. Each
 //! takes a screenshot of each page into a temporary directory, or into
 //! `$LLMA_SCREENSHOTS_DIR` (`make screenshots` renews the docs' in docs/img/).
 
@@ -12,7 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::view::{ranking, write_rows, ExpectedTrace, ServeProcess, TEAM};
+use common::view::{
+    ago, analyze_into, generation, insert_generations, migrate, ranking, stored, write_rows, ExpectedTrace, ServeProcess, MILD, NEGATIVE,
+    NEUTRAL, POSITIVE, TEAM,
+};
 use common::ClickHouseServer;
 use serde_json::Value;
 
@@ -21,7 +26,7 @@ const BROWSER: Duration = Duration::from_secs(180);
 
 /// Runs the driver script; its JSON. On timeout its process group (the
 /// script, chromedriver, Chromium) is killed.
-fn drive(base: &str, shots: &std::path::Path) -> Value {
+fn drive(base: &str, shots: &std::path::Path, extra: &[&str]) -> Value {
     let install = common::script("chromium.sh", &["install".as_ref()]);
     let env = String::from_utf8_lossy(&install.stdout).into_owned();
     let var = |name: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(str::to_string).expect(name);
@@ -34,6 +39,7 @@ fn drive(base: &str, shots: &std::path::Path) -> Value {
             .arg(common::repo_root().join("tests/browser/sentiment_pages.py"))
             .args(["--base", base, "--team", &TEAM.to_string(), "--shots", shots.to_str().unwrap()])
             .args(["--chromium", &var("CHROMIUM"), "--chromedriver", &var("CHROMEDRIVER")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.reopen().unwrap())
             .stderr(err.reopen().unwrap())
@@ -82,7 +88,7 @@ fn a_person_filters_the_traces_opens_one_and_sees_the_trend() {
     let serve = ServeProcess::start(&ch, &[], &[]);
     let scratch = tempfile::tempdir().unwrap();
     let shots = std::env::var_os("LLMA_SCREENSHOTS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| scratch.path().to_path_buf());
-    let seen = drive(&serve.base, &shots);
+    let seen = drive(&serve.base, &shots, &[]);
     let since = Utc::now() - chrono::Duration::days(30);
     let team_rows: Vec<_> = rows.iter().filter(|r| r.team == TEAM).cloned().collect();
     // The badge of a negative-only or both listing, from the stored generations.
@@ -153,5 +159,47 @@ fn a_person_filters_the_traces_opens_one_and_sees_the_trend() {
     for shot in ["sentiment-page.png", "sentiment-page-both.png", "trace-page.png", "trend-page.png"] {
         let path = shots.join(shot);
         assert!(std::fs::metadata(&path).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", path.display());
+    }
+}
+
+/// A trace whose generations are in the events table, one of them
+/// classified: the page shows one, a person presses "Classify now", and the
+/// page comes back with all three, each as stored, and says how many it did.
+#[test]
+fn a_person_classifies_a_trace_on_demand_and_sees_it_change() {
+    let ch = ClickHouseServer::start();
+    migrate(&ch);
+    let trace = "t-browser-on-demand";
+    let events = vec![
+        generation(TEAM, trace, ago(0, 3), &[NEUTRAL, NEGATIVE]),
+        generation(TEAM, trace, ago(0, 2), &[POSITIVE]),
+        generation(TEAM, trace, ago(0, 1), &[MILD]),
+    ];
+    insert_generations(&ch, &events);
+    analyze_into(&ch, &events[..1], &[]);
+    let serve = ServeProcess::start(&ch, &[], &["--classify"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let shots = std::env::var_os("LLMA_SCREENSHOTS_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| scratch.path().to_path_buf());
+    let seen = drive(&serve.base, &shots, &["--classify-trace", trace]);
+
+    let uuids = |page: &Value| -> Vec<String> {
+        page["generations"].as_array().unwrap().iter().map(|g| g["uuid"].as_str().unwrap().to_string()).collect()
+    };
+    let before = &seen["before"];
+    assert_eq!(uuids(before), [events[0]["uuid"].as_str().unwrap()], "before: only the one classified: {before}");
+    assert_eq!(before["buttons"], 1, "the button is there with serve.classify: {before}");
+
+    let after = &seen["after"];
+    let want: Vec<&str> = events.iter().map(|e| e["uuid"].as_str().unwrap()).collect();
+    assert_eq!(uuids(after), want, "after: every generation, in time order: {after}");
+    assert_eq!(after["notice"], "Classified 2 generation(s) now of the 3 found.", "{after}");
+    assert!(after["summary"].as_str().unwrap().starts_with("3 generation(s)"), "{after}");
+    // What the page shows is what is stored: each generation's label.
+    let rows = stored(&ch, &[TEAM]);
+    for g in after["generations"].as_array().unwrap() {
+        let uuid = g["uuid"].as_str().unwrap();
+        let row = rows.iter().find(|r| r.generation == uuid).unwrap_or_else(|| panic!("{uuid} shown but not stored"));
+        assert_eq!(g["badge"], row.label.as_str(), "{g}");
+        assert!(!g["messages"].as_array().unwrap().is_empty(), "{g}");
     }
 }

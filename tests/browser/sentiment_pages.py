@@ -1,7 +1,7 @@
 """Drives the Sentiment pages in headless Chromium over WebDriver (Debian's
 chromium-driver, Selenium's client), as a person would: opens the Sentiment
 page, drags the intensity slider, changes the filter, opens a trace, looks at
-the trend. Prints what was on the screen at each step as one JSON object on
+the trend; or (--classify-trace) presses a trace's "Classify now". Prints what was on the screen at each step as one JSON object on
 stdout (host/tests/view_browser.rs checks it against the stored rows) and
 saves a screenshot of each page.
 
@@ -46,6 +46,53 @@ def wait_for_url(driver, needle):
     WebDriverWait(driver, WAIT_SECS).until(EC.presence_of_element_located((By.ID, "traces")))
 
 
+def trace_generations(driver):
+    """The trace page's generations as shown: uuid, badge, and per message
+    its badge, its bar's hover text and width, its text."""
+    generations = []
+    for tr in driver.find_elements(By.CSS_SELECTOR, "#generations tr.generation"):
+        messages = []
+        for m in tr.find_elements(By.CSS_SELECTOR, ".message"):
+            bar = m.find_element(By.CSS_SELECTOR, ".bar")
+            texts = m.find_elements(By.CSS_SELECTOR, ".text")
+            messages.append({
+                "badge": m.find_element(By.CSS_SELECTOR, ".badge").text,
+                "hover": bar.get_attribute("title"),
+                "bar_px": m.find_element(By.CSS_SELECTOR, ".fill").size["width"],
+                "bar_total_px": bar.size["width"],
+                "text": texts[0].text if texts else None,
+            })
+        generations.append({
+            "uuid": tr.get_attribute("data-generation"),
+            "badge": tr.find_element(By.CSS_SELECTOR, "td .badge").text,
+            "messages": messages,
+        })
+    return generations
+
+
+def classify_on_demand(driver, args):
+    """Opens a trace with no sentiment yet, presses "Classify now", and
+    notes the page before and after."""
+    driver.get(f"{args.base}/traces/{args.classify_trace}?team={args.team}")
+    WebDriverWait(driver, WAIT_SECS).until(EC.presence_of_element_located((By.ID, "generations")))
+    before = {
+        "summary": driver.find_element(By.ID, "summary").text,
+        "generations": trace_generations(driver),
+        "buttons": len(driver.find_elements(By.ID, "classify")),
+    }
+    driver.find_element(By.ID, "classify").click()
+    # The classification runs inside the request: a minute at most here.
+    WebDriverWait(driver, 60).until(EC.presence_of_element_located((By.ID, "classified")))
+    after = {
+        "url": driver.current_url,
+        "notice": driver.find_element(By.ID, "classified").text,
+        "summary": driver.find_element(By.ID, "summary").text,
+        "generations": trace_generations(driver),
+    }
+    driver.save_screenshot(f"{args.shots}/trace-classified.png")
+    return {"before": before, "after": after}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True)
@@ -53,6 +100,7 @@ def main():
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     ap.add_argument("--shots", required=True, help="directory for the screenshots")
+    ap.add_argument("--classify-trace", help="only this: press the trace's Classify now button")
     args = ap.parse_args()
 
     options = webdriver.ChromeOptions()
@@ -65,7 +113,9 @@ def main():
     try:
         driver.set_page_load_timeout(WAIT_SECS)
         driver.set_script_timeout(WAIT_SECS)
-
+        if args.classify_trace:
+            seen = classify_on_demand(driver, args)
+            return
         # 1. The Sentiment page of one team, as it opens.
         driver.get(f"{args.base}/?team={args.team}")
         WebDriverWait(driver, WAIT_SECS).until(EC.presence_of_element_located((By.ID, "traces")))
@@ -94,24 +144,7 @@ def main():
         # 4. The first trace, by its link.
         driver.find_element(By.CSS_SELECTOR, "#traces tr.trace a.trace-link").click()
         WebDriverWait(driver, WAIT_SECS).until(EC.presence_of_element_located((By.ID, "generations")))
-        generations = []
-        for tr in driver.find_elements(By.CSS_SELECTOR, "#generations tr.generation"):
-            messages = []
-            for m in tr.find_elements(By.CSS_SELECTOR, ".message"):
-                bar = m.find_element(By.CSS_SELECTOR, ".bar")
-                texts = m.find_elements(By.CSS_SELECTOR, ".text")
-                messages.append({
-                    "badge": m.find_element(By.CSS_SELECTOR, ".badge").text,
-                    "hover": bar.get_attribute("title"),
-                    "bar_px": m.find_element(By.CSS_SELECTOR, ".fill").size["width"],
-                    "bar_total_px": bar.size["width"],
-                    "text": texts[0].text if texts else None,
-                })
-            generations.append({
-                "uuid": tr.get_attribute("data-generation"),
-                "badge": tr.find_element(By.CSS_SELECTOR, "td .badge").text,
-                "messages": messages,
-            })
+        generations = trace_generations(driver)
         seen["trace"] = {
             "url": driver.current_url,
             "trace_id": driver.find_element(By.ID, "trace-id").text,
@@ -137,8 +170,8 @@ def main():
             driver.quit()
         finally:
             service.stop()
-    json.dump(seen, sys.stdout)
-    print()
+        json.dump(seen, sys.stdout)
+        print()
 
 
 if __name__ == "__main__":

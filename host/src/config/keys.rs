@@ -339,7 +339,7 @@ pub const KEYS: &[Key] = &[
     Key::new("serve.tls_key", "`serve`: private key file (PEM) of serve.tls_cert.").flag(Serve, "tls-key"),
     Key::new("serve.token", "`serve`: bearer token (16+ characters) every request must carry (or the cookie /login sets); optional on loopback, required otherwise; never logged nor printed; no flag (flags show in `ps`)."),
     Key::new("serve.token_file", "`serve`: a file holding the token, used when serve.token is unset.").flag(Serve, "token-file"),
-    Key::new("serve.classify", "`serve`: answer POST /api/traces/{id}/classify (classify the trace's generations without a sentiment event now, and write their events); loads the plugin and needs a ClickHouse user that may insert.")
+    Key::new("serve.classify", "`serve`: answer POST /api/traces/{id}/classify and /api/classify, and show the trace page's Classify now button (classify the trace's generations without a sentiment event now, and write their events); loads the plugin and needs a ClickHouse user that may insert.")
         .switch_on(Serve, "classify"),
     Key::new("serve.classify_per_minute", "`serve.classify`: classifications a client may ask for per minute (PostHog: 60).").range(1, 1_000_000),
     Key::new("serve.classify_per_hour", "`serve.classify`: classifications a client may ask for per hour (PostHog: 600).").range(1, 1_000_000),

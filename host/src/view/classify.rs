@@ -5,7 +5,8 @@
 //! the plugin's sandbox and deadlines), writes their events and answers the
 //! trace as `GET /api/traces/{id}` does. `POST /api/classify?team=N`
 //! with `{"trace_ids": [...]}` does the same for up to [`MAX_BATCH`] traces
-//! and answers each trace's counts. Off by default: it makes `serve` load
+//! and answers each trace's counts; the trace page's "Classify now" button
+//! posts a form to `/traces/{id}/classify?team=N`. Off by default: it makes `serve` load
 //! the plugin and write to ClickHouse.
 //!
 //! Rate-limited per client address (`governor`), with PostHog's limits as
@@ -31,7 +32,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{self, Params, ViewError};
-use super::ViewState;
+use super::{pages, ViewState};
 use crate::cache::ResultCache;
 use crate::engine::{InstanceSlot, PluginEngine};
 use crate::pipeline::{Attempt, Driver, Outcome, PipelineOptions};
@@ -162,21 +163,95 @@ async fn classify_trace(state: &ViewState, classifier: &Arc<Classifier>, trace_i
     Ok(run)
 }
 
+/// Why a classification request was not let through.
+enum Refusal {
+    /// `serve.classify` is off.
+    Off,
+    /// Over the client's limits: the seconds until it is let through.
+    TooMany(u64),
+    NoTeam,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Off => StatusCode::NOT_FOUND,
+            Refusal::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::NoTeam => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::Off => "on-demand classification is off (serve.classify)".into(),
+            Refusal::TooMany(secs) => format!("too many classifications: retry in {secs} s"),
+            Refusal::NoTeam => "`team` (a number) is required: trace ids are per team".into(),
+        }
+    }
+
+    /// The API's answer: JSON, and `Retry-After` on a 429.
+    fn json(self) -> Response {
+        match self {
+            Refusal::TooMany(secs) => {
+                let body = Json(json!({"error": "too many classifications: retry later", "retry_after_secs": secs}));
+                (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
+            }
+            Refusal::NoTeam => ViewError::BadRequest(self.message()).into_response(),
+            Refusal::Off => (self.status(), Json(json!({"error": self.message()}))).into_response(),
+        }
+    }
+}
+
 /// The classifier and the team of a request, once `n` classifications are
-/// admitted for its client; else the answer (404 off, 429, 400).
-fn admitted(state: &ViewState, peer: SocketAddr, params: &Params, n: usize) -> Result<(Arc<Classifier>, i64), Response> {
+/// admitted for its client.
+fn admitted(state: &ViewState, peer: SocketAddr, params: &Params, n: usize) -> Result<(Arc<Classifier>, i64), Refusal> {
     let Some(classifier) = state.classifier.clone() else {
-        return Err((StatusCode::NOT_FOUND, Json(json!({"error": "on-demand classification is off (serve.classify)"}))).into_response());
+        return Err(Refusal::Off);
     };
     if let Err(wait) = classifier.admit(peer.ip(), n) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let body = Json(json!({"error": "too many classifications: retry later", "retry_after_secs": secs}));
-        return Err((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], body).into_response());
+        return Err(Refusal::TooMany(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)));
     }
     match params.get("team").map(|t| t.trim().parse::<i64>()) {
         Some(Ok(team)) => Ok((classifier, team)),
-        _ => Err(ViewError::BadRequest("`team` (a number) is required: trace ids are per team".into()).into_response()),
+        _ => Err(Refusal::NoTeam),
     }
+}
+
+/// The trace page's "Classify now" button (`POST /traces/{id}/classify`,
+/// a plain form): classifies as the API does, then sends the browser back
+/// to the trace page (303), which says how many it classified. A form sent
+/// from another site (its `Origin` is not this server's) is refused: the
+/// cookie is SameSite=Strict, but a server with no token has no cookie.
+pub async fn classify_page(
+    State(state): State<Arc<ViewState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Query(params): Query<Params>,
+) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let same = origin.split_once("://").is_some_and(|(_, rest)| rest.trim_end_matches('/') == host);
+        if !same {
+            return pages::message_page(&state, StatusCode::FORBIDDEN, "a classification sent from another site is refused");
+        }
+    }
+    let (classifier, team) = match admitted(&state, peer, &params, 1) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return pages::message_page(&state, refusal.status(), &refusal.message()),
+    };
+    let run = match classify_trace(&state, &classifier, &id, team).await {
+        Ok(run) => run,
+        Err(e) => return pages::message_page(&state, e.status(), &e.to_string()),
+    };
+    tracing::info!(trace = %id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("team", &team.to_string());
+    for (k, v) in [("found", run.found), ("classified", run.classified), ("skipped", run.skipped), ("failed", run.failed)] {
+        query.append_pair(k, &v.to_string());
+    }
+    let path: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    axum::response::Redirect::to(&format!("/traces/{path}?{}", query.finish())).into_response()
 }
 
 pub async fn classify(
@@ -187,7 +262,7 @@ pub async fn classify(
 ) -> Response {
     let (classifier, team) = match admitted(&state, peer, &params, 1) {
         Ok(admitted) => admitted,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.json(),
     };
     let run = match classify_trace(&state, &classifier, &id, team).await {
         Ok(run) => run,
@@ -222,7 +297,7 @@ pub async fn classify_batch(
     }
     let (classifier, team) = match admitted(&state, peer, &params, ids.len()) {
         Ok(admitted) => admitted,
-        Err(answer) => return answer,
+        Err(refusal) => return refusal.json(),
     };
     let mut traces = Vec::with_capacity(ids.len());
     for id in ids {

@@ -179,6 +179,7 @@ fn router(settings: &ServeSettings, sink: ClickHouseSink, classifier: Option<Arc
     Router::new()
         .route("/", get(pages::sentiment))
         .route("/traces/{id}", get(pages::trace))
+        .route("/traces/{id}/classify", post(classify::classify_page))
         .route("/trend", get(pages::trend))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/api/traces", get(api::traces))

@@ -51,6 +51,13 @@ fn error_page(state: &ViewState, page: &str, e: ViewError) -> Response {
     response
 }
 
+/// A message as a page, with `status` (the on-demand form's refusals).
+pub fn message_page(state: &ViewState, status: StatusCode, message: &str) -> Response {
+    let mut response = render(state, "error.html", context! { page => "trace", message });
+    *response.status_mut() = status;
+    response
+}
+
 /// The current query with `page` replaced.
 fn page_link(params: &Params, page: u64) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -81,7 +88,20 @@ pub async fn sentiment(State(state): State<Arc<ViewState>>, Query(params): Query
 
 pub async fn trace(State(state): State<Arc<ViewState>>, Path(id): Path<String>, Query(params): Query<Params>) -> Response {
     match api::trace_data(&state, &id, &params).await {
-        Ok(data) => render(&state, "trace.html", context! { page => "trace", data => minijinja::Value::from_serialize(&data) }),
+        Ok(data) => {
+            // After "Classify now": what the run did (the redirect's query).
+            let count = |k: &str| params.get(k).and_then(|v| v.parse::<u64>().ok());
+            let run = count("classified").map(|classified| {
+                context! { classified, found => count("found"), skipped => count("skipped"), failed => count("failed") }
+            });
+            // "Classify now" needs serve.classify and the trace's team.
+            let classify_action = params.get("team").and_then(|t| t.trim().parse::<i64>().ok()).filter(|_| state.classifier.is_some()).map(|team| {
+                let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+                format!("/traces/{id}/classify?team={team}")
+            });
+            let ctx = context! { page => "trace", data => minijinja::Value::from_serialize(&data), classify_action, run };
+            render(&state, "trace.html", ctx)
+        }
         Err(e) => error_page(&state, "trace", e),
     }
 }
@@ -169,6 +189,13 @@ mod tests {
                              {"label": "positive", "score": 0.6, "scores": null, "text": null}]}]});
         let html = env.get_template("trace.html").unwrap().render(context! { page => "trace", data => minijinja::Value::from_serialize(&data) }).unwrap();
         assert!(html.contains("negative 0.800 · neutral 0.100 · positive 0.100") && html.contains("positive 0.600"), "{html}");
+        assert!(!html.contains("<form id=\"classify-form\"") && !html.contains("id=\"classified\""), "no button without serve.classify: {html}");
+        let run = context! { classified => 2, found => 3, skipped => 0, failed => 1 };
+        let ctx = context! { page => "trace", data => minijinja::Value::from_serialize(&data), classify_action => "/traces/a%26b/classify?team=1", run };
+        let html = env.get_template("trace.html").unwrap().render(ctx).unwrap();
+        // minijinja escapes the slashes as entities; the browser reads them back.
+        assert!(html.contains("<form id=\"classify-form\" method=\"post\"") && html.contains("a%26b&#x2f;classify?team=1\""), "{html}");
+        assert!(html.contains("Classified 2 generation(s) now of the 3 found, <strong>1 failed</strong>."), "{html}");
         assert!(html.contains("it broke") && html.contains("width: 60.0%"), "{html}");
         assert_eq!(page_link(&[("filter".to_string(), "both".to_string()), ("page".into(), "3".into())].into(), 4), "/?filter=both&page=4");
     }

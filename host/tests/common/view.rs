@@ -133,6 +133,10 @@ pub fn stored(ch: &ClickHouseServer, teams: &[i64]) -> Vec<Expected> {
     let mut latest: HashMap<String, Expected> = HashMap::new();
     for &team in teams {
         for e in block(sink.fetch_team(team, 100_000)).unwrap() {
+            // The events table also holds the generations themselves.
+            if e.event != "$ai_sentiment" && e.event != "$ai_evaluation" {
+                continue;
+            }
             let p = &e.properties;
             let key = if e.event == "$ai_evaluation" { "$ai_target_event_id" } else { "$ai_generation_event_uuid" };
             let generation = p[key].as_str().unwrap().to_string();
@@ -271,4 +275,22 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `$ai_generation` events into the events table, as PostHog stores them.
+pub fn insert_generations(ch: &ClickHouseServer, events: &[Value]) {
+    let body: String = events
+        .iter()
+        .map(|e| {
+            let at = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+            let row = serde_json::json!({
+                "uuid": e["uuid"], "event": "$ai_generation", "properties": e["properties"].to_string(),
+                "timestamp": at.format("%Y-%m-%d %H:%M:%S").to_string(), "team_id": e["team_id"],
+                "distinct_id": e["distinct_id"], "person_id": null, "created_at": Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+            });
+            format!("{row}\n")
+        })
+        .collect();
+    let (status, answer) = super::ops::http(&format!("127.0.0.1:{}", ch.http_port), "POST", "/?query=INSERT%20INTO%20default.events%20FORMAT%20JSONEachRow", &[], &body);
+    assert_eq!(status, 200, "{answer}");
 }
