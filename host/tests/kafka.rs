@@ -188,7 +188,7 @@ fn the_scheduler_reads_a_tls_broker_with_a_scram_login_and_names_refusals() {
     for (what, settings, named) in refusals {
         let started = Instant::now();
         let mut refused = SchedulerProcess::spawn(&scheduler_env(&stack, &broker, topic, "tls-refused", &settings));
-        let status = refused.wait_exit(Duration::from_secs(60));
+        let status = refused.wait_exit(Duration::from_secs(60)).unwrap_or_else(|| panic!("{what}: still running:\n{}", refused.log_text()));
         let log = refused.log_text();
         assert!(!status.success(), "{what}: the scheduler ran on:\n{log}");
         assert!(log.contains(named), "{what}: the refusal is not named {named:?}:\n{log}");
@@ -411,18 +411,31 @@ impl Drop for ThawOnDrop<'_> {
 fn two_in_a_group_one_killed(n: usize, scenario: Option<&str>) {
     let Run { stack, _worker, broker, producer, topic, uuids, produced, first: records, later } = Run::begin("events-two", n);
     let env = scheduler_env(&stack, &broker, topic, "g-two", &[]);
-    let mut a = SchedulerProcess::start(&env);
-    let mut b = SchedulerProcess::start(&env);
-    // Both members hold partitions before the kill (3 partitions: 2 + 1).
-    for s in [&mut a, &mut b] {
-        s.wait_for_log("partitions assigned", Duration::from_secs(60));
+    let a = SchedulerProcess::start(&env);
+    let b = SchedulerProcess::start(&env);
+    // Both members hold partitions before the kill (3 partitions: 2 + 1):
+    // an assignment that is not empty (a joining member's first one may be).
+    for s in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let holds = |log: &str| log.lines().any(|l| l.contains("partitions assigned") && !l.contains("\"partitions\":\"[]\""));
+        while !holds(&s.log_text()) {
+            assert!(Instant::now() < deadline, "a scheduler was assigned no partition within 60 s:\n{}", s.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     produce(&producer, topic, &records);
     let (addr_a, addr_b) = (a.metrics_addr(), b.metrics_addr());
     let started = |addr: &str| Scrape::take(addr).value("llma_sentiment_schedule_workflows_total", &[("result", "started")]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while started(&addr_a) < 1.0 || started(&addr_b) < 1.0 {
-        assert!(Instant::now() < deadline, "both schedulers should start workflows: {} and {}", started(&addr_a), started(&addr_b));
+        assert!(
+            Instant::now() < deadline,
+            "both schedulers should start workflows: {} and {}\nA:\n{}\nB:\n{}",
+            started(&addr_a),
+            started(&addr_b),
+            a.log_text(),
+            b.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let by_a = started(&addr_a);

@@ -9,7 +9,8 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 
 use super::config::SinkConfig;
-use super::error::{classify, ConfigProblem, ErrorKind, Failure, SinkError, SinkField};
+use super::classify::classify;
+use super::error::{ConfigProblem, ErrorKind, Failure, SinkError, SinkField};
 
 /// TCP keepalive probes on pooled connections (as the crate's default client).
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);

@@ -26,6 +26,7 @@
 //! `migrate` creates uses only types that 18.16 knows (`DateTime`, second
 //! precision).
 
+mod classify;
 mod client;
 mod config;
 mod error;

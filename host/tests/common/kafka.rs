@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::ops::Scrape;
+use super::services::LoggedProcess;
 use super::stack::{block, Stack};
 
 /// A throwaway broker on a free loopback port (installed first if it is
@@ -135,14 +136,12 @@ pub fn produce(producer: &FutureProducer, topic: &str, records: &[Record]) {
     });
 }
 
-/// A `llma-sentiment schedule` process; SIGKILLed on drop if still running.
-pub struct SchedulerProcess {
-    child: Child,
-    pub log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+/// A `llma-sentiment schedule` process (JSON logs at info); SIGKILLed on
+/// drop if still running.
+pub struct SchedulerProcess(LoggedProcess);
 
 impl SchedulerProcess {
+    /// Started and consuming.
     pub fn start(env: &[(&str, &str)]) -> SchedulerProcess {
         let mut s = Self::spawn(env);
         s.wait_for_log("scheduler consuming", Duration::from_secs(120));
@@ -151,74 +150,30 @@ impl SchedulerProcess {
 
     /// Started, not waited for (one that must fail).
     pub fn spawn(env: &[(&str, &str)]) -> SchedulerProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("schedule.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(super::services::bin())
-            .arg("schedule")
-            .envs(env.iter().copied())
-            .env("LLMA_SENTIMENT_LOG", "info")
-            .env("LLMA_SENTIMENT_LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("spawn scheduler");
-        SchedulerProcess { child, log, _dir: dir }
+        let mut env = env.to_vec();
+        env.extend([("LLMA_SENTIMENT_LOG", "info"), ("LLMA_SENTIMENT_LOG_FORMAT", "json")]);
+        SchedulerProcess(LoggedProcess::spawn("scheduler", &["schedule"], &env))
     }
 
-    /// Its exit status, within `timeout` (it was not stopped).
-    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "scheduler still running after {timeout:?}:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub fn terminate(self, timeout: Duration) -> std::process::ExitStatus {
+        self.0.terminate(timeout)
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log_text().contains(needle) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("scheduler exited ({status}) before its log said {needle:?}:\n{}", self.log_text());
-            }
-            assert!(Instant::now() < deadline, "scheduler log never said {needle:?}:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The address its metrics endpoint bound (it was given port 0).
-    pub fn metrics_addr(&self) -> String {
-        super::ops::metrics_addr(&self.log_text())
-    }
-
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM; the exit status, within `timeout`.
-    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        self.wait_exit(timeout)
+    pub fn kill(self) {
+        self.0.kill()
     }
 }
 
-impl Drop for SchedulerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for SchedulerProcess {
+    type Target = LoggedProcess;
+    fn deref(&self) -> &LoggedProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SchedulerProcess {
+    fn deref_mut(&mut self) -> &mut LoggedProcess {
+        &mut self.0
     }
 }
 

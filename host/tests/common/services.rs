@@ -98,58 +98,58 @@ pub fn run_bin(args: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> std
     cmd.output().expect("run llma-sentiment")
 }
 
-/// A `llma-sentiment worker` process; SIGKILLed on drop if still running.
-pub struct WorkerProcess {
+/// A `llma-sentiment` command whose stdout and stderr go to a log file of
+/// its own; SIGKILLed on drop if still running.
+pub struct LoggedProcess {
     child: Child,
     pub log: PathBuf,
+    /// What the assertions call it (`worker`, `scheduler`).
+    what: &'static str,
     _dir: tempfile::TempDir,
 }
 
-impl WorkerProcess {
-    pub fn start(env: &[(&str, &str)], extra_args: &[&str]) -> WorkerProcess {
+impl LoggedProcess {
+    /// `llma-sentiment ARGS` with `env` added, started, not waited for.
+    pub fn spawn(what: &'static str, args: &[&str], env: &[(&str, &str)]) -> LoggedProcess {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("worker.log");
+        let log = dir.path().join(format!("{what}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
-            .arg("worker")
-            .args(extra_args)
+            .args(args)
             .envs(env.iter().copied())
-            .env("LLMA_SENTIMENT_CACHE_DIR", super::cache_dir())
-            .env("LLMA_SENTIMENT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .expect("spawn worker");
-        let mut w = WorkerProcess { child, log, _dir: dir };
-        // A plugin build not in the compile cache compiles cold first, and a
-        // plugin + model without a snapshot gets one made before the worker
-        // polls (measured up to ~3 min each on 2 loaded cores; two workers
-        // starting at once make theirs in parallel): generous on purpose.
-        w.wait_for_log("worker polling", Duration::from_secs(900));
-        w
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        LoggedProcess { child, log, what, _dir: dir }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Fails at once if the worker exits first (it cannot say it later).
+    /// Fails at once if the process exits first (it cannot say it later).
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.log_text().contains(needle) {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let log = self.log_text();
-                assert!(log.contains(needle), "worker exited ({status}) before its log said {needle:?}:\n{log}");
+                assert!(log.contains(needle), "{} exited ({status}) before its log said {needle:?}:\n{log}", self.what);
                 return;
             }
-            assert!(Instant::now() < deadline, "worker log never said {needle:?}:\n{}", self.log_text());
+            assert!(Instant::now() < deadline, "{} log never said {needle:?}:\n{}", self.what, self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The address its metrics endpoint bound (it was given port 0).
+    pub fn metrics_addr(&self) -> String {
+        super::ops::metrics_addr(&self.log_text())
     }
 
     /// Waits up to `timeout` for the process to exit by itself.
@@ -162,27 +162,63 @@ impl WorkerProcess {
             if Instant::now() > deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "worker did not exit within {timeout:?}:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = self.wait_exit(timeout);
+        status.unwrap_or_else(|| panic!("{} did not exit within {timeout:?}:\n{}", self.what, self.log_text()))
+    }
+
+    /// SIGKILL, and reaped.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-impl Drop for WorkerProcess {
+impl Drop for LoggedProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `llma-sentiment worker` process, started and polling.
+pub struct WorkerProcess(LoggedProcess);
+
+impl WorkerProcess {
+    pub fn start(env: &[(&str, &str)], extra_args: &[&str]) -> WorkerProcess {
+        let cache = super::cache_dir();
+        let mut env = env.to_vec();
+        env.extend([("LLMA_SENTIMENT_CACHE_DIR", cache.to_str().unwrap()), ("LLMA_SENTIMENT_LOG", "info")]);
+        let args: Vec<&str> = std::iter::once("worker").chain(extra_args.iter().copied()).collect();
+        let mut w = LoggedProcess::spawn("worker", &args, &env);
+        // A plugin build not in the compile cache compiles cold first, and a
+        // plugin + model without a snapshot gets one made before the worker
+        // polls (measured up to ~3 min each on 2 loaded cores; two workers
+        // starting at once make theirs in parallel): generous on purpose.
+        w.wait_for_log("worker polling", Duration::from_secs(900));
+        WorkerProcess(w)
+    }
+
+    pub fn terminate(self, timeout: Duration) -> std::process::ExitStatus {
+        self.0.terminate(timeout)
+    }
+}
+
+impl std::ops::Deref for WorkerProcess {
+    type Target = LoggedProcess;
+    fn deref(&self) -> &LoggedProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WorkerProcess {
+    fn deref_mut(&mut self) -> &mut LoggedProcess {
+        &mut self.0
     }
 }

@@ -36,9 +36,11 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 mod connect;
+mod state;
 
 pub use connect::{check_url, RedisConnectError, RedisSettings, RedisTierError};
 use connect::{client, error_kind, handshake};
+use state::{Conn, State, UNKNOWN, UP};
 
 use super::value::{decode, encode};
 use super::CacheScope;
@@ -63,54 +65,6 @@ pub struct RedisStats {
     /// Calls that failed, timed out or answered garbage.
     pub errors: u64,
     pub available: bool,
-}
-
-#[derive(Clone)]
-enum Conn {
-    Connecting,
-    Ready(ConnectionManager),
-    Down { retry_at: Instant },
-}
-
-const UNKNOWN: u8 = 0;
-const UP: u8 = 1;
-const DOWN: u8 = 2;
-
-struct State {
-    conn: watch::Sender<Conn>,
-    health: AtomicU8,
-    paused_until: Mutex<Option<Instant>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    errors: AtomicU64,
-    /// The URL without credentials, for logs.
-    target: String,
-}
-
-impl State {
-    fn set_health(&self, up: bool, reason: &str) {
-        let new = if up { UP } else { DOWN };
-        if self.health.swap(new, Ordering::SeqCst) == new {
-            return;
-        }
-        crate::metrics::set_redis_available(up);
-        if up {
-            tracing::info!(redis = %self.target, "Redis result cache available: using the shared tier");
-        } else {
-            tracing::warn!(redis = %self.target, reason, "Redis result cache unavailable: in-process cache only until it answers again");
-        }
-    }
-
-    fn count_error(&self, kind: RedisErrorKind) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::record_redis_error(kind.as_str());
-    }
-
-    fn failed(&self, kind: RedisErrorKind, reason: &str) {
-        self.count_error(kind);
-        *self.paused_until.lock() = Some(Instant::now() + PAUSE_AFTER_ERROR);
-        self.set_health(false, &format!("{}: {reason}", kind.as_str()));
-    }
 }
 
 /// The Redis tier. Cheap to share (`&self` everywhere); see the module docs.
