@@ -107,6 +107,8 @@ seed_broker() {
     rm -f "$dir"/broker.db*
     setsid "$dir/run" </dev/null >>"$dir/log/seed.log" 2>&1 &
     pid=$!
+    # Stopped below like any broker of DIR (and by `stop DIR` if this dies first).
+    echo "$pid" >"$dir/pid"
     local deadline=$((SECONDS + timeout))
     while [ $SECONDS -lt $deadline ] && pid_alive "$pid"; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
@@ -123,9 +125,7 @@ seed_broker() {
             "$NISSHI" topic create --silent --broker "tcp://127.0.0.1:$port" --partitions "${entry#*:}" "${entry%%:*}" >>"$dir/log/seed.log" 2>&1 || ok=""
         done
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
-    pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    stop_server "$dir"
     [ -n "$ok" ] || { echo "kafka.sh: seeding the broker on port $port failed:" >&2; tail -20 "$dir/log/seed.log" >&2; return 1; }
 }
 

@@ -7,14 +7,14 @@
 //! its open batch and unfinished starts are abandoned, and the next owner
 //! reads them again (deterministic workflow ids: nothing starts twice).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::Tracker;
@@ -51,9 +51,20 @@ pub struct Context {
     pub revoked: Arc<Mutex<Vec<i32>>>,
     /// The last error retrying cannot mend (TLS, authentication, a protocol
     /// mismatch), as librdkafka reported it.
-    pub refused: Arc<Mutex<Option<Refused>>>,
+    pub refused: Mutex<Option<Refused>>,
     /// Set once the group assigned partitions here: the brokers took this client.
-    pub contacted: Arc<std::sync::atomic::AtomicBool>,
+    pub contacted: AtomicBool,
+}
+
+impl Context {
+    /// A refusal met before the brokers ever took this client (taken: it is
+    /// answered once); `None` once they did, when a refusal is retried.
+    pub fn refused_before_contact(&self) -> Option<Refused> {
+        if self.contacted.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.refused.lock().take()
+    }
 }
 
 /// Why the brokers would not talk to this client: librdkafka retries these
@@ -177,7 +188,7 @@ impl ConsumerContext for Context {
                 for p in &partitions {
                     tracker.assign(*p);
                 }
-                self.contacted.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.contacted.store(true, Ordering::Relaxed);
                 tracing::info!(?partitions, "partitions assigned");
             }
             Rebalance::Revoke(_) => {}

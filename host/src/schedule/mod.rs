@@ -54,7 +54,6 @@ pub enum ScheduleError {
 /// How long to wait between attempts to reach Temporal at start.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
 
-
 /// Runs until SIGTERM/SIGINT, then starts the open batches, waits for the
 /// starts in flight and commits, within `schedule.shutdown_secs`.
 pub async fn run(config: &Config) -> Result<(), ScheduleError> {
@@ -80,9 +79,8 @@ pub async fn run(config: &Config) -> Result<(), ScheduleError> {
 
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let revoked = Arc::new(Mutex::new(Vec::new()));
-    let (refused, contacted) = (Arc::new(Mutex::new(None)), Arc::new(std::sync::atomic::AtomicBool::new(false)));
     let context =
-        Context { topic: sc.topic.clone(), tracker: tracker.clone(), revoked: revoked.clone(), refused: refused.clone(), contacted: contacted.clone() };
+        Context { topic: sc.topic.clone(), tracker: tracker.clone(), revoked: revoked.clone(), refused: Mutex::new(None), contacted: Default::default() };
     // A bad file is named here, not by librdkafka's OpenSSL error text.
     config.kafka.tls().pem()?;
     if config.kafka.protocol() == Some(crate::config::KafkaProtocol::SaslPlaintext)
@@ -134,8 +132,6 @@ pub async fn run(config: &Config) -> Result<(), ScheduleError> {
         topic: sc.topic.clone(),
         max_in_flight: sc.max_in_flight,
         paused: false,
-        refused,
-        contacted,
     };
     if let Err(refused) = run.consume(stop, sc.commit_interval()).await {
         if let Some(server) = server {
@@ -163,8 +159,6 @@ struct Loop {
     topic: String,
     max_in_flight: usize,
     paused: bool,
-    refused: Arc<Mutex<Option<consumer::Refused>>>,
-    contacted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An idle loop still wakes this often (open batches, pause state).
@@ -183,10 +177,8 @@ impl Loop {
         let mut commit_tick = tokio::time::interval(commit_every);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if !self.contacted.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(refused) = self.refused.lock().take() {
-                    return Err(refused);
-                }
+            if let Some(refused) = self.consumer.context().refused_before_contact() {
+                return Err(refused);
             }
             self.forget_revoked();
             // At the bound the partitions pause; polling goes on, so the
@@ -207,10 +199,7 @@ impl Loop {
                 }
                 message = consumer.recv() => {
                     let units = match message {
-                        Ok(m) => {
-                            self.contacted.store(true, std::sync::atomic::Ordering::Relaxed);
-                            self.take(&m)
-                        }
+                        Ok(m) => self.take(&m),
                         Err(e) => {
                             tracing::warn!(error = %e, "kafka consumer error");
                             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -160,6 +160,7 @@ async fn classify_trace(state: &ViewState, classifier: &Arc<Classifier>, trace_i
     .map_err(|e| ViewError::Classify(e.to_string()))?;
     sink.insert(&events).await.map_err(|e| ViewError::Classify(format!("writing the sentiment events: {e}")))?;
     (run.classified, run.skipped, run.failed) = (events.len(), counts.0, counts.1);
+    tracing::info!(trace = %trace_id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
     Ok(run)
 }
 
@@ -244,7 +245,6 @@ pub async fn classify_page(
         Ok(run) => run,
         Err(e) => return pages::message_page(&state, e.status(), &e.to_string()),
     };
-    tracing::info!(trace = %id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("team", &team.to_string());
     for (k, v) in [("found", run.found), ("classified", run.classified), ("skipped", run.skipped), ("failed", run.failed)] {
@@ -268,7 +268,6 @@ pub async fn classify(
         Ok(run) => run,
         Err(e) => return e.into_response(),
     };
-    tracing::info!(trace = %id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
     match api::trace_data(&state, &id, &params).await {
         Ok(mut trace) => {
             trace["classification"] = json!(run);
@@ -302,10 +301,7 @@ pub async fn classify_batch(
     let mut traces = Vec::with_capacity(ids.len());
     for id in ids {
         match classify_trace(&state, &classifier, &id, team).await {
-            Ok(run) => {
-                tracing::info!(trace = %id, team, classified = run.classified, skipped = run.skipped, failed = run.failed, "on-demand classification");
-                traces.push(json!({"trace_id": id, "classification": run}));
-            }
+            Ok(run) => traces.push(json!({"trace_id": id, "classification": run})),
             Err(e) => return e.into_response(),
         }
     }
