@@ -71,10 +71,15 @@ $(MODELS)/roberta-tiny/model.onnx: models/build_roberta.py models/bundle_common.
 $(MODELS)/roberta-tiny-i32/model.onnx: models/build_roberta.py models/bundle_common.py models/requirements.txt | venv
 	$(PY) models/build_roberta.py --shape tiny --cumsum int32 --seed 7 --out $(MODELS)/roberta-tiny-i32
 
-models: $(MODELS)/default/model.onnx $(MODELS)/roberta-tiny/model.onnx $(MODELS)/roberta-tiny-i32/model.onnx
+# An int8 bundle is its f32 bundle's files with "llma_precision": "int8".
+$(MODELS)/%-int8/config.json: $(MODELS)/%/model.onnx models/int8_bundle.py | venv
+	$(PY) models/int8_bundle.py $(MODELS)/$* $(MODELS)/$*-int8
+
+models: $(MODELS)/default/model.onnx $(MODELS)/roberta-tiny/model.onnx $(MODELS)/roberta-tiny-i32/model.onnx \
+	$(MODELS)/roberta-tiny-int8/config.json
 
 # The benchmark model (~500 MB): generated on demand, never committed.
-bench-model: $(MODELS)/roberta-base-shape/model.onnx
+bench-model: $(MODELS)/roberta-base-shape/model.onnx $(MODELS)/roberta-base-shape-int8/config.json
 $(MODELS)/roberta-base-shape/model.onnx: models/build_roberta.py models/bundle_common.py | venv
 	$(PY) models/build_roberta.py --shape base --cumsum int64 --seed 11 --out $(MODELS)/roberta-base-shape
 

@@ -13,6 +13,7 @@ pub mod broadcast;
 pub mod cumsum;
 pub mod extract;
 pub mod gelu;
+pub mod int8;
 #[cfg(any(target_arch = "wasm32", feature = "native"))]
 pub mod model;
 pub mod types;

@@ -36,6 +36,26 @@ pub struct BundleConfig {
     pub labels: [Label; 3],
     pub pad_id: i64,
     pub max_tokens: usize,
+    pub precision: Precision,
+}
+
+/// How the bundle's matrix products with constant weights run: what its
+/// config.json says under `llma_precision` (`"f32"` when absent, as in an
+/// HF export; `"int8"`: quantised when the bundle loads, `crate::int8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 impl BundleConfig {
@@ -86,7 +106,13 @@ impl BundleConfig {
         if max_tokens < 2 {
             return Err(load_err(format!("max tokens {max_tokens} is too small")));
         }
-        Ok(BundleConfig { name, labels, pad_id, max_tokens })
+        let precision = match config.get("llma_precision") {
+            None => Precision::F32,
+            Some(Value::String(p)) if p == "f32" => Precision::F32,
+            Some(Value::String(p)) if p == "int8" => Precision::Int8,
+            Some(other) => return Err(load_err(format!("llma_precision {other} is not \"f32\" or \"int8\""))),
+        };
+        Ok(BundleConfig { name, labels, pad_id, max_tokens, precision })
     }
 }
 
@@ -163,7 +189,16 @@ impl Classifier {
         #[cfg(all(feature = "plugin-gemm", target_arch = "wasm32", target_feature = "simd128"))]
         std::hint::black_box(crate::kernel::gemm_name());
         let plan = model
-            .into_optimized()
+            .into_typed()
+            .and_then(|m| match config.precision {
+                Precision::F32 => Ok(m),
+                Precision::Int8 => {
+                    let mut m = m.into_decluttered()?;
+                    crate::plan_ops::int8_linear::install(&mut m)?;
+                    Ok(m)
+                }
+            })
+            .and_then(|m| m.into_optimized())
             .and_then(|mut m| {
                 crate::plan_ops::binary::install(&mut m)?;
                 crate::plan_ops::gelu::install(&mut m)?;

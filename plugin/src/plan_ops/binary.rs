@@ -107,29 +107,11 @@ impl Op for BroadcastF32 {
     op_as_typed_op!();
 }
 
-/// A tensor's elements in C order: its storage is exactly its shape's, and
-/// every axis of more than one element has the natural stride (a size-1
-/// axis can carry any stride: it is never stepped along).
-fn c_order(t: &Tensor) -> bool {
-    let shape = t.shape();
-    if t.datum_type() != f32::datum_type() || t.len() != shape.iter().product::<usize>() {
-        return false;
-    }
-    let mut natural = 1isize;
-    for (&dim, &stride) in shape.iter().zip(t.strides()).rev() {
-        if dim != 1 && stride != natural {
-            return false;
-        }
-        natural *= dim as isize;
-    }
-    true
-}
-
 impl EvalOp for BroadcastF32 {
     op_out_of_plan!();
 
     fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        if inputs.len() != self.steps.len() + 1 || !inputs.iter().all(|t| c_order(t)) {
+        if inputs.len() != self.steps.len() + 1 || !inputs.iter().all(|t| super::c_order(t)) {
             return self.original.eval(ctx, inputs);
         }
         let mut inputs = inputs.into_iter();

@@ -1,7 +1,29 @@
-//! Nodes of tract's optimised plan that the plugin runs itself, where tract
-//! 0.23.9's own eval takes a slow generic path inside the sandbox. Each
-//! module swaps its nodes in place after optimisation and keeps tract's op
-//! beside it for inputs it does not take.
+//! Nodes of tract's plan that the plugin runs itself: where tract 0.23.9's
+//! own eval takes a slow generic path inside the sandbox (`binary`, `gelu`:
+//! swapped in place after optimisation, tract's op kept beside each for
+//! inputs it does not take), and the int8 products of a bundle marked int8
+//! (`int8_linear`, before optimisation).
+
+use tract_onnx::prelude::*;
 
 pub mod binary;
 pub mod gelu;
+pub mod int8_linear;
+
+/// A tensor's elements in C order: its storage is exactly its shape's, and
+/// every axis of more than one element has the natural stride (a size-1
+/// axis can carry any stride: it is never stepped along).
+pub(crate) fn c_order(t: &Tensor) -> bool {
+    let shape = t.shape();
+    if t.datum_type() != f32::datum_type() || t.len() != shape.iter().product::<usize>() {
+        return false;
+    }
+    let mut natural = 1isize;
+    for (&dim, &stride) in shape.iter().zip(t.strides()).rev() {
+        if dim != 1 && stride != natural {
+            return false;
+        }
+        natural *= dim as isize;
+    }
+    true
+}

@@ -1,4 +1,5 @@
-//! `compare`: several builds of the plugin on one bundle, calls interleaved
+//! `compare`: several builds of the plugin on one bundle (or one build on
+//! several bundles of the same inputs: f32 against int8), calls interleaved
 //! round by round so that machine noise hits every build alike; per-sequence
 //! thread CPU time of each, and its ratio to the first. For deciding between
 //! kernels or compiler flags without a full `make bench` (a fresh load per
@@ -21,6 +22,10 @@ pub(crate) struct CompareArgs {
     plugins: Vec<PathBuf>,
     #[command(flatten)]
     bundle: BundleArgs,
+    /// Further bundles each build also runs (after `--model`), e.g. the
+    /// int8 form of the same model.
+    #[arg(long = "also-model")]
+    also_models: Vec<PathBuf>,
     /// Cells, TOKENSxBATCH.
     #[arg(long, value_delimiter = ',', default_value = "16x1,128x1")]
     cells: Vec<String>,
@@ -45,10 +50,12 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
         let engine = PluginEngine::with_options(Limits { metering, ..Limits::default() }, Some(a.bundle.cache_dir.clone()), options)?;
         for path in &a.plugins {
             let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, &a.bundle.model)?));
-            slot.get()?;
-            slots.push(slot);
-            runs.push(format!("{} ({name})", path.display()));
+            for model in std::iter::once(&a.bundle.model).chain(&a.also_models) {
+                let mut slot = InstanceSlot::new(Arc::new(engine.load_plugin(&wasm, model)?));
+                slot.get()?;
+                slots.push(slot);
+                runs.push(format!("{} on {} ({name})", path.display(), model.display()));
+            }
         }
         // Kept while its instances run: it owns their epoch ticker.
         engines.push(engine);

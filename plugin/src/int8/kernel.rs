@@ -1,0 +1,189 @@
+//! The int8 product: for each panel of `PANEL` weight columns (kept in the
+//! cache while it runs), each block of `ROWS` activation rows, a tile of
+//! 4 x 8 i32 sums over k, then scaled back to f32.
+//!
+//! Inside wasm a step of 4 k is one v128 of activations (4 rows x 4 bytes),
+//! two of weights (8 columns x 4 bytes), each row's 4 bytes broadcast with a
+//! shuffle, and 8 relaxed dot products into 8 accumulators: 128 products
+//! where the f32 kernel's step does 32. The loop has the f32 kernel's shape
+//! (`crate::kernel`: a fresh tile per turn of `UNROLL` steps, an exit test
+//! after each step) for the same reason: the engine's check at each loop
+//! header clobbers the vector registers, so only the running tile crosses
+//! it. wasmtime 48 lowers the dot product on x86 to `pmaddubsw`, `pmaddwd`
+//! and `paddd` (its `vpdpbusd` rules match a form its wasm translator does
+//! not emit), on aarch64 to `sdot`-like sequences.
+
+use super::{Activations, PackedWeights, GROUP, PANEL, ROWS};
+
+/// `(acc - zero · Σp) sx sw`: one output, the same operations in the same
+/// order as the vector form's lanes.
+#[inline(always)]
+pub fn dequantize(acc: i32, sum: i32, zero: i32, sx: f32, sw: f32) -> f32 {
+    (acc - zero * sum) as f32 * (sx * sw)
+}
+
+/// `out[i][j]`, row-major `[m, n]`, for every row and column.
+pub fn gemm(w: &PackedWeights, x: &Activations, out: &mut [f32]) {
+    let groups = w.kp / GROUP;
+    let panels = w.n.div_ceil(PANEL);
+    for p in 0..panels {
+        let wp = &w.bytes[p * PANEL * w.kp..(p + 1) * PANEL * w.kp];
+        let zero = &w.zero[p * PANEL..(p + 1) * PANEL];
+        let sw = &w.scale[p * PANEL..(p + 1) * PANEL];
+        let j0 = p * PANEL;
+        let cols = PANEL.min(w.n - j0);
+        for b in 0..x.m.div_ceil(ROWS) {
+            let xb = &x.bytes[b * ROWS * w.kp..(b + 1) * ROWS * w.kp];
+            let rows = ROWS.min(x.m - b * ROWS);
+            let sums = &x.sum[b * ROWS..(b + 1) * ROWS];
+            let sx = &x.scale[b * ROWS..(b + 1) * ROWS];
+            let mut tile = [[0f32; PANEL]; ROWS];
+            block(xb, wp, groups, zero, sw, sums, sx, &mut tile);
+            for (r, row) in tile.iter().enumerate().take(rows) {
+                let i = b * ROWS + r;
+                out[i * w.n + j0..i * w.n + j0 + cols].copy_from_slice(&row[..cols]);
+            }
+        }
+    }
+}
+
+/// The 4 x 8 tile of one activation block against one panel, scaled back.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[allow(clippy::too_many_arguments)]
+fn block(xb: &[i8], wp: &[u8], groups: usize, zero: &[i32], sw: &[f32], sums: &[i32], sx: &[f32], tile: &mut [[f32; PANEL]; ROWS]) {
+    let mut t = [[0i32; PANEL]; ROWS];
+    for g in 0..groups {
+        let a = &xb[g * ROWS * GROUP..(g + 1) * ROWS * GROUP];
+        let b = &wp[g * PANEL * GROUP..(g + 1) * PANEL * GROUP];
+        for (r, row) in t.iter_mut().enumerate() {
+            for (c, acc) in row.iter_mut().enumerate() {
+                *acc += (0..GROUP).map(|u| a[r * GROUP + u] as i32 * b[c * GROUP + u] as i32).sum::<i32>();
+            }
+        }
+    }
+    for r in 0..ROWS {
+        for c in 0..PANEL {
+            tile[r][c] = dequantize(t[r][c], sums[r], zero[c], sx[r], sw[c]);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(clippy::too_many_arguments)]
+fn block(xb: &[i8], wp: &[u8], groups: usize, zero: &[i32], sw: &[f32], sums: &[i32], sx: &[f32], tile: &mut [[f32; PANEL]; ROWS]) {
+    assert!(xb.len() >= groups * ROWS * GROUP && wp.len() >= groups * PANEL * GROUP);
+    assert!(zero.len() == PANEL && sw.len() == PANEL && sums.len() == ROWS && sx.len() == ROWS);
+    // SAFETY: the slices hold `groups` steps of each side and a panel's and
+    // a block's scales (asserted above); v128 loads and stores take any
+    // alignment.
+    unsafe { lanes::block(xb.as_ptr(), wp.as_ptr(), groups, zero.as_ptr(), sw.as_ptr(), sums.as_ptr(), sx.as_ptr(), tile.as_mut_ptr() as *mut f32) }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod lanes {
+    use std::arch::wasm32::*;
+
+    use super::{GROUP, PANEL, ROWS};
+
+    /// `t[r][h]`: row `r`'s sums for columns `4h..4h+4` of the panel.
+    type Tile = [[v128; 2]; ROWS];
+    const UNROLL: usize = 8;
+    const A_STEP: usize = ROWS * GROUP;
+    const W_STEP: usize = PANEL * GROUP;
+
+    #[inline(always)]
+    fn row(a: v128, r: usize) -> v128 {
+        match r {
+            0 => i32x4_shuffle::<0, 0, 0, 0>(a, a),
+            1 => i32x4_shuffle::<1, 1, 1, 1>(a, a),
+            2 => i32x4_shuffle::<2, 2, 2, 2>(a, a),
+            _ => i32x4_shuffle::<3, 3, 3, 3>(a, a),
+        }
+    }
+
+    /// One step of 4 k: the activations' bytes are the signed operand, the
+    /// weights' (0..=127) the 7-bit one.
+    #[inline]
+    #[target_feature(enable = "relaxed-simd")]
+    unsafe fn step(mut t: Tile, a: *const i8, w: *const u8) -> Tile {
+        let av = unsafe { v128_load(a as *const v128) };
+        let w0 = unsafe { v128_load(w as *const v128) };
+        let w1 = unsafe { v128_load(w.add(16) as *const v128) };
+        for (r, t) in t.iter_mut().enumerate() {
+            let ar = row(av, r);
+            t[0] = i32x4_relaxed_dot_i8x16_i7x16_add(ar, w0, t[0]);
+            t[1] = i32x4_relaxed_dot_i8x16_i7x16_add(ar, w1, t[1]);
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn sum(mut a: Tile, b: Tile) -> Tile {
+        for (a, b) in a.iter_mut().zip(b) {
+            a[0] = i32x4_add(a[0], b[0]);
+            a[1] = i32x4_add(a[1], b[1]);
+        }
+        a
+    }
+
+    /// The integer tile. Every exit leaves the loop with the running tile
+    /// and the turn's as they are, to one sum after it: a branch that
+    /// carries them makes Cranelift compute each step before the next
+    /// step's loads, where an exit that summed in place had each step's
+    /// products recomputed on every path out.
+    #[inline(always)]
+    unsafe fn tile(mut pa: *const i8, mut pw: *const u8, groups: usize) -> Tile {
+        let zero = i32x4_splat(0);
+        let mut ab: Tile = [[zero; 2]; ROWS];
+        let mut left = groups;
+        let (ab, t) = 'done: loop {
+            if left == 0 {
+                break 'done (ab, [[zero; 2]; ROWS]);
+            }
+            let mut t = unsafe { step([[zero; 2]; ROWS], pa, pw) };
+            macro_rules! steps {
+                ($($u:literal)*) => {$(
+                    if left == $u {
+                        break 'done (ab, t);
+                    }
+                    t = unsafe { step(t, pa.add($u * A_STEP), pw.add($u * W_STEP)) };
+                )*};
+            }
+            steps!(1 2 3 4 5 6 7);
+            const { assert!(UNROLL == 8, "steps! lists UNROLL steps") };
+            ab = sum(ab, t);
+            left -= UNROLL;
+            pa = unsafe { pa.add(UNROLL * A_STEP) };
+            pw = unsafe { pw.add(UNROLL * W_STEP) };
+        };
+        sum(ab, t)
+    }
+
+    /// The tile, scaled back to f32 into `out` (`ROWS` x `PANEL`, row-major).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "relaxed-simd")]
+    pub unsafe fn block(
+        pa: *const i8,
+        pw: *const u8,
+        groups: usize,
+        zero: *const i32,
+        sw: *const f32,
+        sums: *const i32,
+        sx: *const f32,
+        out: *mut f32,
+    ) {
+        unsafe {
+            let t = tile(pa, pw, groups);
+            for (r, t) in t.iter().enumerate() {
+                let sum = i32x4_splat(*sums.add(r));
+                let sx = f32x4_splat(*sx.add(r));
+                for (h, &acc) in t.iter().enumerate() {
+                    let z = v128_load(zero.add(h * 4) as *const v128);
+                    let s = f32x4_mul(sx, v128_load(sw.add(h * 4) as *const v128));
+                    let y = f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, i32x4_mul(z, sum))), s);
+                    v128_store(out.add(r * PANEL + h * 4) as *mut v128, y);
+                }
+            }
+        }
+    }
+}
