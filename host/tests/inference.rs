@@ -68,6 +68,49 @@ fn assert_parity(model: &Path) {
     eprintln!("{}: max |logit diff| vs ONNX Runtime {max_diff:.2e} ({from})", model.display());
 }
 
+/// The int8 form of roberta-tiny: the same bundle with `"llma_precision":
+/// "int8"`. Its products are quantised, so its scores are ONNX Runtime's
+/// f32 within the quantisation's error, not to 1e-4. roberta-tiny's rows are
+/// 32 wide and its random weights large, which makes that error large (up
+/// to ~10% of the logit differences' range); a kernel reading the wrong
+/// bytes is off by the whole range.
+#[test]
+fn an_int8_bundle_stays_within_quantisation_error_of_onnx_runtime_and_names_itself() {
+    let (int8, f32_model) = (common::model("roberta-tiny-int8"), common::model("roberta-tiny"));
+    let mut texts = parity_texts();
+    texts.extend(
+        ["the update broke my whole workflow, again", "thanks, that fixed it!", "can you summarise this file", "meh"].map(String::from),
+    );
+    let reference = ort_reference(&f32_model, &texts);
+    let (_e, mut int8_slot) = slot(&int8);
+    let (_f, mut f32_slot) = slot(&f32_model);
+    let info = int8_slot.get().unwrap().info().clone();
+    assert!(info.model_name.ends_with(" (int8)"), "{}", info.model_name);
+    assert!(!f32_slot.get().unwrap().info().model_name.contains("int8"));
+    let (mut worst, mut range, mut differs_from_f32, mut same_label) = (0f64, 0f64, 0, 0);
+    for (text, ort_logits) in texts.iter().zip(&reference) {
+        let ours = &classify(&mut int8_slot, &[text])[0];
+        let f32_ours = &classify(&mut f32_slot, &[text])[0];
+        if probs(ours) != probs(f32_ours) {
+            differs_from_f32 += 1;
+        }
+        let p: Vec<f64> = info.labels.iter().map(|l| probs(ours)[*l as usize]).collect();
+        for i in 1..3 {
+            worst = worst.max((p[i].ln() - p[0].ln() - (ort_logits[i] - ort_logits[0])).abs());
+            range = range.max((ort_logits[i] - ort_logits[0]).abs());
+        }
+        same_label += usize::from(ours.label == f32_ours.label);
+    }
+    eprintln!(
+        "int8 roberta-tiny: worst logit-difference error {worst:.4} against ONNX Runtime f32 (range {range:.2}); {same_label}/{} labels as f32",
+        texts.len()
+    );
+    // The int8 path ran: its scores are not f32's bits.
+    assert_eq!(differs_from_f32, texts.len(), "int8 gave f32's exact scores");
+    assert!(worst < 0.15 * range, "int8 logit differences off by {worst} from ONNX Runtime's f32 (range {range})");
+    assert!(same_label * 10 >= texts.len() * 8, "{same_label} of {} labels as f32", texts.len());
+}
+
 #[test]
 fn roberta_tiny_matches_onnx_runtime_with_int64_cumsum() {
     assert_parity(&common::model("roberta-tiny"));
@@ -192,6 +235,11 @@ fn a_bad_bundle_is_a_typed_load_error() {
     assert!(not_a_model.to_string().contains("model.onnx"), "{not_a_model}");
     let bad_tokenizer = load_error(&[("model.onnx", None), ("tokenizer.json", Some(b"{")), ("config.json", None)]);
     assert!(bad_tokenizer.to_string().contains("tokenizer.json"), "{bad_tokenizer}");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(common::model("default").join("config.json")).unwrap()).unwrap();
+    config["llma_precision"] = "int4".into();
+    let config = serde_json::to_vec(&config).unwrap();
+    let precision = load_error(&[("model.onnx", None), ("tokenizer.json", None), ("config.json", Some(&config))]);
+    assert!(precision.to_string().contains("llma_precision"), "{precision}");
 }
 
 /// The plugin refuses what the host must never send, as a typed error that

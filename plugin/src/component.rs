@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use crate::batch::MAX_BATCH;
-use crate::model::{Classifier, ModelError};
+use crate::model::{Classifier, ModelError, Precision};
 use crate::types;
 
 wit_bindgen::generate!({
@@ -65,7 +65,12 @@ fn info_of(c: &Classifier) -> wit::PluginInfo {
         name: env!("CARGO_PKG_NAME").to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         interface_version: crate::INTERFACE_VERSION.to_string(),
-        model_name: c.config.name.clone(),
+        // The events name the model they came from; an int8 bundle's
+        // scores are not its f32 export's, so its name says so.
+        model_name: match c.config.precision {
+            Precision::F32 => c.config.name.clone(),
+            p => format!("{} ({})", c.config.name, p.name()),
+        },
         labels: c.config.labels.iter().map(|l| label(*l)).collect(),
         limits: wit::Limits { max_tokens: c.config.max_tokens as u32, max_batch: MAX_BATCH as u32 },
     }

@@ -30,6 +30,7 @@
 //! a smoke run.
 
 mod compare;
+mod posthog;
 mod measure;
 mod overhead;
 mod run;
@@ -76,6 +77,12 @@ pub(crate) struct RunArgs {
     /// Generated inputs, JSON results, persistent compile cache.
     #[arg(long, default_value = "build/bench")]
     work_dir: PathBuf,
+    /// PostHog's 2026 profile, for its row.
+    #[arg(long, default_value = "profiles/posthog-2026.toml")]
+    posthog_profile: PathBuf,
+    /// The llma-sentiment binary [default: beside this one].
+    #[arg(long)]
+    sentiment_bin: Option<PathBuf>,
     /// Stream seed.
     #[arg(long, default_value_t = 20250314)]
     seed: u64,
@@ -113,6 +120,31 @@ enum Worker {
     /// activated a fifth of the way in: failed tasks, task times around the
     /// activation, texts deduplicated in flight. Prints JSON.
     SwapStream(swap::SwapArgs),
+    /// PostHog's 2026 mode and the int8 bundle beside ONNX Runtime (the
+    /// second table of `make bench`) on its own: runs ort_bench.py's grid
+    /// first. Prints the table.
+    Posthog(PosthogArgs),
+}
+
+#[derive(Debug, clap::Args, Clone)]
+pub(crate) struct PosthogArgs {
+    #[arg(long)]
+    plugin: PathBuf,
+    #[command(flatten)]
+    bundle: BundleArgs,
+    /// The int8 form of `--model`.
+    #[arg(long)]
+    int8_model: Option<PathBuf>,
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    #[arg(long, default_value = "models")]
+    scripts: PathBuf,
+    #[arg(long, default_value = "profiles/posthog-2026.toml")]
+    profile: PathBuf,
+    #[arg(long)]
+    sentiment_bin: Option<PathBuf>,
+    #[arg(long, default_value_t = 8)]
+    rounds: usize,
 }
 
 #[derive(Debug, clap::Args, Clone)]
@@ -180,6 +212,23 @@ fn main() -> anyhow::Result<()> {
         Some(Worker::ReadyProbe(p)) => {
             let out = worker::ready_probe(&p)?;
             println!("{out}");
+            Ok(())
+        }
+        Some(Worker::Posthog(p)) => {
+            let ort1 = posthog::ort_grid(&p.python, &p.scripts, &p.bundle.model, &p.bundle.inputs)?;
+            let sentiment = p.sentiment_bin.clone().unwrap_or_else(posthog::sentiment_binary);
+            let setup = posthog::Setup {
+                python: &p.python,
+                scripts: &p.scripts,
+                sentiment: &sentiment,
+                profile: &p.profile,
+                plugin: &p.plugin,
+                cache_dir: &p.bundle.cache_dir,
+                inputs: &p.bundle.inputs,
+                rounds: p.rounds,
+            };
+            let v = posthog::measure(&setup, &p.bundle.model, p.int8_model.as_deref(), &ort1)?;
+            println!("{}", posthog::table(&v));
             Ok(())
         }
         Some(Worker::Compare(c)) => {

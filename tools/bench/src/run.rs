@@ -141,7 +141,21 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             .args(["--plugin", &plugin.display().to_string(), "--model", &model.display().to_string()])
             .args(["--inputs", &inputs.display().to_string(), "--cache-dir", &cache_dir.display().to_string()]);
         let swap = run_json(&mut c, "swap-stream")?;
-        let all = json!({"meta": meta, "ort1": ort1, "ort_all": ort_all, "native": native_out, "wasm": wasm_out, "snapshot_made": snapshot, "ready": ready, "swap": swap});
+        // The int8 form of the bundle, when made (`make bench-model`).
+        let int8 = model.with_file_name(format!("{name}-int8"));
+        let sentiment = a.sentiment_bin.clone().unwrap_or_else(crate::posthog::sentiment_binary);
+        let setup = crate::posthog::Setup {
+            python: &a.python,
+            scripts: &a.scripts,
+            sentiment: &sentiment,
+            profile: &a.posthog_profile,
+            plugin: &plugin,
+            cache_dir: &variant_cache_dir,
+            inputs: &inputs,
+            rounds: if mode.quick { 3 } else { 8 },
+        };
+        let posthog = crate::posthog::measure(&setup, &model, int8.is_dir().then_some(int8.as_path()), &ort1)?;
+        let all = json!({"meta": meta, "ort1": ort1, "ort_all": ort_all, "native": native_out, "wasm": wasm_out, "snapshot_made": snapshot, "ready": ready, "swap": swap, "posthog": posthog});
         std::fs::write(inputs.join("results.json"), serde_json::to_vec_pretty(&all)?)?;
         reports.push((model, all));
     }
@@ -160,6 +174,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             vectors: cpu::widest_vectors(),
         };
         writeln!(out, "{}", table(model, all, &ctx)?)?;
+        writeln!(out, "{}", crate::posthog::table(&all["posthog"]))?;
     }
     Ok(())
 }

@@ -72,6 +72,23 @@ pub fn thread_cpu_seconds() -> f64 {
     cpu_time::ThreadTime::try_now().map(|t| t.as_duration().as_secs_f64()).unwrap_or(f64::NAN)
 }
 
+/// CPU time (user + system) of this process's children that have been
+/// waited for, seconds (`/proc/self/stat` cutime + cstime, in USER_HZ ticks
+/// of 1/100 s): the difference across a child's run and wait is that
+/// child's whole CPU, its own threads and processes included.
+pub fn children_cpu_seconds() -> f64 {
+    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = text.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    // cutime and cstime are fields 16 and 17 of stat: 13 and 14 from the
+    // state, field 3, the first after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(13), ticks(14)) {
+        (Some(u), Some(s)) => (u + s) as f64 / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +116,17 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(thread_cpu_seconds() > t0);
+    }
+
+    #[test]
+    fn a_waited_childs_cpu_is_counted() {
+        let before = children_cpu_seconds();
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let spent = children_cpu_seconds() - before;
+        assert!(spent >= 0.05, "the child's loop counted {spent} s");
     }
 }
