@@ -22,6 +22,43 @@ pub fn dequantize(acc: i32, sum: i32, zero: i32, sx: f32, sw: f32) -> f32 {
     (acc - zero * sum) as f32 * (sx * sw)
 }
 
+/// The largest magnitude in `row`; NaN if it holds a NaN.
+pub fn abs_max(row: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let whole = row.len() / 4 * 4;
+        // SAFETY: `whole` values from the slice's start.
+        let m = unsafe { lanes::abs_max(row.as_ptr(), whole) };
+        row[whole..].iter().fold(m, |a, v| if v.abs() > a || v.is_nan() { v.abs() } else { a })
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    row.iter().fold(0f32, |a, v| if v.abs() > a || v.is_nan() { v.abs() } else { a })
+}
+
+/// Row `r` of a block (`ROWS` rows by k-groups), quantised with `inv` =
+/// 127 / its largest magnitude; returns the sum of its quantised values.
+pub fn quantize_row(row: &[f32], inv: f32, block: &mut [i8], r: usize) -> i32 {
+    let at = |k: usize| (k / GROUP) * ROWS * GROUP + r * GROUP + k % GROUP;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let (done, mut sum) = {
+        let done = row.len() / 16 * 16;
+        assert!(r < ROWS && block.len() >= at(row.len().max(1) - 1) + 1);
+        // SAFETY: the `done` values read are the row's; each store of 4
+        // bytes lands at `at(k)` for a group inside the row (asserted above).
+        (done, unsafe { lanes::quantize_row(row.as_ptr(), done, inv, block.as_mut_ptr().add(r * GROUP)) })
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let (done, mut sum) = (0, 0i32);
+    for (k, v) in row.iter().enumerate().skip(done) {
+        // Ties to even: one instruction inside wasm (`f32.nearest`), where
+        // `round` is a call; the vector form's `f32x4.nearest` alike.
+        let p = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32;
+        sum += p;
+        block[at(k)] = p as i8;
+    }
+    sum
+}
+
 /// `out[i][j]`, row-major `[m, n]`, for every row and column.
 pub fn gemm(w: &PackedWeights, x: &Activations, out: &mut [f32]) {
     let groups = w.kp / GROUP;
@@ -157,6 +194,42 @@ mod lanes {
             pw = unsafe { pw.add(UNROLL * W_STEP) };
         };
         sum(ab, t)
+    }
+
+    pub unsafe fn abs_max(row: *const f32, len: usize) -> f32 {
+        let mut m = f32x4_splat(0.0);
+        for i in (0..len).step_by(4) {
+            // `f32x4.max` keeps a NaN: the caller's finiteness check sees it.
+            m = f32x4_max(m, f32x4_abs(unsafe { v128_load(row.add(i) as *const v128) }));
+        }
+        let l = [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)];
+        l.into_iter().fold(0f32, |a, v| if v > a || v.is_nan() { v } else { a })
+    }
+
+    /// `len` (a multiple of 16) values of a row quantised, 16 at a time:
+    /// their four groups of 4 bytes land one block step (`ROWS * GROUP`)
+    /// apart from `dst`. The same operations as the scalar form, per lane.
+    pub unsafe fn quantize_row(row: *const f32, len: usize, inv: f32, dst: *mut i8) -> i32 {
+        let s = f32x4_splat(inv);
+        let mut acc = i32x4_splat(0);
+        for c in (0..len).step_by(16) {
+            let q: [v128; 4] = std::array::from_fn(|t| {
+                let v = unsafe { v128_load(row.add(c + 4 * t) as *const v128) };
+                i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, s)))
+            });
+            acc = i32x4_add(acc, i32x4_add(i32x4_add(q[0], q[1]), i32x4_add(q[2], q[3])));
+            // |q| <= 127: the saturating narrowings keep every value.
+            let b = i8x16_narrow_i16x8(i16x8_narrow_i32x4(q[0], q[1]), i16x8_narrow_i32x4(q[2], q[3]));
+            let d = unsafe { dst.add(c / GROUP * ROWS * GROUP) };
+            let step = ROWS * GROUP;
+            unsafe {
+                v128_store32_lane::<0>(b, d as *mut u32);
+                v128_store32_lane::<1>(b, d.add(step) as *mut u32);
+                v128_store32_lane::<2>(b, d.add(2 * step) as *mut u32);
+                v128_store32_lane::<3>(b, d.add(3 * step) as *mut u32);
+            }
+        }
+        i32x4_extract_lane::<0>(acc) + i32x4_extract_lane::<1>(acc) + i32x4_extract_lane::<2>(acc) + i32x4_extract_lane::<3>(acc)
     }
 
     /// The tile, scaled back to f32 into `out` (`ROWS` x `PANEL`, row-major).

@@ -75,12 +75,24 @@ impl PackedWeights {
         // Per column, the padding's included (scale 0: it is never stored).
         let mut scale = vec![0f32; np];
         let mut zero = vec![0i32; np];
+        // Row by row, in memory order; comparisons rather than `f32::min`,
+        // which inside wasm is a call.
+        let (mut lo, mut hi) = (vec![0f32; n], vec![0f32; n]);
+        for row in w.chunks(n) {
+            for ((lo, hi), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+                if v < *lo {
+                    *lo = v;
+                }
+                if v > *hi {
+                    *hi = v;
+                }
+            }
+        }
         for j in 0..n {
-            let (lo, hi) = (0..k).map(|r| w[r * n + j]).fold((0f32, 0f32), |(lo, hi), v| (lo.min(v), hi.max(v)));
             scale[j] = 1.0;
-            if hi > lo {
-                scale[j] = (hi - lo) / 127.0;
-                zero[j] = (-lo / scale[j]).round_ties_even().clamp(0.0, 127.0) as i32;
+            if hi[j] > lo[j] {
+                scale[j] = (hi[j] - lo[j]) / 127.0;
+                zero[j] = (-lo[j] / scale[j]).round_ties_even().clamp(0.0, 127.0) as i32;
             }
         }
         let mut bytes = vec![0u8; np * kp];
@@ -143,30 +155,17 @@ impl Activations {
         let mut sum = vec![0i32; mp];
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
-            // Comparisons, not `f32::max`: inside wasm that is a call (its
-            // NaN rule is not the instruction's); NaN is caught below.
-            let amax = row.iter().fold(0f32, |a, v| if v.abs() > a { v.abs() } else { a });
-            if !row.iter().all(|v| v.is_finite()) {
+            let amax = kernel::abs_max(row);
+            // NaN and infinities both leave a non-finite largest value.
+            if !amax.is_finite() {
                 return Err(Int8Error::NotFinite("an activation"));
             }
             if amax == 0.0 {
                 continue;
             }
             scale[i] = amax / 127.0;
-            let inv = 127.0 / amax;
-            let block = &mut bytes[(i / ROWS) * ROWS * kp..];
-            let mut s = 0i32;
-            for (group, chunk) in row.chunks(GROUP).enumerate() {
-                let at = group * ROWS * GROUP + (i % ROWS) * GROUP;
-                for (u, v) in chunk.iter().enumerate() {
-                    // Ties to even: one instruction inside wasm (`f32.nearest`),
-                    // where `round` is a call.
-                    let p = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i32;
-                    s += p;
-                    block[at + u] = p as i8;
-                }
-            }
-            sum[i] = s;
+            let block = &mut bytes[(i / ROWS) * ROWS * kp..(i / ROWS + 1) * ROWS * kp];
+            sum[i] = kernel::quantize_row(row, 127.0 / amax, block, i % ROWS);
         }
         Ok(Activations { m, bytes, scale, sum })
     }

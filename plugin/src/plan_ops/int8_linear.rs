@@ -41,9 +41,11 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
         }
         let k: usize = dims[..summed].iter().product();
         let n: usize = dims[summed..].iter().product();
-        let plain = weights.to_plain_array_view::<f32>()?;
-        let values: Vec<f32> = plain.iter().copied().collect();
-        let packed = PackedWeights::quantize(&values, k, n).map_err(|e| format_err!("{}: {e}", node.name))?;
+        let packed = match weights.as_plain_ram().filter(|_| super::c_order(weights)) {
+            Some(view) => PackedWeights::quantize(view.as_slice::<f32>()?, k, n),
+            None => PackedWeights::quantize(&weights.to_plain_array_view::<f32>()?.iter().copied().collect::<Vec<_>>(), k, n),
+        }
+        .map_err(|e| format_err!("{}: {e}", node.name))?;
         let op = Int8Linear { weights: Arc::new(packed), prefix, out: dims[summed..].into() };
         patches.push(TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?);
     }
