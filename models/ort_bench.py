@@ -77,7 +77,8 @@ def _user_text(message):
     return None
 
 
-def extract(ai_input):
+def user_texts(ai_input):
+    """The non-blank user messages of `$ai_input`, uncut."""
     if isinstance(ai_input, str):
         t = ai_input.lstrip()
         if t.startswith("[") or t.startswith("{"):
@@ -86,7 +87,7 @@ def extract(ai_input):
             except ValueError:
                 decoded = None
             if isinstance(decoded, (list, dict)):
-                return extract(decoded)
+                return user_texts(decoded)
         texts = [ai_input]
     elif isinstance(ai_input, dict):
         texts = [t for t in [_user_text(ai_input)] if t is not None]
@@ -94,8 +95,11 @@ def extract(ai_input):
         texts = [t for t in (_user_text(m) for m in ai_input) if t is not None]
     else:
         texts = []
-    texts = [t for t in texts if t.strip()]
-    texts = texts[-MAX_MESSAGES:]
+    return [t for t in texts if t.strip()]
+
+
+def extract(ai_input):
+    texts = user_texts(ai_input)[-MAX_MESSAGES:]
     return [t[-MAX_CHARS:] if len(t) > MAX_CHARS else t for t in texts]
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import time
 
-from ort_bench import Seed, _user_text
+from ort_bench import Seed, user_texts
 
 MAX_CHARS = 1000
 HEAD_CHARS = 300
@@ -27,18 +27,7 @@ SEPARATOR = "\n...\n"
 
 def last_user_message(ai_input):
     """The last non-blank user message of `$ai_input`, or None."""
-    if isinstance(ai_input, str):
-        t = ai_input.lstrip()
-        if t.startswith("[") or t.startswith("{"):
-            try:
-                decoded = json.loads(ai_input)
-            except ValueError:
-                decoded = None
-            if isinstance(decoded, (list, dict)):
-                return last_user_message(decoded)
-        return ai_input if ai_input.strip() else None
-    messages = ai_input if isinstance(ai_input, list) else [ai_input]
-    texts = [t for t in (_user_text(m) for m in messages) if t is not None and t.strip()]
+    texts = user_texts(ai_input)
     return texts[-1] if texts else None
 
 
