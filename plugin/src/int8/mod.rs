@@ -19,8 +19,9 @@
 //!   is mostly positive: a zero point spends the 7 bits where it is);
 //! - `y[i][j] = sx[i] sw[j] (Σk p[i][k] q[k][j] - zx[i] Σk q[k][j])`.
 //!
-//! Measured on the same shapes, 8-bit weights and 7-bit activations gave a
-//! third less error than the reverse (docs/performance.md).
+//! On a base-width model, 8-bit weights and 7-bit activations gave a sixth
+//! less error than the reverse (docs/performance.md, "How the int8 path is
+//! shaped").
 //!
 //! No pair of products can saturate the 16-bit step some hosts take
 //! (`pmaddubsw`: 2 x 127 x 127 < 32767), and a sum over k = 3072 stays far
