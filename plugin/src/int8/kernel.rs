@@ -11,7 +11,7 @@
 //! header clobbers the vector registers, so only the running tile crosses
 //! it. wasmtime 48 lowers the dot product on x86 to `pmaddubsw`, `pmaddwd`
 //! and `paddd` (its `vpdpbusd` rules match a form its wasm translator does
-//! not emit), on aarch64 to `sdot`-like sequences.
+//! not emit); other hosts were not measured.
 
 use super::{Activations, PackedWeights, GROUP, PANEL, ROWS};
 
@@ -45,7 +45,7 @@ pub fn range(row: &[f32]) -> (f32, f32) {
 /// Row `r` of a block (`ROWS` rows by k-groups), quantised: `p = x inv +
 /// zero`, rounded, in 0..=127.
 pub fn quantize_row(row: &[f32], inv: f32, zero: i32, block: &mut [i8], r: usize) {
-    let at = |k: usize| (k / GROUP) * ROWS * GROUP + r * GROUP + k % GROUP;
+    let at = |k: usize| Activations::index(r, k);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let done = {
         let done = row.len() / 16 * 16;

@@ -144,6 +144,11 @@ pub struct Activations {
 }
 
 impl Activations {
+    /// Where value `k` of row `r` of its block sits in the block's bytes.
+    fn index(r: usize, k: usize) -> usize {
+        (k / GROUP) * ROWS * GROUP + r * GROUP + k % GROUP
+    }
+
     fn quantize(x: &[f32], m: usize, k: usize, kp: usize) -> Result<Self, Int8Error> {
         let mp = round_up(m, ROWS);
         let mut bytes = vec![0i8; mp * kp];
@@ -198,7 +203,7 @@ pub fn reference(w: &PackedWeights, x: &[f32]) -> Result<Vec<f32>, Int8Error> {
         for j in 0..w.n {
             let mut acc = 0i32;
             for r in 0..w.kp {
-                let p = acts.bytes[(i / ROWS) * ROWS * w.kp + (r / GROUP) * ROWS * GROUP + (i % ROWS) * GROUP + r % GROUP];
+                let p = acts.bytes[(i / ROWS) * ROWS * w.kp + Activations::index(i % ROWS, r)];
                 acc += p as i32 * w.at(r, j).0;
             }
             out[i * w.n + j] = kernel::dequantize(acc, acts.zero[i], w.colsum[j], acts.scale[i], w.scale[j]);

@@ -41,11 +41,7 @@ pub fn install(model: &mut TypedModel) -> TractResult<usize> {
         }
         let k: usize = dims[..summed].iter().product();
         let n: usize = dims[summed..].iter().product();
-        let packed = match weights.as_plain_ram().filter(|_| super::c_order(weights)) {
-            Some(view) => PackedWeights::quantize(view.as_slice::<f32>()?, k, n),
-            None => PackedWeights::quantize(&weights.to_plain_array_view::<f32>()?.iter().copied().collect::<Vec<_>>(), k, n),
-        }
-        .map_err(|e| format_err!("{}: {e}", node.name))?;
+        let packed = PackedWeights::quantize(&super::f32_values(weights)?, k, n).map_err(|e| format_err!("{}: {e}", node.name))?;
         let op = Int8Linear { weights: Arc::new(packed), prefix, out: dims[summed..].into() };
         patches.push(TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?);
     }
@@ -93,14 +89,7 @@ impl EvalOp for Int8Linear {
         let mut shape: TVec<usize> = x.shape()[..self.prefix].into();
         shape.extend(self.out.iter().copied());
         let mut out = Vec::new();
-        let result = match x.as_plain_ram().filter(|_| super::c_order(x)) {
-            Some(view) => self.weights.matmul(view.as_slice::<f32>()?, &mut out),
-            None => {
-                let values: Vec<f32> = x.to_plain_array_view::<f32>()?.iter().copied().collect();
-                self.weights.matmul(&values, &mut out)
-            }
-        };
-        result.map_err(|e| format_err!("{e}"))?;
+        self.weights.matmul(&super::f32_values(x)?, &mut out).map_err(|e| format_err!("{e}"))?;
         Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
     }
 }

@@ -4,6 +4,8 @@
 //! inputs it does not take), and the int8 products of a bundle marked int8
 //! (`int8_linear`, before optimisation).
 
+use std::borrow::Cow;
+
 use tract_onnx::prelude::*;
 
 pub mod binary;
@@ -26,4 +28,13 @@ pub(crate) fn c_order(t: &Tensor) -> bool {
         natural *= dim as isize;
     }
     true
+}
+
+/// A tensor's f32 values in C order: its own memory when it is laid out so,
+/// else a copy.
+pub(crate) fn f32_values(t: &Tensor) -> TractResult<Cow<'_, [f32]>> {
+    match t.as_plain_ram().filter(|_| c_order(t)) {
+        Some(view) => Ok(Cow::Borrowed(view.as_slice::<f32>()?)),
+        None => Ok(Cow::Owned(t.to_plain_array_view::<f32>()?.iter().copied().collect())),
+    }
 }
