@@ -67,22 +67,29 @@ pub fn compare(a: &CompareArgs) -> anyhow::Result<Value> {
         let (len, batch): (usize, usize) = (len.parse()?, batch.parse()?);
         let (_, texts) = grid.iter().find(|(l, _)| *l == len).with_context(|| format!("grid.json has no {len}-token texts"))?;
         let texts = &texts[..batch.min(texts.len())];
-        for slot in &mut slots {
-            slot.get()?.classify(texts)?;
-        }
-        let mut series = vec![Vec::new(); slots.len()];
-        for _ in 0..a.rounds {
-            for (slot, s) in slots.iter_mut().zip(&mut series) {
-                let c = thread_cpu();
-                slot.get()?.classify(texts)?;
-                s.push((thread_cpu() - c) / texts.len() as f64);
-            }
-        }
-        let medians: Vec<f64> = series.iter().map(|s| median(s)).collect();
+        let medians = interleaved(&mut slots, texts, a.rounds)?;
         for (run, m) in runs.iter().zip(&medians) {
             log(format!("{len} tokens x {batch}: {:.4} s per sequence ({:.3}x the first), {run}", m, m / medians[0]));
         }
         cells.push(json!({"tokens": len, "batch": batch, "per_sequence_cpu": medians}));
     }
     Ok(json!({"runs": runs, "cells": cells}))
+}
+
+/// Median thread CPU per sequence of each slot on `texts`: one warm-up call
+/// each, then `rounds` rounds of one call per slot, interleaved so that
+/// machine noise hits every slot alike.
+pub(crate) fn interleaved(slots: &mut [InstanceSlot], texts: &[String], rounds: usize) -> anyhow::Result<Vec<f64>> {
+    for slot in slots.iter_mut() {
+        slot.get()?.classify(texts)?;
+    }
+    let mut series = vec![Vec::new(); slots.len()];
+    for _ in 0..rounds {
+        for (slot, s) in slots.iter_mut().zip(&mut series) {
+            let c = thread_cpu();
+            slot.get()?.classify(texts)?;
+            s.push((thread_cpu() - c) / texts.len() as f64);
+        }
+    }
+    Ok(series.iter().map(|s| median(s)).collect())
 }

@@ -1,9 +1,10 @@
 //! Timing and memory readings every mode of the bench shares, and its inputs.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use llma_proc_stats::{Proc, Proportional, Resident};
 use llma_sentiment::engine::InstanceStart;
 use llma_sentiment::event::GenerationEvent;
@@ -101,3 +102,15 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<GenerationEvent>> {
         })
         .collect()
 }
+
+/// Runs a child that prints one JSON object on stdout; its stderr passes through.
+pub fn run_json(c: &mut Command, what: &str) -> anyhow::Result<Value> {
+    let output = c.stderr(Stdio::inherit()).output().with_context(|| format!("starting {what}"))?;
+    if !output.status.success() {
+        bail!("{what} failed ({})", output.status);
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let last = text.lines().rev().find(|l| l.trim_start().starts_with('{')).with_context(|| format!("{what} printed no JSON"))?;
+    serde_json::from_str(last).with_context(|| format!("{what} printed bad JSON"))
+}
+

@@ -25,7 +25,7 @@ use llma_proc_stats::children_cpu_seconds;
 use llma_sentiment::engine::{EngineOptions, InstanceSlot, Limits, PluginEngine, SnapshotPolicy};
 use serde_json::{json, Value};
 
-use crate::measure::{grid_texts, log, median, thread_cpu};
+use crate::measure::{grid_texts, log, median, run_json};
 
 pub(crate) struct Setup<'a> {
     pub python: &'a Path,
@@ -96,17 +96,13 @@ pub(crate) fn measure(s: &Setup, f32_model: &Path, int8_model: Option<&Path>, or
 /// CPU, and its labels.
 fn ort_posthog(s: &Setup, model: &Path, stream: &Path, batch: usize) -> anyhow::Result<(Value, Labels)> {
     log(format!("PostHog's 2026 mode: ONNX Runtime, 1 thread, batches of {batch}"));
-    let out = Command::new(s.python)
-        .arg(s.scripts.join("posthog_bench.py"))
-        .args(["--model", &model.display().to_string(), "--stream", &stream.display().to_string()])
-        .args(["--batch", &batch.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("starting posthog_bench.py")?;
-    if !out.status.success() {
-        bail!("posthog_bench.py failed ({})", out.status);
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("posthog_bench.py printed bad JSON")?;
+    let v = run_json(
+        Command::new(s.python)
+            .arg(s.scripts.join("posthog_bench.py"))
+            .args(["--model", &model.display().to_string(), "--stream", &stream.display().to_string()])
+            .args(["--batch", &batch.to_string()]),
+        "posthog_bench.py",
+    )?;
     let labels: Labels = v["labels"]
         .as_object()
         .context("posthog_bench.py printed no labels")?
@@ -192,22 +188,12 @@ fn per_sequence(s: &Setup, models: &[&Path], ort1: &Value) -> anyhow::Result<Val
     for (len, batch) in [(16, 1), (16, 8), (128, 1), (128, 8)] {
         let Some((_, texts)) = grid.iter().find(|(l, _)| *l == len) else { continue };
         let texts = &texts[..batch.min(texts.len())];
-        for slot in &mut slots {
-            slot.get()?.classify(texts)?;
-        }
-        let mut series = vec![Vec::new(); slots.len()];
-        for _ in 0..s.rounds {
-            for (slot, times) in slots.iter_mut().zip(&mut series) {
-                let c = thread_cpu();
-                slot.get()?.classify(texts)?;
-                times.push((thread_cpu() - c) / texts.len() as f64);
-            }
-        }
+        let ours = crate::compare::interleaved(&mut slots, texts, s.rounds)?;
         let ort = ort1["grid"].as_array().and_then(|g| {
             g.iter().find(|c| c["tokens"].as_u64() == Some(len as u64) && c["batch"].as_u64() == Some(batch as u64))
         });
         let ort = ort.and_then(|c| c["cpu"].as_array()).map(|v| median(&v.iter().filter_map(Value::as_f64).collect::<Vec<_>>()) / batch as f64);
-        cells.push(json!({"tokens": len, "batch": batch, "ours": series.iter().map(|t| median(t)).collect::<Vec<_>>(), "ort": ort}));
+        cells.push(json!({"tokens": len, "batch": batch, "ours": ours, "ort": ort}));
     }
     Ok(json!({"models": models.iter().map(|m| m.display().to_string()).collect::<Vec<_>>(), "cells": cells}))
 }
@@ -289,19 +275,13 @@ pub(crate) fn table(v: &Value) -> String {
 /// for `llma-bench posthog` run on its own.
 pub(crate) fn ort_grid(python: &Path, scripts: &Path, model: &Path, inputs: &Path) -> anyhow::Result<Value> {
     log("ONNX Runtime's grid, 1 thread");
-    let out = Command::new(python)
-        .arg(scripts.join("ort_bench.py"))
-        .args(["--model", &model.display().to_string(), "--inputs", &inputs.display().to_string()])
-        .args(["--threads", "1", "--no-stream", "--reps", "8", "--budget", "3"])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("starting ort_bench.py")?;
-    if !out.status.success() {
-        bail!("ort_bench.py failed ({})", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.lines().rev().find(|l| l.starts_with('{')).context("ort_bench.py printed no JSON")?;
-    Ok(serde_json::from_str(last)?)
+    run_json(
+        Command::new(python)
+            .arg(scripts.join("ort_bench.py"))
+            .args(["--model", &model.display().to_string(), "--inputs", &inputs.display().to_string()])
+            .args(["--threads", "1", "--no-stream", "--reps", "8", "--budget", "3"]),
+        "ort_bench.py",
+    )
 }
 
 /// The `llma-sentiment` binary beside this one (both are built into the

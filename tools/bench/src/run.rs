@@ -3,13 +3,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use llma_sentiment::engine::{cpu, EngineOptions, PluginEngine, InstanceStart, SnapshotPolicy};
 use serde_json::{json, Value};
 
-use crate::measure::{log, readiness};
+use crate::measure::{log, readiness, run_json};
 use crate::table::{table, TableCtx};
 use crate::RunArgs;
 
@@ -190,15 +190,3 @@ fn snapshot_made(r: &InstanceStart) -> Value {
     }
     readiness(r)
 }
-
-/// Runs a child that prints one JSON object on stdout; its stderr passes through.
-fn run_json(c: &mut Command, what: &str) -> anyhow::Result<Value> {
-    let output = c.stderr(Stdio::inherit()).output().with_context(|| format!("starting {what}"))?;
-    if !output.status.success() {
-        bail!("{what} failed ({})", output.status);
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let last = text.lines().rev().find(|l| l.trim_start().starts_with('{')).with_context(|| format!("{what} printed no JSON"))?;
-    serde_json::from_str(last).with_context(|| format!("{what} printed bad JSON"))
-}
-
