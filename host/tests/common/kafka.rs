@@ -119,10 +119,20 @@ pub struct Record {
 
 /// Produces `records` to `topic` and waits for every acknowledgement.
 pub fn produce(producer: &FutureProducer, topic: &str, records: &[Record]) {
+    produce_spread(producer, topic, records, None)
+}
+
+/// [`produce`], record `i` to partition `i % partitions` when given (so
+/// that every partition gets some, whatever the keys hash to), else where
+/// its key hashes.
+pub fn produce_spread(producer: &FutureProducer, topic: &str, records: &[Record], partitions: Option<i32>) {
     super::stack::block(async {
         let mut sends = Vec::new();
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             let mut record = FutureRecord::to(topic).key(&r.key).payload(&r.payload);
+            if let Some(partitions) = partitions {
+                record = record.partition(i as i32 % partitions);
+            }
             if let Some(track) = r.product_track {
                 record = record.headers(OwnedHeaders::new().insert(Header { key: "productTrack", value: Some(track) }));
             }
