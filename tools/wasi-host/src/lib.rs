@@ -15,9 +15,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::{Instance, Linker, ResourceTable};
+use wasmtime::component::{Instance, Lift, Linker, ResourceTable, WasmList};
 use wasmtime::{Engine, ResourceLimiter, Store};
-use wasmtime_wizer::{ComponentContext, WasmtimeWizerComponent, Wizer};
+use wasmtime_wizer::{ComponentContext, ComponentInstanceState, Wizer};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub struct HostState {
@@ -50,5 +50,78 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 /// The pre-initialised component of `instance` (its init export has run):
 /// `wizer` and `cx` are those that instrumented it.
 pub fn snapshot(wizer: &Wizer, cx: &ComponentContext<'_>, store: &mut Store<HostState>, instance: Instance) -> wasmtime::Result<Vec<u8>> {
-    futures::executor::block_on(wizer.snapshot_component(cx, &mut WasmtimeWizerComponent { store, instance }))
+    let mut state = Accessors { store, instance, failed: None };
+    let snapshot = futures::executor::block_on(wizer.snapshot_component(cx, &mut state))?;
+    match state.failed {
+        Some(e) => Err(e.context("read the instance's state")),
+        None => Ok(snapshot),
+    }
+}
+
+/// The instance's state as wasmtime-wizer reads it: through the accessor
+/// functions its instrumentation exported. Implemented here rather than by
+/// the crate's `wasmtime` feature, which also turns on wasmtime's compile
+/// cache, GC, threads and WAVE parser, none of which the host uses. The
+/// trait's calls cannot fail, so the first error is kept (and the snapshot
+/// refused) instead of the crate's panic.
+struct Accessors<'a> {
+    store: &'a mut Store<HostState>,
+    instance: Instance,
+    failed: Option<wasmtime::Error>,
+}
+
+impl Accessors<'_> {
+    async fn call<R: Lift + Send + Sync + 'static, O: Default>(&mut self, instance: &str, func: &str, read: impl FnOnce(&Store<HostState>, R) -> O) -> O {
+        if self.failed.is_some() {
+            return O::default();
+        }
+        match self.try_call(instance, func).await {
+            Ok(value) => read(self.store, value),
+            Err(e) => {
+                self.failed = Some(e.context(format!("{instance}#{func}")));
+                O::default()
+            }
+        }
+    }
+
+    async fn try_call<R: Lift + Send + Sync + 'static>(&mut self, instance: &str, func: &str) -> wasmtime::Result<R> {
+        let missing = || wasmtime::format_err!("no such export");
+        let (_, outer) = self.instance.get_export(&mut *self.store, None, instance).ok_or_else(missing)?;
+        let (_, inner) = self.instance.get_export(&mut *self.store, Some(&outer), func).ok_or_else(missing)?;
+        let typed = self.instance.get_typed_func::<(), (R,)>(&mut *self.store, inner)?;
+        Ok(typed.call_async(&mut *self.store, ()).await?.0)
+    }
+}
+
+impl ComponentInstanceState for Accessors<'_> {
+    async fn call_func_ret_list_u8(&mut self, instance: &str, func: &str, contents: impl FnOnce(&[u8]) + Send) {
+        let mut contents = Some(contents);
+        self.call(instance, func, |store, list: WasmList<u8>| {
+            if let Some(f) = contents.take() {
+                f(list.as_le_slice(store))
+            }
+        })
+        .await;
+        // wasmtime-wizer expects its callback called once; an accessor that
+        // failed gives it nothing (the error refuses the snapshot).
+        if let Some(f) = contents {
+            f(&[])
+        }
+    }
+
+    async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
+        self.call(instance, func, |_, v: i32| v).await
+    }
+
+    async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
+        self.call(instance, func, |_, v: i64| v).await
+    }
+
+    async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
+        self.call(instance, func, |_, v: f32| v.to_bits()).await
+    }
+
+    async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
+        self.call(instance, func, |_, v: f64| v.to_bits()).await
+    }
 }
