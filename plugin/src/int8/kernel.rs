@@ -81,9 +81,17 @@ pub fn gemm(w: &PackedWeights, x: &Activations, out: &mut [f32]) {
             let sx = &x.scale[b * ROWS..(b + 1) * ROWS];
             let mut tile = [[0f32; PANEL]; ROWS];
             block(xb, wp, groups, colsum, sw, zx, sx, &mut tile);
-            for (r, row) in tile.iter().enumerate().take(rows) {
-                let i = b * ROWS + r;
-                out[i * w.n + j0..i * w.n + j0 + cols].copy_from_slice(&row[..cols]);
+            let i0 = b * ROWS;
+            if rows == ROWS && cols == PANEL {
+                // A whole tile: a loop of constant count, unrolled into
+                // straight copies (no interruption check per row).
+                for (r, row) in tile.iter().enumerate() {
+                    out[(i0 + r) * w.n + j0..][..PANEL].copy_from_slice(row);
+                }
+            } else {
+                for (r, row) in tile.iter().enumerate().take(rows) {
+                    out[(i0 + r) * w.n + j0..][..cols].copy_from_slice(&row[..cols]);
+                }
             }
         }
     }

@@ -126,8 +126,10 @@ impl PackedWeights {
         }
         let m = x.len() / self.k;
         let acts = Activations::quantize(x, m, self.k, self.kp)?;
-        out.clear();
-        out.resize(m * self.n, 0.0);
+        // A fresh zeroed allocation (calloc: one `memory.fill`), not
+        // `resize`, which compiles to a loop of 16-byte stores that pays an
+        // interruption check on every turn under the engine's epoch limit.
+        *out = vec![0.0; m * self.n];
         kernel::gemm(self, &acts, out);
         Ok(())
     }
