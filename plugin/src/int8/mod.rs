@@ -121,7 +121,7 @@ impl PackedWeights {
 
     /// `x · W` for `x` row-major `[m, k]`, into `out` (`[m, n]`, replaced).
     pub fn matmul(&self, x: &[f32], out: &mut Vec<f32>) -> Result<(), Int8Error> {
-        if self.k == 0 || x.len() % self.k != 0 {
+        if self.k == 0 || !x.len().is_multiple_of(self.k) {
             return Err(Int8Error::Input { got: x.len(), k: self.k });
         }
         let m = x.len() / self.k;
