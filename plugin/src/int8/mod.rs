@@ -119,8 +119,8 @@ impl PackedWeights {
         self.bytes.len() + self.scale.len() * 4 + self.colsum.len() * 4
     }
 
-    /// `x · W` for `x` row-major `[m, k]`, into `out` (`[m, n]`, replaced).
-    pub fn matmul(&self, x: &[f32], out: &mut Vec<f32>) -> Result<(), Int8Error> {
+    /// `x · W` for `x` row-major `[m, k]`: `[m, n]`, row-major.
+    pub fn matmul(&self, x: &[f32]) -> Result<Vec<f32>, Int8Error> {
         if self.k == 0 || !x.len().is_multiple_of(self.k) {
             return Err(Int8Error::Input { got: x.len(), k: self.k });
         }
@@ -129,9 +129,9 @@ impl PackedWeights {
         // A fresh zeroed allocation (calloc: one `memory.fill`), not
         // `resize`, which compiles to a loop of 16-byte stores that pays an
         // interruption check on every turn under the engine's epoch limit.
-        *out = vec![0.0; m * self.n];
-        kernel::gemm(self, &acts, out);
-        Ok(())
+        let mut out = vec![0.0; m * self.n];
+        kernel::gemm(self, &acts, &mut out);
+        Ok(out)
     }
 }
 
@@ -251,8 +251,7 @@ mod tests {
             let w = values(k * n, 3);
             let x = values(m * k, 5);
             let packed = PackedWeights::quantize(&w, k, n).unwrap();
-            let mut got = Vec::new();
-            packed.matmul(&x, &mut got).unwrap();
+            let got = packed.matmul(&x).unwrap();
             assert_eq!(got, reference(&packed, &x).unwrap(), "m={m} k={k} n={n}");
         }
     }
@@ -264,8 +263,7 @@ mod tests {
         let x = values(m * k, 13);
         let want = f32_matmul(&x, &w, k, n);
         let packed = PackedWeights::quantize(&w, k, n).unwrap();
-        let mut got = Vec::new();
-        packed.matmul(&x, &mut got).unwrap();
+        let got = packed.matmul(&x).unwrap();
         for i in 0..m {
             let row = &x[i * k..(i + 1) * k];
             let (lo, hi) = row.iter().fold((0f32, 0f32), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
@@ -296,8 +294,7 @@ mod tests {
         let w: Vec<f32> = (0..k * n).map(|i| [0.0, 0.5, if i % 2 == 0 { 1.0 } else { -1.0 }][i % n]).collect();
         let mut x = vec![0.0f32; 2 * k];
         x[k..].iter_mut().for_each(|v| *v = 1.0);
-        let mut got = Vec::new();
-        PackedWeights::quantize(&w, k, n).unwrap().matmul(&x, &mut got).unwrap();
+        let got = PackedWeights::quantize(&w, k, n).unwrap().matmul(&x).unwrap();
         assert_eq!(&got[..3], &[0.0, 0.0, 0.0], "a zero row");
         assert_eq!(got[3], 0.0);
         assert!((got[4] - 4.0).abs() < 1e-5, "constant column: {}", got[4]);
@@ -308,9 +305,8 @@ mod tests {
         assert_eq!(PackedWeights::quantize(&[1.0; 5], 2, 3), Err(Int8Error::Shape { got: 5, k: 2, n: 3 }));
         assert_eq!(PackedWeights::quantize(&[f32::NAN; 6], 2, 3), Err(Int8Error::NotFinite("a weight")));
         let w = PackedWeights::quantize(&[1.0; 6], 2, 3).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(w.matmul(&[1.0; 3], &mut out), Err(Int8Error::Input { got: 3, k: 2 }));
-        assert_eq!(w.matmul(&[f32::INFINITY, 1.0], &mut out), Err(Int8Error::NotFinite("an activation")));
+        assert_eq!(w.matmul(&[1.0; 3]), Err(Int8Error::Input { got: 3, k: 2 }));
+        assert_eq!(w.matmul(&[f32::INFINITY, 1.0]), Err(Int8Error::NotFinite("an activation")));
     }
 
     #[test]

@@ -88,9 +88,9 @@ impl EvalOp for Int8Linear {
         let x = inputs.first().context("no input")?;
         let mut shape: TVec<usize> = x.shape()[..self.prefix].into();
         shape.extend(self.out.iter().copied());
-        let mut out = Vec::new();
-        self.weights.matmul(&super::f32_values(x)?, &mut out).map_err(|e| format_err!("{e}"))?;
-        Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
+        let out = self.weights.matmul(&super::f32_values(x)?).map_err(|e| format_err!("{e}"))?;
+        // The product's own buffer becomes the tensor (`from_shape` would copy it).
+        Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(&*shape, out)?.into_tvalue()))
     }
 }
 
