@@ -51,10 +51,14 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 /// `wizer` and `cx` are those that instrumented it.
 pub fn snapshot(wizer: &Wizer, cx: &ComponentContext<'_>, store: &mut Store<HostState>, instance: Instance) -> wasmtime::Result<Vec<u8>> {
     let mut state = Accessors { store, instance, failed: None };
-    let snapshot = futures::executor::block_on(wizer.snapshot_component(cx, &mut state))?;
-    match state.failed {
-        Some(e) => Err(e.context("read the instance's state")),
-        None => Ok(snapshot),
+    // After an accessor fails wasmtime-wizer goes on with what it got (the
+    // trait's calls cannot fail) and may panic on it; the accessor's error
+    // is the one to report, whatever followed it.
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures::executor::block_on(wizer.snapshot_component(cx, &mut state))));
+    match (state.failed, made) {
+        (Some(e), _) => Err(e.context("read the instance's state")),
+        (None, Ok(made)) => made,
+        (None, Err(panic)) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -62,8 +66,8 @@ pub fn snapshot(wizer: &Wizer, cx: &ComponentContext<'_>, store: &mut Store<Host
 /// functions its instrumentation exported. Implemented here rather than by
 /// the crate's `wasmtime` feature, which also turns on wasmtime's compile
 /// cache, GC, threads and WAVE parser, none of which the host uses. The
-/// trait's calls cannot fail, so the first error is kept (and the snapshot
-/// refused) instead of the crate's panic.
+/// crate's own form unwraps every call; this one keeps the first error, and
+/// no accessor runs after it.
 struct Accessors<'a> {
     store: &'a mut Store<HostState>,
     instance: Instance,
@@ -95,18 +99,7 @@ impl Accessors<'_> {
 
 impl ComponentInstanceState for Accessors<'_> {
     async fn call_func_ret_list_u8(&mut self, instance: &str, func: &str, contents: impl FnOnce(&[u8]) + Send) {
-        let mut contents = Some(contents);
-        self.call(instance, func, |store, list: WasmList<u8>| {
-            if let Some(f) = contents.take() {
-                f(list.as_le_slice(store))
-            }
-        })
-        .await;
-        // wasmtime-wizer expects its callback called once; an accessor that
-        // failed gives it nothing (the error refuses the snapshot).
-        if let Some(f) = contents {
-            f(&[])
-        }
+        self.call(instance, func, |store, list: WasmList<u8>| contents(list.as_le_slice(store))).await
     }
 
     async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
