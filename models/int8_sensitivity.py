@@ -22,7 +22,6 @@ the plugin's own figure: `llma-bench posthog` runs the real int8 bundle.
 """
 
 import argparse
-import json
 import os
 import re
 import tempfile
@@ -35,7 +34,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 from tokenizers import Tokenizer
 
-from posthog_bench import head_tail, last_user_message
+from posthog_bench import posthog_work
 
 KINDS = {
     "all": lambda k: k is not None,
@@ -135,17 +134,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    texts = []
-    with open(args.stream, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            props = json.loads(line).get("properties") or {}
-            if isinstance(props, str):
-                props = json.loads(props)
-            text = last_user_message(props.get("$ai_input"))
-            if text is not None:
-                texts.append(head_tail(text))
+    texts = [text for _, text in posthog_work(args.stream)[1]]
     count = Counter(texts)
     distinct = list(count)
     weight = np.array([count[t] for t in distinct])

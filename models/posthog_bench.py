@@ -38,19 +38,12 @@ def head_tail(text):
     return text[:HEAD_CHARS] + SEPARATOR + text[-tail:]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--stream", required=True, help="JSON lines of $ai_generation events")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-
-    with open(os.path.join(args.model, "config.json"), encoding="utf-8") as fh:
-        id2label = {int(k): v.lower() for k, v in json.load(fh)["id2label"].items()}
+def posthog_work(stream):
+    """`(generations, [(uuid, text)])`: the stream's `$ai_generation` events
+    and, for each that has one, its last user message cut PostHog's way."""
     work = []
     generations = 0
-    with open(args.stream, encoding="utf-8") as fh:
+    with open(stream, encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
                 continue
@@ -64,6 +57,20 @@ def main():
             text = last_user_message(props["$ai_input"])
             if text is not None:
                 work.append((event["uuid"], head_tail(text)))
+    return generations, work
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--stream", required=True, help="JSON lines of $ai_generation events")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    with open(os.path.join(args.model, "config.json"), encoding="utf-8") as fh:
+        id2label = {int(k): v.lower() for k, v in json.load(fh)["id2label"].items()}
+    generations, work = posthog_work(args.stream)
 
     seed = Seed(args.model, args.threads)
     labels = {}
