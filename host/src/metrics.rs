@@ -65,7 +65,7 @@ metrics! {
     snapshot_fallbacks: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_snapshot_fallbacks_total", "Plugins whose instances load the model themselves, by reason (no_init_export, init_failed, wizer, store, disabled, not_cached)"), &["reason"]);
     snapshots_discarded: IntCounter = IntCounter::new("llma_sentiment_plugin_snapshots_discarded_total", "Cached snapshot files found damaged (no digest, digest mismatch, refused by wasmtime), deleted and rebuilt");
     plugins_refused: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_refused_total", "Plugin files refused before compiling because plugin.trusted_keys is set, by reason (unsigned, untrusted, not_a_component, malformed)"), &["reason"]);
-    cache_discarded: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_cache_discarded_total", "Cached compiled artifacts and snapshots deleted and rebuilt instead of loaded, by kind (artifact, snapshot) and reason (no_digest, mismatch: not the SHA-256 recorded when written, unreadable, refused by wasmtime)"), &["kind", "reason"]);
+    cache_discarded: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_plugin_cache_discarded_total", "Cached compiled artifacts, snapshots and function stores deleted and rebuilt instead of loaded, by kind (artifact, snapshot, functions) and reason (no_digest, mismatch: not the SHA-256 recorded when written, unreadable, refused by wasmtime, malformed)"), &["kind", "reason"]);
     deduplicated_in_flight: IntCounter = IntCounter::new("llma_sentiment_texts_deduplicated_in_flight_total", "Texts a task got from another task classifying the same text at the same moment (single-flight), instead of classifying them");
     schedule_consumed: IntCounter = IntCounter::new("llma_sentiment_schedule_consumed_total", "`schedule`: messages read from the events topic");
     schedule_filtered: IntCounterVec = IntCounterVec::new(Opts::new("llma_sentiment_schedule_filtered_total", "`schedule`: messages that start no workflow, by reason (other_product, other_event, team_not_allowed; unusable: no_payload, not_json, not_an_object, no_uuid, no_team, bad_properties), committed past"), &["reason"]);
@@ -113,7 +113,7 @@ pub fn init() {
     for reason in ["unsigned", "untrusted", "not_a_component", "malformed"] {
         m.plugins_refused.with_label_values(&[reason]);
     }
-    for kind in ["artifact", "snapshot"] {
+    for kind in ["artifact", "snapshot", "functions"] {
         m.cache_discarded.with_label_values(&[kind, "mismatch"]);
     }
     for result in ["recorded", "failed"] {

@@ -93,6 +93,8 @@ impl PluginSource {
         tracing::debug!(
             from_cache = plugin.from_cache,
             compile_ms = plugin.compile_time.as_millis() as u64,
+            functions_compiled = plugin.functions.compiled,
+            functions_reused = plugin.functions.reused,
             from_snapshot = plugin.from_snapshot(),
             "plugin ready"
         );

@@ -303,3 +303,43 @@ fn the_compiled_component_is_cached_on_disk() {
     let mut slot = InstanceSlot::new(std::sync::Arc::new(warm));
     assert_eq!(classify(&mut slot, &["I love it"])[0].label, Label::Positive);
 }
+
+/// A new build of a plugin (here the same code with another custom section)
+/// compiles only the functions no earlier load compiled, also in another
+/// engine on the same cache dir (a restarted worker, or another one on the
+/// machine); a changed function store is discarded and the load compiles
+/// everything again. (A few functions come out differently in every
+/// compile, so some are always compiled: ~2.5% of the sentiment plugin's,
+/// more of this small one's, whose trampolines weigh more.)
+#[test]
+fn a_new_build_compiles_only_what_no_earlier_load_compiled() {
+    use llma_sentiment::engine::{EngineOptions, PluginEngine, SnapshotPolicy};
+    let cache = tempfile::tempdir().unwrap();
+    let model = common::model("default");
+    let options = EngineOptions { snapshots: SnapshotPolicy::Off, ..Default::default() };
+    let engine = || PluginEngine::with_options(Limits::default(), Some(cache.path().to_path_buf()), options).unwrap();
+    let plugin = std::fs::read(common::hostile_wasm()).unwrap();
+    let load = |tag: &str| engine().load_plugin(&common::rebuilt(&plugin, tag), &model).unwrap();
+
+    let first = load("a");
+    assert!(!first.from_cache && first.functions.compiled > 100, "{:?}", first.functions);
+    let second = load("b");
+    assert!(!second.from_cache, "another build is another artifact");
+    assert!(second.functions.compiled * 4 < first.functions.compiled, "{:?} after {:?}", second.functions, first.functions);
+    assert_eq!(second.functions.compiled + second.functions.reused, first.functions.compiled + first.functions.reused);
+    let mut slot = InstanceSlot::new(std::sync::Arc::new(second));
+    assert!(!slot.get().expect("the build from reused functions runs").info().version.is_empty());
+
+    let store = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "functions"))
+        .expect("the function store is on disk");
+    let mut bytes = std::fs::read(&store).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&store, bytes).unwrap();
+    let third = load("c");
+    assert!(third.functions.compiled * 10 >= first.functions.compiled * 9, "a changed store was used: {:?}", third.functions);
+}
+

@@ -12,27 +12,10 @@ use common::services::{run_bin, WorkerProcess};
 use common::stack::{block, event, sentiment_uuid, Stack};
 use serde_json::Value;
 
-/// The plugin with a custom section appended: the same code, another build
-/// (another SHA-256, so another version label).
+/// The plugin rebuilt with `tag` (see `common::rebuilt`), as `dir/name`.
 fn rebuilt_plugin(dir: &Path, name: &str, tag: &str) -> PathBuf {
-    let mut bytes = std::fs::read(common::plugin_wasm()).unwrap();
-    let section_name = b"llma-test-build";
-    let mut payload = vec![section_name.len() as u8];
-    payload.extend_from_slice(section_name);
-    payload.extend_from_slice(tag.as_bytes());
-    bytes.push(0); // custom section id
-    let mut len = payload.len();
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        bytes.push(if len == 0 { byte } else { byte | 0x80 });
-        if len == 0 {
-            break;
-        }
-    }
-    bytes.extend_from_slice(&payload);
     let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&path, common::rebuilt(&std::fs::read(common::plugin_wasm()).unwrap(), tag)).unwrap();
     path
 }
 

@@ -12,9 +12,7 @@
 //! instance keeps its mapping of a removed file; another process that wanted
 //! it compiles or snapshots again.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use parking_lot::Mutex;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -192,33 +190,6 @@ fn load_checked(engine: &Engine, path: &Path, digest: &Path) -> Option<Component
     crate::metrics::record_cache_discarded("artifact", reason);
     tracing::warn!(path = %path.display(), reason = %why, "discarded a cached compiled artifact; compiling it again");
     None
-}
-
-/// Cranelift's result per function, kept while one plugin is compiled into
-/// its forms (as it is, instrumented for the snapshot, and the snapshot: the
-/// same functions each time), so that each function is compiled once. In
-/// memory, and emptied when the load is done (`clear`): the entries amount to
-/// the plugin's whole machine code.
-#[derive(Debug, Default)]
-pub(super) struct FunctionCache(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
-
-impl wasmtime::CacheStore for FunctionCache {
-    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        self.0.lock().get(key).cloned().map(Cow::Owned)
-    }
-
-    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        self.0.lock().insert(key.to_vec(), value);
-        true
-    }
-}
-
-impl FunctionCache {
-    pub(super) fn clear(&self) {
-        let mut map = self.0.lock();
-        map.clear();
-        map.shrink_to_fit();
-    }
 }
 
 /// Records that a cached file was just used: pruning goes by this time.

@@ -15,6 +15,7 @@ pub mod cache_dir;
 mod contract;
 pub mod cpu;
 mod error;
+mod function_cache;
 mod instance;
 mod integrity;
 mod interrupt;
@@ -35,6 +36,7 @@ pub use bindings::{
 pub use contract::{Contract, PluginOptions};
 pub use cache::{sha256_hex, write_atomically, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_CACHE_BUDGET_BYTES};
 pub use error::{EngineError, TrapKind};
+pub use function_cache::FunctionStats;
 pub use instance::{Instance, InstanceSlot};
 pub use interrupt::InterruptOnDrop;
 pub use llma_wasi_host::HostState;
@@ -77,7 +79,7 @@ pub struct PluginEngine {
     limits: Limits,
     options: EngineOptions,
     cache: CompileCache,
-    functions: Arc<cache::FunctionCache>,
+    functions: Arc<function_cache::FunctionCache>,
     ticker: EpochTicker,
 }
 
@@ -103,7 +105,7 @@ impl PluginEngine {
         if options.perf_map {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let functions = Arc::new(cache::FunctionCache::default());
+        let functions = Arc::new(function_cache::FunctionCache::default());
         config.enable_incremental_compilation(functions.clone()).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let ticker = if limits.metering.epoch() { EpochTicker::start(engine.clone(), limits.epoch_tick)? } else { EpochTicker::none() };
@@ -133,9 +135,14 @@ impl PluginEngine {
     /// (made now if the policy allows and none is cached), else by loading
     /// the model in each instance.
     pub fn load_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {
+        let functions = self.cache.dir().map(|dir| function_cache::path(&self.engine, dir));
+        self.functions.begin(functions.as_deref());
         let plugin = self.prepare_plugin(wasm, model_dir);
-        self.functions.clear();
-        plugin
+        let stats = self.functions.finish(functions.as_deref());
+        if stats.compiled > 0 || stats.reused > 0 {
+            tracing::info!(compiled = stats.compiled, reused = stats.reused, "compiled the plugin: its functions compiled now and reused from earlier compiles");
+        }
+        plugin.map(|plugin| Plugin { functions: stats, ..plugin })
     }
 
     /// Test hook: instantiates any component under this engine's sandbox
@@ -205,6 +212,7 @@ impl PluginEngine {
             wasm_sha256,
             from_cache,
             compile_time,
+            functions: FunctionStats::default(),
             instance_start,
             model_digest: std::sync::OnceLock::new(),
             _epochs: self.ticker.token.clone(),
@@ -271,6 +279,9 @@ pub struct Plugin {
     pub from_cache: bool,
     /// Time to compile, or to load the cached artifact.
     pub compile_time: Duration,
+    /// Functions Cranelift compiled and reused for this load, over every
+    /// form compiled (see `function_cache`).
+    pub functions: FunctionStats,
     /// Snapshot or model load, and why.
     pub instance_start: InstanceStart,
     /// SHA-256 over the model files' contents, computed on first use.

@@ -38,6 +38,28 @@ pub fn hostile_wasm() -> PathBuf {
     env_path("LLMA_TEST_HOSTILE_PLUGIN")
 }
 
+/// `wasm` with a custom section appended: the same code, another build
+/// (another SHA-256, so another version label and another compile).
+pub fn rebuilt(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let section_name = b"llma-test-build";
+    let mut payload = vec![section_name.len() as u8];
+    payload.extend_from_slice(section_name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut bytes = wasm.to_vec();
+    bytes.push(0); // custom section id
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        bytes.push(if len == 0 { byte } else { byte | 0x80 });
+        if len == 0 {
+            break;
+        }
+    }
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
 /// The tests' signing key pair (`make signed-plugins` makes it once into build/keys).
 pub fn signing_key() -> PathBuf {
     env_path("LLMA_TEST_SIGNING_KEY")
