@@ -162,9 +162,9 @@ impl CompileCache {
     }
 }
 
-/// Where the SHA-256 of the artifact at `path` (`<key>.cwasm`) is recorded:
-/// `<key>.digest`, named by the same key, so pruning removes both.
-fn digest_path(path: &Path) -> PathBuf {
+/// Where the SHA-256 of the file at `path` (`<key>.cwasm`, `<key>.functions`)
+/// is recorded: `<key>.digest`, named by the same key, so pruning removes both.
+pub(super) fn digest_path(path: &Path) -> PathBuf {
     path.with_extension("digest")
 }
 

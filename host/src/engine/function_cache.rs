@@ -10,12 +10,12 @@
 //! after its artifacts were pruned or a second worker on the machine
 //! compiles only what changed.
 //!
-//! The store is in memory during a load and one file in the compile cache
-//! dir between loads (`<key>.functions`, the key naming the engine like an
-//! artifact's, so it is pruned with them), checked against its digest before
-//! it is read like every cached native code (see `integrity`). The file holds
-//! the functions of the latest load, then older ones up to
-//! [`MAX_FILE_BYTES`].
+//! The store is in memory during a load (one load at a time per engine)
+//! and one file in the compile cache dir between loads (`<key>.functions`,
+//! the key naming the engine like an artifact's, so it is pruned with them),
+//! checked against its digest before it is read like every cached native
+//! code (see `integrity`). The file holds the functions of the latest load,
+//! then older ones, up to [`MAX_FILE_BYTES`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use wasmtime::Engine;
 
-use super::cache::{engine_fingerprint, write_atomically};
+use super::cache::{digest_path, engine_fingerprint, write_atomically};
 use super::integrity;
 
 /// The file's size cap: about two plugins' functions (the sentiment
@@ -96,10 +96,6 @@ pub(super) fn path(engine: &Engine, dir: &Path) -> PathBuf {
     let mut h = engine_fingerprint(engine);
     sha2::Digest::update(&mut h, b"functions");
     dir.join(format!("{}.functions", hex::encode(sha2::Digest::finalize(h))))
-}
-
-fn digest_path(path: &Path) -> PathBuf {
-    path.with_extension("digest")
 }
 
 impl Store {

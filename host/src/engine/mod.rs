@@ -80,6 +80,8 @@ pub struct PluginEngine {
     options: EngineOptions,
     cache: CompileCache,
     functions: Arc<function_cache::FunctionCache>,
+    /// One load at a time: the function store is one per engine.
+    loading: parking_lot::Mutex<()>,
     ticker: EpochTicker,
 }
 
@@ -109,7 +111,7 @@ impl PluginEngine {
         config.enable_incremental_compilation(functions.clone()).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let engine = Engine::new(&config).map_err(|e| EngineError::Compile(format!("engine: {e:#}")))?;
         let ticker = if limits.metering.epoch() { EpochTicker::start(engine.clone(), limits.epoch_tick)? } else { EpochTicker::none() };
-        Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir, options.cache_budget_bytes), functions, ticker })
+        Ok(PluginEngine { engine, limits, options, cache: CompileCache::new(cache_dir, options.cache_budget_bytes), functions, loading: Default::default(), ticker })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -135,6 +137,7 @@ impl PluginEngine {
     /// (made now if the policy allows and none is cached), else by loading
     /// the model in each instance.
     pub fn load_plugin(&self, wasm: &[u8], model_dir: &Path) -> Result<Plugin, EngineError> {
+        let _one_at_a_time = self.loading.lock();
         let functions = self.cache.dir().map(|dir| function_cache::path(&self.engine, dir));
         self.functions.begin(functions.as_deref());
         let plugin = self.prepare_plugin(wasm, model_dir);

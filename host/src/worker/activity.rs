@@ -324,6 +324,10 @@ impl SentimentActivities {
         let mut last = Progress { done: 0, total: 0 };
         let result = loop {
             tokio::select! {
+                // In this order: a report sent before the job ended is
+                // recorded before its end is seen (a random pick could drop
+                // a short task's only report).
+                biased;
                 Some(p) = rx.recv() => {
                     last = p;
                     self.watchdog.progress();
