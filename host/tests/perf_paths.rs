@@ -176,20 +176,10 @@ fn the_cache_stays_within_its_bytes_under_real_traffic() {
     assert!(cache.stats().evictions > 0);
 }
 
-/// The same component with a custom section appended: another build
+/// The same component rebuilt (see `common::rebuilt`): another build
 /// (another SHA-256) that behaves identically.
 fn rebuilt_component() -> Vec<u8> {
-    let mut wasm = std::fs::read(common::plugin_wasm()).unwrap();
-    let name = b"llma-test-build";
-    let payload = b"2";
-    let body_len = 1 + name.len() + payload.len();
-    assert!(body_len < 128 && name.len() < 128);
-    wasm.push(0);
-    wasm.push(body_len as u8);
-    wasm.push(name.len() as u8);
-    wasm.extend_from_slice(name);
-    wasm.extend_from_slice(payload);
-    wasm
+    common::rebuilt(&std::fs::read(common::plugin_wasm()).unwrap(), "2")
 }
 
 #[test]

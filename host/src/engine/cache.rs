@@ -95,7 +95,7 @@ impl CompileCache {
         let key = Self::key(engine, wasm);
         if let Some(path) = self.path(&key) {
             if path.is_file() {
-                if let Some(component) = load_checked(engine, &path, &digest_path(&path)) {
+                if let Some(component) = load_checked(engine, &path) {
                     mark_used(&path);
                     return Ok((component, true));
                 }
@@ -103,11 +103,7 @@ impl CompileCache {
         }
         let compiled = engine.precompile_component(wasm).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         if let Some(path) = self.path(&key) {
-            // The digest goes last: a crash in between leaves an artifact
-            // without one, which the next load discards.
-            let written = write_atomically(&path, &compiled)
-                .and_then(|()| write_atomically(&digest_path(&path), integrity::digest_bytes(&compiled).as_bytes()));
-            match written {
+            match write_with_digest(&path, &compiled) {
                 Ok(()) => {
                     self.prune(&[&key]);
                 }
@@ -172,8 +168,8 @@ pub(super) fn digest_path(path: &Path) -> PathBuf {
 /// accepts it; otherwise it is deleted (with its digest), logged and
 /// counted, and the caller compiles anew. The file is read once: the bytes
 /// checked are the bytes deserialized.
-fn load_checked(engine: &Engine, path: &Path, digest: &Path) -> Option<Component> {
-    let (reason, why) = match integrity::read_checked(path, digest) {
+fn load_checked(engine: &Engine, path: &Path) -> Option<Component> {
+    let (reason, why) = match integrity::read_checked(path, &digest_path(path)) {
         // SAFETY: the bytes are an artifact this cache wrote with
         // `precompile_component` for an engine with the same compatibility
         // hash (part of the key), unchanged since (their SHA-256 is the one
@@ -185,11 +181,25 @@ fn load_checked(engine: &Engine, path: &Path, digest: &Path) -> Option<Component
         },
         Err(m) => (m.reason(), m.to_string()),
     };
-    let _ = std::fs::remove_file(path);
-    let _ = std::fs::remove_file(digest);
-    crate::metrics::record_cache_discarded("artifact", reason);
+    discard(path, "artifact", reason);
     tracing::warn!(path = %path.display(), reason = %why, "discarded a cached compiled artifact; compiling it again");
     None
+}
+
+/// Writes `bytes` to `path`, then their digest beside it (see
+/// [`digest_path`]): the digest goes last, so a crash in between leaves a
+/// file without one, which the next load discards.
+pub(super) fn write_with_digest(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, bytes)?;
+    write_atomically(&digest_path(path), integrity::digest_bytes(bytes).as_bytes())
+}
+
+/// Deletes a cached file that failed its check, and its digest, and counts
+/// it by `kind` and `reason`; the caller logs why and rebuilds it.
+pub(super) fn discard(path: &Path, kind: &str, reason: &str) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(digest_path(path));
+    crate::metrics::record_cache_discarded(kind, reason);
 }
 
 /// Records that a cached file was just used: pruning goes by this time.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use wasmtime::Engine;
 
-use super::cache::{digest_path, engine_fingerprint, write_atomically};
+use super::cache::{digest_path, discard, engine_fingerprint, mark_used, write_with_digest};
 use super::integrity;
 
 /// The file's size cap: about two plugins' functions (the sentiment
@@ -116,9 +116,7 @@ impl Store {
                 }
             }
             Err((reason, why)) => {
-                let _ = std::fs::remove_file(file);
-                let _ = std::fs::remove_file(digest_path(file));
-                crate::metrics::record_cache_discarded("functions", reason);
+                discard(file, "functions", reason);
                 tracing::warn!(path = %file.display(), reason = %why, "discarded the cached compiled functions; compiling them again");
             }
         }
@@ -146,15 +144,11 @@ impl FunctionCache {
         drop(store);
         let Some(file) = file else { return stats };
         if stats.compiled > 0 || entries.values().any(|e| !e.used) {
-            let bytes = serialize(entries);
-            // The digest goes last: a file without one is discarded.
-            let written = write_atomically(file, &bytes)
-                .and_then(|()| write_atomically(&digest_path(file), integrity::digest_bytes(&bytes).as_bytes()));
-            if let Err(e) = written {
+            if let Err(e) = write_with_digest(file, &serialize(entries)) {
                 tracing::warn!(path = %file.display(), error = %e, "cannot cache the compiled functions");
             }
         } else if stats.reused > 0 {
-            super::cache::mark_used(file);
+            mark_used(file);
         }
         stats
     }

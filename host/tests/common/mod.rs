@@ -41,22 +41,9 @@ pub fn hostile_wasm() -> PathBuf {
 /// `wasm` with a custom section appended: the same code, another build
 /// (another SHA-256, so another version label and another compile).
 pub fn rebuilt(wasm: &[u8], tag: &str) -> Vec<u8> {
-    let section_name = b"llma-test-build";
-    let mut payload = vec![section_name.len() as u8];
-    payload.extend_from_slice(section_name);
-    payload.extend_from_slice(tag.as_bytes());
+    use wasm_encoder::ComponentSection as _;
     let mut bytes = wasm.to_vec();
-    bytes.push(0); // custom section id
-    let mut len = payload.len();
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        bytes.push(if len == 0 { byte } else { byte | 0x80 });
-        if len == 0 {
-            break;
-        }
-    }
-    bytes.extend_from_slice(&payload);
+    wasm_encoder::CustomSection { name: "llma-test-build".into(), data: tag.as_bytes().into() }.append_to_component(&mut bytes);
     bytes
 }
 
