@@ -13,6 +13,9 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 # dir, where it grew by gigabytes per checkout and bought little for a build
 # that mostly compiles the host crate once.
 export CARGO_INCREMENTAL ?= 0
+# librdkafka (compiled from C by rdkafka-sys) without debug symbols, as the
+# Rust dependencies are built (debug = false): mklove's documented switch.
+export MKL_NO_DEBUG_SYMBOLS ?= y
 # The plugins' build scripts rebuild them when the checkout changes (their
 # artifacts in the shared build dir would otherwise pass for another's).
 export LLMA_CHECKOUT_DIR := $(CURDIR)
