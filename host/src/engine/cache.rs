@@ -158,8 +158,9 @@ impl CompileCache {
     }
 }
 
-/// Where the SHA-256 of the file at `path` (`<key>.cwasm`, `<key>.functions`)
-/// is recorded: `<key>.digest`, named by the same key, so pruning removes both.
+/// Where the SHA-256 of the file at `path` (`<key>.cwasm`, `<key>.functions`,
+/// `<key>.snapshot.cwasm`) is recorded: the same name with the extension
+/// `digest`, so pruning, which goes by the key, removes both.
 pub(super) fn digest_path(path: &Path) -> PathBuf {
     path.with_extension("digest")
 }

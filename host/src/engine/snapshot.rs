@@ -25,7 +25,7 @@ use wasmtime::Engine;
 use wasmtime_wizer::Wizer;
 
 use super::contract::{Contract, ContractBindings};
-use super::cache::{engine_fingerprint, mark_used, write_atomically, CompileCache};
+use super::cache::{digest_path, discard, engine_fingerprint, mark_used, write_atomically, CompileCache};
 use super::instance::{new_store, trapped};
 use super::{EngineError, Limits};
 
@@ -123,7 +123,9 @@ pub fn key(engine: &Engine, wasm_sha256: &str, model_identity: &str) -> String {
 }
 
 fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{key}.snapshot.cwasm")), dir.join(format!("{key}.snapshot.digest")))
+    let file = dir.join(format!("{key}.snapshot.cwasm"));
+    let sidecar = digest_path(&file);
+    (file, sidecar)
 }
 
 /// `len sha256` of a snapshot file (see `integrity`).
@@ -135,11 +137,11 @@ fn digest_of(path: &Path) -> std::io::Result<String> {
 /// Checks a cached snapshot against its SHA-256 recorded when it was written
 /// and maps it. `Ok(None)` when there is none; a damaged one is deleted,
 /// counted and reported as `Err`.
-fn open_cached(engine: &Engine, file: &Path, sidecar: &Path) -> Result<Option<(Component, u64)>, String> {
+fn open_cached(engine: &Engine, file: &Path) -> Result<Option<(Component, u64)>, String> {
     if !file.is_file() {
         return Ok(None);
     }
-    let (reason, verdict) = match super::integrity::check_file(file, sidecar) {
+    let (reason, verdict) = match super::integrity::check_file(file, &digest_path(file)) {
         Ok(actual) => {
             // SAFETY: the file is a snapshot this module compiled with
             // `precompile_component` for an engine of the same fingerprint
@@ -158,9 +160,7 @@ fn open_cached(engine: &Engine, file: &Path, sidecar: &Path) -> Result<Option<(C
         }
         Err(m) => (m.reason(), m.to_string()),
     };
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(sidecar);
-    crate::metrics::record_cache_discarded("snapshot", reason);
+    discard(file, "snapshot", reason);
     Err(verdict)
 }
 
@@ -197,7 +197,7 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     // never hold their load peaks at once.
     static CREATING: Mutex<()> = Mutex::new(());
     let _one_at_a_time = CREATING.lock();
-    match open_cached(engine, &file, &sidecar) {
+    match open_cached(engine, &file) {
         Ok(Some((component, file_bytes))) => {
             return Ok(Snapshot { component, path: file, created: false, took: started.elapsed(), file_bytes })
         }
@@ -235,7 +235,7 @@ pub fn load_or_create(req: Request<'_>) -> Result<Snapshot, Fallback> {
     write_atomically(&sidecar, digest.as_bytes()).map_err(|e| Fallback::Store(format!("write {}: {e}", sidecar.display())))?;
     compile_cache.prune(&[key, &CompileCache::key(engine, wasm)]);
     // Mapped from the file, so instances share its pages.
-    match open_cached(engine, &file, &sidecar) {
+    match open_cached(engine, &file) {
         Ok(Some((component, _))) => Ok(Snapshot { component, path: file, created: true, took: started.elapsed(), file_bytes }),
         Ok(None) => Err(Fallback::Store(format!("{} vanished after writing it", file.display()))),
         Err(why) => Err(Fallback::Store(why)),
@@ -294,7 +294,7 @@ mod tests {
         std::fs::write(&file, vec![7u8; 100_000]).unwrap();
         std::fs::write(&sidecar, digest_of(&file).unwrap()).unwrap();
         write(&file, &sidecar);
-        let out = open_cached(&Engine::default(), &file, &sidecar);
+        let out = open_cached(&Engine::default(), &file);
         (out, file.exists() || sidecar.exists())
     }
 
@@ -308,8 +308,8 @@ mod tests {
     #[test]
     fn no_file_is_no_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let (file, sidecar) = paths(dir.path(), "k");
-        assert!(matches!(open_cached(&Engine::default(), &file, &sidecar), Ok(None)));
+        let (file, _) = paths(dir.path(), "k");
+        assert!(matches!(open_cached(&Engine::default(), &file), Ok(None)));
     }
 
     #[test]
